@@ -1,0 +1,442 @@
+"""Provider payloads built from campaign content and one recipient.
+
+Everything here is a pure function of its arguments: no models, no database, no
+settings, no clock (callers pass ``now``). That keeps the builders cheap enough to run
+once per device during fan-out, testable without Django, and usable by the API layer
+to refuse oversized content at create/patch time with exactly the bytes the senders
+will later put on the wire (see ``encode_json`` and ``payload_size_report``).
+
+What the builders do *not* add, because it belongs to the sender or the project:
+the device token, ``apns-topic`` (the project's bundle id) and authentication.
+
+Returned dicts are fresh at the top levels, but nested values taken from
+``PushContent.data`` are shared with the content, not copied (copying every nested
+value per device would cost fan-out time for no benefit): treat results as read-only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+MAX_PAYLOAD_BYTES: Final = 4096
+"""APNs rejects alert payloads above 4096 bytes; FCM's limit for a message is the same."""
+
+APNS_COLLAPSE_ID_MAX_BYTES: Final = 64
+"""Apple refuses an ``apns-collapse-id`` longer than 64 bytes (the whole push fails)."""
+
+PRIORITY_HIGH: Final = "high"
+PRIORITY_NORMAL: Final = "normal"
+
+CAMPAIGN_ID_KEY: Final = "herald_campaign_id"
+"""Custom-data key the apps read to attribute opens to a campaign."""
+
+_APNS_PRIORITY: Final = {PRIORITY_HIGH: "10", PRIORITY_NORMAL: "5"}
+_ANDROID_PRIORITY: Final = {PRIORITY_HIGH: "HIGH", PRIORITY_NORMAL: "NORMAL"}
+_WEBPUSH_URGENCY: Final = {PRIORITY_HIGH: "high", PRIORITY_NORMAL: "normal"}
+
+# FCM refuses these data keys (and prefixes); "aps" would collide on iOS via FCM.
+_FCM_DROPPED_DATA_KEYS: Final = frozenset({"aps", "from", "message_type"})
+_FCM_DROPPED_DATA_PREFIXES: Final = ("google.", "gcm.")
+
+# Used only to measure: the expiry timestamp it yields has the same number of digits
+# (10) as any real send date between 2001 and 2286, so the measured size is exact.
+_SIZE_CHECK_NOW: Final = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A notification button. ``id`` is what the app receives when it is tapped."""
+
+    id: str
+    title: str
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PushContent:
+    """Everything about a push that is the same for every recipient of a campaign.
+
+    ``collapse_key`` is the operator's choice; ``collapse_id_default`` is the caller's
+    fallback (e.g. ``"c-<campaign id>"``) so a rare duplicate delivery displays once.
+    ``category`` is an APNs notification category the app has registered; when it is
+    empty and there are actions, a stable ``herald.<n>actions`` id is derived instead,
+    so an app can register one category per button count and read the button titles
+    from the ``actions`` custom key.
+    """
+
+    title: str
+    body: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    localizations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    image_url: str = ""
+    url: str = ""
+    actions: Sequence[Action] = ()
+    sound: str = ""
+    badge: int | None = None
+    collapse_key: str = ""
+    collapse_id_default: str = ""
+    priority: str = PRIORITY_HIGH
+    ttl_seconds: int | None = None
+    category: str = ""
+    campaign_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """The per-device facts that change a payload.
+
+    ``platform`` (``ios``/``android``/``web``) does not change the payloads built today
+    (an FCM message carries every platform's block); it is here so callers hand over
+    one recipient record and the builders can specialise later without new signatures.
+    """
+
+    language: str = ""
+    platform: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadTooLarge:
+    """One provider payload, for one language, that a provider would refuse.
+
+    ``language`` is the localization key as the operator wrote it, or ``""`` for the
+    default title/body.
+    """
+
+    provider: str
+    language: str
+    size: int
+    limit: int
+
+
+def encode_json(obj: object) -> bytes:
+    """Encode ``obj`` exactly as the senders put it on the wire.
+
+    Compact separators and raw UTF-8 (not ``\\uXXXX`` escapes), so the size check and
+    the providers count the same bytes and multibyte text costs what it really costs.
+    Raises ``ValueError`` for NaN/Infinity (not JSON) and ``UnicodeEncodeError`` (a
+    ``ValueError``) for lone surrogates, which input validation should refuse first.
+    """
+    return _json_text(obj).encode("utf-8")
+
+
+def select_text(content: PushContent, language: str) -> tuple[str, str]:
+    """Return the ``(title, body)`` to show a user whose language is ``language``.
+
+    Localization keys are matched case-insensitively with ``_`` and ``-`` equivalent:
+    first the exact tag (``pt-BR``), then its base language (``pt``). Each field falls
+    back on its own - a ``pt-BR`` entry with only a title takes its body from ``pt``,
+    then from the default body - so operators can localize one field at a time. Empty
+    strings count as missing, because an empty title or body is never what was meant.
+    """
+    candidates = _matching_localizations(content.localizations, language)
+    title = next((loc["title"] for loc in candidates if loc.get("title")), content.title)
+    body = next((loc["body"] for loc in candidates if loc.get("body")), content.body)
+    return title, body
+
+
+def build_apns(
+    content: PushContent, recipient: Recipient, *, now: datetime
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Build the APNs ``(payload, headers)`` for one device.
+
+    Custom data sits next to ``aps`` because that is where iOS apps read it. A data
+    key can never replace ``aps`` (it would remove the alert); Herald's own keys
+    (``url``, ``image_url``, ``actions``, ``herald_campaign_id``) win over data keys
+    of the same name when the campaign sets them, and leave the data value in place
+    when it does not. ``image_url`` goes into custom data (with ``mutable-content``)
+    because APNs cannot attach images itself: the app's notification service
+    extension downloads it.
+    """
+    _require_aware(now)
+    title, body = select_text(content, recipient.language)
+
+    aps: dict[str, Any] = {"alert": {"title": title, "body": body}}
+    aps.update(_apns_aps_options(content))
+
+    payload: dict[str, Any] = {"aps": aps}
+    for key, value in content.data.items():
+        if key != "aps":
+            payload[key] = value
+    if content.url:
+        payload["url"] = content.url
+    if content.image_url:
+        payload["image_url"] = content.image_url
+    if content.actions:
+        payload["actions"] = _actions_as_data(content.actions)
+    if content.campaign_id:
+        payload[CAMPAIGN_ID_KEY] = content.campaign_id
+
+    headers = {"apns-push-type": "alert"}
+    headers.update(_apns_headers(content, now))
+    return payload, headers
+
+
+def build_fcm(content: PushContent, recipient: Recipient, *, now: datetime) -> dict[str, Any]:
+    """Build the FCM HTTP v1 ``message`` object for one device, without ``token``.
+
+    FCM only accepts string values in ``data``, so other values are JSON-encoded and
+    the app decodes them (``actions`` arrives as a JSON string too). Keys FCM reserves
+    (``from``, ``message_type``, ``google.*``, ``gcm.*``) are dropped: FCM would
+    reject the whole message for them, failing every Android and web device of the
+    campaign. ``aps`` is dropped too, because FCM copies data keys to the top level of
+    the APNs payload on iOS, where it would collide with the real ``aps``.
+    ``reserved_data_keys`` lets the API refuse all of these up front. The same
+    precedence as APNs applies: the campaign's own ``url``/``actions``/campaign id win
+    over data keys of the same name when set.
+
+    Android's ``click_action`` is an intent action the app must declare, not a URL, so
+    it is set only from an explicit ``category`` (the field FCM maps it to on iOS) and
+    never from the derived ``herald.<n>actions`` id, which an Android app would not
+    know: a ``click_action`` with no matching activity makes taps do nothing.
+    The web ``fcm_options.link`` is set only for https URLs, which FCM requires.
+    """
+    _require_aware(now)
+    title, body = select_text(content, recipient.language)
+    collapse_key = content.collapse_key or content.collapse_id_default
+
+    notification: dict[str, Any] = {"title": title, "body": body}
+    if content.image_url:
+        notification["image"] = content.image_url
+
+    data = {
+        key: value if isinstance(value, str) else _json_text(value)
+        for key, value in content.data.items()
+        if not _is_dropped_from_fcm_data(key)
+    }
+    if content.url:
+        data["url"] = content.url
+    if content.actions:
+        data["actions"] = _json_text(_actions_as_data(content.actions))
+    if content.campaign_id:
+        data[CAMPAIGN_ID_KEY] = content.campaign_id
+
+    message: dict[str, Any] = {"notification": notification}
+    if data:
+        message["data"] = data
+    message["android"] = _android_config(content, collapse_key)
+    message["apns"] = _fcm_apns_config(content, now)
+    message["webpush"] = _webpush_config(content, title, body)
+    return message
+
+
+def reserved_data_keys(data: Mapping[str, Any]) -> list[str]:
+    """Return the keys of ``data`` some builder drops, in order, for input validation.
+
+    The builders drop them so a send never fails on them; the API layer can use this
+    to tell the operator instead of silently losing those values on some platforms.
+    """
+    return [key for key in data if _is_dropped_from_fcm_data(key)]
+
+
+def payload_size_report(content: PushContent) -> list[PayloadTooLarge]:
+    """List every payload of ``content`` a provider would refuse; empty means fine.
+
+    Checked at campaign create/patch time so an oversized campaign is refused with
+    PAYLOAD_TOO_LARGE instead of failing on every device at send time. Each
+    localization is checked as a recipient with that language would receive it
+    (including per-field fallback), because a long translation alone can overflow.
+    Sizes are of ``encode_json`` output, the bytes the senders send. The FCM figure
+    is the whole v1 message, which carries title and body twice (``notification`` and
+    ``webpush``), so it is stricter than what FCM delivers to any one device and
+    usually the first to overflow.
+
+    Raises ``ValueError`` for content the builders refuse (unknown priority, negative
+    TTL, NaN or lone surrogates in text or data): validate those fields first.
+    """
+    report: list[PayloadTooLarge] = []
+    for language in ("", *content.localizations):
+        recipient = Recipient(language=language)
+        apns_payload, _ = build_apns(content, recipient, now=_SIZE_CHECK_NOW)
+        fcm_message = build_fcm(content, recipient, now=_SIZE_CHECK_NOW)
+        for provider, built in (("apns", apns_payload), ("fcm", fcm_message)):
+            size = len(encode_json(built))
+            if size > MAX_PAYLOAD_BYTES:
+                report.append(PayloadTooLarge(provider, language, size, MAX_PAYLOAD_BYTES))
+    return report
+
+
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """Cut ``text`` to at most ``max_bytes`` of UTF-8 without splitting a character.
+
+    Byte limits (like ``apns-collapse-id``'s) are not character limits: slicing the
+    string by length could still be too long, and slicing the bytes could leave half
+    a character, which is not valid UTF-8.
+    """
+    encoded = text.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def _json_text(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _normalize_language(tag: str) -> str:
+    return tag.strip().replace("_", "-").lower()
+
+
+def _matching_localizations(
+    localizations: Mapping[str, Mapping[str, str]], language: str
+) -> list[Mapping[str, str]]:
+    """Localizations to try for ``language``, most specific first.
+
+    If two keys normalize to the same tag (``pt_BR`` and ``pt-br``), the first one in
+    the mapping wins, so the choice is stable.
+    """
+    wanted = _normalize_language(language)
+    if not wanted:
+        return []
+    base = wanted.split("-", 1)[0]
+    exact: Mapping[str, str] | None = None
+    base_match: Mapping[str, str] | None = None
+    for key, localization in localizations.items():
+        normalized = _normalize_language(key)
+        if exact is None and normalized == wanted:
+            exact = localization
+        elif base_match is None and normalized == base:
+            base_match = localization
+    return [loc for loc in (exact, base_match) if loc is not None]
+
+
+def _require_aware(now: datetime) -> None:
+    # A naive datetime's timestamp() is read in the server's local zone, which would
+    # shift every expiry by the UTC offset.
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be a timezone-aware datetime")
+
+
+def _priority(content: PushContent) -> str:
+    if content.priority not in _APNS_PRIORITY:
+        raise ValueError(f"unknown priority {content.priority!r}")
+    return content.priority
+
+
+def _ttl(content: PushContent) -> int | None:
+    if content.ttl_seconds is not None and content.ttl_seconds < 0:
+        raise ValueError("ttl_seconds must not be negative")
+    return content.ttl_seconds
+
+
+def _category(content: PushContent) -> str:
+    if content.category:
+        return content.category
+    if content.actions:
+        return f"herald.{len(content.actions)}actions"
+    return ""
+
+
+def _apns_aps_options(content: PushContent) -> dict[str, Any]:
+    """The ``aps`` keys shared by direct APNs and FCM's ``apns`` block, alert aside."""
+    aps: dict[str, Any] = {}
+    if content.sound:
+        aps["sound"] = content.sound
+    if content.badge is not None:
+        aps["badge"] = content.badge
+    if content.image_url:
+        aps["mutable-content"] = 1
+    category = _category(content)
+    if category:
+        aps["category"] = category
+    return aps
+
+
+def _apns_headers(content: PushContent, now: datetime) -> dict[str, str]:
+    """Priority, expiry and collapse headers, shared by direct APNs and FCM.
+
+    ``apns-expiration`` of 0 means "deliver now or never"; omitting it lets Apple
+    store the push for its default period, which is what no TTL means.
+    """
+    headers = {"apns-priority": _APNS_PRIORITY[_priority(content)]}
+    ttl = _ttl(content)
+    if ttl is not None:
+        expiration = 0 if ttl == 0 else int(now.timestamp()) + ttl
+        headers["apns-expiration"] = str(expiration)
+    collapse_id = truncate_utf8(
+        content.collapse_key or content.collapse_id_default, APNS_COLLAPSE_ID_MAX_BYTES
+    )
+    if collapse_id:
+        headers["apns-collapse-id"] = collapse_id
+    return headers
+
+
+def _actions_as_data(actions: Sequence[Action]) -> list[dict[str, str]]:
+    result = []
+    for action in actions:
+        item = {"id": action.id, "title": action.title}
+        if action.url:
+            item["url"] = action.url
+        result.append(item)
+    return result
+
+
+def _is_dropped_from_fcm_data(key: str) -> bool:
+    return key in _FCM_DROPPED_DATA_KEYS or key.startswith(_FCM_DROPPED_DATA_PREFIXES)
+
+
+def _android_config(content: PushContent, collapse_key: str) -> dict[str, Any]:
+    android: dict[str, Any] = {"priority": _ANDROID_PRIORITY[_priority(content)]}
+    ttl = _ttl(content)
+    if ttl is not None:
+        android["ttl"] = f"{ttl}s"
+    if collapse_key:
+        android["collapse_key"] = collapse_key
+    notification = dict(_android_notification_items(content, collapse_key))
+    if notification:
+        android["notification"] = notification
+    return android
+
+
+def _android_notification_items(
+    content: PushContent, collapse_key: str
+) -> Iterator[tuple[str, str]]:
+    if collapse_key:
+        # A tag replaces the notification already in the drawer, the visible half of
+        # collapsing (collapse_key only drops undelivered messages).
+        yield "tag", collapse_key
+    if content.sound:
+        yield "sound", content.sound
+    if content.image_url:
+        yield "image", content.image_url
+    if content.category:
+        yield "click_action", content.category
+
+
+def _fcm_apns_config(content: PushContent, now: datetime) -> dict[str, Any]:
+    config: dict[str, Any] = {"headers": _apns_headers(content, now)}
+    aps = _apns_aps_options(content)
+    if aps:
+        config["payload"] = {"aps": aps}
+    return config
+
+
+def _webpush_config(content: PushContent, title: str, body: str) -> dict[str, Any]:
+    headers: dict[str, str] = {}
+    ttl = _ttl(content)
+    if ttl is not None:
+        headers["TTL"] = str(ttl)
+    headers["Urgency"] = _WEBPUSH_URGENCY[_priority(content)]
+    notification: dict[str, Any] = {"title": title, "body": body}
+    if content.image_url:
+        notification["image"] = content.image_url
+    if content.actions:
+        notification["actions"] = [
+            {"action": action.id, "title": action.title} for action in content.actions
+        ]
+    webpush: dict[str, Any] = {"headers": headers, "notification": notification}
+    if _is_https_url(content.url):
+        webpush["fcm_options"] = {"link": content.url}
+    return webpush
+
+
+def _is_https_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket; not a link FCM would take
+        return False
+    return parts.scheme.lower() == "https" and bool(parts.netloc)
