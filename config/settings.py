@@ -182,7 +182,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["core.auth.IsAuthenticatedForProject"],
     "DEFAULT_THROTTLE_CLASSES": ["core.throttling.ApiRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.ObjectJSONParser"],
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -214,3 +214,10 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
     },
 }
+
+# --- Scheduling -------------------------------------------------------------
+# Wake-up tasks get an ETA only when due within this window, which stays well
+# under the broker's visibility_timeout so Redis never redelivers a sleeping ETA
+# task; the sweeper arms the rest as they come due (docs/scheduling.md).
+HERALD_SCHEDULE_ETA_WINDOW_SECONDS = env_int("HERALD_SCHEDULE_ETA_WINDOW_SECONDS", 300)
+HERALD_SWEEP_INTERVAL_SECONDS = env_int("HERALD_SWEEP_INTERVAL_SECONDS", 15)

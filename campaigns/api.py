@@ -1,0 +1,180 @@
+"""Campaign HTTP API (DESIGN.md, "HTTP API"). Thin: parse, call one service, serialize.
+
+Every view serves both the project route (`/admin/projects/{projectId}/push/...`)
+and the short alias (`/admin/push/...`), where the project comes from the key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from campaigns import selectors, services
+from campaigns.serializers import (
+    CampaignPageSerializer,
+    CampaignSerializer,
+    CampaignWriteSerializer,
+    DeliveryPageSerializer,
+    DeliverySerializer,
+    ErrorSerializer,
+    RunSerializer,
+)
+from campaigns.validation import validate_create, validate_update
+from core.auth import parse_uuid, project_for_request
+from core.errors import InvalidInput
+from core.models import Project
+from core.pagination import parse_limit
+
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer}
+CURSOR = OpenApiParameter("cursor", str, description="`next` from the previous page.")
+LIMIT = OpenApiParameter("limit", int, description="Page size, 1-200 (default 50).")
+
+
+class ProjectScopedView(APIView):
+    failure_codes: dict[str, str] = {}
+
+    def project(self, request: Request, kwargs: dict[str, Any]) -> Project:
+        return project_for_request(request, kwargs.get("project_id"))
+
+    @staticmethod
+    def campaign_id(kwargs: dict[str, Any]) -> uuid.UUID:
+        return parse_uuid(
+            kwargs.get("campaign_id"), code="INVALID_CAMPAIGN_ID", field="campaignId"
+        )
+
+
+class CampaignListView(ProjectScopedView):
+    failure_codes = {"GET": "LIST_FAILED", "POST": "CREATE_FAILED"}
+
+    @extend_schema(
+        parameters=[
+            CURSOR,
+            LIMIT,
+            OpenApiParameter("status", str, description="Only campaigns in this status."),
+        ],
+        responses={200: CampaignPageSerializer, **ERRORS},
+        summary="List campaigns, newest first",
+    )
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        rows, next_cursor = selectors.campaign_page(
+            project=project,
+            cursor=request.query_params.get("cursor"),
+            limit=parse_limit(request.query_params.get("limit")),
+            status=request.query_params.get("status"),
+        )
+        return Response({"results": CampaignSerializer(rows, many=True).data, "next": next_cursor})
+
+    @extend_schema(
+        request=CampaignWriteSerializer,
+        responses={201: CampaignSerializer, **ERRORS},
+        summary="Create a campaign (draft, or scheduled when scheduled_at is given)",
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        fields = validate_create(request.data)
+        campaign = services.campaign_create(project=project, fields=fields)
+        return Response(CampaignSerializer(campaign).data, status=201)
+
+
+class CampaignDetailView(ProjectScopedView):
+    failure_codes = {"GET": "FETCH_FAILED", "PATCH": "UPDATE_FAILED", "DELETE": "DELETE_FAILED"}
+
+    @extend_schema(responses={200: CampaignSerializer, **ERRORS}, summary="Fetch a campaign")
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        campaign = selectors.campaign_get(project=project, campaign_id=self.campaign_id(kwargs))
+        return Response(CampaignSerializer(campaign).data)
+
+    @extend_schema(
+        request=CampaignWriteSerializer,
+        responses={200: CampaignSerializer, 502: ErrorSerializer, **ERRORS},
+        summary="Update a draft or scheduled campaign",
+    )
+    def patch(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        campaign_id = self.campaign_id(kwargs)
+        fields = validate_update(request.data)
+        campaign = services.campaign_update(
+            project=project, campaign_id=campaign_id, fields=fields
+        )
+        return Response(CampaignSerializer(campaign).data)
+
+    @extend_schema(responses={204: None, **ERRORS}, summary="Delete a draft or scheduled campaign")
+    def delete(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        services.campaign_delete(project=project, campaign_id=self.campaign_id(kwargs))
+        return Response(status=204)
+
+
+class CampaignSendView(ProjectScopedView):
+    failure_codes = {"POST": "SEND_FAILED"}
+
+    @extend_schema(
+        request=None,
+        responses={200: CampaignSerializer, 500: ErrorSerializer, **ERRORS},
+        summary="Send now (draft or failed -> sending)",
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        campaign = services.campaign_send(project=project, campaign_id=self.campaign_id(kwargs))
+        return Response(CampaignSerializer(campaign).data)
+
+
+class CampaignCancelView(ProjectScopedView):
+    failure_codes = {"POST": "CANCEL_FAILED"}
+
+    @extend_schema(
+        request=None,
+        responses={200: CampaignSerializer, **ERRORS},
+        summary="Cancel a scheduled or sending campaign",
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        campaign = services.campaign_cancel(project=project, campaign_id=self.campaign_id(kwargs))
+        return Response(CampaignSerializer(campaign).data)
+
+
+class CampaignDeliveriesView(ProjectScopedView):
+    failure_codes = {"GET": "LIST_FAILED"}
+
+    @extend_schema(
+        parameters=[
+            CURSOR,
+            LIMIT,
+            OpenApiParameter("status", str, description="queued|sent|failed|invalid_token|skipped"),
+            OpenApiParameter("run", int, description="Only this run."),
+        ],
+        responses={200: DeliveryPageSerializer, **ERRORS},
+        summary="Per-token delivery results",
+    )
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        campaign = selectors.campaign_get(project=project, campaign_id=self.campaign_id(kwargs))
+        run_param = request.query_params.get("run")
+        if run_param is not None and not run_param.isdigit():
+            raise InvalidInput("run must be a run number.", details={"field": "run"})
+        rows, next_cursor = selectors.delivery_page(
+            campaign=campaign,
+            cursor=request.query_params.get("cursor"),
+            limit=parse_limit(request.query_params.get("limit")),
+            status=request.query_params.get("status"),
+            run=int(run_param) if run_param is not None else None,
+        )
+        return Response({"results": DeliverySerializer(rows, many=True).data, "next": next_cursor})
+
+
+class CampaignRunsView(ProjectScopedView):
+    failure_codes = {"GET": "LIST_FAILED"}
+
+    @extend_schema(responses={200: RunSerializer(many=True), **ERRORS}, summary="Runs with stats")
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        campaign = selectors.campaign_get(project=project, campaign_id=self.campaign_id(kwargs))
+        runs = selectors.campaign_runs(campaign=campaign)
+        return Response({"results": RunSerializer(runs, many=True).data})

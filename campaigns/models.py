@@ -1,0 +1,153 @@
+"""Push campaigns and their runs.
+
+A campaign's status moves only by conditional UPDATEs in campaigns.services
+(DESIGN.md, "Campaign states"); nothing here changes state on save.
+"""
+
+from __future__ import annotations
+
+import uuid
+from django.db import models
+
+from core.models import Project
+
+STAT_KEYS = ("targeted", "sent", "failed", "invalid_tokens", "skipped", "pending")
+
+
+def empty_stats() -> dict[str, int]:
+    return dict.fromkeys(STAT_KEYS, 0)
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SCHEDULED = "scheduled", "Scheduled"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+
+
+class PushCampaign(models.Model):
+    Status = CampaignStatus
+
+    class Priority(models.TextChoices):
+        HIGH = "high", "High"
+        NORMAL = "normal", "Normal"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="campaigns")
+    name = models.CharField(max_length=200)
+    title = models.CharField(max_length=500)
+    body = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    segment = models.ForeignKey(
+        "segments.Segment",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="campaigns",
+    )
+    status = models.CharField(
+        max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT
+    )
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    # Bumped on every schedule change: a wake-up task carrying an older version is stale.
+    schedule_version = models.PositiveIntegerField(default=0)
+    # The schedule_version a wake-up task was last enqueued for (the sweeper arms
+    # campaigns that come due within the ETA window and are not armed yet).
+    armed_version = models.PositiveIntegerField(default=0)
+    stats = models.JSONField(default=empty_stats)
+    # Content and delivery options (validated at create/patch time).
+    localizations = models.JSONField(default=dict, blank=True)
+    image_url = models.URLField(max_length=2000, blank=True)
+    url = models.CharField(max_length=2000, blank=True)
+    actions = models.JSONField(default=list, blank=True)
+    sound = models.CharField(max_length=200, blank=True)
+    badge = models.PositiveIntegerField(null=True, blank=True)
+    collapse_key = models.CharField(max_length=64, blank=True)
+    priority = models.CharField(max_length=8, choices=Priority.choices, default=Priority.HIGH)
+    ttl_seconds = models.PositiveIntegerField(null=True, blank=True)
+    platforms = models.JSONField(default=list, blank=True)
+    targeting = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    recurrence = models.JSONField(null=True, blank=True)
+    end_at = models.DateTimeField(null=True, blank=True)
+    quiet_hours = models.JSONField(null=True, blank=True)
+    deliver_in_user_timezone = models.BooleanField(default=False)
+    throttle_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # Bookkeeping.
+    current_run = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "push_campaigns"
+        indexes = [
+            models.Index(fields=("project", "-created_at", "-id"), name="campaign_project_created"),
+            models.Index(fields=("status", "scheduled_at"), name="campaign_status_scheduled"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_editable(self) -> bool:
+        return self.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+
+
+class CampaignRun(models.Model):
+    """One occurrence of a campaign: a send, a scheduled fire, a recurrence, a push."""
+
+    class Trigger(models.TextChoices):
+        SEND = "send", "Send now"
+        SCHEDULE = "schedule", "Scheduled"
+        RECURRENCE = "recurrence", "Recurring"
+        EXPLICIT = "explicit", "Explicit list"
+
+    class Status(models.TextChoices):
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    campaign = models.ForeignKey(PushCampaign, on_delete=models.CASCADE, related_name="runs")
+    number = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
+    # Counters are bumped with F() by concurrent batch tasks (no row lock).
+    targeted = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    invalid_tokens = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    # True once every delivery row of the run exists (the fan-out has finished).
+    fanout_done = models.BooleanField(default=False)
+    error = models.CharField(max_length=500, blank=True)
+    last_progress_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "campaign_runs"
+        ordering = ("-number",)
+        constraints = [
+            models.UniqueConstraint(fields=("campaign", "number"), name="run_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} run {self.number}"
+
+    @property
+    def stats(self) -> dict[str, int]:
+        done = self.sent + self.failed + self.invalid_tokens + self.skipped
+        return {
+            "targeted": self.targeted,
+            "sent": self.sent,
+            "failed": self.failed,
+            "invalid_tokens": self.invalid_tokens,
+            "skipped": self.skipped,
+            "pending": max(0, self.targeted - done),
+        }

@@ -1,0 +1,41 @@
+"""Wake-ups handed to the broker. The database decides; these only wake workers.
+
+Tasks are sent by name so services need not import the task modules (and the
+tasks, which call services, do not import back into an import cycle). Any broker
+failure surfaces as `EnqueueFailed`, which services turn into a `failed` campaign.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from kombu.exceptions import KombuError
+
+from config.celery import app
+
+logger = logging.getLogger("herald.queue")
+
+FAN_OUT_TASK = "campaigns.fan_out_campaign"
+FIRE_SCHEDULED_TASK = "campaigns.fire_scheduled_campaign"
+
+
+class EnqueueFailed(Exception):
+    """The broker refused or could not be reached."""
+
+
+def _send(name: str, args: list[object], eta: datetime | None = None) -> None:
+    try:
+        app.send_task(name, args=args, eta=eta)
+    except (KombuError, OSError) as exc:
+        logger.warning("Could not enqueue %s%s: %s", name, args, exc)
+        raise EnqueueFailed(str(exc) or type(exc).__name__) from exc
+
+
+def enqueue_fan_out(campaign_id: uuid.UUID, run: int) -> None:
+    _send(FAN_OUT_TASK, [str(campaign_id), run])
+
+
+def enqueue_fire(campaign_id: uuid.UUID, version: int, eta: datetime) -> None:
+    _send(FIRE_SCHEDULED_TASK, [str(campaign_id), version], eta=eta)

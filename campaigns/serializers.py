@@ -1,0 +1,140 @@
+"""Output shapes (and the documented input shape for the OpenAPI schema).
+
+Input is validated by campaigns.validation, which names a specific error code per
+field; `CampaignWriteSerializer` only documents that input for drf-spectacular.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from campaigns.models import CampaignRun, PushCampaign
+from delivery.models import PushDelivery
+
+
+class CampaignSerializer(serializers.ModelSerializer[PushCampaign]):
+    project_id = serializers.UUIDField(read_only=True)
+    segment_id = serializers.UUIDField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = PushCampaign
+        fields = (
+            "id",
+            "project_id",
+            "name",
+            "title",
+            "body",
+            "data",
+            "segment_id",
+            "status",
+            "scheduled_at",
+            "stats",
+            "localizations",
+            "image_url",
+            "url",
+            "actions",
+            "sound",
+            "badge",
+            "collapse_key",
+            "priority",
+            "ttl_seconds",
+            "platforms",
+            "targeting",
+            "tags",
+            "recurrence",
+            "end_at",
+            "quiet_hours",
+            "deliver_in_user_timezone",
+            "throttle_per_minute",
+            "current_run",
+            "last_error",
+            "created_at",
+            "updated_at",
+            "sent_at",
+            "completed_at",
+        )
+        read_only_fields = fields
+
+
+class CampaignPageSerializer(serializers.Serializer[object]):
+    results = CampaignSerializer(many=True)
+    next = serializers.CharField(allow_null=True)
+
+
+class CampaignWriteSerializer(serializers.Serializer[object]):
+    """Documentation of the create/PATCH body (see campaigns.validation)."""
+
+    title = serializers.CharField(max_length=500)
+    body = serializers.CharField(max_length=4000)
+    name = serializers.CharField(max_length=200, required=False)
+    data = serializers.DictField(required=False)
+    segment_id = serializers.UUIDField(required=False, allow_null=True)
+    scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
+    localizations = serializers.DictField(child=serializers.DictField(), required=False)
+    image_url = serializers.URLField(required=False)
+    url = serializers.CharField(required=False)
+    actions = serializers.ListField(child=serializers.DictField(), required=False, max_length=3)
+    sound = serializers.CharField(required=False)
+    badge = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    collapse_key = serializers.CharField(required=False, max_length=64)
+    priority = serializers.ChoiceField(choices=("high", "normal"), required=False)
+    ttl_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    platforms = serializers.ListField(
+        child=serializers.ChoiceField(choices=("ios", "android", "web")), required=False
+    )
+    targeting = serializers.DictField(required=False)
+    tags = serializers.ListField(child=serializers.CharField(), required=False)
+    recurrence = serializers.DictField(required=False, allow_null=True)
+    end_at = serializers.DateTimeField(required=False, allow_null=True)
+    quiet_hours = serializers.DictField(required=False, allow_null=True)
+    deliver_in_user_timezone = serializers.BooleanField(required=False)
+    throttle_per_minute = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+
+
+class DeliverySerializer(serializers.ModelSerializer[PushDelivery]):
+    token_id = serializers.IntegerField(read_only=True)
+    token = serializers.CharField(source="token.token", read_only=True)
+    platform = serializers.CharField(source="token.platform", read_only=True)
+    app_user_id = serializers.UUIDField(read_only=True, allow_null=True)
+    external_id = serializers.CharField(
+        source="app_user.external_id", read_only=True, allow_null=True, default=None
+    )
+    provider_message_id = serializers.CharField(source="provider_msg_id", read_only=True)
+
+    class Meta:
+        model = PushDelivery
+        fields = (
+            "id",
+            "run",
+            "token_id",
+            "token",
+            "provider",
+            "platform",
+            "app_user_id",
+            "external_id",
+            "status",
+            "error_message",
+            "provider_message_id",
+            "attempts",
+            "created_at",
+            "sent_at",
+        )
+        read_only_fields = fields
+
+
+class DeliveryPageSerializer(serializers.Serializer[object]):
+    results = DeliverySerializer(many=True)
+    next = serializers.CharField(allow_null=True)
+
+
+class RunSerializer(serializers.ModelSerializer[CampaignRun]):
+    class Meta:
+        model = CampaignRun
+        fields = ("number", "trigger", "status", "stats", "error", "started_at", "completed_at")
+        read_only_fields = fields
+
+
+class ErrorSerializer(serializers.Serializer[object]):
+    """`{"error": {"code", "message", "details"}}`"""
+
+    error = serializers.DictField()

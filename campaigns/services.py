@@ -1,0 +1,327 @@
+"""Campaign writes: every state change is one conditional UPDATE (DESIGN.md).
+
+Broker work happens after the database transaction has committed, so a worker
+never wakes up to a row it cannot see yet; if the broker then refuses, the
+campaign is moved to `failed` (never left in a stale `sending`/`scheduled`) and
+the caller gets SEND_FAILED / RESCHEDULE_FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from campaigns import queue
+from campaigns.content import check_payload_size
+from campaigns.models import CampaignRun, CampaignStatus, PushCampaign, empty_stats
+from core.errors import ApplicationError, Conflict, InvalidInput, NotFound, UpstreamFailure
+from core.models import Project
+from segments.models import Segment
+
+logger = logging.getLogger("herald.campaigns")
+
+EDITABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+SENDABLE = (CampaignStatus.DRAFT, CampaignStatus.FAILED)
+CANCELLABLE = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING)
+
+
+class SendFailed(ApplicationError):
+    status = 500
+    code = "SEND_FAILED"
+
+
+class RescheduleFailed(UpstreamFailure):
+    code = "RESCHEDULE_FAILED"
+
+
+def _get(project: Project, campaign_id: uuid.UUID) -> PushCampaign:
+    try:
+        return PushCampaign.objects.get(pk=campaign_id, project=project)
+    except PushCampaign.DoesNotExist as exc:
+        raise NotFound("Campaign not found.") from exc
+
+
+def _already_sent(status: str) -> Conflict:
+    return Conflict(
+        f"The campaign is already {status}.", code="ALREADY_SENT", details={"status": status}
+    )
+
+
+def _resolve_segment(project: Project, segment_id: uuid.UUID | None) -> Segment | None:
+    if segment_id is None:
+        return None
+    segment = Segment.objects.filter(pk=segment_id, project=project).first()
+    if segment is None:
+        raise InvalidInput(
+            "segment_id is not a segment of this project.",
+            code="INVALID_SEGMENT_ID",
+            details={"field": "segment_id"},
+        )
+    return segment
+
+
+def _apply(campaign: PushCampaign, fields: Mapping[str, Any]) -> list[str]:
+    changed = []
+    for name, value in fields.items():
+        if name == "segment_id":
+            campaign.segment = _resolve_segment(campaign.project, value)
+            changed.append("segment")
+        else:
+            setattr(campaign, name, value)
+            changed.append(name)
+    return changed
+
+
+def _mark_failed(campaign_id: uuid.UUID, reason: str, *, from_status: str) -> None:
+    PushCampaign.objects.filter(pk=campaign_id, status=from_status).update(
+        status=CampaignStatus.FAILED, last_error=reason[:500], updated_at=timezone.now()
+    )
+
+
+def _arm_if_due(campaign_id: uuid.UUID) -> None:
+    """Enqueue the ETA wake-up if the campaign comes due within the ETA window.
+
+    Raises EnqueueFailed. Campaigns further out are armed later by the sweeper.
+    """
+    window = timedelta(seconds=settings.HERALD_SCHEDULE_ETA_WINDOW_SECONDS)
+    campaign = PushCampaign.objects.get(pk=campaign_id)
+    if campaign.status != CampaignStatus.SCHEDULED or campaign.scheduled_at is None:
+        return
+    if campaign.scheduled_at - timezone.now() > window:
+        return
+    version = campaign.schedule_version
+    queue.enqueue_fire(campaign.id, version, campaign.scheduled_at)
+    PushCampaign.objects.filter(pk=campaign.id, schedule_version=version).update(
+        armed_version=version
+    )
+
+
+def campaign_create(*, project: Project, fields: Mapping[str, Any]) -> PushCampaign:
+    """Create a draft, or a scheduled campaign when scheduled_at is given."""
+    with transaction.atomic():
+        campaign = PushCampaign(project=project)
+        _apply(campaign, fields)
+        check_payload_size(campaign)
+        if campaign.scheduled_at is not None:
+            campaign.status = CampaignStatus.SCHEDULED
+            campaign.schedule_version = 1
+        campaign.save()
+    if campaign.status == CampaignStatus.SCHEDULED:
+        try:
+            _arm_if_due(campaign.id)
+        except queue.EnqueueFailed as exc:
+            _mark_failed(
+                campaign.id, f"Could not arm the schedule: {exc}", from_status="scheduled"
+            )
+        campaign.refresh_from_db()
+    return campaign
+
+
+def campaign_update(
+    *, project: Project, campaign_id: uuid.UUID, fields: Mapping[str, Any]
+) -> PushCampaign:
+    """PATCH a draft or scheduled campaign.
+
+    scheduled_at on a draft promotes it to scheduled; scheduled_at null demotes a
+    scheduled campaign to draft. Any schedule change bumps schedule_version so a
+    wake-up task enqueued for the old time finds itself stale and does nothing.
+    """
+    rearm = False
+    with transaction.atomic():
+        campaign = _get(project, campaign_id)
+        campaign = PushCampaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status not in EDITABLE:
+            raise _already_sent(campaign.status)
+        changed = _apply(campaign, fields)
+        if "scheduled_at" in fields:
+            campaign.schedule_version = F("schedule_version") + 1
+            changed.append("schedule_version")
+            campaign.status = (
+                CampaignStatus.DRAFT if fields["scheduled_at"] is None else CampaignStatus.SCHEDULED
+            )
+            changed.append("status")
+            rearm = campaign.status == CampaignStatus.SCHEDULED
+        if campaign.end_at is not None and campaign.scheduled_at is not None:
+            if campaign.end_at <= campaign.scheduled_at:
+                raise InvalidInput(
+                    "end_at must be after scheduled_at.", details={"field": "end_at"}
+                )
+        check_payload_size(campaign)
+        campaign.save(update_fields=[*dict.fromkeys(changed), "updated_at"])
+    if rearm:
+        try:
+            _arm_if_due(campaign.id)
+        except queue.EnqueueFailed as exc:
+            _mark_failed(campaign.id, f"Could not re-arm the schedule: {exc}", from_status="scheduled")
+            raise RescheduleFailed(
+                "The campaign was updated but its schedule could not be re-armed; "
+                "it is now failed. Send it, or fix the broker and PATCH scheduled_at again.",
+                details={"status": CampaignStatus.FAILED},
+            ) from exc
+    campaign.refresh_from_db()
+    return campaign
+
+
+def campaign_delete(*, project: Project, campaign_id: uuid.UUID) -> None:
+    """Hard-delete a draft or scheduled campaign; any wake-up task then finds nothing."""
+    deleted, _ = PushCampaign.objects.filter(
+        pk=campaign_id, project=project, status__in=EDITABLE
+    ).delete()
+    if not deleted:
+        raise _already_sent(_get(project, campaign_id).status)
+
+
+def campaign_send(
+    *, project: Project, campaign_id: uuid.UUID, trigger: str = CampaignRun.Trigger.SEND
+) -> PushCampaign:
+    """draft|failed -> sending by one conditional UPDATE, then enqueue the fan-out."""
+    now = timezone.now()
+    with transaction.atomic():
+        won = PushCampaign.objects.filter(
+            pk=campaign_id, project=project, status__in=SENDABLE
+        ).update(
+            status=CampaignStatus.SENDING,
+            current_run=F("current_run") + 1,
+            sent_at=now,
+            completed_at=None,
+            last_error="",
+            stats=empty_stats(),
+            updated_at=now,
+        )
+        if not won:
+            status = _get(project, campaign_id).status
+            if status == CampaignStatus.SCHEDULED:
+                raise Conflict(
+                    "The campaign is scheduled; it fires at its scheduled_at. "
+                    "PATCH scheduled_at to null first to send it now.",
+                    code="ALREADY_SCHEDULED",
+                    details={"status": status},
+                )
+            raise _already_sent(status)
+        campaign = PushCampaign.objects.get(pk=campaign_id)
+        CampaignRun.objects.create(campaign=campaign, number=campaign.current_run, trigger=trigger)
+    _start_run(campaign, error_class=SendFailed)
+    campaign.refresh_from_db()
+    return campaign
+
+
+def _start_run(campaign: PushCampaign, *, error_class: type[ApplicationError] | None) -> None:
+    try:
+        queue.enqueue_fan_out(campaign.id, campaign.current_run)
+    except queue.EnqueueFailed as exc:
+        reason = f"Could not start the send: {exc}"
+        _mark_failed(campaign.id, reason, from_status=CampaignStatus.SENDING)
+        CampaignRun.objects.filter(campaign=campaign, number=campaign.current_run).update(
+            status=CampaignRun.Status.FAILED, error=reason[:500], completed_at=timezone.now()
+        )
+        if error_class is not None:
+            raise error_class(
+                "The send could not be started; the campaign is now failed. Retry /send.",
+                details={"status": CampaignStatus.FAILED},
+            ) from exc
+
+
+def campaign_cancel(*, project: Project, campaign_id: uuid.UUID) -> PushCampaign:
+    """scheduled|sending -> cancelled. Batches not yet sent see it and stop."""
+    now = timezone.now()
+    with transaction.atomic():
+        won = PushCampaign.objects.filter(
+            pk=campaign_id, project=project, status__in=CANCELLABLE
+        ).update(
+            status=CampaignStatus.CANCELLED,
+            schedule_version=F("schedule_version") + 1,
+            completed_at=now,
+            updated_at=now,
+        )
+        if not won:
+            status = _get(project, campaign_id).status
+            raise Conflict(
+                f"Only scheduled or sending campaigns can be cancelled; this one is {status}.",
+                code="NOT_CANCELLABLE",
+                details={"status": status},
+            )
+        CampaignRun.objects.filter(
+            campaign_id=campaign_id, status=CampaignRun.Status.SENDING
+        ).update(status=CampaignRun.Status.CANCELLED, completed_at=now)
+    return PushCampaign.objects.get(pk=campaign_id)
+
+
+def campaign_fire_scheduled(*, campaign_id: uuid.UUID, version: int) -> bool:
+    """scheduled -> sending if still at `version` and due. Returns whether it fired.
+
+    Called by the ETA wake-up task and by the sweeper; only one of any number of
+    racing callers wins the conditional UPDATE.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        won = PushCampaign.objects.filter(
+            pk=campaign_id,
+            status=CampaignStatus.SCHEDULED,
+            schedule_version=version,
+            scheduled_at__lte=now,
+        ).update(
+            status=CampaignStatus.SENDING,
+            current_run=F("current_run") + 1,
+            sent_at=now,
+            completed_at=None,
+            last_error="",
+            stats=empty_stats(),
+            updated_at=now,
+        )
+        if not won:
+            return False
+        campaign = PushCampaign.objects.get(pk=campaign_id)
+        CampaignRun.objects.create(
+            campaign=campaign, number=campaign.current_run, trigger=CampaignRun.Trigger.SCHEDULE
+        )
+    _start_run(campaign, error_class=None)
+    return True
+
+
+def campaigns_sweep_scheduled() -> dict[str, int]:
+    """Fire every due scheduled campaign and arm those coming due within the window.
+
+    Runs periodically (django-celery-beat); the database, not the broker, decides
+    what fires, so a lost or duplicated ETA task changes nothing.
+    """
+    now = timezone.now()
+    fired = armed = 0
+    due = PushCampaign.objects.filter(status=CampaignStatus.SCHEDULED, scheduled_at__lte=now)
+    for campaign_id, version in due.values_list("id", "schedule_version").iterator():
+        fired += campaign_fire_scheduled(campaign_id=campaign_id, version=version)
+    window = now + timedelta(seconds=settings.HERALD_SCHEDULE_ETA_WINDOW_SECONDS)
+    upcoming = PushCampaign.objects.filter(
+        status=CampaignStatus.SCHEDULED, scheduled_at__lte=window
+    ).exclude(armed_version=F("schedule_version"))
+    for campaign_id in upcoming.values_list("id", flat=True).iterator():
+        try:
+            _arm_if_due(campaign_id)
+            armed += 1
+        except queue.EnqueueFailed:
+            break  # broker down: the next sweep tries again; due ones still fire
+    return {"fired": fired, "armed": armed}
+
+
+def campaign_duplicate(*, campaign: PushCampaign) -> PushCampaign:
+    """A new draft with the same content and targeting (admin action)."""
+    copy = PushCampaign.objects.get(pk=campaign.pk)
+    copy.pk = uuid.uuid4()
+    copy.name = f"{campaign.name} (copy)"[:200]
+    copy.status = CampaignStatus.DRAFT
+    copy.scheduled_at = None
+    copy.schedule_version = 0
+    copy.armed_version = 0
+    copy.stats = empty_stats()
+    copy.current_run = 0
+    copy.last_error = ""
+    copy.sent_at = copy.completed_at = None
+    copy.save(force_insert=True)
+    return copy

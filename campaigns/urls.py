@@ -1,0 +1,24 @@
+from django.urls import re_path
+
+from campaigns import api
+
+# Paths take an optional trailing slash; ids are matched loosely and validated by
+# the views so a malformed id gets INVALID_CAMPAIGN_ID, not a bare 404.
+ID = r"(?P<campaign_id>[^/]+)"
+
+
+def routes(prefix: str) -> list:  # type: ignore[type-arg]
+    return [
+        re_path(rf"^{prefix}/?$", api.CampaignListView.as_view()),
+        re_path(rf"^{prefix}/{ID}/send/?$", api.CampaignSendView.as_view()),
+        re_path(rf"^{prefix}/{ID}/cancel/?$", api.CampaignCancelView.as_view()),
+        re_path(rf"^{prefix}/{ID}/deliveries/?$", api.CampaignDeliveriesView.as_view()),
+        re_path(rf"^{prefix}/{ID}/runs/?$", api.CampaignRunsView.as_view()),
+        re_path(rf"^{prefix}/{ID}/?$", api.CampaignDetailView.as_view()),
+    ]
+
+
+urlpatterns = [
+    *routes(r"admin/projects/(?P<project_id>[^/]+)/push/campaigns"),
+    *routes(r"admin/push"),
+]

@@ -1,0 +1,483 @@
+"""Campaign input validation: raw JSON object -> clean field values, or one clear error.
+
+Hand-written rather than a DRF serializer because the contract names a specific
+error code per field (MISSING_TITLE, INVALID_SEGMENT_ID, ...) and must refuse wrong
+types that DRF would coerce (a number as a title). Errors are raised in a fixed
+field order so a request with several problems always gets the same answer.
+The API layer calls this; services receive only clean values.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+import zoneinfo
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from croniter import croniter
+from django.utils import timezone
+
+from core.errors import InvalidInput
+
+MAX_TITLE = 500
+MAX_BODY = 4000
+MAX_NAME = 200
+MAX_URL = 2000
+MAX_ACTIONS = 3
+MAX_TAGS = 20
+MAX_TTL_SECONDS = 28 * 24 * 3600  # FCM's and Apple's practical maximum
+MIN_RECURRENCE_SECONDS = 10
+LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
+HHMM_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+PLATFORMS = ("ios", "android", "web")
+TARGETING_LISTS = ("countries", "languages", "platforms", "app_versions", "segments", "users")
+
+# Writable fields in the order errors are reported.
+WRITABLE_FIELDS = (
+    "title",
+    "body",
+    "name",
+    "data",
+    "segment_id",
+    "scheduled_at",
+    "localizations",
+    "image_url",
+    "url",
+    "actions",
+    "sound",
+    "badge",
+    "collapse_key",
+    "priority",
+    "ttl_seconds",
+    "platforms",
+    "targeting",
+    "tags",
+    "recurrence",
+    "end_at",
+    "quiet_hours",
+    "deliver_in_user_timezone",
+    "throttle_per_minute",
+)
+READ_ONLY_FIELDS = (
+    "id",
+    "project_id",
+    "status",
+    "stats",
+    "created_at",
+    "updated_at",
+    "sent_at",
+    "completed_at",
+    "current_run",
+    "last_error",
+)
+
+
+def _invalid(field: str, message: str, code: str = "VALIDATION_ERROR") -> InvalidInput:
+    return InvalidInput(message, code=code, details={"field": field})
+
+
+def _string(field: str, value: Any, *, max_length: int, allow_blank: bool = True) -> str:
+    if not isinstance(value, str):
+        raise _invalid(field, f"{field} must be a string.")
+    if len(value) > max_length:
+        raise _invalid(field, f"{field} must be at most {max_length} characters.")
+    if not allow_blank and not value.strip():
+        raise _invalid(field, f"{field} must not be blank.")
+    return value
+
+
+def _integer(field: str, value: Any, *, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(field, f"{field} must be an integer.")
+    if not minimum <= value <= maximum:
+        raise _invalid(field, f"{field} must be between {minimum} and {maximum}.")
+    return value
+
+
+def parse_datetime_field(field: str, value: Any, *, code: str) -> datetime:
+    """ISO-8601 with an explicit offset ("Z" or "+02:00"); naive times are ambiguous."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise _invalid(field, f"{field} must be an ISO-8601 string.", code)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise _invalid(field, f"{field} is not a valid ISO-8601 date-time.", code) from exc
+    if parsed.tzinfo is None:
+        raise _invalid(field, f"{field} must include a UTC offset, e.g. 'Z' or '+02:00'.", code)
+    return parsed.astimezone(zoneinfo.ZoneInfo("UTC"))
+
+
+def _title(value: Any) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise _invalid("title", "title is required.", "MISSING_TITLE")
+    return _string("title", value, max_length=MAX_TITLE)
+
+
+def _body(value: Any) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise _invalid("body", "body is required.", "MISSING_BODY")
+    return _string("body", value, max_length=MAX_BODY)
+
+
+def _name(value: Any) -> str:
+    return _string("name", value, max_length=MAX_NAME, allow_blank=False)
+
+
+def _data(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _invalid("data", "data must be a JSON object.", "INVALID_DATA")
+    if "aps" in value:
+        raise _invalid("data", "data must not contain the reserved key 'aps'.", "INVALID_DATA")
+    return value
+
+
+def _segment_id(value: Any) -> uuid.UUID | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _invalid("segment_id", "segment_id must be a UUID or null.", "INVALID_SEGMENT_ID")
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise _invalid(
+            "segment_id", "segment_id must be a UUID or null.", "INVALID_SEGMENT_ID"
+        ) from exc
+
+
+def _scheduled_at(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    parsed = parse_datetime_field("scheduled_at", value, code="INVALID_SCHEDULED_AT")
+    if parsed <= timezone.now():
+        raise _invalid("scheduled_at", "scheduled_at is in the past.", "SCHEDULED_AT_IN_PAST")
+    return parsed
+
+
+def _localizations(value: Any) -> dict[str, dict[str, str]]:
+    if not isinstance(value, dict):
+        raise _invalid("localizations", "localizations must be an object keyed by language.")
+    clean: dict[str, dict[str, str]] = {}
+    for language, texts in value.items():
+        where = f"localizations.{language}"
+        if not LANGUAGE_RE.match(language):
+            raise _invalid(where, f"'{language}' is not a language code such as 'fr' or 'pt-BR'.")
+        if not isinstance(texts, dict) or not texts:
+            raise _invalid(where, f"{where} must be an object with title and/or body.")
+        unknown = set(texts) - {"title", "body"}
+        if unknown:
+            raise _invalid(where, f"{where} has unknown keys: {', '.join(sorted(unknown))}.")
+        entry: dict[str, str] = {}
+        if "title" in texts:
+            entry["title"] = _string(f"{where}.title", texts["title"], max_length=MAX_TITLE)
+        if "body" in texts:
+            entry["body"] = _string(f"{where}.body", texts["body"], max_length=MAX_BODY)
+        clean[language] = entry
+    return clean
+
+
+def _url_like(field: str, value: Any, *, web_only: bool) -> str:
+    text = _string(field, value, max_length=MAX_URL)
+    if not text:
+        return text
+    scheme, sep, rest = text.partition(":")
+    if not sep or not rest or not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*$", scheme):
+        raise _invalid(field, f"{field} must be an absolute URL.")
+    if web_only and scheme.lower() not in {"http", "https"}:
+        raise _invalid(field, f"{field} must be an http(s) URL.")
+    return text
+
+
+def _image_url(value: Any) -> str:
+    return _url_like("image_url", value, web_only=True)
+
+
+def _url(value: Any) -> str:
+    return _url_like("url", value, web_only=False)
+
+
+def _actions(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        raise _invalid("actions", "actions must be a list of {id, title, url}.")
+    if len(value) > MAX_ACTIONS:
+        raise _invalid("actions", f"At most {MAX_ACTIONS} actions.")
+    clean = []
+    seen: set[str] = set()
+    for i, action in enumerate(value):
+        where = f"actions[{i}]"
+        if not isinstance(action, dict):
+            raise _invalid(where, f"{where} must be an object.")
+        unknown = set(action) - {"id", "title", "url"}
+        if unknown:
+            raise _invalid(where, f"{where} has unknown keys: {', '.join(sorted(unknown))}.")
+        action_id = _string(f"{where}.id", action.get("id"), max_length=64, allow_blank=False)
+        if action_id in seen:
+            raise _invalid(where, f"Duplicate action id '{action_id}'.")
+        seen.add(action_id)
+        entry = {
+            "id": action_id,
+            "title": _string(
+                f"{where}.title", action.get("title"), max_length=100, allow_blank=False
+            ),
+        }
+        if action.get("url"):
+            entry["url"] = _url_like(f"{where}.url", action["url"], web_only=False)
+        clean.append(entry)
+    return clean
+
+
+def _sound(value: Any) -> str:
+    return _string("sound", value, max_length=200)
+
+
+def _badge(value: Any) -> int | None:
+    return None if value is None else _integer("badge", value, minimum=0, maximum=99999)
+
+
+def _collapse_key(value: Any) -> str:
+    return _string("collapse_key", value, max_length=64)
+
+
+def _priority(value: Any) -> str:
+    if value not in ("high", "normal"):
+        raise _invalid("priority", "priority must be 'high' or 'normal'.")
+    return str(value)
+
+
+def _ttl_seconds(value: Any) -> int | None:
+    if value is None:
+        return None
+    return _integer("ttl_seconds", value, minimum=0, maximum=MAX_TTL_SECONDS)
+
+
+def _platforms(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise _invalid("platforms", "platforms must be a list of 'ios', 'android', 'web'.")
+    lowered = [p.lower() for p in value]
+    bad = [p for p in lowered if p not in PLATFORMS]
+    if bad:
+        raise _invalid("platforms", f"Unknown platform(s): {', '.join(bad)}.")
+    return sorted(set(lowered), key=PLATFORMS.index)
+
+
+def _string_list(field: str, value: Any, *, max_items: int = 1000) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _invalid(field, f"{field} must be a list of strings.")
+    if len(value) > max_items:
+        raise _invalid(field, f"{field} has more than {max_items} items.")
+    return value
+
+
+def _targeting(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _invalid("targeting", "targeting must be an object.")
+    allowed = (*TARGETING_LISTS, "user_data", "subscribed_age")
+    unknown = set(value) - set(allowed)
+    if unknown:
+        raise _invalid(
+            "targeting", f"targeting has unknown keys: {', '.join(sorted(unknown))}."
+        )
+    clean: dict[str, Any] = {}
+    for key in TARGETING_LISTS:
+        if key not in value:
+            continue
+        rule = value[key]
+        where = f"targeting.{key}"
+        if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
+            raise _invalid(where, f"{where} must be {{\"include\": [...], \"exclude\": [...]}}.")
+        clean[key] = {k: _string_list(f"{where}.{k}", v) for k, v in rule.items()}
+    if "user_data" in value:
+        rule = value["user_data"]
+        where = "targeting.user_data"
+        if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
+            raise _invalid(where, f"{where} must be {{\"include\": {{...}}, \"exclude\": {{...}}}}.")
+        for k, v in rule.items():
+            if not isinstance(v, dict):
+                raise _invalid(f"{where}.{k}", f"{where}.{k} must map keys to values.")
+        clean["user_data"] = rule
+    if "subscribed_age" in value:
+        rule = value["subscribed_age"]
+        where = "targeting.subscribed_age"
+        if not isinstance(rule, dict) or set(rule) - {"from", "to"} or not rule:
+            raise _invalid(where, f"{where} must be {{\"from\": days, \"to\": days}}.")
+        ages = {k: _integer(f"{where}.{k}", v, minimum=0, maximum=36500) for k, v in rule.items()}
+        if "from" in ages and "to" in ages and ages["from"] > ages["to"]:
+            raise _invalid(where, f"{where}.from must not exceed .to.")
+        clean["subscribed_age"] = ages
+    return clean
+
+
+def _tags(value: Any) -> list[str]:
+    tags = _string_list("tags", value, max_items=MAX_TAGS)
+    for tag in tags:
+        _string("tags", tag, max_length=64, allow_blank=False)
+    return list(dict.fromkeys(tags))
+
+
+def _timezone(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise _invalid(field, f"{field} must be an IANA time zone such as 'Europe/Paris'.")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise _invalid(field, f"Unknown time zone '{value}'.") from exc
+    return value
+
+
+def _recurrence(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid("recurrence", "recurrence must be an object or null.")
+    kinds = [k for k in ("cron", "every_seconds", "every_days") if k in value]
+    if len(kinds) != 1:
+        raise _invalid(
+            "recurrence", "recurrence needs exactly one of 'cron', 'every_seconds', 'every_days'."
+        )
+    kind = kinds[0]
+    allowed = {
+        "cron": {"cron", "timezone"},
+        "every_seconds": {"every_seconds"},
+        "every_days": {"every_days", "at", "timezone"},
+    }[kind]
+    unknown = set(value) - allowed
+    if unknown:
+        raise _invalid("recurrence", f"recurrence has unknown keys: {', '.join(sorted(unknown))}.")
+    clean: dict[str, Any] = {}
+    if kind == "cron":
+        expr = _string("recurrence.cron", value["cron"], max_length=200, allow_blank=False)
+        if len(expr.split()) != 5 or not croniter.is_valid(expr):
+            raise _invalid("recurrence.cron", f"'{expr}' is not a 5-field cron expression.")
+        clean["cron"] = expr
+    elif kind == "every_seconds":
+        clean["every_seconds"] = _integer(
+            "recurrence.every_seconds",
+            value["every_seconds"],
+            minimum=MIN_RECURRENCE_SECONDS,
+            maximum=366 * 86400,
+        )
+    else:
+        clean["every_days"] = _integer(
+            "recurrence.every_days", value["every_days"], minimum=1, maximum=366
+        )
+        at = value.get("at", "00:00")
+        if not isinstance(at, str) or not HHMM_RE.match(at):
+            raise _invalid("recurrence.at", "recurrence.at must be 'HH:MM' (24-hour).")
+        clean["at"] = at
+    if "timezone" in value:
+        clean["timezone"] = _timezone("recurrence.timezone", value["timezone"])
+    elif kind != "every_seconds":
+        clean["timezone"] = "UTC"
+    return clean
+
+
+def _end_at(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    parsed = parse_datetime_field("end_at", value, code="VALIDATION_ERROR")
+    if parsed <= timezone.now():
+        raise _invalid("end_at", "end_at is in the past.")
+    return parsed
+
+
+def _quiet_hours(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"start", "end", "action"}:
+        raise _invalid("quiet_hours", "quiet_hours must be {start, end, action}.")
+    clean = {}
+    for key in ("start", "end"):
+        text = value.get(key)
+        if not isinstance(text, str) or not HHMM_RE.match(text):
+            raise _invalid(f"quiet_hours.{key}", f"quiet_hours.{key} must be 'HH:MM'.")
+        clean[key] = text
+    if clean["start"] == clean["end"]:
+        raise _invalid("quiet_hours", "quiet_hours start and end must differ.")
+    action = value.get("action", "defer")
+    if action not in ("defer", "skip"):
+        raise _invalid("quiet_hours.action", "quiet_hours.action must be 'defer' or 'skip'.")
+    clean["action"] = action
+    return clean
+
+
+def _bool(field: str) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise _invalid(field, f"{field} must be true or false.")
+        return value
+
+    return check
+
+
+def _throttle(value: Any) -> int | None:
+    if value is None:
+        return None
+    return _integer("throttle_per_minute", value, minimum=1, maximum=1_000_000)
+
+
+VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "title": _title,
+    "body": _body,
+    "name": _name,
+    "data": _data,
+    "segment_id": _segment_id,
+    "scheduled_at": _scheduled_at,
+    "localizations": _localizations,
+    "image_url": _image_url,
+    "url": _url,
+    "actions": _actions,
+    "sound": _sound,
+    "badge": _badge,
+    "collapse_key": _collapse_key,
+    "priority": _priority,
+    "ttl_seconds": _ttl_seconds,
+    "platforms": _platforms,
+    "targeting": _targeting,
+    "tags": _tags,
+    "recurrence": _recurrence,
+    "end_at": _end_at,
+    "quiet_hours": _quiet_hours,
+    "deliver_in_user_timezone": _bool("deliver_in_user_timezone"),
+    "throttle_per_minute": _throttle,
+}
+
+
+def _refuse_unknown(payload: Mapping[str, Any]) -> None:
+    for key in payload:
+        if key in READ_ONLY_FIELDS:
+            raise _invalid(key, f"{key} is read-only.")
+        if key not in VALIDATORS:
+            raise _invalid(key, f"Unknown field '{key}'.")
+
+
+def validate_create(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Clean values for a new campaign; title and body are required."""
+    _refuse_unknown(payload)
+    clean: dict[str, Any] = {}
+    for field in WRITABLE_FIELDS:
+        if field in ("title", "body") or field in payload:
+            clean[field] = VALIDATORS[field](payload.get(field))
+    if "name" not in clean:
+        clean["name"] = clean["title"][:MAX_NAME]
+    _check_window(clean)
+    return clean
+
+
+def validate_update(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Clean values for a PATCH; only the fields given. {} is EMPTY_UPDATE."""
+    if not payload:
+        raise InvalidInput("Give at least one field to update.", code="EMPTY_UPDATE")
+    _refuse_unknown(payload)
+    clean: dict[str, Any] = {}
+    for field in WRITABLE_FIELDS:
+        if field in payload:
+            clean[field] = VALIDATORS[field](payload[field])
+    _check_window(clean)
+    return clean
+
+
+def _check_window(clean: Mapping[str, Any]) -> None:
+    start, end = clean.get("scheduled_at"), clean.get("end_at")
+    if start is not None and end is not None and end <= start:
+        raise _invalid("end_at", "end_at must be after scheduled_at.")

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.permissions import AllowAny
+
+from core.views import healthz
+
+admin.site.site_header = "Herald"
+admin.site.site_title = "Herald operator console"
+admin.site.index_title = "Push campaigns"
+
+urlpatterns = [
+    path("healthz", healthz),
+    path(
+        "api/schema",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
+        name="schema",
+    ),
+    path("ops/", admin.site.urls),
+    path("", include("campaigns.urls")),
+]
+
+handler400 = "core.errors.handler400"
+handler403 = "core.errors.handler403"
+handler404 = "core.errors.handler404"
+handler500 = "core.errors.handler500"

@@ -1,0 +1,131 @@
+"""API-key and staff-session authentication, and the project scoping rule.
+
+A key belongs to one project. Using it on another project's URL answers
+404 NOT_FOUND rather than 403, so a key cannot probe which projects exist.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions, permissions
+from rest_framework.request import Request
+
+from core.errors import InvalidInput, NotFound
+from core.models import ApiKey, Project, hash_secret
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class ApiKeyPrincipal:
+    """What `request.user` is for a request authenticated by an API key."""
+
+    key_id: int
+    project_id: uuid.UUID
+    scope: str
+    is_authenticated: bool = True
+    is_staff: bool = False
+    is_active: bool = True
+
+    @property
+    def pk(self) -> str:
+        return f"key:{self.key_id}"
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[ApiKeyPrincipal, ApiKey] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header:
+            return None
+        if header[0].lower() != self.keyword.lower().encode():
+            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <api key>'.")
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header.")
+        try:
+            raw = header[1].decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise exceptions.AuthenticationFailed("Invalid API key.") from exc
+        parts = ApiKey.split(raw)
+        if parts is None:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        prefix, secret = parts
+        key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+        if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        now = timezone.now()
+        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        principal = ApiKeyPrincipal(key_id=key.pk, project_id=key.project_id, scope=key.scope)
+        return principal, key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="herald"'
+
+
+class StaffSessionAuthentication(authentication.SessionAuthentication):
+    """A logged-in staff user (the admin) may call the API from the browser."""
+
+    def authenticate(self, request: Request) -> tuple[Any, None] | None:
+        result = super().authenticate(request)
+        if result is None or not result[0].is_staff:
+            return None
+        return result
+
+
+class IsAuthenticatedForProject(permissions.BasePermission):
+    """Authenticated, and client-scoped keys only on registration views."""
+
+    message = "This API key may only call the device registration API."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if user is None or not getattr(user, "is_authenticated", False):
+            raise exceptions.NotAuthenticated("Authentication required.")
+        if isinstance(user, ApiKeyPrincipal) and user.scope == ApiKey.Scope.CLIENT:
+            return bool(getattr(view, "allow_client_keys", False))
+        return True
+
+
+def parse_uuid(value: Any, *, code: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidInput(f"{field} must be a UUID.", code=code, details={"field": field}) from exc
+
+
+def project_for_request(request: Request, project_id: str | None) -> Project:
+    """The project a request acts on, or 404.
+
+    `project_id` None means an alias route (`/admin/push`): the key's project, or
+    for staff the `project_id` query parameter.
+    """
+    user = request.user
+    if isinstance(user, ApiKeyPrincipal):
+        if project_id is None:
+            return Project.objects.get(pk=user.project_id)
+        try:
+            wanted = uuid.UUID(project_id)
+        except ValueError as exc:
+            raise NotFound("Project not found.") from exc
+        if wanted != user.project_id:
+            raise NotFound("Project not found.")
+        return Project.objects.get(pk=wanted)
+    if project_id is None:
+        project_id = request.query_params.get("project_id")
+        if not project_id:
+            raise InvalidInput(
+                "Staff sessions must name the project: ?project_id=<uuid>.",
+                details={"field": "project_id"},
+            )
+    try:
+        return Project.objects.get(pk=uuid.UUID(project_id))
+    except (ValueError, Project.DoesNotExist) as exc:
+        raise NotFound("Project not found.") from exc

@@ -1,0 +1,112 @@
+"""Device tokens and the per-token delivery log.
+
+Delivery knows no campaign states: a PushDelivery points at its campaign only so
+results can be listed and counted per campaign and run (DESIGN.md, "Shape").
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from core.models import Project
+
+
+class Provider(models.TextChoices):
+    APNS = "apns", "APNs"
+    FCM = "fcm", "FCM"
+
+
+class Platform(models.TextChoices):
+    IOS = "ios", "iOS"
+    ANDROID = "android", "Android"
+    WEB = "web", "Web"
+
+
+class PushToken(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="push_tokens")
+    app_user = models.ForeignKey(
+        "segments.AppUser",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="push_tokens",
+    )
+    token = models.CharField(max_length=512)
+    provider = models.CharField(max_length=8, choices=Provider.choices)
+    platform = models.CharField(max_length=8, choices=Platform.choices)
+    active = models.BooleanField(default=True)
+    locale = models.CharField(max_length=35, blank=True)
+    timezone = models.CharField(max_length=64, blank=True)
+    app_version = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_registered_at = models.DateTimeField(auto_now_add=True)
+    invalidated_at = models.DateTimeField(null=True, blank=True)
+    invalid_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        db_table = "push_tokens"
+        constraints = [
+            models.UniqueConstraint(
+                fields=("project", "provider", "token"), name="push_token_unique_per_provider"
+            )
+        ]
+        indexes = [
+            # Fan-out streams active tokens of a project per provider in id order.
+            models.Index(fields=("project", "active", "provider", "id"), name="token_fanout"),
+            models.Index(fields=("app_user", "active"), name="token_user_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.token[:12]}…"
+
+
+class PushDelivery(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        INVALID_TOKEN = "invalid_token", "Invalid token"
+        SKIPPED = "skipped", "Skipped"
+
+    campaign = models.ForeignKey(
+        "campaigns.PushCampaign",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+    )
+    run = models.PositiveIntegerField(default=0)
+    token = models.ForeignKey(PushToken, on_delete=models.CASCADE, related_name="deliveries")
+    app_user = models.ForeignKey(
+        "segments.AppUser", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    provider = models.CharField(max_length=8, choices=Provider.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error_message = models.CharField(max_length=500, blank=True)
+    provider_msg_id = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # A batch claims rows (claim + claimed_at) just before sending them. A claim that
+    # outlives its lease belongs to a worker that died mid-send: the outcome is
+    # unknown, so the row is closed as failed rather than sent twice.
+    claim = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When a transient failure (429/5xx/network) may be retried.
+    retry_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "push_deliveries"
+        verbose_name_plural = "push deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=("campaign", "run", "token"), name="delivery_unique_per_run"
+            )
+        ]
+        indexes = [
+            models.Index(fields=("campaign", "status"), name="delivery_campaign_status"),
+            models.Index(fields=("campaign", "run", "id"), name="delivery_campaign_run"),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery {self.pk} ({self.status})"
