@@ -12,6 +12,7 @@ happy (Python 3.13 turns on VERIFY_X509_STRICT); senders trust it via ``ca_file`
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -28,9 +29,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEMO_TOPIC = "com.herald.demo"
 DEMO_FCM_PROJECT_ID = "herald-demo"
-GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+# google-auth always signs its grant for this audience, whatever token_uri says.
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # noqa: S105
 
 CA_CERT_FILE = "simulator-ca.pem"
+CA_KEY_FILE = "simulator-ca-key.pem"
 TLS_CERT_FILE = "simulator-tls-cert.pem"
 TLS_KEY_FILE = "simulator-tls-key.pem"
 APNS_KEY_FILE = "apns-auth-key.p8"
@@ -44,6 +47,7 @@ class DemoCredentials:
 
     directory: Path
     ca_file: Path  # trust this (ApnsConfig/FcmConfig.ca_file)
+    ca_key_file: Path  # signs APNs client certificates (certificate-auth demo/tests)
     tls_cert_file: Path  # served by the simulators
     tls_key_file: Path
     apns_key_file: Path
@@ -57,18 +61,26 @@ class DemoCredentials:
     @property
     def apns_public_key_pem(self) -> str:
         key = serialization.load_pem_private_key(self.auth_key_pem.encode(), password=None)
-        return key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode()
+        return (
+            key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
 
     @property
     def fcm_public_key_pem(self) -> str:
         key = serialization.load_pem_private_key(
             str(self.service_account_info["private_key"]).encode(), password=None
         )
-        return key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode()
+        return (
+            key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -139,9 +151,7 @@ def _generate_tls(directory: Path) -> None:
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False
         )
@@ -151,6 +161,7 @@ def _generate_tls(directory: Path) -> None:
         )
         .sign(ca_key, hashes.SHA256())
     )
+    _write_private(directory / CA_KEY_FILE, _pem_private(ca_key))
     _write_private(directory / TLS_KEY_FILE, _pem_private(leaf_key))
     (directory / TLS_CERT_FILE).write_bytes(leaf_cert.public_bytes(serialization.Encoding.PEM))
     # Written last: its presence marks the TLS set as complete.
@@ -195,7 +206,14 @@ def ensure_demo_credentials(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    token_uri = fcm_base_url.rstrip("/") + "/token"
+    # Two processes starting at once (web + simulators, parallel test runs) must not
+    # both generate: the loser would overwrite keys the winner already handed out.
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_locked(directory, fcm_base_url.rstrip("/") + "/token")
+
+
+def _ensure_locked(directory: Path, token_uri: str) -> DemoCredentials:
     if not (directory / CA_CERT_FILE).exists():
         _generate_tls(directory)
     if not (directory / APNS_META_FILE).exists() or not (directory / APNS_KEY_FILE).exists():
@@ -211,6 +229,7 @@ def ensure_demo_credentials(
     return DemoCredentials(
         directory=directory.resolve(),
         ca_file=(directory / CA_CERT_FILE).resolve(),
+        ca_key_file=(directory / CA_KEY_FILE).resolve(),
         tls_cert_file=(directory / TLS_CERT_FILE).resolve(),
         tls_key_file=(directory / TLS_KEY_FILE).resolve(),
         apns_key_file=(directory / APNS_KEY_FILE).resolve(),
@@ -221,3 +240,37 @@ def ensure_demo_credentials(
         fcm_service_account_file=account_path.resolve(),
         service_account_info=info,
     )
+
+
+def issue_apns_client_certificate(credentials: DemoCredentials, *, topic: str = "") -> str:
+    """PEM (certificate + key) for APNs certificate auth against the simulator,
+    signed by the demo CA; its UID carries the topic like Apple's certificates."""
+    ca_key = serialization.load_pem_private_key(credentials.ca_key_file.read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(credentials.ca_file.read_bytes())
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    topic = topic or credentials.topic
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.USER_ID, topic),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"Apple Push Services: {topic}"),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode() + _pem_private(key).decode()

@@ -1,0 +1,391 @@
+"""Run the APNs and FCM simulators and their control server.
+
+``SimulatorServer`` serves all three on one event loop, either on a background
+thread of the calling process (``start()``/``stop()``, for tests) or in the
+foreground (``serve_forever()``, for ``manage.py run_simulators`` and bench/).
+Ports 0 pick free ports; sockets are bound before the credentials are written so
+the FCM service account's ``token_uri`` names the real port.
+
+Control server (plain HTTP, its own port), used by tests and the e2e suite:
+
+* ``GET /healthz`` -> ``{"ok": true}``
+* ``GET /stats[?tokens=1]`` -> ``{"apns": {...}, "fcm": {...}}`` (ProviderStats)
+* ``POST /reset`` -> clear counters; body ``{"config": true}`` also restores knobs
+* ``GET /config``, ``POST /config`` with ``{"apns": {knobs}, "fcm": {knobs}}`` or
+  ``{"all": {knobs}}`` (see :class:`~delivery.simulators.behaviour.Behaviour`)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from delivery.simulators.apns import ApnsSimulator, apns_server_ssl_context
+from delivery.simulators.behaviour import Behaviour
+from delivery.simulators.credentials import DemoCredentials, ensure_demo_credentials
+from delivery.simulators.fcm import FcmSimulator, fcm_server_ssl_context
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_APNS_PORT = 2197
+DEFAULT_FCM_PORT = 2198
+DEFAULT_CONTROL_PORT = 2199
+DEFAULT_CERT_DIR = Path("var/simulators")
+PROVIDERS = ("apns", "fcm")
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorAddresses:
+    host: str
+    apns_port: int
+    fcm_port: int
+    control_port: int
+
+    @property
+    def apns_endpoint(self) -> str:
+        """``ApnsConfig.endpoint`` value ("host:port")."""
+        return f"{self.host}:{self.apns_port}"
+
+    @property
+    def fcm_base_url(self) -> str:
+        """``FcmConfig.endpoint`` value."""
+        return f"https://{self.host}:{self.fcm_port}"
+
+    @property
+    def control_url(self) -> str:
+        return f"http://{self.host}:{self.control_port}"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class SimulatorServer:
+    """Both provider simulators plus the control server, on one event loop.
+
+    ``behaviour`` knobs passed here apply to both providers at start (and are what
+    ``reset(config=True)`` restores).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = DEFAULT_HOST,
+        apns_port: int = 0,
+        fcm_port: int = 0,
+        control_port: int = 0,
+        cert_dir: Path = DEFAULT_CERT_DIR,
+        **behaviour: Any,
+    ) -> None:
+        self.host = host
+        self._requested_ports = (apns_port, fcm_port, control_port)
+        self.cert_dir = Path(cert_dir)
+        Behaviour(**behaviour)  # validate now, in the caller's thread
+        self._initial_behaviour = dict(behaviour)
+        self._addresses: SimulatorAddresses | None = None
+        self._credentials: DemoCredentials | None = None
+        self.apns: ApnsSimulator | None = None
+        self.fcm: FcmSimulator | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._cleanup: list[Callable[[], Any]] = []
+
+    # --- addresses and credentials --------------------------------------------
+
+    @property
+    def addresses(self) -> SimulatorAddresses:
+        if self._addresses is None:
+            raise RuntimeError("SimulatorServer is not started")
+        return self._addresses
+
+    @property
+    def credentials(self) -> DemoCredentials:
+        if self._credentials is None:
+            raise RuntimeError("SimulatorServer is not started")
+        return self._credentials
+
+    @property
+    def apns_port(self) -> int:
+        return self.addresses.apns_port
+
+    @property
+    def fcm_port(self) -> int:
+        return self.addresses.fcm_port
+
+    @property
+    def control_port(self) -> int:
+        return self.addresses.control_port
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start_async(self) -> SimulatorAddresses:
+        """Bind, write/reuse credentials, and start serving on the running loop."""
+        apns_port, fcm_port, control_port = self._requested_ports
+        sockets = [_bind(self.host, port) for port in (apns_port, fcm_port, control_port)]
+
+        def close_sockets() -> None:
+            for sock in sockets:
+                sock.close()
+
+        self._cleanup.append(close_sockets)
+        ports = [s.getsockname()[1] for s in sockets]
+        self._addresses = SimulatorAddresses(self.host, *ports)
+        credentials = await asyncio.to_thread(
+            ensure_demo_credentials, self.cert_dir, fcm_base_url=self._addresses.fcm_base_url
+        )
+        self._credentials = credentials
+        self.apns = ApnsSimulator(
+            topic=credentials.topic,
+            team_id=credentials.team_id,
+            key_id=credentials.key_id,
+            public_key_pem=credentials.apns_public_key_pem,
+            behaviour=Behaviour(**self._initial_behaviour),
+        )
+        self.fcm = FcmSimulator(
+            service_account_info=credentials.service_account_info,
+            public_key_pem=credentials.fcm_public_key_pem,
+            behaviour=Behaviour(**self._initial_behaviour),
+        )
+        loop = asyncio.get_running_loop()
+        apns_server = await loop.create_server(
+            self.apns.protocol_factory,
+            sock=sockets[0],
+            ssl=apns_server_ssl_context(
+                str(credentials.tls_cert_file),
+                str(credentials.tls_key_file),
+                str(credentials.ca_file),
+            ),
+        )
+        fcm_runner = web.AppRunner(self.fcm.build_app(), access_log=None)
+        await fcm_runner.setup()
+        fcm_handler_factory = fcm_runner.server
+        assert fcm_handler_factory is not None
+        fcm_stats = self.fcm.stats
+
+        def fcm_protocol() -> asyncio.BaseProtocol:
+            fcm_stats.connections += 1
+            return fcm_handler_factory()
+
+        fcm_server = await loop.create_server(
+            fcm_protocol,
+            sock=sockets[1],
+            ssl=fcm_server_ssl_context(
+                str(credentials.tls_cert_file), str(credentials.tls_key_file)
+            ),
+        )
+        control_runner = web.AppRunner(self._control_app(), access_log=None)
+        await control_runner.setup()
+        control_site = web.SockSite(control_runner, sockets[2])
+        await control_site.start()
+
+        async def close() -> None:
+            apns_server.close()
+            fcm_server.close()
+            await fcm_runner.cleanup()
+            await control_runner.cleanup()
+
+        self._cleanup.append(close)
+        return self._addresses
+
+    async def stop_async(self) -> None:
+        while self._cleanup:
+            result = self._cleanup.pop()()
+            if asyncio.iscoroutine(result):
+                await result
+
+    def start(self) -> SimulatorServer:
+        """Serve on a background daemon thread; returns once the ports are bound."""
+        if self._thread is not None:
+            raise RuntimeError("already started")
+        started: Future[SimulatorAddresses] = Future()
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                started.set_result(loop.run_until_complete(self.start_async()))
+            except BaseException as exc:  # report any startup failure to the caller
+                started.set_exception(exc)
+                return
+            loop.run_forever()
+            loop.run_until_complete(self.stop_async())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="herald-simulators", daemon=True)
+        self._thread.start()
+        started.result(timeout=60)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._thread = None
+        self._loop = None
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- state, usable from any thread ------------------------------------------
+
+    def _call(self, func: Callable[[], T]) -> T:
+        """Run on the simulators' loop when it is on another thread (no races with
+        request handling), directly otherwise."""
+        loop = self._loop
+        if loop is None or threading.current_thread() is self._thread:
+            return func()
+
+        async def call() -> T:
+            return func()
+
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=30)
+
+    def _simulators(self) -> dict[str, ApnsSimulator | FcmSimulator]:
+        if self.apns is None or self.fcm is None:
+            raise RuntimeError("SimulatorServer is not started")
+        return {"apns": self.apns, "fcm": self.fcm}
+
+    def stats(self, *, tokens: bool = False) -> dict[str, Any]:
+        return self._call(
+            lambda: {
+                name: sim.stats.snapshot(include_tokens=tokens)
+                for name, sim in self._simulators().items()
+            }
+        )
+
+    def reset(self, *, config: bool = False) -> None:
+        def do_reset() -> None:
+            for sim in self._simulators().values():
+                sim.stats.reset()
+                if config:
+                    sim.behaviour = Behaviour(**self._initial_behaviour)
+
+        self._call(do_reset)
+
+    def configure(self, knobs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """``{"apns": {...}, "fcm": {...}}`` or ``{"all": {...}}``; all-or-nothing."""
+        return self._call(lambda: self._apply_config(knobs))
+
+    def config(self) -> dict[str, Any]:
+        return self._call(
+            lambda: {name: sim.behaviour.as_dict() for name, sim in self._simulators().items()}
+        )
+
+    def _apply_config(self, knobs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        simulators = self._simulators()
+        unknown = set(knobs) - {*PROVIDERS, "all"}
+        if unknown:
+            raise ValueError(f"unknown providers: {sorted(unknown)}")
+        updated: dict[str, Behaviour] = {}
+        for name, sim in simulators.items():
+            changes = {**dict(knobs.get("all", {})), **dict(knobs.get(name, {}))}
+            if changes:
+                candidate = replace(
+                    sim.behaviour,
+                    invalid_tokens=set(sim.behaviour.invalid_tokens),
+                    foreign_tokens=set(sim.behaviour.foreign_tokens),
+                    transient_failures=dict(sim.behaviour.transient_failures),
+                )
+                candidate.rng = sim.behaviour.rng
+                candidate.update(changes)  # raises before anything is applied
+                updated[name] = candidate
+        for name, behaviour in updated.items():
+            simulators[name].behaviour = behaviour
+        return {name: sim.behaviour.as_dict() for name, sim in simulators.items()}
+
+    # --- control HTTP server ------------------------------------------------------
+
+    def _control_app(self) -> web.Application:
+        app = web.Application()
+
+        async def healthz(request: web.Request) -> web.Response:
+            return web.json_response({"ok": True})
+
+        async def stats(request: web.Request) -> web.Response:
+            tokens = request.query.get("tokens", "") in ("1", "true", "yes")
+            return web.json_response(self.stats(tokens=tokens))
+
+        async def reset(request: web.Request) -> web.Response:
+            body = await _json_body(request)
+            self.reset(config=bool(body.get("config")))
+            return web.json_response(self.stats())
+
+        async def get_config(request: web.Request) -> web.Response:
+            return web.json_response(self.config())
+
+        async def post_config(request: web.Request) -> web.Response:
+            body = await _json_body(request)
+            try:
+                return web.json_response(self.configure(body))
+            except (ValueError, TypeError, AttributeError) as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/stats", stats)
+        app.router.add_post("/reset", reset)
+        app.router.add_get("/config", get_config)
+        app.router.add_post("/config", post_config)
+        return app
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "body is not JSON"})) from exc
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "body must be an object"}))
+    return body
+
+
+def serve_forever(
+    server: SimulatorServer,
+    *,
+    on_ready: Callable[[SimulatorServer], None] | None = None,
+) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM (management command, bench)."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, stop.set)
+        await server.start_async()
+        try:
+            if on_ready is not None:
+                on_ready(server)
+            await stop.wait()
+        finally:
+            await server.stop_async()
+
+    asyncio.run(main())
