@@ -43,9 +43,7 @@ class ProjectScopedView(APIView):
 
     @staticmethod
     def campaign_id(kwargs: dict[str, Any]) -> uuid.UUID:
-        return parse_uuid(
-            kwargs.get("campaign_id"), code="INVALID_CAMPAIGN_ID", field="campaignId"
-        )
+        return parse_uuid(kwargs.get("campaign_id"), code="INVALID_CAMPAIGN_ID", field="campaignId")
 
 
 class CampaignListView(ProjectScopedView):
@@ -100,9 +98,7 @@ class CampaignDetailView(ProjectScopedView):
         project = self.project(request, kwargs)
         campaign_id = self.campaign_id(kwargs)
         fields = validate_update(request.data)
-        campaign = services.campaign_update(
-            project=project, campaign_id=campaign_id, fields=fields
-        )
+        campaign = services.campaign_update(project=project, campaign_id=campaign_id, fields=fields)
         return Response(CampaignSerializer(campaign).data)
 
     @extend_schema(responses={204: None, **ERRORS}, summary="Delete a draft or scheduled campaign")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from delivery.payloads import Action, PushContent, payload_size_report
-
 from campaigns.models import PushCampaign
 from core.errors import InvalidInput
+from delivery.payloads import Action, PushContent, payload_size_report
 
 
 def campaign_content(campaign: PushCampaign) -> PushContent:

@@ -7,6 +7,7 @@ A campaign's status moves only by conditional UPDATEs in campaigns.services
 from __future__ import annotations
 
 import uuid
+
 from django.db import models
 
 from core.models import Project

@@ -19,6 +19,7 @@ logger = logging.getLogger("herald.queue")
 
 FAN_OUT_TASK = "campaigns.fan_out_campaign"
 FIRE_SCHEDULED_TASK = "campaigns.fire_scheduled_campaign"
+SEND_BATCH_TASK = "campaigns.send_campaign_batch"
 
 
 class EnqueueFailed(Exception):
@@ -39,3 +40,13 @@ def enqueue_fan_out(campaign_id: uuid.UUID, run: int) -> None:
 
 def enqueue_fire(campaign_id: uuid.UUID, version: int, eta: datetime) -> None:
     _send(FIRE_SCHEDULED_TASK, [str(campaign_id), version], eta=eta)
+
+
+def enqueue_batch(
+    campaign_id: uuid.UUID,
+    run: int,
+    first_token_id: int,
+    last_token_id: int,
+    eta: datetime | None = None,
+) -> None:
+    _send(SEND_BATCH_TASK, [str(campaign_id), run, first_token_id, last_token_id], eta=eta)

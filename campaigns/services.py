@@ -118,9 +118,7 @@ def campaign_create(*, project: Project, fields: Mapping[str, Any]) -> PushCampa
         try:
             _arm_if_due(campaign.id)
         except queue.EnqueueFailed as exc:
-            _mark_failed(
-                campaign.id, f"Could not arm the schedule: {exc}", from_status="scheduled"
-            )
+            _mark_failed(campaign.id, f"Could not arm the schedule: {exc}", from_status="scheduled")
         campaign.refresh_from_db()
     return campaign
 
@@ -149,18 +147,18 @@ def campaign_update(
             )
             changed.append("status")
             rearm = campaign.status == CampaignStatus.SCHEDULED
-        if campaign.end_at is not None and campaign.scheduled_at is not None:
-            if campaign.end_at <= campaign.scheduled_at:
-                raise InvalidInput(
-                    "end_at must be after scheduled_at.", details={"field": "end_at"}
-                )
+        start, end = campaign.scheduled_at, campaign.end_at
+        if start is not None and end is not None and end <= start:
+            raise InvalidInput("end_at must be after scheduled_at.", details={"field": "end_at"})
         check_payload_size(campaign)
         campaign.save(update_fields=[*dict.fromkeys(changed), "updated_at"])
     if rearm:
         try:
             _arm_if_due(campaign.id)
         except queue.EnqueueFailed as exc:
-            _mark_failed(campaign.id, f"Could not re-arm the schedule: {exc}", from_status="scheduled")
+            _mark_failed(
+                campaign.id, f"Could not re-arm the schedule: {exc}", from_status="scheduled"
+            )
             raise RescheduleFailed(
                 "The campaign was updated but its schedule could not be re-armed; "
                 "it is now failed. Send it, or fix the broker and PATCH scheduled_at again.",

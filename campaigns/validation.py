@@ -275,9 +275,7 @@ def _targeting(value: Any) -> dict[str, Any]:
     allowed = (*TARGETING_LISTS, "user_data", "subscribed_age")
     unknown = set(value) - set(allowed)
     if unknown:
-        raise _invalid(
-            "targeting", f"targeting has unknown keys: {', '.join(sorted(unknown))}."
-        )
+        raise _invalid("targeting", f"targeting has unknown keys: {', '.join(sorted(unknown))}.")
     clean: dict[str, Any] = {}
     for key in TARGETING_LISTS:
         if key not in value:
@@ -285,13 +283,13 @@ def _targeting(value: Any) -> dict[str, Any]:
         rule = value[key]
         where = f"targeting.{key}"
         if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
-            raise _invalid(where, f"{where} must be {{\"include\": [...], \"exclude\": [...]}}.")
+            raise _invalid(where, f'{where} must be {{"include": [...], "exclude": [...]}}.')
         clean[key] = {k: _string_list(f"{where}.{k}", v) for k, v in rule.items()}
     if "user_data" in value:
         rule = value["user_data"]
         where = "targeting.user_data"
         if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
-            raise _invalid(where, f"{where} must be {{\"include\": {{...}}, \"exclude\": {{...}}}}.")
+            raise _invalid(where, f'{where} must be {{"include": {{...}}, "exclude": {{...}}}}.')
         for k, v in rule.items():
             if not isinstance(v, dict):
                 raise _invalid(f"{where}.{k}", f"{where}.{k} must map keys to values.")
@@ -300,7 +298,7 @@ def _targeting(value: Any) -> dict[str, Any]:
         rule = value["subscribed_age"]
         where = "targeting.subscribed_age"
         if not isinstance(rule, dict) or set(rule) - {"from", "to"} or not rule:
-            raise _invalid(where, f"{where} must be {{\"from\": days, \"to\": days}}.")
+            raise _invalid(where, f'{where} must be {{"from": days, "to": days}}.')
         ages = {k: _integer(f"{where}.{k}", v, minimum=0, maximum=36500) for k, v in rule.items()}
         if "from" in ages and "to" in ages and ages["from"] > ages["to"]:
             raise _invalid(where, f"{where}.from must not exceed .to.")

@@ -132,13 +132,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("in", "processed"):
+    for sub in ("in", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "in"),
         "data_folder_out": str(BROKER_DIR / "in"),
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
+        "control_folder": str(BROKER_DIR / "control"),
     }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -221,3 +222,25 @@ LOGGING = {
 # task; the sweeper arms the rest as they come due (docs/scheduling.md).
 HERALD_SCHEDULE_ETA_WINDOW_SECONDS = env_int("HERALD_SCHEDULE_ETA_WINDOW_SECONDS", 300)
 HERALD_SWEEP_INTERVAL_SECONDS = env_int("HERALD_SWEEP_INTERVAL_SECONDS", 15)
+
+# --- Provider simulators (make run, tests, benchmarks) ------------------------
+HERALD_SIMULATOR_HOST = os.environ.get("HERALD_SIMULATOR_HOST", "127.0.0.1")
+HERALD_SIMULATOR_APNS_PORT = env_int("HERALD_SIMULATOR_APNS_PORT", 2197)
+HERALD_SIMULATOR_FCM_PORT = env_int("HERALD_SIMULATOR_FCM_PORT", 2198)
+HERALD_SIMULATOR_CONTROL_PORT = env_int("HERALD_SIMULATOR_CONTROL_PORT", 2199)
+HERALD_SIMULATOR_DIR = Path(os.environ.get("HERALD_SIMULATOR_DIR", VAR_DIR / "simulators"))
+
+# --- Provider senders ---------------------------------------------------------
+HERALD_APNS_CONCURRENCY = env_int("HERALD_APNS_CONCURRENCY", 500)
+HERALD_FCM_CONCURRENCY = env_int("HERALD_FCM_CONCURRENCY", 64)
+HERALD_PROVIDER_TIMEOUT_SECONDS = float(os.environ.get("HERALD_PROVIDER_TIMEOUT_SECONDS", "10"))
+# Rows a batch task claims and sends at a time (one claim UPDATE, one result write).
+HERALD_SEND_CHUNK_SIZE = env_int("HERALD_SEND_CHUNK_SIZE", 500)
+# Transient failures (429/5xx/network) are retried this many times in all.
+HERALD_MAX_ATTEMPTS = env_int("HERALD_MAX_ATTEMPTS", 5)
+HERALD_RETRY_BASE_SECONDS = float(os.environ.get("HERALD_RETRY_BASE_SECONDS", "2"))
+HERALD_RETRY_MAX_SECONDS = float(os.environ.get("HERALD_RETRY_MAX_SECONDS", "300"))
+# A claim older than this belongs to a worker that died mid-send (docs/decisions.md).
+HERALD_CLAIM_LEASE_SECONDS = env_int("HERALD_CLAIM_LEASE_SECONDS", 120)
+# A sending run with no progress for this long is re-driven by the sweeper.
+HERALD_STALL_SECONDS = env_int("HERALD_STALL_SECONDS", 60)

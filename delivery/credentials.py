@@ -1,0 +1,52 @@
+"""Project credentials -> provider configs (the only place that reads the secrets)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from core.models import Project
+from delivery.models import Provider
+from delivery.providers.base import ApnsConfig, FcmConfig
+
+
+class MissingCredentials(Exception):
+    """The project has no usable credentials for a provider it must send to."""
+
+
+def apns_config(project: Project) -> ApnsConfig:
+    if not project.has_apns_credentials:
+        raise MissingCredentials("APNs credentials are not configured for this project.")
+    try:
+        return ApnsConfig(
+            topic=project.apns_topic,
+            team_id=project.apns_team_id if project.apns_auth_key else "",
+            key_id=project.apns_key_id if project.apns_auth_key else "",
+            auth_key_pem=project.apns_auth_key,
+            client_cert_pem="" if project.apns_auth_key else project.apns_certificate,
+            use_sandbox=project.apns_use_sandbox,
+            endpoint=project.apns_endpoint,
+            ca_file=project.apns_ca_file,
+            concurrency=settings.HERALD_APNS_CONCURRENCY,
+            timeout_seconds=settings.HERALD_PROVIDER_TIMEOUT_SECONDS,
+        )
+    except ValueError as exc:
+        raise MissingCredentials(f"APNs credentials are invalid: {exc}") from exc
+
+
+def fcm_config(project: Project) -> FcmConfig:
+    if not project.has_fcm_credentials:
+        raise MissingCredentials("FCM credentials are not configured for this project.")
+    try:
+        return FcmConfig(
+            service_account_info=project.fcm_service_account,
+            endpoint=project.fcm_endpoint,
+            ca_file=project.fcm_ca_file,
+            concurrency=settings.HERALD_FCM_CONCURRENCY,
+            timeout_seconds=settings.HERALD_PROVIDER_TIMEOUT_SECONDS,
+        )
+    except ValueError as exc:
+        raise MissingCredentials(f"FCM credentials are invalid: {exc}") from exc
+
+
+def provider_config(project: Project, provider: str) -> ApnsConfig | FcmConfig:
+    return apns_config(project) if provider == Provider.APNS else fcm_config(project)

@@ -1,0 +1,268 @@
+"""The delivery engine: claim queued rows, send them, record every result.
+
+It knows nothing of campaign states (DESIGN.md): callers hand it a project, the
+content and which rows to attempt; it returns counts so the caller can keep its
+own stats. Exactly-once within a run rests on three things:
+
+* the unique (campaign, run, token) row, created before any send;
+* a claim (conditional UPDATE of queued, unclaimed rows) taken right before
+  sending, so two tasks holding the same batch never both send a row;
+* results written conditionally on that claim.
+
+A claim that outlives its lease means the worker died with the requests in
+flight; their outcome is unknown, so `deliveries_expire_claims` closes those rows
+as failed ("interrupted") instead of sending them again (docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from core.models import Project
+from delivery.credentials import MissingCredentials, provider_config
+from delivery.models import PushDelivery, PushToken
+from delivery.payloads import PushContent, Recipient, build_apns, build_fcm
+from delivery.providers import runtime
+from delivery.providers.base import Outcome, OutgoingPush, PushResult
+
+logger = logging.getLogger("herald.delivery")
+
+Status = PushDelivery.Status
+INTERRUPTED = "interrupted: the worker stopped while this push was in flight; not retried"
+
+
+@dataclass
+class BatchOutcome:
+    """What one call attempted and how it ended (counts of final outcomes only)."""
+
+    sent: int = 0
+    failed: int = 0
+    invalid_tokens: int = 0
+    skipped: int = 0
+    retry_at: datetime | None = None  # earliest pending retry, if any
+    attempted: int = 0
+
+    def add(self, other: BatchOutcome) -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.invalid_tokens += other.invalid_tokens
+        self.skipped += other.skipped
+        self.attempted += other.attempted
+        if other.retry_at is not None and (self.retry_at is None or other.retry_at < self.retry_at):
+            self.retry_at = other.retry_at
+
+
+@dataclass
+class _Recorder:
+    """Collects per-row results, then writes them in one bulk statement."""
+
+    claim: uuid.UUID
+    now: datetime
+    rows: list[PushDelivery] = field(default_factory=list)
+    dead_tokens: dict[int, str] = field(default_factory=dict)
+    outcome: BatchOutcome = field(default_factory=BatchOutcome)
+
+
+def backoff_seconds(attempt: int, retry_after: float | None) -> float:
+    """Capped exponential backoff with jitter; a provider's Retry-After wins if longer."""
+    base = settings.HERALD_RETRY_BASE_SECONDS * (2 ** max(0, attempt - 1))
+    delay = min(settings.HERALD_RETRY_MAX_SECONDS, base) * (0.5 + random.random() / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, settings.HERALD_RETRY_MAX_SECONDS))
+    return delay
+
+
+def _claim(rows: QuerySet[PushDelivery], now: datetime) -> tuple[uuid.UUID, list[PushDelivery]]:
+    claim = uuid.uuid4()
+    ids = list(rows.values_list("id", flat=True))
+    if not ids:
+        return claim, []
+    PushDelivery.objects.filter(
+        Q(retry_at__isnull=True) | Q(retry_at__lte=now),
+        id__in=ids,
+        status=Status.QUEUED,
+        claim__isnull=True,
+    ).update(claim=claim, claimed_at=now, attempts=F("attempts") + 1)
+    claimed = list(
+        PushDelivery.objects.filter(claim=claim).select_related("token", "app_user").order_by("id")
+    )
+    return claim, claimed
+
+
+def _recipient(delivery: PushDelivery) -> Recipient:
+    language = ""
+    if delivery.app_user is not None:
+        language = delivery.app_user.language
+    if not language:
+        language = delivery.token.locale
+    return Recipient(language=language, platform=delivery.token.platform)
+
+
+def _outgoing(delivery: PushDelivery, content: PushContent, now: datetime) -> OutgoingPush:
+    recipient = _recipient(delivery)
+    if delivery.provider == "apns":
+        payload, headers = build_apns(content, recipient, now=now)
+        return OutgoingPush(
+            ref=str(delivery.pk), token=delivery.token.token, payload=payload, headers=headers
+        )
+    message = build_fcm(content, recipient, now=now)
+    return OutgoingPush(ref=str(delivery.pk), token=delivery.token.token, payload=message)
+
+
+def _record(recorder: _Recorder, delivery: PushDelivery, result: PushResult) -> None:
+    """Turn one provider result into the row's new state (written later, in bulk)."""
+    reason = result.reason
+    outcome = recorder.outcome
+    if result.outcome == Outcome.SENT:
+        delivery.status = Status.SENT
+        delivery.sent_at = recorder.now
+        delivery.provider_msg_id = (result.provider_message_id or "")[:200]
+        reason = ""
+        outcome.sent += 1
+    elif result.outcome == Outcome.INVALID_TOKEN:
+        delivery.status = Status.INVALID_TOKEN
+        recorder.dead_tokens[delivery.token_id] = reason
+        outcome.invalid_tokens += 1
+    elif result.outcome == Outcome.RETRY and delivery.attempts < settings.HERALD_MAX_ATTEMPTS:
+        delay = backoff_seconds(delivery.attempts, result.retry_after)
+        delivery.retry_at = recorder.now + timedelta(seconds=delay)
+        delivery.claim = None
+        delivery.claimed_at = None
+        reason = f"retrying: {reason}"
+        if outcome.retry_at is None or delivery.retry_at < outcome.retry_at:
+            outcome.retry_at = delivery.retry_at
+    else:
+        if result.outcome == Outcome.RETRY:
+            reason = f"gave up after {delivery.attempts} attempts: {reason}"
+        delivery.status = Status.FAILED
+        outcome.failed += 1
+    delivery.error_message = reason[:500]
+    recorder.rows.append(delivery)
+
+
+def _write(recorder: _Recorder) -> None:
+    """One conditional bulk UPDATE: only rows still holding this claim change."""
+    mine = PushDelivery.objects.filter(claim=recorder.claim, status=Status.QUEUED)
+    with transaction.atomic():
+        mine.bulk_update(
+            recorder.rows,
+            [
+                "status",
+                "sent_at",
+                "provider_msg_id",
+                "error_message",
+                "retry_at",
+                "claim",
+                "claimed_at",
+            ],
+            batch_size=1000,
+        )
+        by_reason: dict[str, list[int]] = defaultdict(list)
+        for token_id, reason in recorder.dead_tokens.items():
+            by_reason[reason[:200]].append(token_id)
+        for reason, token_ids in by_reason.items():
+            PushToken.objects.filter(id__in=token_ids, active=True).update(
+                active=False, invalidated_at=recorder.now, invalid_reason=reason
+            )
+
+
+def deliveries_send(
+    *, project: Project, content: PushContent, rows: QuerySet[PushDelivery]
+) -> BatchOutcome:
+    """Claim the due, queued rows among `rows`, send them, record the results.
+
+    Provider calls go through the process-wide sender runtime (one long-lived
+    client per provider config). Rows whose provider has no credentials fail with
+    that reason; transient failures stay queued with a `retry_at`.
+    """
+    now = timezone.now()
+    claim, claimed = _claim(rows, now)
+    outcome = BatchOutcome(attempted=len(claimed))
+    if not claimed:
+        return outcome
+    recorder = _Recorder(claim=claim, now=now)
+    by_provider: dict[str, list[PushDelivery]] = defaultdict(list)
+    for delivery in claimed:
+        by_provider[delivery.provider].append(delivery)
+    for provider, deliveries in by_provider.items():
+        try:
+            config = provider_config(project, provider)
+        except MissingCredentials as exc:
+            for delivery in deliveries:
+                _record(recorder, delivery, _final_failure(delivery, str(exc)))
+            continue
+        pushes = [_outgoing(d, content, now) for d in deliveries]
+        results = runtime.send_batch(config, pushes)
+        for delivery, result in zip(deliveries, results, strict=True):
+            _record(recorder, delivery, result)
+    _write(recorder)
+    recorder.outcome.attempted = outcome.attempted
+    return recorder.outcome
+
+
+def _final_failure(delivery: PushDelivery, reason: str) -> PushResult:
+    return PushResult(
+        ref=str(delivery.pk), outcome=Outcome.FAILED, provider_message_id=None, reason=reason
+    )
+
+
+def deliveries_expire_claims(*, rows: QuerySet[PushDelivery]) -> int:
+    """Close rows whose claim outlived its lease: sent or not, we cannot know.
+
+    Returns how many rows were closed as failed.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.HERALD_CLAIM_LEASE_SECONDS)
+    return rows.filter(status=Status.QUEUED, claim__isnull=False, claimed_at__lt=cutoff).update(
+        status=Status.FAILED, error_message=INTERRUPTED
+    )
+
+
+def deliveries_skip(*, rows: QuerySet[PushDelivery], reason: str) -> int:
+    """Close queued, unclaimed rows without sending (cancelled, expired, capped)."""
+    return rows.filter(status=Status.QUEUED, claim__isnull=True).update(
+        status=Status.SKIPPED, error_message=reason[:500]
+    )
+
+
+def deliveries_create(
+    *,
+    campaign_id: uuid.UUID,
+    run: int,
+    tokens: Iterable[tuple[int, uuid.UUID | None, str]],
+) -> None:
+    """Insert one queued row per (token id, app user id, provider); existing ones stay."""
+    PushDelivery.objects.bulk_create(
+        [
+            PushDelivery(
+                campaign_id=campaign_id,
+                run=run,
+                token_id=token_id,
+                app_user_id=app_user_id,
+                provider=provider,
+            )
+            for token_id, app_user_id, provider in tokens
+        ],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
+
+
+def providers_without_credentials(project: Project, providers: Sequence[str]) -> list[str]:
+    missing = []
+    for provider in providers:
+        try:
+            provider_config(project, provider)
+        except MissingCredentials as exc:
+            missing.append(str(exc))
+    return missing
