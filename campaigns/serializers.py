@@ -8,13 +8,24 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from campaigns.models import CampaignRun, PushCampaign
+from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from delivery.models import PushDelivery
 
 
 class CampaignSerializer(serializers.ModelSerializer[PushCampaign]):
     project_id = serializers.UUIDField(read_only=True)
     segment_id = serializers.UUIDField(read_only=True, allow_null=True)
+    stats = serializers.SerializerMethodField()
+
+    def get_stats(self, campaign: PushCampaign) -> dict[str, int]:
+        """Live counters of the current run while sending; the exact snapshot after."""
+        if campaign.status == CampaignStatus.SENDING and campaign.current_run:
+            run = CampaignRun.objects.filter(
+                campaign_id=campaign.pk, number=campaign.current_run
+            ).first()
+            if run is not None:
+                return run.stats
+        return dict(campaign.stats)
 
     class Meta:
         model = PushCampaign

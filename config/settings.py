@@ -124,7 +124,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- Redis / Celery ---------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or REDIS_URL or "filesystem://"
+CELERY_BROKER_URL = (
+    os.environ.get("CELERY_BROKER_URL", "") or REDIS_URL or "filesystem://localhost/"
+)
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
     # Redis redelivers unacked messages after this; tasks are idempotent and ETAs
@@ -140,6 +142,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
         "control_folder": str(BROKER_DIR / "control"),
+        "polling_interval": 0.1,
     }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

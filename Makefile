@@ -1,0 +1,43 @@
+# Herald: `make run` (everything, on the embedded default) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint format bench clean setup
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## run: set up and start web + worker + beat + provider simulators
+run: $(STAMP)
+	$(PY) manage.py run_stack
+
+## test: set up and run the whole suite (unit + e2e)
+test: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider
+
+## test-fast: everything but the end-to-end suite
+test-fast: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -m "not e2e"
+
+## lint: ruff (lint + format check) and mypy
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)
+	$(PY) bench/fanout.py
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache
