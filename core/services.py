@@ -1,0 +1,100 @@
+"""Project and API-key writes, shared by the admin, the CLI and (later) the API.
+
+Keys are shown exactly once: `api_key_create` returns the full key to its caller
+and stores only the SHA-256 of the secret, so nothing that reads the database
+(admin, logs, backups) can recover a working key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.errors import InvalidInput
+from core.models import ApiKey, Project
+
+# Everything an operator may set on a project; id and created_at are not theirs.
+PROJECT_WRITABLE_FIELDS = frozenset(
+    field.name
+    for field in Project._meta.concrete_fields
+    if field.editable and field.name not in {"id", "created_at"}
+)
+
+
+def _clean_name(name: str, *, what: str) -> str:
+    cleaned = name.strip()
+    if not cleaned:
+        raise InvalidInput(f"{what} name must not be blank.", details={"field": "name"})
+    max_length = 200
+    if len(cleaned) > max_length:
+        raise InvalidInput(
+            f"{what} name must be at most {max_length} characters.", details={"field": "name"}
+        )
+    return cleaned
+
+
+@transaction.atomic
+def project_create(*, name: str) -> Project:
+    """A new project with no credentials; the operator adds them in the admin."""
+    return Project.objects.create(name=_clean_name(name, what="Project"))
+
+
+@transaction.atomic
+def project_update(*, project: Project, fields: Mapping[str, Any]) -> Project:
+    """Set the given fields (settings and credentials) and save only those.
+
+    Naming `update_fields` keeps a concurrent edit of other fields (another
+    operator, `seed_demo`) from being overwritten with stale values.
+    """
+    unknown = set(fields) - PROJECT_WRITABLE_FIELDS
+    if unknown:
+        raise InvalidInput(
+            f"Not a writable project field: {', '.join(sorted(unknown))}.",
+            details={"fields": sorted(unknown)},
+        )
+    if not fields:
+        return project
+    for name, value in fields.items():
+        if name == "name":
+            value = _clean_name(value, what="Project")
+        setattr(project, name, value)
+    project.save(update_fields=list(fields))
+    return project
+
+
+@transaction.atomic
+def api_key_create(
+    *, project: Project, name: str, scope: str = ApiKey.Scope.ADMIN
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with the full secret, which is never stored.
+
+    The caller must hand the full key to the operator now: afterwards only its
+    prefix (to find the row) and hash (to check it) exist.
+    """
+    if scope not in ApiKey.Scope.values:
+        raise InvalidInput(
+            f"scope must be one of {', '.join(ApiKey.Scope.values)}.", details={"field": "scope"}
+        )
+    full_key, prefix, secret_hash = ApiKey.generate()
+    key = ApiKey.objects.create(
+        project=project,
+        name=_clean_name(name, what="API key"),
+        scope=scope,
+        prefix=prefix,
+        secret_hash=secret_hash,
+    )
+    return key, full_key
+
+
+@transaction.atomic
+def api_key_revoke(*, key: ApiKey) -> None:
+    """Revoke a key; revoking twice keeps the first revocation time.
+
+    Rows are kept (not deleted) so the admin still shows who had access and when.
+    """
+    now = timezone.now()
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    key.refresh_from_db(fields=["revoked_at"])
