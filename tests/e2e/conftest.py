@@ -1,0 +1,207 @@
+"""End-to-end harness: real provider simulators and real Celery worker processes.
+
+The simulators run as `python -m delivery.simulators` (HTTP/2 + TLS APNs, HTTPS
+FCM with its OAuth endpoint); workers run as `celery -A config worker` against
+the same test database and broker as the test process. Tests use
+`django_db(transaction=True)` so what they write is committed and visible to the
+workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from config.celery import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.e2e
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@dataclass
+class Simulators:
+    process: subprocess.Popen[str]
+    info: dict[str, Any]
+
+    @property
+    def control(self) -> str:
+        return str(self.info["control_url"])
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.control + path,
+            data=data,
+            method="POST" if data is not None or path == "/reset" else "GET",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"{}")
+
+    def stats(self, tokens: bool = False) -> dict[str, Any]:
+        return self._call("/stats?tokens=1" if tokens else "/stats")
+
+    def configure(self, knobs: dict[str, Any]) -> dict[str, Any]:
+        return self._call("/config", knobs)
+
+    def reset(self) -> None:
+        self._call("/reset", {"config": True})
+
+
+@pytest.fixture(scope="session")
+def simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulators]:
+    cert_dir = tmp_path_factory.mktemp("simulators")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "delivery.simulators",
+            "--apns-port",
+            "0",
+            "--fcm-port",
+            "0",
+            "--control-port",
+            "0",
+            "--cert-dir",
+            str(cert_dir),
+            "--json",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.kill()
+        pytest.fail("the simulators did not start")
+    sims = Simulators(process=process, info=json.loads(line))
+    yield sims
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _database_env() -> dict[str, str]:
+    """Point a child process at the test database the test process is using."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return {"HERALD_SQLITE_PATH": str(db["NAME"])}
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or "5432"
+    return {"DATABASE_URL": f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"}
+
+
+def drain_broker() -> None:
+    with app.connection_for_write() as conn:
+        queue = conn.SimpleQueue("celery")
+        try:
+            queue.clear()
+        finally:
+            queue.close()
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children): a crash."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    """Start real `celery worker` processes; all are stopped at teardown."""
+    workers: list[Worker] = []
+
+    def start(env: dict[str, str] | None = None, concurrency: int = 2) -> Worker:
+        log = tmp_path / f"worker-{len(workers)}.log"
+        child_env = {**os.environ, **_database_env(), **(env or {})}
+        child_env["HERALD_VAR_DIR"] = str(settings.VAR_DIR)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-l",
+                "INFO",
+                "--concurrency",
+                str(concurrency),
+                "-n",
+                f"e2e{len(workers)}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=child_env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        worker = Worker(process=process, log=log)
+        workers.append(worker)
+        deadline = time.monotonic() + 60
+        while b" ready." not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"worker did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(
+    condition: Callable[[], bool],
+    *,
+    timeout: float,
+    every: float = 0.25,
+    tick: Callable[[], object] | None = None,
+) -> bool:
+    """Poll until `condition()`; `tick` runs between polls (e.g. the sweeper)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        if tick is not None:
+            tick()
+        time.sleep(every)
+    return condition()
