@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from campaigns import selectors, services
+from campaigns import selectors, services, testpush
 from campaigns.serializers import (
     CampaignPageSerializer,
     CampaignSerializer,
@@ -153,7 +153,7 @@ class CampaignDeliveriesView(ProjectScopedView):
         project = self.project(request, kwargs)
         campaign = selectors.campaign_get(project=project, campaign_id=self.campaign_id(kwargs))
         run_param = request.query_params.get("run")
-        if run_param is not None and not run_param.isdigit():
+        if run_param is not None and not (run_param.isascii() and run_param.isdigit()):
             raise InvalidInput("run must be a run number.", details={"field": "run"})
         rows, next_cursor = selectors.delivery_page(
             campaign=campaign,
@@ -174,3 +174,17 @@ class CampaignRunsView(ProjectScopedView):
         campaign = selectors.campaign_get(project=project, campaign_id=self.campaign_id(kwargs))
         runs = selectors.campaign_runs(campaign=campaign)
         return Response({"results": RunSerializer(runs, many=True).data})
+
+
+class TestPushView(ProjectScopedView):
+    failure_codes = {"POST": "PUSH_TEST_FAILED"}
+
+    @extend_schema(
+        request=None,
+        responses={200: None, 502: ErrorSerializer, **ERRORS},
+        summary="Send one test push now (app_user_id, or device_token + provider)",
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        fields = testpush.validate_test_push(request.data)
+        return Response(testpush.test_push_send(project=project, fields=fields))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db.models import Q, QuerySet
 
@@ -39,8 +39,12 @@ def campaign_page(
     if position is not None:
         try:
             created_at = datetime.fromisoformat(str(position[0]))
+            if created_at.tzinfo is None:
+                raise ValueError("naive cursor time")
+            # Converting now, not in the query: an extreme offset overflows here.
+            created_at = created_at.astimezone(UTC)
             last_id = uuid.UUID(str(position[1]))
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise InvalidInput("cursor is not valid.", details={"field": "cursor"}) from exc
         qs = qs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=last_id))
     rows = list(qs.order_by("-created_at", "-id")[: limit + 1])

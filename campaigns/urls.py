@@ -10,6 +10,7 @@ ID = r"(?P<campaign_id>[^/]+)"
 def routes(prefix: str) -> list:  # type: ignore[type-arg]
     return [
         re_path(rf"^{prefix}/?$", api.CampaignListView.as_view()),
+        re_path(rf"^{prefix}/test/?$", api.TestPushView.as_view()),
         re_path(rf"^{prefix}/{ID}/send/?$", api.CampaignSendView.as_view()),
         re_path(rf"^{prefix}/{ID}/cancel/?$", api.CampaignCancelView.as_view()),
         re_path(rf"^{prefix}/{ID}/deliveries/?$", api.CampaignDeliveriesView.as_view()),

@@ -106,7 +106,10 @@ def parse_datetime_field(field: str, value: Any, *, code: str) -> datetime:
         raise _invalid(field, f"{field} is not a valid ISO-8601 date-time.", code) from exc
     if parsed.tzinfo is None:
         raise _invalid(field, f"{field} must include a UTC offset, e.g. 'Z' or '+02:00'.", code)
-    return parsed.astimezone(zoneinfo.ZoneInfo("UTC"))
+    try:
+        return parsed.astimezone(zoneinfo.ZoneInfo("UTC"))
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59-23:59 is past year 9999 in UTC
+        raise _invalid(field, f"{field} is out of range.", code) from exc
 
 
 def _title(value: Any) -> str:
@@ -318,7 +321,8 @@ def _timezone(field: str, value: Any) -> str:
         raise _invalid(field, f"{field} must be an IANA time zone such as 'Europe/Paris'.")
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+    # OSError: a tzdata directory such as 'America' is not a zone (IsADirectoryError).
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise _invalid(field, f"Unknown time zone '{value}'.") from exc
     return value
 

@@ -266,3 +266,48 @@ def providers_without_credentials(project: Project, providers: Sequence[str]) ->
         except MissingCredentials as exc:
             missing.append(str(exc))
     return missing
+
+
+@dataclass(frozen=True)
+class TestPushResult:
+    delivery: PushDelivery
+    result: PushResult
+
+
+def delivery_send_one(
+    *, project: Project, token: PushToken, content: PushContent
+) -> TestPushResult:
+    """Send one push now (test pushes): one attempt, one row without a campaign.
+
+    No retry: the caller wants to know at once whether credentials and token work.
+    An invalid-token answer retires the token like any send would.
+    """
+    now = timezone.now()
+    delivery = PushDelivery.objects.create(
+        campaign=None,
+        run=0,
+        token=token,
+        app_user=token.app_user,
+        provider=token.provider,
+        attempts=1,
+    )
+    delivery.token = token
+    try:
+        config = provider_config(project, token.provider)
+    except MissingCredentials as exc:
+        result = _final_failure(delivery, str(exc))
+    else:
+        result = runtime.send_batch(config, [_outgoing(delivery, content, now)])[0]
+    delivery.status = {
+        Outcome.SENT: Status.SENT,
+        Outcome.INVALID_TOKEN: Status.INVALID_TOKEN,
+    }.get(result.outcome, Status.FAILED)
+    delivery.error_message = "" if result.outcome == Outcome.SENT else result.reason[:500]
+    delivery.provider_msg_id = (result.provider_message_id or "")[:200]
+    delivery.sent_at = now if result.outcome == Outcome.SENT else None
+    delivery.save(update_fields=["status", "error_message", "provider_msg_id", "sent_at"])
+    if result.outcome == Outcome.INVALID_TOKEN:
+        PushToken.objects.filter(pk=token.pk, active=True).update(
+            active=False, invalidated_at=now, invalid_reason=result.reason[:200]
+        )
+    return TestPushResult(delivery=delivery, result=result)

@@ -1,0 +1,152 @@
+"""Test pushes: one synchronous send to one device, to check credentials and tokens.
+
+Contract (DESIGN.md): target by app_user_id (the user's most recent active token)
+or by device_token + provider; answers {delivery_id, provider,
+provider_message_id, status} or PUSH_FAILED 502 with the same details.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from campaigns.validation import VALIDATORS
+from core.errors import ApplicationError, InvalidInput, NotFound
+from core.models import Project
+from delivery.models import Platform, Provider, PushToken
+from delivery.payloads import Action, PushContent, payload_size_report
+from delivery.services import delivery_send_one
+
+ALLOWED = {
+    "title",
+    "body",
+    "data",
+    "app_user_id",
+    "device_token",
+    "provider",
+    "platform",
+    "image_url",
+    "url",
+    "sound",
+    "badge",
+    "priority",
+    "ttl_seconds",
+    "localizations",
+    "actions",
+    "collapse_key",
+}
+
+
+class PushFailed(ApplicationError):
+    status = 502
+    code = "PUSH_FAILED"
+
+
+def _content(fields: Mapping[str, Any]) -> PushContent:
+    return PushContent(
+        title=fields["title"],
+        body=fields["body"],
+        data=fields.get("data") or {},
+        localizations=fields.get("localizations") or {},
+        image_url=fields.get("image_url", ""),
+        url=fields.get("url", ""),
+        actions=tuple(
+            Action(id=a["id"], title=a["title"], url=a.get("url", ""))
+            for a in fields.get("actions") or ()
+        ),
+        sound=fields.get("sound", ""),
+        badge=fields.get("badge"),
+        collapse_key=fields.get("collapse_key", ""),
+        priority=fields.get("priority", "high"),
+        ttl_seconds=fields.get("ttl_seconds"),
+    )
+
+
+def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(payload) - ALLOWED)
+    if unknown:
+        raise InvalidInput(f"Unknown field '{unknown[0]}'.", details={"field": unknown[0]})
+    clean: dict[str, Any] = {
+        "title": VALIDATORS["title"](payload.get("title")),
+        "body": VALIDATORS["body"](payload.get("body")),
+    }
+    for name in ALLOWED - {"title", "body", "app_user_id", "device_token", "provider", "platform"}:
+        if name in payload:
+            clean[name] = VALIDATORS[name](payload[name])
+    user_id, token = payload.get("app_user_id"), payload.get("device_token")
+    if user_id in (None, "") and token in (None, ""):
+        raise InvalidInput(
+            "Give app_user_id, or device_token with provider.", code="MISSING_TARGET"
+        )
+    if user_id not in (None, ""):
+        try:
+            clean["app_user_id"] = uuid.UUID(str(user_id))
+        except ValueError as exc:
+            raise InvalidInput(
+                "app_user_id must be a UUID.", details={"field": "app_user_id"}
+            ) from exc
+    else:
+        if not isinstance(token, str) or len(token) > 512:
+            raise InvalidInput(
+                "device_token must be a string of at most 512 characters.",
+                details={"field": "device_token"},
+            )
+        provider = payload.get("provider")
+        if provider in (None, ""):
+            raise InvalidInput("device_token needs a provider.", code="MISSING_PROVIDER")
+        if provider not in Provider.values:
+            raise InvalidInput("provider must be 'apns' or 'fcm'.", details={"field": "provider"})
+        platform = payload.get("platform") or ("ios" if provider == "apns" else "android")
+        if platform not in Platform.values:
+            raise InvalidInput(
+                "platform must be ios, android or web.", details={"field": "platform"}
+            )
+        clean.update(device_token=token.strip(), provider=provider, platform=platform)
+    if payload_size_report(_content(clean)):
+        raise InvalidInput(
+            "The test push payload is larger than 4096 bytes.", code="PAYLOAD_TOO_LARGE"
+        )
+    return clean
+
+
+def _resolve_token(project: Project, fields: Mapping[str, Any]) -> PushToken:
+    if "app_user_id" in fields:
+        token = (
+            PushToken.objects.filter(
+                project=project, app_user_id=fields["app_user_id"], active=True
+            )
+            .select_related("app_user")
+            .order_by("-last_registered_at", "-id")
+            .first()
+        )
+        if token is None:
+            raise NotFound("That app user has no active push token.", code="NO_ACTIVE_TOKEN")
+        return token
+    if not fields["device_token"]:
+        raise InvalidInput("device_token is empty.", code="NO_TOKEN")
+    token, _ = PushToken.objects.get_or_create(
+        project=project,
+        provider=fields["provider"],
+        token=fields["device_token"],
+        defaults={"platform": fields["platform"]},
+    )
+    return token
+
+
+def test_push_send(*, project: Project, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Send one test push now; PUSH_FAILED (502) when the provider refuses it."""
+    token = _resolve_token(project, fields)
+    outcome = delivery_send_one(project=project, token=token, content=_content(fields))
+    body = {
+        "delivery_id": outcome.delivery.pk,
+        "provider": token.provider,
+        "provider_message_id": outcome.result.provider_message_id,
+        "status": outcome.delivery.status,
+    }
+    if outcome.delivery.status != "sent":
+        raise PushFailed(
+            f"The provider refused the push: {outcome.result.reason}",
+            details={**body, "invalid_token": outcome.delivery.status == "invalid_token"},
+        )
+    return body
