@@ -1,0 +1,190 @@
+"""Test pushes over real HTTP/2 + TLS to the in-process provider simulators."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from delivery.models import PushDelivery, PushToken
+from delivery.simulators.server import SimulatorServer
+from tests.factories import AppUserFactory, PushTokenFactory
+
+APNS_TOKEN = "ab" * 32
+FCM_TOKEN = "f" + "x" * 150
+DEAD_APNS = "cd" * 32
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorServer]:
+    server = SimulatorServer(
+        cert_dir=tmp_path_factory.mktemp("sim"), invalid_tokens=[DEAD_APNS]
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def project(api, sim):
+    creds, addresses = sim.credentials, sim.addresses
+    p = api.project
+    p.apns_team_id, p.apns_key_id, p.apns_auth_key = creds.team_id, creds.key_id, creds.auth_key_pem
+    p.apns_topic, p.apns_endpoint, p.apns_ca_file = (
+        creds.topic,
+        addresses.apns_endpoint,
+        str(creds.ca_file),
+    )
+    p.fcm_service_account = creds.service_account_info
+    p.fcm_endpoint, p.fcm_ca_file = addresses.fcm_base_url, str(creds.ca_file)
+    p.save()
+    return p
+
+
+def url(project, alias: bool) -> str:
+    return "/admin/push/test" if alias else f"/admin/projects/{project.id}/push/campaigns/test"
+
+
+@pytest.mark.parametrize("alias", [False, True])
+def test_by_app_user_uses_newest_active_token(api, project, sim, alias):
+    user = AppUserFactory(project=project)
+    PushTokenFactory(project=project, app_user=user, token="00" * 32, provider="apns", active=False)
+    newest = PushTokenFactory(
+        project=project, app_user=user, token=FCM_TOKEN, provider="fcm", platform="android"
+    )
+    before = sim.stats(tokens=True)["fcm"]["tokens"].get(FCM_TOKEN, 0)
+
+    response = api.client.post(
+        url(project, alias), {"title": "T", "body": "B", "app_user_id": str(user.id)}
+    )
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    delivery = PushDelivery.objects.get(pk=body["delivery_id"])
+    assert body == {
+        "delivery_id": delivery.pk,
+        "provider": "fcm",
+        "provider_message_id": delivery.provider_msg_id,
+        "status": "sent",
+    }
+    assert body["provider_message_id"].startswith("projects/herald-demo/messages/")
+    assert delivery.campaign_id is None and delivery.token_id == newest.pk
+    assert sim.stats(tokens=True)["fcm"]["tokens"][FCM_TOKEN] == before + 1
+
+
+def test_by_device_token(api, project):
+    response = api.client.post(
+        url(project, False),
+        {"title": "T", "body": "B", "device_token": APNS_TOKEN, "provider": "apns"},
+    )
+    assert response.status_code == 200
+    assert response.json()["provider"] == "apns" and response.json()["status"] == "sent"
+    assert PushToken.objects.get(token=APNS_TOKEN).platform == "ios"
+
+
+def test_provider_rejection_is_push_failed_and_retires_the_token(api, project):
+    PushTokenFactory(project=project, token=DEAD_APNS, provider="apns")
+    response = api.client.post(
+        url(project, False),
+        {"title": "T", "body": "B", "device_token": DEAD_APNS, "provider": "apns"},
+    )
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "PUSH_FAILED"
+    delivery = PushDelivery.objects.get(pk=error["details"]["delivery_id"])
+    assert error["details"] == {
+        "delivery_id": delivery.pk,
+        "provider": "apns",
+        "provider_message_id": error["details"]["provider_message_id"],
+        "status": "invalid_token",
+        "invalid_token": True,
+    }
+    assert delivery.status == "invalid_token" and delivery.error_message == "Unregistered"
+    token = PushToken.objects.get(token=DEAD_APNS)
+    assert not token.active and token.invalid_reason == "Unregistered"
+
+
+def test_missing_credentials_is_push_failed(api):
+    response = api.client.post(
+        url(api.project, False),
+        {"title": "T", "body": "B", "device_token": APNS_TOKEN, "provider": "apns"},
+    )
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "PUSH_FAILED"
+    assert error["details"]["invalid_token"] is False
+    assert "APNs credentials are not configured" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        ({"title": "T", "body": "B"}, 400, "MISSING_TARGET"),
+        ({"title": "T", "body": "B", "device_token": "abc"}, 400, "MISSING_PROVIDER"),
+        ({"body": "B", "device_token": "abc", "provider": "apns"}, 400, "MISSING_TITLE"),
+        ({"title": "T", "device_token": "abc", "provider": "apns"}, 400, "MISSING_BODY"),
+        ({"title": "T", "body": "B", "device_token": "  ", "provider": "apns"}, 400, "NO_TOKEN"),
+        ({"title": "T", "body": "B", "app_user_id": str(uuid.UUID(int=1))}, 404, "NO_ACTIVE_TOKEN"),
+        ({"title": "T", "body": "B", "app_user_id": "nope"}, 400, "VALIDATION_ERROR"),
+        (
+            {"title": "T", "body": "B", "device_token": "a", "provider": "x"},
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            {"title": "T", "body": "B", "app_user_id": str(uuid.UUID(int=1)), "x": 1},
+            400,
+            "VALIDATION_ERROR",
+        ),
+    ],
+)
+def test_error_shapes_write_nothing(api, project, payload, status, code):
+    response = api.client.post(url(project, False), payload)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert PushDelivery.objects.count() == 0
+    assert PushToken.objects.count() == 0
+
+
+def test_unexpected_failure_is_push_test_failed(api, project, monkeypatch):
+    def explode(**kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr("campaigns.testpush.delivery_send_one", explode)
+    response = api.client.post(
+        url(project, False),
+        {"title": "T", "body": "B", "device_token": APNS_TOKEN, "provider": "apns"},
+    )
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {"code": "PUSH_TEST_FAILED", "message": "Internal error.", "details": {}}
+    }
+
+
+def test_command(project):
+    out = io.StringIO()
+    call_command(
+        "send_test_push",
+        project=str(project.id),
+        title="T",
+        body="B",
+        device_token=APNS_TOKEN,
+        provider="apns",
+        json=True,
+        stdout=out,
+    )
+    result = json.loads(out.getvalue())
+    assert result["status"] == "sent" and result["provider"] == "apns"
+    with pytest.raises(CommandError, match="PUSH_FAILED"):
+        call_command(
+            "send_test_push",
+            project=str(project.id),
+            title="T",
+            body="B",
+            device_token=DEAD_APNS,
+            provider="apns",
+            stdout=io.StringIO(),
+        )
