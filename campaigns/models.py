@@ -72,9 +72,31 @@ class PushCampaign(models.Model):
     targeting = models.JSONField(default=dict, blank=True)
     tags = models.JSONField(default=list, blank=True)
     recurrence = models.JSONField(null=True, blank=True)
+    # First occurrence of a recurrence; interval recurrences count from it.
+    recurrence_anchor = models.DateTimeField(null=True, blank=True)
+    # The django-celery-beat entry that mirrors a recurrence: the operator sees it
+    # (and can pause it) in the admin; disabling it pauses the campaign.
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     end_at = models.DateTimeField(null=True, blank=True)
     quiet_hours = models.JSONField(null=True, blank=True)
     deliver_in_user_timezone = models.BooleanField(default=False)
+    # With deliver_in_user_timezone: the wall-clock time of scheduled_at as written
+    # ("2026-12-01T09:00:00"), and what to do for users whose time already passed.
+    local_wall_clock = models.CharField(max_length=32, blank=True)
+    local_time_missed = models.CharField(
+        max_length=10,
+        choices=[("next_day", "Deliver at that time the next day"), ("skip", "Skip")],
+        default="next_day",
+    )
+    # When the next run starts: scheduled_at, or for local-time delivery the moment
+    # the earliest time zone (UTC+14) reaches the wall-clock time.
+    fire_at = models.DateTimeField(null=True, blank=True)
     throttle_per_minute = models.PositiveIntegerField(null=True, blank=True)
     # Bookkeeping.
     current_run = models.PositiveIntegerField(default=0)
@@ -88,7 +110,7 @@ class PushCampaign(models.Model):
         db_table = "push_campaigns"
         indexes = [
             models.Index(fields=("project", "-created_at", "-id"), name="campaign_project_created"),
-            models.Index(fields=("status", "scheduled_at"), name="campaign_status_scheduled"),
+            models.Index(fields=("status", "fire_at"), name="campaign_status_fire_at"),
         ]
 
     def __str__(self) -> str:
@@ -117,6 +139,8 @@ class CampaignRun(models.Model):
     campaign = models.ForeignKey(PushCampaign, on_delete=models.CASCADE, related_name="runs")
     number = models.PositiveIntegerField()
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    # The scheduled occurrence this run fired for (scheduled and recurring runs).
+    occurrence = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
     # Counters are bumped with F() by concurrent batch tasks (no row lock).
     targeted = models.PositiveIntegerField(default=0)

@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Min, Q, QuerySet
 from django.utils import timezone
 
-from campaigns import queue
+from campaigns import queue, scheduling
 from campaigns.content import campaign_content
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from delivery.models import PushDelivery
+from delivery.policy import DeliveryPolicy, local_due, zone
 from delivery.services import (
     BatchOutcome,
+    NewDelivery,
     deliveries_create,
     deliveries_expire_claims,
     deliveries_send,
@@ -41,6 +44,8 @@ from segments.audience import resolve_audience
 logger = logging.getLogger("herald.sending")
 
 Status = PushDelivery.Status
+# A throttled batch looks again this often (a twelfth of a minute's allowance each time).
+THROTTLE_TICK = timedelta(seconds=5)
 
 
 def _rows(campaign_id: uuid.UUID, run: int) -> QuerySet[PushDelivery]:
@@ -85,6 +90,109 @@ def _fail_run(campaign: PushCampaign, run: int, reason: str) -> None:
         ).update(status=CampaignRun.Status.FAILED, error=reason[:500], completed_at=now)
 
 
+class _RowPlanner:
+    """When each new row may be sent: its user's local time, a throttle slot, or now.
+
+    Local-time delivery puts each row at the campaign's wall-clock time in the user's
+    time zone (attribute `timezone`, else the token's, else the project default);
+    a throttled campaign spaces rows evenly at 60/rate seconds so sends are spread
+    over each minute (the engine still enforces the rate from claim times).
+    """
+
+    def __init__(self, campaign: PushCampaign, run: int) -> None:
+        self.now = timezone.now()
+        self.default_tz = campaign.project.default_timezone or "UTC"
+        self.wall_clock = (
+            datetime.fromisoformat(campaign.local_wall_clock)
+            if campaign.deliver_in_user_timezone and campaign.local_wall_clock
+            else None
+        )
+        self.missed = campaign.local_time_missed
+        rate = _rate(campaign)
+        self.spacing = timedelta(seconds=60 / rate) if rate else None
+        self.index = _rows(campaign.pk, run).count()
+
+    def row(
+        self,
+        token_id: int,
+        app_user_id: uuid.UUID | None,
+        provider: str,
+        token_tz: str,
+        attributes: Any,
+    ) -> NewDelivery:
+        not_before: datetime | None = None
+        if self.wall_clock is not None:
+            user_tz = attributes.get("timezone") if isinstance(attributes, dict) else None
+            tz = zone(user_tz if isinstance(user_tz, str) else token_tz, self.default_tz)
+            not_before = local_due(self.wall_clock, tz, now=self.now, missed=self.missed)
+            if not_before is None:
+                return NewDelivery(token_id, app_user_id, provider, skip_reason="local time passed")
+        if self.spacing is not None:
+            slot = self.now + self.spacing * self.index
+            not_before = max(not_before or slot, slot)
+        self.index += 1
+        return NewDelivery(token_id, app_user_id, provider, not_before=not_before)
+
+
+def _rate(campaign: PushCampaign) -> int | None:
+    return campaign.throttle_per_minute or campaign.project.default_throttle_per_minute
+
+
+def _policy(campaign: PushCampaign, run: int) -> DeliveryPolicy:
+    project = campaign.project
+    deadline = campaign.end_at
+    if campaign.ttl_seconds is not None and not campaign.deliver_in_user_timezone:
+        started = campaign.sent_at or timezone.now()
+        expires = started + timedelta(seconds=campaign.ttl_seconds)
+        deadline = expires if deadline is None else min(deadline, expires)
+    rate = _rate(campaign)
+
+    def lock_run() -> None:
+        list(
+            CampaignRun.objects.select_for_update()
+            .filter(campaign_id=campaign.pk, number=run)
+            .values_list("id", flat=True)
+        )
+
+    return DeliveryPolicy(
+        deadline=deadline,
+        quiet_hours=campaign.quiet_hours or project.default_quiet_hours,
+        default_timezone=project.default_timezone or "UTC",
+        frequency_cap_per_day=project.frequency_cap_per_day,
+        rate_per_minute=rate,
+        rate_scope=(campaign.pk, run) if rate else None,
+        rate_lock=lock_run if rate else None,
+    )
+
+
+def _enqueue_batch(
+    campaign_id: uuid.UUID,
+    run: int,
+    first_token_id: int,
+    last_token_id: int,
+    rows: list[NewDelivery] | None = None,
+    *,
+    not_before: datetime | None = None,
+) -> None:
+    """Enqueue a batch, with an ETA when its first row is not due yet.
+
+    Rows due beyond the ETA window are left to the sweeper, so no task sleeps in the
+    broker longer than its redelivery window.
+    """
+    if rows is not None:
+        due = [r.not_before for r in rows if not r.skip_reason]
+        if not due:
+            return  # every row was created already skipped
+        not_before = None if any(d is None for d in due) else min(d for d in due if d)
+    now = timezone.now()
+    if not_before is not None and not_before > now:
+        if not_before - now > timedelta(seconds=settings.HERALD_SCHEDULE_ETA_WINDOW_SECONDS):
+            return
+        queue.enqueue_batch(campaign_id, run, first_token_id, last_token_id, eta=not_before)
+        return
+    queue.enqueue_batch(campaign_id, run, first_token_id, last_token_id)
+
+
 def run_fan_out(*, campaign_id: uuid.UUID, run: int) -> None:
     """Create the run's delivery rows and enqueue their batches. Idempotent."""
     campaign = _active_campaign(campaign_id, run)
@@ -105,20 +213,24 @@ def run_fan_out(*, campaign_id: uuid.UUID, run: int) -> None:
         targeted=audience.count(), last_progress_at=timezone.now()
     )
     chunk = settings.HERALD_FANOUT_CHUNK_SIZE
+    plan = _RowPlanner(campaign, run)
     last_id = 0
     while True:
         tokens = list(
             audience.filter(id__gt=last_id)
             .order_by("id")
-            .values_list("id", "app_user_id", "provider")[:chunk]
+            .values_list("id", "app_user_id", "provider", "timezone", "app_user__attributes")[
+                :chunk
+            ]
         )
         if not tokens:
             break
         if not _is_active(campaign_id, run):
             return  # cancelled meanwhile: the rows made so far get skipped
-        deliveries_create(campaign_id=campaign_id, run=run, tokens=tokens)
+        rows = [plan.row(*token) for token in tokens]
+        deliveries_create(campaign_id=campaign_id, run=run, tokens=rows)
         last_id = tokens[-1][0]
-        queue.enqueue_batch(campaign_id, run, tokens[0][0], last_id)
+        _enqueue_batch(campaign_id, run, tokens[0][0], last_id, rows)
         _touch(campaign_id, run)
     CampaignRun.objects.filter(campaign_id=campaign_id, number=run).update(
         targeted=_rows(campaign_id, run).count(),
@@ -143,25 +255,35 @@ def run_batch(*, campaign_id: uuid.UUID, run: int, first_token_id: int, last_tok
         run_maybe_finish(campaign_id=campaign_id, run=run)
         return
     content = campaign_content(campaign)
+    policy = _policy(campaign, run)
     size = settings.HERALD_SEND_CHUNK_SIZE
+    throttled = False
     while True:
         now = timezone.now()
         due = rows.filter(
-            Q(retry_at__isnull=True) | Q(retry_at__lte=now),
+            Q(not_before__isnull=True) | Q(not_before__lte=now),
             status=Status.QUEUED,
             claim__isnull=True,
         ).order_by("id")[:size]
-        outcome = deliveries_send(project=campaign.project, content=content, rows=due)
-        if not outcome.attempted:
+        outcome = deliveries_send(
+            project=campaign.project, content=content, rows=due, policy=policy
+        )
+        if outcome.attempted or outcome.skipped:
+            _touch(campaign_id, run, outcome)
+        throttled = outcome.throttled
+        if throttled or not (outcome.attempted or outcome.skipped):
             break
-        _touch(campaign_id, run, outcome)
         if not _is_active(campaign_id, run):
             break
-    next_retry = rows.filter(status=Status.QUEUED, claim__isnull=True).aggregate(
-        at=Min("retry_at")
-    )["at"]
-    if next_retry is not None and _is_active(campaign_id, run):
-        queue.enqueue_batch(campaign_id, run, first_token_id, last_token_id, eta=next_retry)
+    if _is_active(campaign_id, run):
+        waiting = rows.filter(status=Status.QUEUED, claim__isnull=True)
+        next_due = waiting.aggregate(at=Min("not_before"))["at"]
+        if throttled:
+            next_due = max(next_due or now, now + THROTTLE_TICK)
+        if next_due is not None or waiting.filter(not_before__isnull=True).exists():
+            _enqueue_batch(
+                campaign_id, run, first_token_id, last_token_id, not_before=next_due or now
+            )
     run_maybe_finish(campaign_id=campaign_id, run=run)
 
 
@@ -195,6 +317,7 @@ def run_maybe_finish(*, campaign_id: uuid.UUID, run: int) -> bool:
         return False
     stats = run_stats(campaign_id, run)
     now = timezone.now()
+    rearm = False
     with transaction.atomic():
         CampaignRun.objects.filter(pk=run_row.pk).update(
             targeted=stats["targeted"],
@@ -207,9 +330,22 @@ def run_maybe_finish(*, campaign_id: uuid.UUID, run: int) -> bool:
             pk=run_row.pk, status=CampaignRun.Status.SENDING
         ).update(status=CampaignRun.Status.SENT, completed_at=now)
         PushCampaign.objects.filter(pk=campaign_id, current_run=run).update(stats=stats)
-        PushCampaign.objects.filter(
-            pk=campaign_id, current_run=run, status=CampaignStatus.SENDING
-        ).update(status=CampaignStatus.SENT, completed_at=now, updated_at=now)
+        campaign = (
+            PushCampaign.objects.select_for_update()
+            .filter(pk=campaign_id, current_run=run, status=CampaignStatus.SENDING)
+            .first()
+        )
+        if campaign is not None:
+            after = scheduling.campaign_after_run(campaign=campaign, now=now)
+            PushCampaign.objects.filter(pk=campaign.pk).update(updated_at=now, **after)
+            rearm = after["status"] == CampaignStatus.SCHEDULED
+    if campaign is not None:
+        scheduling.sync_periodic_task(campaign_id)
+    if rearm:
+        try:
+            scheduling.arm_if_due(campaign_id)
+        except queue.EnqueueFailed:
+            logger.warning("Could not arm %s; the sweeper will fire it", campaign_id)
     return bool(finished)
 
 
@@ -250,7 +386,7 @@ def runs_sweep_stalled() -> dict[str, int]:
             if not run_row.fanout_done:
                 queue.enqueue_fan_out(campaign.pk, run)
             else:
-                _enqueue_queued_batches(campaign.pk, run)
+                _enqueue_due_batches(campaign.pk, run)
         except queue.EnqueueFailed:
             break  # broker down; the next sweep tries again
         _touch(campaign.pk, run)
@@ -264,18 +400,28 @@ def runs_sweep_stalled() -> dict[str, int]:
     return {"redriven": redriven, "skipped_cancelled": skipped_cancelled}
 
 
-def _enqueue_queued_batches(campaign_id: uuid.UUID, run: int) -> None:
-    token_ids = (
+def _enqueue_due_batches(campaign_id: uuid.UUID, run: int) -> None:
+    """Batches for the run's queued rows that are due within the ETA window."""
+    horizon = timezone.now() + timedelta(seconds=settings.HERALD_SCHEDULE_ETA_WINDOW_SECONDS)
+    rows = (
         _rows(campaign_id, run)
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=horizon))
         .filter(status=Status.QUEUED, claim__isnull=True)
         .order_by("token_id")
-        .values_list("token_id", flat=True)
+        .values_list("token_id", "not_before")
     )
-    chunk: list[int] = []
-    for token_id in token_ids.iterator(chunk_size=settings.HERALD_FANOUT_CHUNK_SIZE):
-        chunk.append(token_id)
-        if len(chunk) == settings.HERALD_FANOUT_CHUNK_SIZE:
-            queue.enqueue_batch(campaign_id, run, chunk[0], chunk[-1])
+    size = settings.HERALD_FANOUT_CHUNK_SIZE
+    chunk: list[tuple[int, datetime | None]] = []
+
+    def flush() -> None:
+        due = [d for _, d in chunk]
+        not_before = None if any(d is None for d in due) else min(d for d in due if d)
+        _enqueue_batch(campaign_id, run, chunk[0][0], chunk[-1][0], not_before=not_before)
+
+    for row in rows.iterator(chunk_size=size):
+        chunk.append(row)
+        if len(chunk) == size:
+            flush()
             chunk = []
     if chunk:
-        queue.enqueue_batch(campaign_id, run, chunk[0], chunk[-1])
+        flush()

@@ -56,7 +56,9 @@ class CampaignSerializer(serializers.ModelSerializer[PushCampaign]):
             "end_at",
             "quiet_hours",
             "deliver_in_user_timezone",
+            "local_time_missed",
             "throttle_per_minute",
+            "fire_at",
             "current_run",
             "last_error",
             "created_at",
@@ -99,6 +101,7 @@ class CampaignWriteSerializer(serializers.Serializer[object]):
     end_at = serializers.DateTimeField(required=False, allow_null=True)
     quiet_hours = serializers.DictField(required=False, allow_null=True)
     deliver_in_user_timezone = serializers.BooleanField(required=False)
+    local_time_missed = serializers.ChoiceField(choices=("next_day", "skip"), required=False)
     throttle_per_minute = serializers.IntegerField(required=False, allow_null=True, min_value=1)
 
 

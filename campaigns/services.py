@@ -11,15 +11,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
-from campaigns import queue
+from campaigns import queue, scheduling
 from campaigns.content import check_payload_size
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign, empty_stats
 from core.errors import ApplicationError, Conflict, InvalidInput, NotFound, UpstreamFailure
@@ -28,6 +27,8 @@ from segments.models import Segment
 
 logger = logging.getLogger("herald.campaigns")
 
+# A change to any of these re-plans the schedule (and makes old wake-ups stale).
+SCHEDULE_FIELDS = {"scheduled_at", "recurrence", "deliver_in_user_timezone", "end_at"}
 EDITABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
 SENDABLE = (CampaignStatus.DRAFT, CampaignStatus.FAILED)
 CANCELLABLE = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING)
@@ -86,40 +87,23 @@ def _mark_failed(campaign_id: uuid.UUID, reason: str, *, from_status: str) -> No
     )
 
 
-def _arm_if_due(campaign_id: uuid.UUID) -> None:
-    """Enqueue the ETA wake-up if the campaign comes due within the ETA window.
-
-    Raises EnqueueFailed. Campaigns further out are armed later by the sweeper.
-    """
-    window = timedelta(seconds=settings.HERALD_SCHEDULE_ETA_WINDOW_SECONDS)
-    campaign = PushCampaign.objects.get(pk=campaign_id)
-    if campaign.status != CampaignStatus.SCHEDULED or campaign.scheduled_at is None:
-        return
-    if campaign.scheduled_at - timezone.now() > window:
-        return
-    version = campaign.schedule_version
-    queue.enqueue_fire(campaign.id, version, campaign.scheduled_at)
-    PushCampaign.objects.filter(pk=campaign.id, schedule_version=version).update(
-        armed_version=version
-    )
-
-
 def campaign_create(*, project: Project, fields: Mapping[str, Any]) -> PushCampaign:
     """Create a draft, or a scheduled campaign when scheduled_at is given."""
     with transaction.atomic():
         campaign = PushCampaign(project=project)
         _apply(campaign, fields)
         check_payload_size(campaign)
-        if campaign.scheduled_at is not None:
-            campaign.status = CampaignStatus.SCHEDULED
+        scheduling.plan_schedule(campaign, now=timezone.now())
+        if campaign.status == CampaignStatus.SCHEDULED:
             campaign.schedule_version = 1
         campaign.save()
+        scheduling.sync_periodic_task(campaign.id)
     if campaign.status == CampaignStatus.SCHEDULED:
         try:
-            _arm_if_due(campaign.id)
+            scheduling.arm_if_due(campaign.id)
         except queue.EnqueueFailed as exc:
             _mark_failed(campaign.id, f"Could not arm the schedule: {exc}", from_status="scheduled")
-        campaign.refresh_from_db()
+    campaign.refresh_from_db()
     return campaign
 
 
@@ -139,22 +123,29 @@ def campaign_update(
         if campaign.status not in EDITABLE:
             raise _already_sent(campaign.status)
         changed = _apply(campaign, fields)
-        if "scheduled_at" in fields:
+        if SCHEDULE_FIELDS & set(fields):
+            if "scheduled_at" not in fields and campaign.recurrence_anchor is not None:
+                campaign.scheduled_at = campaign.recurrence_anchor  # keep the anchor
+            scheduling.plan_schedule(campaign, now=timezone.now())
             campaign.schedule_version = F("schedule_version") + 1
-            changed.append("schedule_version")
-            campaign.status = (
-                CampaignStatus.DRAFT if fields["scheduled_at"] is None else CampaignStatus.SCHEDULED
-            )
-            changed.append("status")
+            changed += [
+                "status",
+                "scheduled_at",
+                "fire_at",
+                "recurrence_anchor",
+                "local_wall_clock",
+                "schedule_version",
+            ]
             rearm = campaign.status == CampaignStatus.SCHEDULED
         start, end = campaign.scheduled_at, campaign.end_at
         if start is not None and end is not None and end <= start:
             raise InvalidInput("end_at must be after scheduled_at.", details={"field": "end_at"})
         check_payload_size(campaign)
         campaign.save(update_fields=[*dict.fromkeys(changed), "updated_at"])
+        scheduling.sync_periodic_task(campaign.id)
     if rearm:
         try:
-            _arm_if_due(campaign.id)
+            scheduling.arm_if_due(campaign.id)
         except queue.EnqueueFailed as exc:
             _mark_failed(
                 campaign.id, f"Could not re-arm the schedule: {exc}", from_status="scheduled"
@@ -170,11 +161,19 @@ def campaign_update(
 
 def campaign_delete(*, project: Project, campaign_id: uuid.UUID) -> None:
     """Hard-delete a draft or scheduled campaign; any wake-up task then finds nothing."""
-    deleted, _ = PushCampaign.objects.filter(
-        pk=campaign_id, project=project, status__in=EDITABLE
-    ).delete()
-    if not deleted:
-        raise _already_sent(_get(project, campaign_id).status)
+    with transaction.atomic():
+        task_id = (
+            PushCampaign.objects.filter(pk=campaign_id, project=project)
+            .values_list("periodic_task_id", flat=True)
+            .first()
+        )
+        deleted, _ = PushCampaign.objects.filter(
+            pk=campaign_id, project=project, status__in=EDITABLE
+        ).delete()
+        if not deleted:
+            raise _already_sent(_get(project, campaign_id).status)
+        if task_id is not None:
+            PeriodicTask.objects.filter(pk=task_id).delete()
 
 
 def campaign_send(
@@ -206,25 +205,15 @@ def campaign_send(
             raise _already_sent(status)
         campaign = PushCampaign.objects.get(pk=campaign_id)
         CampaignRun.objects.create(campaign=campaign, number=campaign.current_run, trigger=trigger)
-    _start_run(campaign, error_class=SendFailed)
+    try:
+        scheduling.start_run(campaign)
+    except queue.EnqueueFailed as exc:
+        raise SendFailed(
+            "The send could not be started; the campaign is now failed. Retry /send.",
+            details={"status": CampaignStatus.FAILED},
+        ) from exc
     campaign.refresh_from_db()
     return campaign
-
-
-def _start_run(campaign: PushCampaign, *, error_class: type[ApplicationError] | None) -> None:
-    try:
-        queue.enqueue_fan_out(campaign.id, campaign.current_run)
-    except queue.EnqueueFailed as exc:
-        reason = f"Could not start the send: {exc}"
-        _mark_failed(campaign.id, reason, from_status=CampaignStatus.SENDING)
-        CampaignRun.objects.filter(campaign=campaign, number=campaign.current_run).update(
-            status=CampaignRun.Status.FAILED, error=reason[:500], completed_at=timezone.now()
-        )
-        if error_class is not None:
-            raise error_class(
-                "The send could not be started; the campaign is now failed. Retry /send.",
-                details={"status": CampaignStatus.FAILED},
-            ) from exc
 
 
 def campaign_cancel(*, project: Project, campaign_id: uuid.UUID) -> PushCampaign:
@@ -249,63 +238,8 @@ def campaign_cancel(*, project: Project, campaign_id: uuid.UUID) -> PushCampaign
         CampaignRun.objects.filter(
             campaign_id=campaign_id, status=CampaignRun.Status.SENDING
         ).update(status=CampaignRun.Status.CANCELLED, completed_at=now)
+        scheduling.sync_periodic_task(campaign_id)
     return PushCampaign.objects.get(pk=campaign_id)
-
-
-def campaign_fire_scheduled(*, campaign_id: uuid.UUID, version: int) -> bool:
-    """scheduled -> sending if still at `version` and due. Returns whether it fired.
-
-    Called by the ETA wake-up task and by the sweeper; only one of any number of
-    racing callers wins the conditional UPDATE.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        won = PushCampaign.objects.filter(
-            pk=campaign_id,
-            status=CampaignStatus.SCHEDULED,
-            schedule_version=version,
-            scheduled_at__lte=now,
-        ).update(
-            status=CampaignStatus.SENDING,
-            current_run=F("current_run") + 1,
-            sent_at=now,
-            completed_at=None,
-            last_error="",
-            stats=empty_stats(),
-            updated_at=now,
-        )
-        if not won:
-            return False
-        campaign = PushCampaign.objects.get(pk=campaign_id)
-        CampaignRun.objects.create(
-            campaign=campaign, number=campaign.current_run, trigger=CampaignRun.Trigger.SCHEDULE
-        )
-    _start_run(campaign, error_class=None)
-    return True
-
-
-def campaigns_sweep_scheduled() -> dict[str, int]:
-    """Fire every due scheduled campaign and arm those coming due within the window.
-
-    Runs periodically (django-celery-beat); the database, not the broker, decides
-    what fires, so a lost or duplicated ETA task changes nothing.
-    """
-    now = timezone.now()
-    fired = armed = 0
-    due = PushCampaign.objects.filter(status=CampaignStatus.SCHEDULED, scheduled_at__lte=now)
-    for campaign_id, version in due.values_list("id", "schedule_version").iterator():
-        fired += campaign_fire_scheduled(campaign_id=campaign_id, version=version)
-    window = now + timedelta(seconds=settings.HERALD_SCHEDULE_ETA_WINDOW_SECONDS)
-    upcoming = PushCampaign.objects.filter(
-        status=CampaignStatus.SCHEDULED, scheduled_at__lte=window
-    ).exclude(armed_version=F("schedule_version"))
-    for campaign_id in upcoming.values_list("id", flat=True).iterator():
-        try:
-            _arm_if_due(campaign_id)
-            armed += 1
-        except queue.EnqueueFailed:
-            break  # broker down: the next sweep tries again; due ones still fire
-    return {"fired": fired, "armed": armed}
 
 
 def campaign_duplicate(*, campaign: PushCampaign) -> PushCampaign:
@@ -314,7 +248,10 @@ def campaign_duplicate(*, campaign: PushCampaign) -> PushCampaign:
     copy.pk = uuid.uuid4()
     copy.name = f"{campaign.name} (copy)"[:200]
     copy.status = CampaignStatus.DRAFT
-    copy.scheduled_at = None
+    copy.scheduled_at = copy.fire_at = copy.recurrence_anchor = None
+    copy.recurrence = None
+    copy.periodic_task = None
+    copy.local_wall_clock = ""
     copy.schedule_version = 0
     copy.armed_version = 0
     copy.stats = empty_stats()

@@ -6,7 +6,7 @@ import uuid
 
 from celery import shared_task
 
-from campaigns import queue, sending, services
+from campaigns import queue, scheduling, sending
 
 
 @shared_task(name=queue.FAN_OUT_TASK)
@@ -28,10 +28,24 @@ def send_campaign_batch_task(
 
 @shared_task(name=queue.FIRE_SCHEDULED_TASK)
 def fire_scheduled_campaign_task(campaign_id: str, version: int) -> bool:
-    return services.campaign_fire_scheduled(campaign_id=uuid.UUID(campaign_id), version=version)
+    try:
+        return scheduling.campaign_fire_scheduled(
+            campaign_id=uuid.UUID(campaign_id), version=version
+        )
+    except queue.EnqueueFailed:
+        return False  # the campaign is failed with the reason; nothing to retry here
+
+
+@shared_task(name=scheduling.WAKE_RECURRING_TASK)
+def wake_recurring_campaign_task(campaign_id: str) -> bool:
+    """Beat's entry for a recurring campaign: fire it if due (the DB decides)."""
+    try:
+        return scheduling.campaign_wake(campaign_id=uuid.UUID(campaign_id))
+    except queue.EnqueueFailed:
+        return False
 
 
 @shared_task(name="campaigns.sweep")
 def sweep_campaigns_task() -> dict[str, int]:
     """Periodic (django-celery-beat): fire due schedules, re-drive stalled runs."""
-    return {**services.campaigns_sweep_scheduled(), **sending.runs_sweep_stalled()}
+    return {**scheduling.campaigns_sweep_scheduled(), **sending.runs_sweep_stalled()}

@@ -58,6 +58,7 @@ WRITABLE_FIELDS = (
     "end_at",
     "quiet_hours",
     "deliver_in_user_timezone",
+    "local_time_missed",
     "throttle_per_minute",
 )
 READ_ONLY_FIELDS = (
@@ -71,6 +72,7 @@ READ_ONLY_FIELDS = (
     "completed_at",
     "current_run",
     "last_error",
+    "fire_at",
 )
 
 
@@ -107,9 +109,11 @@ def parse_datetime_field(field: str, value: Any, *, code: str) -> datetime:
     if parsed.tzinfo is None:
         raise _invalid(field, f"{field} must include a UTC offset, e.g. 'Z' or '+02:00'.", code)
     try:
-        return parsed.astimezone(zoneinfo.ZoneInfo("UTC"))
+        parsed.astimezone(zoneinfo.ZoneInfo("UTC"))
     except OverflowError as exc:  # e.g. 9999-12-31T23:59-23:59 is past year 9999 in UTC
         raise _invalid(field, f"{field} is out of range.", code) from exc
+    # Kept in the offset it was written in: local-time delivery uses its wall clock.
+    return parsed
 
 
 def _title(value: Any) -> str:
@@ -412,6 +416,12 @@ def _bool(field: str) -> Callable[[Any], bool]:
     return check
 
 
+def _local_time_missed(value: Any) -> str:
+    if value not in ("next_day", "skip"):
+        raise _invalid("local_time_missed", "local_time_missed must be 'next_day' or 'skip'.")
+    return str(value)
+
+
 def _throttle(value: Any) -> int | None:
     if value is None:
         return None
@@ -441,6 +451,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "end_at": _end_at,
     "quiet_hours": _quiet_hours,
     "deliver_in_user_timezone": _bool("deliver_in_user_timezone"),
+    "local_time_missed": _local_time_missed,
     "throttle_per_minute": _throttle,
 }
 
@@ -483,3 +494,8 @@ def _check_window(clean: Mapping[str, Any]) -> None:
     start, end = clean.get("scheduled_at"), clean.get("end_at")
     if start is not None and end is not None and end <= start:
         raise _invalid("end_at", "end_at must be after scheduled_at.")
+    if clean.get("recurrence") and clean.get("deliver_in_user_timezone"):
+        raise _invalid(
+            "deliver_in_user_timezone",
+            "deliver_in_user_timezone applies to one-shot schedules, not to recurrences.",
+        )

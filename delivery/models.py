@@ -90,8 +90,9 @@ class PushDelivery(models.Model):
     # unknown, so the row is closed as failed rather than sent twice.
     claim = models.UUIDField(null=True, blank=True, editable=False)
     claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # When a transient failure (429/5xx/network) may be retried.
-    retry_at = models.DateTimeField(null=True, blank=True)
+    # Not to be sent before this: a retry after a transient failure (429/5xx/network),
+    # the user's local delivery time, the end of quiet hours, or a throttle slot.
+    not_before = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
@@ -106,6 +107,9 @@ class PushDelivery(models.Model):
         indexes = [
             models.Index(fields=("campaign", "status"), name="delivery_campaign_status"),
             models.Index(fields=("campaign", "run", "id"), name="delivery_campaign_run"),
+            # Throttling counts a run's recent claims; the frequency cap a user's sends.
+            models.Index(fields=("campaign", "run", "claimed_at"), name="delivery_run_claimed"),
+            models.Index(fields=("app_user", "sent_at"), name="delivery_user_sent"),
         ]
 
     def __str__(self) -> str:

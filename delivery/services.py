@@ -33,6 +33,7 @@ from core.models import Project
 from delivery.credentials import MissingCredentials, provider_config
 from delivery.models import PushDelivery, PushToken
 from delivery.payloads import PushContent, Recipient, build_apns, build_fcm
+from delivery.policy import DeliveryPolicy, quiet_until, zone
 from delivery.providers import runtime
 from delivery.providers.base import Outcome, OutgoingPush, PushResult
 
@@ -52,6 +53,7 @@ class BatchOutcome:
     skipped: int = 0
     retry_at: datetime | None = None  # earliest pending retry, if any
     attempted: int = 0
+    throttled: bool = False  # the rate limit held rows back
 
     def add(self, other: BatchOutcome) -> None:
         self.sent += other.sent
@@ -59,6 +61,7 @@ class BatchOutcome:
         self.invalid_tokens += other.invalid_tokens
         self.skipped += other.skipped
         self.attempted += other.attempted
+        self.throttled = self.throttled or other.throttled
         if other.retry_at is not None and (self.retry_at is None or other.retry_at < self.retry_at):
             self.retry_at = other.retry_at
 
@@ -83,21 +86,119 @@ def backoff_seconds(attempt: int, retry_after: float | None) -> float:
     return delay
 
 
-def _claim(rows: QuerySet[PushDelivery], now: datetime) -> tuple[uuid.UUID, list[PushDelivery]]:
+def _user_timezone(delivery: PushDelivery, default: str) -> str:
+    attributes = delivery.app_user.attributes if delivery.app_user is not None else {}
+    value = (attributes or {}).get("timezone") or delivery.token.timezone
+    return value if isinstance(value, str) and value else default
+
+
+def _frequency_allowed(candidates: list[PushDelivery], cap: int, now: datetime) -> set[int]:
+    """Ids of candidates within the per-user cap of distinct campaign runs in 24 h."""
+    users = {c.app_user_id for c in candidates if c.app_user_id is not None}
+    seen: dict[uuid.UUID, set[tuple[uuid.UUID | None, int]]] = defaultdict(set)
+    recent = (
+        PushDelivery.objects.filter(
+            app_user_id__in=users,
+            campaign__isnull=False,
+            status=Status.SENT,
+            sent_at__gte=now - timedelta(hours=24),
+        )
+        .values_list("app_user_id", "campaign_id", "run")
+        .distinct()
+    )
+    for user_id, campaign_id, run in recent:
+        seen[user_id].add((campaign_id, run))
+    allowed = set()
+    for candidate in candidates:
+        if candidate.app_user_id is None:
+            allowed.add(candidate.pk)
+            continue
+        runs = seen[candidate.app_user_id]
+        key = (candidate.campaign_id, candidate.run)
+        if key in runs or len(runs) < cap:
+            runs.add(key)
+            allowed.add(candidate.pk)
+    return allowed
+
+
+def _apply_policy(
+    candidates: list[PushDelivery], policy: DeliveryPolicy, now: datetime
+) -> tuple[list[PushDelivery], BatchOutcome]:
+    """Skip or defer what the policy says; return the rows that may be sent now."""
+    outcome = BatchOutcome()
+    skip: dict[str, list[int]] = defaultdict(list)
+    defer: list[PushDelivery] = []
+    ready: list[PushDelivery] = []
+    for candidate in candidates:
+        if policy.deadline is not None and now >= policy.deadline:
+            skip["expired"].append(candidate.pk)
+            continue
+        if policy.quiet_hours:
+            tz = zone(_user_timezone(candidate, policy.default_timezone))
+            until = quiet_until(policy.quiet_hours, tz, now)
+            if until is not None:
+                if policy.quiet_hours.get("action") == "skip":
+                    skip["quiet_hours"].append(candidate.pk)
+                else:
+                    candidate.not_before = until
+                    defer.append(candidate)
+                continue
+        ready.append(candidate)
+    if policy.frequency_cap_per_day is not None and ready:
+        allowed = _frequency_allowed(ready, policy.frequency_cap_per_day, now)
+        skip["frequency_cap"].extend(c.pk for c in ready if c.pk not in allowed)
+        ready = [c for c in ready if c.pk in allowed]
+    unclaimed = PushDelivery.objects.filter(status=Status.QUEUED, claim__isnull=True)
+    for reason, ids in skip.items():
+        outcome.skipped += unclaimed.filter(id__in=ids).update(
+            status=Status.SKIPPED, error_message=reason
+        )
+    if defer:
+        unclaimed.bulk_update(defer, ["not_before"])
+    return ready, outcome
+
+
+def _throttle_allowance(policy: DeliveryPolicy, now: datetime) -> int | None:
+    """How many rows may be claimed now without exceeding the per-minute rate.
+
+    Counts the run's claims in the last 60 s (sent_at is the claim time) and hands
+    out at most a twelfth of the rate at a time, so sends spread over the minute.
+    """
+    if policy.rate_per_minute is None or policy.rate_scope is None:
+        return None
+    campaign_id, run = policy.rate_scope
+    recent = PushDelivery.objects.filter(
+        campaign_id=campaign_id, run=run, claimed_at__gt=now - timedelta(seconds=60)
+    ).count()
+    room = max(0, policy.rate_per_minute - recent)
+    return min(room, max(1, policy.rate_per_minute // 12))
+
+
+def _claim(
+    rows: QuerySet[PushDelivery], now: datetime, policy: DeliveryPolicy
+) -> tuple[uuid.UUID, list[PushDelivery], BatchOutcome]:
     claim = uuid.uuid4()
-    ids = list(rows.values_list("id", flat=True))
-    if not ids:
-        return claim, []
-    PushDelivery.objects.filter(
-        Q(retry_at__isnull=True) | Q(retry_at__lte=now),
-        id__in=ids,
-        status=Status.QUEUED,
-        claim__isnull=True,
-    ).update(claim=claim, claimed_at=now, attempts=F("attempts") + 1)
+    candidates = list(rows.select_related("token", "app_user"))
+    ready, outcome = _apply_policy(candidates, policy, now)
+    if not ready:
+        return claim, [], outcome
+    with transaction.atomic():
+        if policy.rate_lock is not None:
+            policy.rate_lock()
+        allowance = _throttle_allowance(policy, now)
+        if allowance is not None:
+            outcome.throttled = len(ready) > allowance
+            ready = ready[:allowance]
+        PushDelivery.objects.filter(
+            Q(not_before__isnull=True) | Q(not_before__lte=now),
+            id__in=[c.pk for c in ready],
+            status=Status.QUEUED,
+            claim__isnull=True,
+        ).update(claim=claim, claimed_at=now, attempts=F("attempts") + 1)
     claimed = list(
         PushDelivery.objects.filter(claim=claim).select_related("token", "app_user").order_by("id")
     )
-    return claim, claimed
+    return claim, claimed, outcome
 
 
 def _recipient(delivery: PushDelivery) -> Recipient:
@@ -136,12 +237,12 @@ def _record(recorder: _Recorder, delivery: PushDelivery, result: PushResult) -> 
         outcome.invalid_tokens += 1
     elif result.outcome == Outcome.RETRY and delivery.attempts < settings.HERALD_MAX_ATTEMPTS:
         delay = backoff_seconds(delivery.attempts, result.retry_after)
-        delivery.retry_at = recorder.now + timedelta(seconds=delay)
+        delivery.not_before = recorder.now + timedelta(seconds=delay)
         delivery.claim = None
         delivery.claimed_at = None
         reason = f"retrying: {reason}"
-        if outcome.retry_at is None or delivery.retry_at < outcome.retry_at:
-            outcome.retry_at = delivery.retry_at
+        if outcome.retry_at is None or delivery.not_before < outcome.retry_at:
+            outcome.retry_at = delivery.not_before
     else:
         if result.outcome == Outcome.RETRY:
             reason = f"gave up after {delivery.attempts} attempts: {reason}"
@@ -162,7 +263,7 @@ def _write(recorder: _Recorder) -> None:
                 "sent_at",
                 "provider_msg_id",
                 "error_message",
-                "retry_at",
+                "not_before",
                 "claim",
                 "claimed_at",
             ],
@@ -178,20 +279,26 @@ def _write(recorder: _Recorder) -> None:
 
 
 def deliveries_send(
-    *, project: Project, content: PushContent, rows: QuerySet[PushDelivery]
+    *,
+    project: Project,
+    content: PushContent,
+    rows: QuerySet[PushDelivery],
+    policy: DeliveryPolicy | None = None,
 ) -> BatchOutcome:
-    """Claim the due, queued rows among `rows`, send them, record the results.
+    """Apply the policy to the due, queued rows among `rows`, claim the rest, send
+    them and record the results.
 
     Provider calls go through the process-wide sender runtime (one long-lived
     client per provider config). Rows whose provider has no credentials fail with
-    that reason; transient failures stay queued with a `retry_at`.
+    that reason; transient failures stay queued with a `not_before` retry time.
+    `attempted` counts rows claimed and sent; `skipped` rows the policy closed.
     """
     now = timezone.now()
-    claim, claimed = _claim(rows, now)
-    outcome = BatchOutcome(attempted=len(claimed))
+    claim, claimed, outcome = _claim(rows, now, policy or DeliveryPolicy())
+    outcome.attempted = len(claimed)
     if not claimed:
         return outcome
-    recorder = _Recorder(claim=claim, now=now)
+    recorder = _Recorder(claim=claim, now=now, outcome=outcome)
     by_provider: dict[str, list[PushDelivery]] = defaultdict(list)
     for delivery in claimed:
         by_provider[delivery.provider].append(delivery)
@@ -207,7 +314,6 @@ def deliveries_send(
         for delivery, result in zip(deliveries, results, strict=True):
             _record(recorder, delivery, result)
     _write(recorder)
-    recorder.outcome.attempted = outcome.attempted
     return recorder.outcome
 
 
@@ -235,23 +341,35 @@ def deliveries_skip(*, rows: QuerySet[PushDelivery], reason: str) -> int:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    token_id: int
+    app_user_id: uuid.UUID | None
+    provider: str
+    not_before: datetime | None = None
+    skip_reason: str = ""  # created already skipped (e.g. local time passed)
+
+
 def deliveries_create(
     *,
     campaign_id: uuid.UUID,
     run: int,
-    tokens: Iterable[tuple[int, uuid.UUID | None, str]],
+    tokens: Iterable[NewDelivery],
 ) -> None:
-    """Insert one queued row per (token id, app user id, provider); existing ones stay."""
+    """Insert one row per token; rows that already exist stay as they are."""
     PushDelivery.objects.bulk_create(
         [
             PushDelivery(
                 campaign_id=campaign_id,
                 run=run,
-                token_id=token_id,
-                app_user_id=app_user_id,
-                provider=provider,
+                token_id=new.token_id,
+                app_user_id=new.app_user_id,
+                provider=new.provider,
+                not_before=new.not_before,
+                status=Status.SKIPPED if new.skip_reason else Status.QUEUED,
+                error_message=new.skip_reason,
             )
-            for token_id, app_user_id, provider in tokens
+            for new in tokens
         ],
         ignore_conflicts=True,
         batch_size=1000,
