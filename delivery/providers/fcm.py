@@ -16,6 +16,7 @@ deactivate every token.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import ssl
@@ -37,7 +38,7 @@ from delivery.providers.base import (
     PushResult,
     retry_after_seconds,
 )
-from delivery.providers.tls import client_ssl_context
+from delivery.providers.tls import shared_client_ssl_context
 
 logger = logging.getLogger(__name__)
 
@@ -142,26 +143,41 @@ class FcmSender:
         self._semaphore: asyncio.Semaphore | None = None
         self._credentials: service_account.Credentials | None = None
         self._auth_request: GoogleAuthRequest | None = None
+        self._http: requests.Session | None = None
         self._token_lock: asyncio.Lock | None = None
         self._auth_failure: tuple[float, _AuthFailure] | None = None
         self._setup_error: str | None = None
+        self._ready_lock = asyncio.Lock()
         self.token_fetches = 0
 
-    def _ensure_ready(self) -> aiohttp.ClientSession | None:
+    async def _ensure_ready(self) -> aiohttp.ClientSession | None:
         if self._session is not None or self._setup_error is not None:
             return self._session
+        async with self._ready_lock:  # concurrent first batches build one session
+            if self._session is None and self._setup_error is None:
+                await self._build()
+        return self._session
+
+    async def _build(self) -> None:
         try:
-            credentials = service_account.Credentials.from_service_account_info(
-                dict(self.config.service_account_info), scopes=list(FCM_SCOPES)
+            # Parsing and checking an RSA key takes ~0.1 s: not on the shared loop.
+            credentials = await asyncio.get_running_loop().run_in_executor(
+                None,
+                functools.partial(
+                    service_account.Credentials.from_service_account_info,
+                    dict(self.config.service_account_info),
+                    scopes=list(FCM_SCOPES),
+                ),
             )
         except (ValueError, KeyError) as exc:
             self._setup_error = f"InvalidProviderCredentials: {type(exc).__name__}"
             logger.error("FCM sender for %s unusable: %s", self.config.project_id, exc)
-            return None
-        context = client_ssl_context(self.config.ca_file)
+            return
+        context = shared_client_ssl_context(self.config.ca_file)
         http = requests.Session()
         http.mount("https://", _ContextAdapter(context))
         self._credentials = credentials
+        self._http = http
         self._auth_request = GoogleAuthRequest(session=http)
         self._token_lock = asyncio.Lock()
         self._semaphore = asyncio.Semaphore(self.config.concurrency)
@@ -176,11 +192,6 @@ class FcmSender:
             timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
             skip_auto_headers=("User-Agent",),
         )
-        return self._session
-
-    @property
-    def connections_limit(self) -> int:
-        return self.config.concurrency
 
     async def _access_token(self) -> str:
         credentials = self._credentials
@@ -200,9 +211,10 @@ class FcmSender:
                 await loop.run_in_executor(None, credentials.refresh, self._auth_request)
             except google.auth.exceptions.RefreshError as exc:
                 retryable = bool(getattr(exc, "retryable", False))
+                detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
                 failure = _AuthFailure(
                     Outcome.RETRY if retryable else Outcome.FAILED,
-                    f"AUTH_ERROR: {str(exc)[:200]}",
+                    f"AUTH_ERROR: {detail[:200]}",
                 )
                 self._auth_failure = (loop.time(), failure)
                 raise failure from exc
@@ -224,7 +236,7 @@ class FcmSender:
     async def send_many(self, pushes: Sequence[OutgoingPush]) -> list[PushResult]:
         if not pushes:
             return []
-        session = self._ensure_ready()
+        session = await self._ensure_ready()
         if session is None:
             reason = self._setup_error or "InvalidProviderCredentials"
             return [PushResult(p.ref, Outcome.FAILED, None, reason) for p in pushes]
@@ -281,4 +293,7 @@ class FcmSender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         self._setup_error = None

@@ -27,8 +27,6 @@ import uuid
 from typing import Any
 
 import jwt
-from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -40,6 +38,7 @@ from h2.events import (
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
+from delivery.providers.h2util import LeanH2Connection, NeverIndexedHeaderTuple
 from delivery.simulators.behaviour import Behaviour, ProviderStats
 
 logger = logging.getLogger(__name__)
@@ -48,6 +47,9 @@ MAX_PAYLOAD_BYTES = 4096
 MAX_VOIP_PAYLOAD_BYTES = 5120
 PROVIDER_TOKEN_MAX_AGE_SECONDS = 3600
 MAX_CONCURRENT_STREAMS = 1000
+# Write answers every N requests of a large read rather than only at its end, so
+# the client can work on the first answers while we produce the rest.
+WRITE_EVERY = 16
 _TOKEN_RE = re.compile(r"^[0-9a-fA-F]{64,200}$")
 _UUID_RE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -103,6 +105,9 @@ class ApnsSimulator:
         self.stats = ProviderStats("apns")
         # header value -> iat of a verified token (bounded, see _verify_jwt)
         self._verified: dict[bytes, int] = {}
+
+    def forget_verified_tokens(self) -> None:
+        self._verified.clear()
 
     def protocol_factory(self) -> ApnsServerProtocol:
         return ApnsServerProtocol(self)
@@ -232,20 +237,13 @@ class ApnsServerProtocol(asyncio.Protocol):
 
     def __init__(self, simulator: ApnsSimulator) -> None:
         self.simulator = simulator
-        self.conn = H2Connection(
-            config=H2Configuration(
-                client_side=False,
-                header_encoding=None,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-                validate_inbound_headers=False,
-                normalize_inbound_headers=False,
-            )
-        )
+        self.conn = LeanH2Connection(client_side=False)
         self.transport: asyncio.Transport | None = None
         self.client_cert_topic: str | None = None
         self._requests: dict[int, tuple[dict[bytes, bytes], bytearray]] = {}
         self._loop = asyncio.get_running_loop()
+        self._write_scheduled = False
+        self._answered = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -290,6 +288,9 @@ class ApnsServerProtocol(asyncio.Protocol):
                     )
             elif isinstance(event, StreamEnded):
                 self._on_request(event.stream_id)
+                self._answered += 1
+                if self._answered % WRITE_EVERY == 0:
+                    self._write()
             elif isinstance(event, StreamReset):
                 self._requests.pop(event.stream_id, None)
             elif isinstance(event, ConnectionTerminated):
@@ -321,12 +322,21 @@ class ApnsServerProtocol(asyncio.Protocol):
         if self.transport is None:
             return
         self._respond(stream_id, status, apns_id, body)
+        if not self._write_scheduled:  # one write for all answers due in this tick
+            self._write_scheduled = True
+            self._loop.call_soon(self._scheduled_write)
+
+    def _scheduled_write(self) -> None:
+        self._write_scheduled = False
         self._write()
 
     def _respond(self, stream_id: int, status: int, apns_id: bytes | None, body: bytes) -> None:
-        headers = [(b":status", str(status).encode())]
+        headers: list[tuple[bytes, bytes] | NeverIndexedHeaderTuple] = [
+            (b":status", str(status).encode())
+        ]
         if apns_id is not None:
-            headers.append((b"apns-id", apns_id))
+            # Unique per response: keep it out of the HPACK dynamic table.
+            headers.append(NeverIndexedHeaderTuple(b"apns-id", apns_id))
         retry_after = self.simulator.behaviour.retry_after
         if status in (429, 503) and retry_after is not None:
             headers.append((b"retry-after", f"{retry_after:g}".encode()))

@@ -197,6 +197,9 @@ class FcmSimulator:
         self._access_tokens: dict[str, float] = {}  # token -> expiry (monotonic)
         self._message_ids = itertools.count(1)
 
+    def revoke_access_tokens(self) -> None:
+        self._access_tokens.clear()
+
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024)
         app.router.add_post("/token", self.token)

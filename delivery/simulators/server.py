@@ -288,6 +288,18 @@ class SimulatorServer:
 
         self._call(do_reset)
 
+    def revoke_auth(self) -> None:
+        """Forget issued FCM access tokens and verified APNs JWTs, as if the
+        provider had rotated keys: the next request gets 401 (FCM) or is re-verified
+        (APNs). Lets tests exercise token refresh."""
+
+        def revoke() -> None:
+            assert self.apns is not None and self.fcm is not None
+            self.apns.forget_verified_tokens()
+            self.fcm.revoke_access_tokens()
+
+        self._call(revoke)
+
     def configure(self, knobs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         """``{"apns": {...}, "fcm": {...}}`` or ``{"all": {...}}``; all-or-nothing."""
         return self._call(lambda: self._apply_config(knobs))
