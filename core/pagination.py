@@ -26,7 +26,7 @@ def decode_cursor(token: str | None, *, arity: int) -> list[Any] | None:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         values = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput("cursor is not valid.", details={"field": "cursor"}) from exc
     if not isinstance(values, list) or len(values) != arity:
         raise InvalidInput("cursor is not valid.", details={"field": "cursor"})
@@ -36,7 +36,8 @@ def decode_cursor(token: str | None, *, arity: int) -> list[Any] | None:
 def parse_limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # isdigit() alone also accepts digits int() refuses, such as "²".
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be an integer between 1 and {MAX_LIMIT}.", details={"field": "limit"}
         )
