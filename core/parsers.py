@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -35,7 +36,9 @@ class ObjectJSONParser(JSONParser):
                 status=413,
             )
         try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+            data = json.loads(
+                raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float
+            )
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ParseError("The request body is not valid JSON.") from exc
         if not isinstance(data, dict):
@@ -46,6 +49,14 @@ class ObjectJSONParser(JSONParser):
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    """1e400 is valid JSON but overflows to inf, which cannot be stored or sent."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 MAX_DEPTH = 32
