@@ -282,7 +282,10 @@ class FcmSender:
             except aiohttp.ClientError as exc:
                 logger.debug("FCM request failed: %r", exc)
                 return PushResult(push.ref, Outcome.RETRY, None, "connection_error")
-        if status == 401:
+        if status == 401 and not _error_details(content)[0]:
+            # Our access token was refused (expired/revoked early): fetch a new one.
+            # A 401 *with* an FCM code (THIRD_PARTY_AUTH_ERROR: the app's APNs
+            # credentials in Firebase) is classified below and final.
             self._drop_token(token)
             return PushResult(push.ref, Outcome.RETRY, None, "UNAUTHENTICATED", status)
         return classify_fcm_response(

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from delivery.providers.apns import ApnsSender, classify_apns_response
-from delivery.providers.base import ApnsConfig, OutgoingPush, Outcome, PushResult
+from delivery.providers.base import ApnsConfig, Outcome, OutgoingPush, PushResult
 from delivery.simulators.credentials import issue_apns_client_certificate
 from delivery.simulators.server import SimulatorServer
 from tests.delivery.conftest import APNS_PAYLOAD, apns_token, run, send_with
@@ -91,7 +91,9 @@ def test_throttling_is_retried_with_retry_after(sim, apns_config):
 
     [result] = send(apns_config, [push(1)])
 
-    assert result == PushResult("d1", Outcome.RETRY, result.provider_message_id, "TooManyRequests", 429, 7.0)
+    assert result == PushResult(
+        "d1", Outcome.RETRY, result.provider_message_id, "TooManyRequests", 429, 7.0
+    )
     assert sim.stats()["apns"]["accepted"] == 0
 
 

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from delivery.providers.base import FcmConfig, OutgoingPush, Outcome, PushResult
+from delivery.providers.base import FcmConfig, Outcome, OutgoingPush, PushResult
 from delivery.providers.fcm import FcmSender, classify_fcm_response
 from tests.delivery.conftest import FCM_PAYLOAD, fcm_token, run, send_with
 
@@ -218,7 +218,7 @@ def test_unreachable_endpoint_is_retried(sim, fcm_config):
 
 
 def test_payload_that_is_not_json_fails_that_push_only(sim, fcm_config):
-    results = send(fcm_config, [push(1, {"data": {"k": object()}}), push(2)])  # type: ignore[dict-item]
+    results = send(fcm_config, [push(1, {"data": {"k": object()}}), push(2)])
 
     assert results[0].outcome is Outcome.FAILED
     assert results[0].reason.startswith("InvalidPayload: ")
@@ -241,7 +241,12 @@ def test_config_is_hashable_by_service_account_content(fcm_config):
 
 def _error(status: int, code: str = "", google_status: str = "", **extra: object) -> bytes:
     details = [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}]
-    body = {"code": status, "message": "m", "status": google_status, "details": details if code else []}
+    body = {
+        "code": status,
+        "message": "m",
+        "status": google_status,
+        "details": details if code else [],
+    }
     body.update(extra)
     return json.dumps({"error": body}).encode()
 
@@ -257,7 +262,12 @@ def _error(status: int, code: str = "", google_status: str = "", **extra: object
         (500, _error(500, "INTERNAL", "INTERNAL"), Outcome.RETRY, "INTERNAL"),
         (502, b"<html>bad gateway</html>", Outcome.RETRY, "502"),
         (401, _error(401, "THIRD_PARTY_AUTH_ERROR"), Outcome.FAILED, "THIRD_PARTY_AUTH_ERROR: m"),
-        (400, _error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT"), Outcome.FAILED, "INVALID_ARGUMENT: m"),
+        (
+            400,
+            _error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT"),
+            Outcome.FAILED,
+            "INVALID_ARGUMENT: m",
+        ),
         # A 404 or 400 without an FCM error body is not about the token (wrong URL).
         (404, b"Not Found", Outcome.FAILED, "404: Not Found"),
         (400, b"", Outcome.FAILED, "400"),
