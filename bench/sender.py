@@ -1,0 +1,226 @@
+"""Sender-alone throughput: how fast one process pushes through the real senders.
+
+    python bench/sender.py [--messages 20000] [--provider apns|fcm|both] [--concurrency N]
+
+The simulators run in a *separate* process (``python -m delivery.simulators``) so
+they do not share this process's GIL; no database, no Celery. Messages go through
+``delivery.providers.runtime.send_batch`` in batches, exactly as a Celery task
+sends them, so the figure is the ceiling the fan-out can reach per worker process.
+Other benches import :func:`measure_sender_ceiling` / :func:`simulators_process`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from delivery.providers import runtime  # noqa: E402
+from delivery.providers.base import (  # noqa: E402
+    ApnsConfig,
+    FcmConfig,
+    OutgoingPush,
+)
+
+APNS_PAYLOAD: dict[str, Any] = {
+    "aps": {
+        "alert": {"title": "Spring sale", "body": "20% off everything today"},
+        "sound": "default",
+    },
+    "campaign": "bench",
+}
+APNS_HEADERS = {"apns-push-type": "alert", "apns-priority": "10"}
+FCM_PAYLOAD: dict[str, Any] = {
+    "notification": {"title": "Spring sale", "body": "20% off everything today"},
+    "data": {"campaign": "bench"},
+    "android": {"priority": "high", "ttl": "3600s"},
+}
+
+
+@dataclass
+class SimulatorProcess:
+    """A running ``python -m delivery.simulators`` and what it printed when ready."""
+
+    process: subprocess.Popen[str]
+    info: dict[str, Any]
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.info["control_url"] + "/stats", timeout=10) as resp:  # noqa: S310
+            return dict(json.load(resp))
+
+    def reset(self) -> None:
+        request = urllib.request.Request(self.info["control_url"] + "/reset", data=b"{}")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+            pass
+
+    def apns_config(self, concurrency: int | None = None) -> ApnsConfig:
+        info = self.info
+        config = ApnsConfig(
+            topic=info["apns_topic"],
+            team_id=info["apns_team_id"],
+            key_id=info["apns_key_id"],
+            auth_key_pem=Path(info["apns_key_file"]).read_text(),
+            endpoint=info["apns_endpoint"],
+            ca_file=info["ca_file"],
+        )
+        return replace(config, concurrency=concurrency) if concurrency else config
+
+    def fcm_config(self, concurrency: int | None = None) -> FcmConfig:
+        info = self.info
+        config = FcmConfig(
+            service_account_info=json.loads(Path(info["fcm_service_account_file"]).read_text()),
+            endpoint=info["fcm_endpoint"],
+            ca_file=info["ca_file"],
+        )
+        return replace(config, concurrency=concurrency) if concurrency else config
+
+
+@contextlib.contextmanager
+def simulators_process(cert_dir: Path | None = None) -> Iterator[SimulatorProcess]:
+    """Start the simulators in their own process on free ports; stop them after."""
+    with contextlib.ExitStack() as stack:
+        if cert_dir is None:
+            cert_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="herald-sim-")))
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "delivery.simulators",
+                "--apns-port=0",
+                "--fcm-port=0",
+                "--control-port=0",
+                f"--cert-dir={cert_dir}",
+                "--json",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError("simulators exited before becoming ready")
+            yield SimulatorProcess(process, json.loads(line))
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@dataclass
+class BenchResult:
+    provider: str
+    messages: int
+    seconds: float
+    outcomes: Counter[str] = field(default_factory=Counter)
+    simulator: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        sim = self.simulator
+        return (
+            f"{self.provider}: {self.messages} messages in {self.seconds:.2f} s = "
+            f"{self.rate:,.0f} msg/s  outcomes={dict(self.outcomes)}  "
+            f"simulator accepted={sim.get('accepted')} duplicates={sim.get('duplicates')} "
+            f"connections={sim.get('connections')} auth_tokens={sim.get('auth_tokens')}"
+        )
+
+
+def _pushes(provider: str, start: int, count: int) -> list[OutgoingPush]:
+    if provider == "apns":
+        return [
+            OutgoingPush(str(i), f"{i:064x}", APNS_PAYLOAD, APNS_HEADERS)
+            for i in range(start, start + count)
+        ]
+    return [
+        OutgoingPush(str(i), f"bench-fcm-token-{i:024d}", FCM_PAYLOAD)
+        for i in range(start, start + count)
+    ]
+
+
+def measure_sender_ceiling(
+    simulators: SimulatorProcess,
+    provider: str,
+    *,
+    messages: int = 20_000,
+    concurrency: int | None = None,
+    batch_size: int = 1000,
+) -> BenchResult:
+    """Send ``messages`` distinct pushes through the real sender; time them.
+
+    A warm-up batch first opens the connections and fetches the JWT/OAuth token,
+    so the figure is steady-state throughput, which is what long-lived workers see.
+    """
+    config = (
+        simulators.apns_config(concurrency)
+        if provider == "apns"
+        else simulators.fcm_config(concurrency)
+    )
+    warmup = _pushes(provider, 10_000_000, min(200, batch_size))
+    runtime.send_batch(config, warmup)
+    simulators.reset()
+    outcomes: Counter[str] = Counter()
+    started = time.perf_counter()
+    for start in range(0, messages, batch_size):
+        batch = _pushes(provider, start, min(batch_size, messages - start))
+        for result in runtime.send_batch(config, batch):
+            outcomes[str(result.outcome)] += 1
+    elapsed = time.perf_counter() - started
+    return BenchResult(provider, messages, elapsed, outcomes, simulators.stats()[provider])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--provider", choices=("apns", "fcm", "both"), default="both")
+    parser.add_argument("--concurrency", type=int, default=None, help="default: the config's")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    args = parser.parse_args(argv)
+    providers = ("apns", "fcm") if args.provider == "both" else (args.provider,)
+    results = []
+    with simulators_process() as simulators:
+        for provider in providers:
+            result = measure_sender_ceiling(
+                simulators,
+                provider,
+                messages=args.messages,
+                concurrency=args.concurrency,
+                batch_size=args.batch_size,
+            )
+            results.append(result)
+            print(result.line(), flush=True)
+    runtime.shutdown()
+    summary = "  ".join(f"{r.provider}={r.rate:,.0f} msg/s" for r in results)
+    print(
+        f"SUMMARY sender-alone ceiling: {summary} "
+        f"(messages={args.messages}, concurrency={args.concurrency or 'default'}, "
+        f"batch={args.batch_size}, cpus={os.cpu_count()})"
+    )
+
+
+if __name__ == "__main__":
+    main()
