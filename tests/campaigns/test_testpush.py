@@ -5,43 +5,16 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from delivery.models import PushDelivery, PushToken
-from delivery.simulators.server import SimulatorServer
+from tests.campaigns.conftest import DEAD_APNS
 from tests.factories import AppUserFactory, PushTokenFactory
 
 APNS_TOKEN = "ab" * 32
 FCM_TOKEN = "f" + "x" * 150
-DEAD_APNS = "cd" * 32
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorServer]:
-    server = SimulatorServer(
-        cert_dir=tmp_path_factory.mktemp("sim"), invalid_tokens=[DEAD_APNS]
-    ).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def project(api, sim):
-    creds, addresses = sim.credentials, sim.addresses
-    p = api.project
-    p.apns_team_id, p.apns_key_id, p.apns_auth_key = creds.team_id, creds.key_id, creds.auth_key_pem
-    p.apns_topic, p.apns_endpoint, p.apns_ca_file = (
-        creds.topic,
-        addresses.apns_endpoint,
-        str(creds.ca_file),
-    )
-    p.fcm_service_account = creds.service_account_info
-    p.fcm_endpoint, p.fcm_ca_file = addresses.fcm_base_url, str(creds.ca_file)
-    p.save()
-    return p
 
 
 def url(project, alias: bool) -> str:
