@@ -78,26 +78,50 @@ def broker() -> Iterator[BrokerQueue]:
 
 def _reset_celery_connections() -> None:
     # The same two caches Celery itself resets after a fork: the connection pool and
-    # the producer pool are built lazily from app.conf.broker_url on next use.
+    # the producer pool are built lazily from app.conf.broker_url on next use. The
+    # task sender caches the publish retry policy, so it is rebuilt too.
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
+    celery_app.amqp.__dict__.pop("send_task_message", None)
+
+
+class BrokerOutage:
+    """The Celery app pointed at a broker that refuses connections, until restore()."""
+
+    # Publishing retries as configured, only without the waits between attempts.
+    FAST_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0}
+
+    def __init__(self) -> None:
+        self._saved_url = celery_app.conf.broker_url
+        self._saved_policy = celery_app.conf.task_publish_retry_policy
+        self.active = False
+
+    def start(self) -> None:
+        celery_app.conf.broker_url = UNREACHABLE_BROKER_URL
+        celery_app.conf.task_publish_retry_policy = self.FAST_RETRY_POLICY
+        _reset_celery_connections()
+        self.active = True
+
+    def restore(self) -> None:
+        if self.active:
+            celery_app.conf.broker_url = self._saved_url
+            celery_app.conf.task_publish_retry_policy = self._saved_policy
+            _reset_celery_connections()
+            self.active = False
 
 
 @pytest.fixture
-def broken_broker() -> Iterator[str]:
-    """Point the Celery app at a broker that refuses connections; restore afterwards.
-
-    Publishing then fails for real (kombu OperationalError after the configured
-    publish retries), exactly as when Redis is down in production.
+def broken_broker() -> Iterator[BrokerOutage]:
+    """A real broker fault: nothing listens on the broker port, so publishing fails
+    (kombu OperationalError) exactly as when Redis is down. Call `.restore()` to bring
+    the broker back within a test; it is restored after the test in any case.
     """
-    saved = celery_app.conf.broker_url
-    _reset_celery_connections()
-    celery_app.conf.broker_url = UNREACHABLE_BROKER_URL
+    outage = BrokerOutage()
+    outage.start()
     try:
-        yield UNREACHABLE_BROKER_URL
+        yield outage
     finally:
-        celery_app.conf.broker_url = saved
-        _reset_celery_connections()
+        outage.restore()
 
 
 class Api(NamedTuple):

@@ -90,6 +90,9 @@ class CampaignFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Campaign {n}")
     title = "Hello"
     body = "World"
+    scheduled_at = None
+    # The scheduler fires on fire_at; for a plain one-shot schedule it is scheduled_at.
+    fire_at = factory.SelfAttribute("scheduled_at")
 
 
 class CampaignRunFactory(factory.django.DjangoModelFactory):

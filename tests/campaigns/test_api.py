@@ -83,7 +83,9 @@ def representation(campaign: PushCampaign) -> dict[str, Any]:
         "end_at": iso(campaign.end_at),
         "quiet_hours": campaign.quiet_hours,
         "deliver_in_user_timezone": campaign.deliver_in_user_timezone,
+        "local_time_missed": campaign.local_time_missed,
         "throttle_per_minute": campaign.throttle_per_minute,
+        "fire_at": iso(campaign.fire_at),
         "current_run": campaign.current_run,
         "last_error": campaign.last_error,
         "created_at": iso(campaign.created_at),
@@ -135,7 +137,9 @@ def test_create_minimal_campaign_is_a_draft_named_after_its_title(api, broker):
         "end_at": None,
         "quiet_hours": None,
         "deliver_in_user_timezone": False,
+        "local_time_missed": "next_day",
         "throttle_per_minute": None,
+        "fire_at": None,
         "current_run": 0,
         "last_error": "",
         "created_at": "x",
@@ -179,10 +183,10 @@ def test_create_with_every_optional_field_stores_the_clean_values(api):
         "platforms": ["android", "IOS", "ios"],
         "targeting": {"countries": {"include": ["FR"], "exclude": []}},
         "tags": ["promo", "spring", "promo"],
-        "recurrence": {"every_days": 7, "at": "09:30"},
         "end_at": end_at.isoformat(),
         "quiet_hours": {"start": "22:00", "end": "08:00"},
         "deliver_in_user_timezone": True,
+        "local_time_missed": "skip",
         "throttle_per_minute": 600,
     }
 
@@ -192,16 +196,15 @@ def test_create_with_every_optional_field_stores_the_clean_values(api):
     campaign = PushCampaign.objects.get()
     body = response.json()
     assert body == representation(campaign)
-    normalized = ("platforms", "tags", "recurrence", "quiet_hours")
+    normalized = ("platforms", "tags", "quiet_hours")
     assert {k: body[k] for k in payload if k not in normalized} == {
         **{k: v for k, v in payload.items() if k not in normalized},
         "end_at": iso(end_at),
     }
     # Normalized: platforms lowercased, deduplicated, in canonical order; tags deduplicated;
-    # recurrence gets its default time zone; quiet hours their default action.
+    # quiet hours get their default action.
     assert body["platforms"] == ["ios", "android"]
     assert body["tags"] == ["promo", "spring"]
-    assert body["recurrence"] == {"every_days": 7, "at": "09:30", "timezone": "UTC"}
     assert body["quiet_hours"] == {"start": "22:00", "end": "08:00", "action": "defer"}
     assert campaign.segment_id == segment.id
     assert campaign.status == PushCampaign.Status.DRAFT
