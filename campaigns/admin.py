@@ -24,10 +24,11 @@ from django.contrib.admin.options import csrf_protect_m
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from campaigns import services
+from campaigns import scheduling, services
 from campaigns.content import check_payload_size
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.validation import validate_create, validate_update
@@ -69,6 +70,7 @@ SCHEDULE_FIELDS: tuple[str, ...] = (
     "end_at",
     "quiet_hours",
     "deliver_in_user_timezone",
+    "local_time_missed",
     "throttle_per_minute",
 )
 OPTION_FIELDS: tuple[str, ...] = ("priority", "ttl_seconds", "collapse_key")
@@ -87,6 +89,10 @@ EMPTY_JSON: dict[str, Any] = {
 BOOKKEEPING = (
     "status_badge",
     "stats_summary",
+    "fire_at",
+    "recurrence_anchor",
+    "local_wall_clock",
+    "periodic_task_link",
     "current_run",
     "last_error",
     "sent_at",
@@ -154,6 +160,11 @@ class PushCampaignForm(forms.ModelForm):
                 self.fields[name].required = False
         if "name" in self.fields:
             self.fields["name"].help_text = "Defaults to the title."
+        if "scheduled_at" in self.fields:
+            self.fields["scheduled_at"].help_text = (
+                "UTC. With delivery in the user's time zone, the wall-clock time each "
+                "user receives it at (e.g. 09:00 everywhere)."
+            )
         segment_field = self.fields.get("segment")
         if isinstance(segment_field, SegmentChoiceField) and self.instance.project_id is not None:
             segment_field.queryset = Segment.objects.select_related("project").filter(
@@ -224,6 +235,10 @@ class PushCampaignForm(forms.ModelForm):
         for name, value in fields.items():
             if name != "segment_id":
                 setattr(probe, name, value)
+        if self._state_adding() or services.SCHEDULE_FIELDS & set(fields):
+            if "scheduled_at" not in fields and probe.recurrence_anchor is not None:
+                probe.scheduled_at = probe.recurrence_anchor  # as campaign_update does
+            scheduling.plan_schedule(probe, now=timezone.now())  # pure: sets fields only
         start, end = probe.scheduled_at, probe.end_at
         if start is not None and end is not None and end <= start:
             raise InvalidInput("end_at must be after scheduled_at.", details={"field": "end_at"})
@@ -243,6 +258,7 @@ class CampaignRunInline(admin.TabularInline):
     fields = (
         "number",
         "trigger",
+        "occurrence",
         "status",
         "targeted",
         "sent",
@@ -357,6 +373,14 @@ class PushCampaignAdmin(admin.ModelAdmin):
     def stats_summary(self, obj: PushCampaign) -> str:
         stats = obj.stats or {}
         return ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in stats.items())
+
+    @admin.display(description="Beat schedule")
+    def periodic_task_link(self, obj: PushCampaign) -> SafeString | str:
+        """The django-celery-beat entry mirroring a recurrence (disable it to pause)."""
+        if obj.periodic_task_id is None:
+            return "—"
+        url = reverse("admin:django_celery_beat_periodictask_change", args=[obj.periodic_task_id])
+        return format_html('<a href="{}">Periodic task {}</a>', url, obj.periodic_task_id)
 
     @admin.display(description="Deliveries")
     def deliveries_link(self, obj: PushCampaign) -> SafeString | str:

@@ -559,6 +559,7 @@ def campaign_form(project: Project | None, **overrides: Any) -> dict[str, Any]:
         "end_at_0": "",
         "end_at_1": "",
         "quiet_hours": "null",
+        "local_time_missed": "next_day",
         "throttle_per_minute": "",
         "priority": "high",
         "ttl_seconds": "",
@@ -652,6 +653,15 @@ def test_admin_creates_a_scheduled_campaign(staff: Client) -> None:
         (
             {"localizations": '{"fr": {"subtitle": "x"}}'},
             {"localizations": ["localizations.fr has unknown keys: subtitle. (VALIDATION_ERROR)"]},
+        ),
+        (
+            {"recurrence": '{"every_days": 1}', "deliver_in_user_timezone": "on"},
+            {
+                "deliver_in_user_timezone": [
+                    "deliver_in_user_timezone applies to one-shot schedules, not to "
+                    "recurrences. (VALIDATION_ERROR)"
+                ]
+            },
         ),
         (
             {"image_url": "ftp://example.com/a.png"},
@@ -855,3 +865,41 @@ def test_campaign_forms_keep_csrf_protection(db: None, settings: Any) -> None:
 
     assert response.status_code == 403
     assert PushCampaign.objects.count() == 0
+
+
+def test_recurrence_without_an_occurrence_before_end_at_is_refused(staff: Client) -> None:
+    project = ProjectFactory.create()
+    end = timezone.now() + timedelta(hours=1)
+
+    response = staff.post(
+        url("campaigns_pushcampaign_add"),
+        campaign_form(
+            project,
+            recurrence='{"cron": "0 9 1 1 *"}',  # every 1 January, 09:00 UTC
+            end_at_0=end.strftime("%Y-%m-%d"),
+            end_at_1=end.strftime("%H:%M:%S"),
+        ),
+    )
+
+    assert form_errors(response) == {
+        "end_at": ["The recurrence has no occurrence before end_at. (VALIDATION_ERROR)"]
+    }
+    assert PushCampaign.objects.count() == 0
+
+
+def test_recurring_campaign_links_its_beat_schedule(staff: Client) -> None:
+    project = ProjectFactory.create()
+
+    response = staff.post(
+        url("campaigns_pushcampaign_add"),
+        campaign_form(project, recurrence='{"every_days": 1, "at": "09:00"}'),
+    )
+
+    assert response.status_code == 302
+    campaign = PushCampaign.objects.get()
+    assert campaign.status == "scheduled"
+    assert campaign.recurrence == {"every_days": 1, "at": "09:00", "timezone": "UTC"}
+    assert campaign.periodic_task_id is not None
+    page = staff.get(url("campaigns_pushcampaign_change", campaign.pk)).content.decode()
+    task_url = url("django_celery_beat_periodictask_change", campaign.periodic_task_id)
+    assert f'<a href="{task_url}">Periodic task {campaign.periodic_task_id}</a>' in page
