@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +47,10 @@ logger = logging.getLogger("herald.sending")
 Status = PushDelivery.Status
 # A throttled batch looks again this often (a twelfth of a minute's allowance each time).
 THROTTLE_TICK = timedelta(seconds=5)
+# A batch waits in-process for rows due this soon; later ones get a new (ETA) task.
+SHORT_WAIT_SECONDS = 2.0
+# ... but hands its worker back after this long.
+MAX_TASK_SECONDS = 60.0
 
 
 def _rows(campaign_id: uuid.UUID, run: int) -> QuerySet[PushDelivery]:
@@ -257,34 +262,46 @@ def run_batch(*, campaign_id: uuid.UUID, run: int, first_token_id: int, last_tok
     content = campaign_content(campaign)
     policy = _policy(campaign, run)
     size = settings.HERALD_SEND_CHUNK_SIZE
-    throttled = False
+    started = time.monotonic()
+    waiting = rows.filter(status=Status.QUEUED, claim__isnull=True)
     while True:
         now = timezone.now()
-        due = rows.filter(
-            Q(not_before__isnull=True) | Q(not_before__lte=now),
-            status=Status.QUEUED,
-            claim__isnull=True,
-        ).order_by("id")[:size]
+        due = waiting.filter(Q(not_before__isnull=True) | Q(not_before__lte=now)).order_by("id")
         outcome = deliveries_send(
-            project=campaign.project, content=content, rows=due, policy=policy
+            project=campaign.project, content=content, rows=due[:size], policy=policy
         )
         if outcome.attempted or outcome.skipped:
             _touch(campaign_id, run, outcome)
-        throttled = outcome.throttled
-        if throttled or not (outcome.attempted or outcome.skipped):
-            break
         if not _is_active(campaign_id, run):
             break
-    if _is_active(campaign_id, run):
-        waiting = rows.filter(status=Status.QUEUED, claim__isnull=True)
-        next_due = waiting.aggregate(at=Min("not_before"))["at"]
-        if throttled:
-            next_due = max(next_due or now, now + THROTTLE_TICK)
-        if next_due is not None or waiting.filter(not_before__isnull=True).exists():
-            _enqueue_batch(
-                campaign_id, run, first_token_id, last_token_id, not_before=next_due or now
-            )
+        next_due = _next_due(waiting, now, throttled=outcome.throttled)
+        if next_due is None:
+            break  # nothing left here (or another task holds it)
+        if (outcome.attempted or outcome.skipped) and not outcome.throttled:
+            continue
+        # Rows are waiting for their time (throttle slot, local time, retry). A short
+        # wait is cheaper here than a new task; a long one goes back to the broker.
+        pause = (next_due - timezone.now()).total_seconds()
+        if pause > SHORT_WAIT_SECONDS or time.monotonic() - started > MAX_TASK_SECONDS:
+            _enqueue_batch(campaign_id, run, first_token_id, last_token_id, not_before=next_due)
+            break
+        time.sleep(max(0.1, pause))
     run_maybe_finish(campaign_id=campaign_id, run=run)
+
+
+def _next_due(
+    waiting: QuerySet[PushDelivery], now: datetime, *, throttled: bool
+) -> datetime | None:
+    """When the next waiting row may go: now, its not_before, or the throttle tick."""
+    if not waiting.exists():
+        return None
+    if waiting.filter(not_before__isnull=True).exists():
+        next_due = now
+    else:
+        next_due = waiting.aggregate(at=Min("not_before"))["at"] or now
+    if throttled:
+        next_due = max(next_due, now + THROTTLE_TICK)
+    return next_due
 
 
 def run_stats(campaign_id: uuid.UUID, run: int) -> dict[str, int]:
