@@ -162,16 +162,21 @@ def campaign_update(
 def campaign_delete(*, project: Project, campaign_id: uuid.UUID) -> None:
     """Hard-delete a draft or scheduled campaign; any wake-up task then finds nothing."""
     with transaction.atomic():
-        task_id = (
-            PushCampaign.objects.filter(pk=campaign_id, project=project)
-            .values_list("periodic_task_id", flat=True)
+        # Lock the row first: QuerySet.delete() selects the rows and then deletes by id,
+        # so without the lock a send committing in between was deleted under it (a 500
+        # on the FK of its new run, or a sending campaign gone).
+        row = (
+            PushCampaign.objects.select_for_update()
+            .filter(pk=campaign_id, project=project)
+            .values_list("status", "periodic_task_id")
             .first()
         )
-        deleted, _ = PushCampaign.objects.filter(
-            pk=campaign_id, project=project, status__in=EDITABLE
-        ).delete()
-        if not deleted:
-            raise _already_sent(_get(project, campaign_id).status)
+        if row is None:
+            raise NotFound("Campaign not found.")
+        status, task_id = row
+        if status not in EDITABLE:
+            raise _already_sent(status)
+        PushCampaign.objects.filter(pk=campaign_id).delete()
         if task_id is not None:
             PeriodicTask.objects.filter(pk=task_id).delete()
 
