@@ -105,6 +105,12 @@ class ApnsSimulator:
         self.stats = ProviderStats("apns")
         # header value -> iat of a verified token (bounded, see _verify_jwt)
         self._verified: dict[bytes, int] = {}
+        self._payload_verdicts: dict[bytes, bool] = {}
+        random_part = uuid.uuid4().hex
+        self._apns_id_prefix = (
+            f"{random_part[:8]}-{random_part[8:12]}-4{random_part[13:16]}-a{random_part[17:20]}"
+        )
+        self._apns_id_counter = 0
 
     def forget_verified_tokens(self) -> None:
         self._verified.clear()
@@ -150,7 +156,7 @@ class ApnsSimulator:
         apns_id = headers.get(b"apns-id")
         if apns_id is not None and not _UUID_RE.match(apns_id.decode("latin-1")):
             return self._answer(400, None, "BadMessageId", "")
-        apns_id = apns_id or str(uuid.uuid4()).encode()
+        apns_id = apns_id or self._next_apns_id()
         method = headers.get(b":method")
         path = headers.get(b":path", b"")
         if not path.startswith(_PATH_PREFIX):
@@ -190,11 +196,7 @@ class ApnsSimulator:
             return self._answer(400, apns_id, "PayloadEmpty", token)
         if len(body) > limit:
             return self._answer(413, apns_id, "PayloadTooLarge", token)
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return self._answer(400, apns_id, "BadPayload", token)
-        if not isinstance(payload, dict) or not isinstance(payload.get("aps"), dict):
+        if not self._payload_ok(body):
             return self._answer(400, apns_id, "BadPayload", token)
         if token in self.behaviour.foreign_tokens:
             return self._answer(400, apns_id, "DeviceTokenNotForTopic", token)
@@ -208,6 +210,25 @@ class ApnsSimulator:
             return 410, apns_id, _error_body("Unregistered", int(time.time() * 1000))
         self.stats.record(200, token)
         return 200, apns_id, b""
+
+    def _payload_ok(self, body: bytes) -> bool:
+        """A campaign sends the same payload to every token: remember verdicts."""
+        verdict = self._payload_verdicts.get(body)
+        if verdict is None:
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                payload = None
+            verdict = isinstance(payload, dict) and isinstance(payload.get("aps"), dict)
+            if len(self._payload_verdicts) >= 256:
+                self._payload_verdicts.clear()
+            self._payload_verdicts[body] = verdict
+        return verdict
+
+    def _next_apns_id(self) -> bytes:
+        """A UUID-shaped id, unique per simulator run (cheaper than uuid4())."""
+        self._apns_id_counter += 1
+        return f"{self._apns_id_prefix}-{self._apns_id_counter:012x}".encode()
 
     def _answer(
         self, status: int, apns_id: bytes | None, reason: str, token: str
