@@ -21,12 +21,12 @@ import json
 import logging
 import ssl
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import google.auth.exceptions
 import requests
-from google.auth.credentials import TokenState
 from google.auth.transport.requests import Request as GoogleAuthRequest
 from google.oauth2 import service_account
 from requests.adapters import HTTPAdapter
@@ -46,6 +46,11 @@ FCM_DEFAULT_ENDPOINT = "https://fcm.googleapis.com"
 FCM_SCOPES = ("https://www.googleapis.com/auth/firebase.messaging",)
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
+
+# Access tokens live an hour; refresh this long before, so a token never expires
+# between being read and a request reaching FCM.
+TOKEN_REFRESH_MARGIN_SECONDS = 300.0
+TOKEN_DEFAULT_LIFETIME_SECONDS = 3600.0
 
 # A failed token fetch is reused for this long so a batch of 1,000 messages does
 # not make 1,000 attempts against a broken token endpoint.
@@ -148,6 +153,8 @@ class FcmSender:
         self._auth_failure: tuple[float, _AuthFailure] | None = None
         self._setup_error: str | None = None
         self._ready_lock = asyncio.Lock()
+        self._token: str | None = None
+        self._token_fresh_until = 0.0
         self.token_fetches = 0
 
     async def _ensure_ready(self) -> aiohttp.ClientSession | None:
@@ -194,14 +201,17 @@ class FcmSender:
         )
 
     async def _access_token(self) -> str:
+        """The shared OAuth2 token, refreshed ``TOKEN_REFRESH_MARGIN_SECONDS``
+        before it expires. The freshness check is a monotonic-clock comparison:
+        google-auth's own (``token_state``) builds datetimes on every call."""
         credentials = self._credentials
         assert credentials is not None and self._token_lock is not None
-        if credentials.token and credentials.token_state is TokenState.FRESH:
-            return str(credentials.token)
+        loop = asyncio.get_running_loop()
+        if self._token is not None and loop.time() < self._token_fresh_until:
+            return self._token
         async with self._token_lock:
-            if credentials.token and credentials.token_state is TokenState.FRESH:
-                return str(credentials.token)
-            loop = asyncio.get_running_loop()
+            if self._token is not None and loop.time() < self._token_fresh_until:
+                return self._token
             if self._auth_failure and loop.time() - self._auth_failure[0] < (
                 AUTH_FAILURE_REUSE_SECONDS
             ):
@@ -224,14 +234,20 @@ class FcmSender:
                 raise failure from exc
             self._auth_failure = None
             self.token_fetches += 1
-            return str(credentials.token)
+            self._token = str(credentials.token)
+            lifetime = TOKEN_DEFAULT_LIFETIME_SECONDS
+            if credentials.expiry is not None:  # google-auth keeps naive UTC datetimes
+                expiry = credentials.expiry.replace(tzinfo=UTC)
+                lifetime = (expiry - datetime.now(UTC)).total_seconds()
+            margin = min(TOKEN_REFRESH_MARGIN_SECONDS, lifetime / 2)  # short-lived tokens
+            self._token_fresh_until = loop.time() + lifetime - margin
+            return self._token
 
     def _drop_token(self, token: str) -> None:
         """A 401 means the token we used is no longer accepted: fetch a new one next
         time (only if nobody has replaced it already)."""
-        credentials = self._credentials
-        if credentials is not None and credentials.token == token:
-            credentials.token = None
+        if self._token == token:
+            self._token = None
 
     async def send_many(self, pushes: Sequence[OutgoingPush]) -> list[PushResult]:
         if not pushes:

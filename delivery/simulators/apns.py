@@ -103,6 +103,7 @@ class ApnsSimulator:
         self.public_key_pem = public_key_pem
         self.behaviour = behaviour or Behaviour()
         self.stats = ProviderStats("apns")
+        self.protocols: set[ApnsServerProtocol] = set()
         # header value -> iat of a verified token (bounded, see _verify_jwt)
         self._verified: dict[bytes, int] = {}
         self._payload_verdicts: dict[bytes, bool] = {}
@@ -114,6 +115,15 @@ class ApnsSimulator:
 
     def forget_verified_tokens(self) -> None:
         self._verified.clear()
+
+    def drop_connections(self) -> int:
+        """Send GOAWAY and close every client connection, as APNs does on
+        maintenance; returns how many were open. Tests use it to check that
+        senders reconnect."""
+        protocols = list(self.protocols)
+        for protocol in protocols:
+            protocol.go_away()
+        return len(protocols)
 
     def protocol_factory(self) -> ApnsServerProtocol:
         return ApnsServerProtocol(self)
@@ -270,6 +280,7 @@ class ApnsServerProtocol(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.simulator.stats.connections += 1
+        self.simulator.protocols.add(self)
         self.client_cert_topic = _client_cert_topic(transport)
         self.conn.local_settings = Settings(
             client=False,
@@ -285,6 +296,13 @@ class ApnsServerProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self._requests.clear()
+        self.simulator.protocols.discard(self)
+
+    def go_away(self) -> None:
+        self.conn.close_connection()
+        self._write()
+        if self.transport is not None:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         try:

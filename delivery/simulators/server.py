@@ -300,6 +300,15 @@ class SimulatorServer:
 
         self._call(revoke)
 
+    def drop_connections(self) -> int:
+        """Close every APNs client connection (after a GOAWAY); returns how many."""
+
+        def drop() -> int:
+            assert self.apns is not None
+            return self.apns.drop_connections()
+
+        return self._call(drop)
+
     def configure(self, knobs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         """``{"apns": {...}, "fcm": {...}}`` or ``{"all": {...}}``; all-or-nothing."""
         return self._call(lambda: self._apply_config(knobs))

@@ -229,6 +229,25 @@ def test_many_error_bodies_do_not_stall_a_long_lived_connection(sim, apns_config
     assert sim.stats()["apns"]["connections"] == 1
 
 
+def test_sender_reconnects_after_the_server_drops_the_connection(sim, apns_config):
+    sender = ApnsSender(apns_config)
+
+    async def scenario() -> list[PushResult]:
+        try:
+            first = await sender.send_many([push(1)])
+            assert sim.drop_connections() == 1
+            await asyncio.sleep(0.05)  # the GOAWAY and the close reach the sender
+            return first + await sender.send_many([push(2), push(3)])
+        finally:
+            await sender.close()
+
+    results = run(scenario())
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * 3
+    assert sender.connections_opened == 2
+    assert sim.stats()["apns"]["connections"] == 2
+
+
 def test_transient_failures_then_success(sim, apns_config):
     sim.configure({"apns": {"transient_failures": {apns_token(1): 2}, "transient_status": 503}})
     sender = ApnsSender(apns_config)
