@@ -6,9 +6,10 @@ import logging
 
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 
 from config.celery import app
+from core.errors import envelope
 
 logger = logging.getLogger("herald.health")
 
@@ -33,8 +34,15 @@ def _broker_ok() -> bool:
         return False
 
 
-@require_GET
+@csrf_exempt  # read-only; a probe POSTing here gets the JSON 405, not an HTML 403
 def healthz(request: HttpRequest) -> JsonResponse:
+    if request.method != "GET":
+        not_allowed = JsonResponse(
+            envelope("METHOD_NOT_ALLOWED", f'Method "{request.method}" not allowed.'),
+            status=405,
+        )
+        not_allowed["Allow"] = "GET"
+        return not_allowed
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     healthy = all(checks.values())
     body = {

@@ -6,8 +6,8 @@ adds nothing and a larger N adds only the difference. Each run still mints a
 fresh API key (earlier ones stay valid) because keys are stored hashed and can
 never be printed again.
 
-This command is glue for the demo rather than part of an app, which is why it may
-use campaigns.services (the apps themselves never import campaigns).
+It lives in the campaigns app because it creates example campaigns through
+campaigns.services, and only campaigns may import every other app.
 """
 
 from __future__ import annotations
