@@ -47,6 +47,7 @@ from aioapns.connection import (
 )
 from aioapns.exceptions import ConnectionClosed
 from aioapns.exceptions import ConnectionError as ApnsConnectError
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from h2.errors import ErrorCodes
 from h2.events import (
@@ -121,7 +122,10 @@ class SharedJwtProvider(AuthorizationHeaderProvider):
     """
 
     def __init__(self, *, key_pem: str, key_id: str, team_id: str) -> None:
-        self._key = load_pem_private_key(key_pem.encode(), password=None)
+        key = load_pem_private_key(key_pem.encode(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):  # ES256 needs a P-256 key
+            raise TypeError("APNs auth key must be an EC private key (.p8)")
+        self._key = key
         self._key_id = key_id
         self._team_id = team_id
         self._header = ""
@@ -134,7 +138,7 @@ class SharedJwtProvider(AuthorizationHeaderProvider):
             self._issued_at = now
             token = jwt.encode(
                 {"iss": self._team_id, "iat": int(now)},
-                self._key,  # type: ignore[arg-type]
+                self._key,
                 algorithm="ES256",
                 headers={"kid": self._key_id},
             )

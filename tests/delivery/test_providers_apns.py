@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from delivery.providers.apns import ApnsSender, classify_apns_response
 from delivery.providers.base import ApnsConfig, Outcome, OutgoingPush, PushResult
@@ -169,6 +169,22 @@ def test_unreadable_key_fails_every_push_without_raising(sim, apns_config):
         ("d2", Outcome.FAILED, "InvalidProviderCredentials: ValueError"),
     ]
     assert sim.stats()["apns"]["requests_total"] == 0
+
+
+def test_an_rsa_key_is_refused_up_front(sim, apns_config):
+    rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    config = dataclasses.replace(apns_config, auth_key_pem=rsa_pem.decode())
+
+    [result] = send(config, [push(1)])
+
+    assert (result.outcome, result.reason) == (
+        Outcome.FAILED,
+        "InvalidProviderCredentials: TypeError",
+    )
 
 
 def test_oversized_payload_fails(sim, apns_config):
