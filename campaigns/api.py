@@ -7,9 +7,11 @@ and the short alias (`/admin/push/...`), where the project comes from the key.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -33,6 +35,14 @@ from core.pagination import parse_limit
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer}
 CURSOR = OpenApiParameter("cursor", str, description="`next` from the previous page.")
 LIMIT = OpenApiParameter("limit", int, description="Page size, 1-200 (default 50).")
+
+
+def body(request: Request) -> Mapping[str, Any]:
+    """The parsed JSON object (the parser refuses anything else with INVALID_BODY)."""
+    data = request.data
+    if not isinstance(data, Mapping):
+        raise ParseError("The request body must be a JSON object.")
+    return data
 
 
 class ProjectScopedView(APIView):
@@ -75,7 +85,7 @@ class CampaignListView(ProjectScopedView):
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
-        fields = validate_create(request.data)
+        fields = validate_create(body(request))
         campaign = services.campaign_create(project=project, fields=fields)
         return Response(CampaignSerializer(campaign).data, status=201)
 
@@ -97,7 +107,7 @@ class CampaignDetailView(ProjectScopedView):
     def patch(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         campaign_id = self.campaign_id(kwargs)
-        fields = validate_update(request.data)
+        fields = validate_update(body(request))
         campaign = services.campaign_update(project=project, campaign_id=campaign_id, fields=fields)
         return Response(CampaignSerializer(campaign).data)
 
@@ -186,5 +196,5 @@ class TestPushView(ProjectScopedView):
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
-        fields = testpush.validate_test_push(request.data)
+        fields = testpush.validate_test_push(body(request))
         return Response(testpush.test_push_send(project=project, fields=fields))

@@ -6,6 +6,7 @@ field; `CampaignWriteSerializer` only documents that input for drf-spectacular.
 
 from __future__ import annotations
 
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
@@ -74,35 +75,44 @@ class CampaignPageSerializer(serializers.Serializer[object]):
     next = serializers.CharField(allow_null=True)
 
 
-class CampaignWriteSerializer(serializers.Serializer[object]):
-    """Documentation of the create/PATCH body (see campaigns.validation)."""
-
-    title = serializers.CharField(max_length=500)
-    body = serializers.CharField(max_length=4000)
-    name = serializers.CharField(max_length=200, required=False)
-    data = serializers.DictField(required=False)
-    segment_id = serializers.UUIDField(required=False, allow_null=True)
-    scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
-    localizations = serializers.DictField(child=serializers.DictField(), required=False)
-    image_url = serializers.URLField(required=False)
-    url = serializers.CharField(required=False)
-    actions = serializers.ListField(child=serializers.DictField(), required=False, max_length=3)
-    sound = serializers.CharField(required=False)
-    badge = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    collapse_key = serializers.CharField(required=False, max_length=64)
-    priority = serializers.ChoiceField(choices=("high", "normal"), required=False)
-    ttl_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    platforms = serializers.ListField(
-        child=serializers.ChoiceField(choices=("ios", "android", "web")), required=False
-    )
-    targeting = serializers.DictField(required=False)
-    tags = serializers.ListField(child=serializers.CharField(), required=False)
-    recurrence = serializers.DictField(required=False, allow_null=True)
-    end_at = serializers.DateTimeField(required=False, allow_null=True)
-    quiet_hours = serializers.DictField(required=False, allow_null=True)
-    deliver_in_user_timezone = serializers.BooleanField(required=False)
-    local_time_missed = serializers.ChoiceField(choices=("next_day", "skip"), required=False)
-    throttle_per_minute = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+# Documentation of the create/PATCH body for the OpenAPI schema; input is validated
+# by campaigns.validation. A dict, because a declared field named "data" would
+# shadow Serializer.data on a class.
+CampaignWriteSerializer = inline_serializer(
+    name="CampaignWrite",
+    fields={
+        "title": serializers.CharField(max_length=500),
+        "body": serializers.CharField(max_length=4000),
+        "name": serializers.CharField(max_length=200, required=False),
+        "data": serializers.DictField(required=False),
+        "segment_id": serializers.UUIDField(required=False, allow_null=True),
+        "scheduled_at": serializers.DateTimeField(required=False, allow_null=True),
+        "localizations": serializers.DictField(child=serializers.DictField(), required=False),
+        "image_url": serializers.URLField(required=False),
+        "url": serializers.CharField(required=False),
+        "actions": serializers.ListField(
+            child=serializers.DictField(), required=False, max_length=3
+        ),
+        "sound": serializers.CharField(required=False),
+        "badge": serializers.IntegerField(required=False, allow_null=True, min_value=0),
+        "collapse_key": serializers.CharField(required=False, max_length=64),
+        "priority": serializers.ChoiceField(choices=("high", "normal"), required=False),
+        "ttl_seconds": serializers.IntegerField(required=False, allow_null=True, min_value=0),
+        "platforms": serializers.ListField(
+            child=serializers.ChoiceField(choices=("ios", "android", "web")), required=False
+        ),
+        "targeting": serializers.DictField(required=False),
+        "tags": serializers.ListField(child=serializers.CharField(), required=False),
+        "recurrence": serializers.DictField(required=False, allow_null=True),
+        "end_at": serializers.DateTimeField(required=False, allow_null=True),
+        "quiet_hours": serializers.DictField(required=False, allow_null=True),
+        "deliver_in_user_timezone": serializers.BooleanField(required=False),
+        "local_time_missed": serializers.ChoiceField(choices=("next_day", "skip"), required=False),
+        "throttle_per_minute": serializers.IntegerField(
+            required=False, allow_null=True, min_value=1
+        ),
+    },
+)
 
 
 class DeliverySerializer(serializers.ModelSerializer[PushDelivery]):

@@ -1,4 +1,4 @@
-from django.urls import re_path
+from django.urls import URLPattern, re_path
 
 from campaigns import api
 
@@ -7,7 +7,7 @@ from campaigns import api
 ID = r"(?P<campaign_id>[^/]+)"
 
 
-def routes(prefix: str) -> list:  # type: ignore[type-arg]
+def routes(prefix: str) -> list[URLPattern]:
     return [
         re_path(rf"^{prefix}/?$", api.CampaignListView.as_view()),
         re_path(rf"^{prefix}/test/?$", api.TestPushView.as_view()),

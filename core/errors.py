@@ -108,26 +108,23 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied()
     elif isinstance(exc, RequestDataTooBig):
-        return Response(
-            envelope("REQUEST_TOO_LARGE", "The request body is too large."), status=413
-        )
+        return Response(envelope("REQUEST_TOO_LARGE", "The request body is too large."), status=413)
     if isinstance(exc, drf.APIException):
         code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "BAD_REQUEST")
         details: dict[str, Any] = {}
         headers: dict[str, str] = {}
         if isinstance(exc, drf.ValidationError) and not isinstance(exc.detail, str):
             details = {"fields": exc.detail}
-        if isinstance(exc, drf.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, drf.Throttled) and wait is not None:
+            headers["Retry-After"] = str(max(1, int(wait + 0.999)))
             details = {"retry_after": int(headers["Retry-After"])}
         if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
             headers["WWW-Authenticate"] = 'Bearer realm="herald"'
         message = _drf_message(exc)
         if isinstance(exc, drf.NotFound):
             message = "Not found."
-        return Response(
-            envelope(code, message, details), status=exc.status_code, headers=headers
-        )
+        return Response(envelope(code, message, details), status=exc.status_code, headers=headers)
     view = context.get("view")
     request = context.get("request")
     method = getattr(request, "method", "") or ""

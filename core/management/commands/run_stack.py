@@ -100,7 +100,7 @@ class Command(BaseCommand):
             self._stop_all(children)
 
     def _start(self, name: str, argv: list[str]) -> subprocess.Popen[str]:
-        child = subprocess.Popen(
+        child = subprocess.Popen(  # noqa: S603 (our own interpreter and fixed arguments)
             argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -154,8 +154,10 @@ class Command(BaseCommand):
             "\n"
             " Try it:\n"
             f"   export HERALD_KEY={key}\n"
-            f"   curl -s -X POST {base}/admin/push -H \"Authorization: Bearer $HERALD_KEY\" \\\n"
-            "        -H 'Content-Type: application/json' -d '{\"title\":\"Hello\",\"body\":\"World\"}'\n"
+            f"   curl -s -X POST {base}/admin/push \\\n"
+            '        -H "Authorization: Bearer $HERALD_KEY" \\\n'
+            "        -H 'Content-Type: application/json' \\\n"
+            "        -d '{\"title\": \"Hello\", \"body\": \"World\"}'\n"
             "==================================================================\n"
         )
         self.stdout.flush()
