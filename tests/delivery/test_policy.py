@@ -19,9 +19,7 @@ def test_local_due_puts_each_user_at_their_own_nine_oclock():
     assert local_due(WALL, zone("Pacific/Kiritimati"), now=now, missed="skip") == utc(
         2026, 3, 28, 19, 0
     )
-    assert local_due(WALL, zone("Europe/Paris"), now=now, missed="skip") == utc(
-        2026, 3, 29, 7, 0
-    )
+    assert local_due(WALL, zone("Europe/Paris"), now=now, missed="skip") == utc(2026, 3, 29, 7, 0)
     assert local_due(WALL, zone("America/Los_Angeles"), now=now, missed="skip") == utc(
         2026, 3, 29, 16, 0
     )

@@ -157,7 +157,7 @@ class Command(BaseCommand):
             f"   curl -s -X POST {base}/admin/push \\\n"
             '        -H "Authorization: Bearer $HERALD_KEY" \\\n'
             "        -H 'Content-Type: application/json' \\\n"
-            "        -d '{\"title\": \"Hello\", \"body\": \"World\"}'\n"
+            '        -d \'{"title": "Hello", "body": "World"}\'\n'
             "==================================================================\n"
         )
         self.stdout.flush()
