@@ -126,24 +126,53 @@ def simulators_process(cert_dir: Path | None = None) -> Iterator[SimulatorProces
                 process.kill()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of another process (Linux /proc), 0.0 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class BenchResult:
+    """Wall-clock rate, plus CPU per message on each side: on a shared or busy
+    machine the CPU figures still say what one free core would do."""
+
     provider: str
     messages: int
     seconds: float
     outcomes: Counter[str] = field(default_factory=Counter)
     simulator: dict[str, Any] = field(default_factory=dict)
+    sender_cpu_seconds: float = 0.0
+    simulator_cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds if self.seconds else 0.0
 
+    @property
+    def sender_cpu_ceiling(self) -> float:
+        """Messages per second one fully available core would send."""
+        return self.messages / self.sender_cpu_seconds if self.sender_cpu_seconds else 0.0
+
+    @property
+    def simulator_cpu_ceiling(self) -> float:
+        cpu = self.simulator_cpu_seconds
+        return self.messages / cpu if cpu else 0.0
+
     def line(self) -> str:
         sim = self.simulator
+        per_message = 1e6 / self.messages
         return (
             f"{self.provider}: {self.messages} messages in {self.seconds:.2f} s = "
-            f"{self.rate:,.0f} msg/s  outcomes={dict(self.outcomes)}  "
-            f"simulator accepted={sim.get('accepted')} duplicates={sim.get('duplicates')} "
+            f"{self.rate:,.0f} msg/s  outcomes={dict(self.outcomes)}\n"
+            f"  sender CPU {self.sender_cpu_seconds * per_message:.0f} us/msg "
+            f"(one core: {self.sender_cpu_ceiling:,.0f} msg/s); simulator CPU "
+            f"{self.simulator_cpu_seconds * per_message:.0f} us/msg "
+            f"(one core: {self.simulator_cpu_ceiling:,.0f} msg/s)\n"
+            f"  simulator accepted={sim.get('accepted')} duplicates={sim.get('duplicates')} "
             f"connections={sim.get('connections')} auth_tokens={sim.get('auth_tokens')}"
         )
 
@@ -178,17 +207,28 @@ def measure_sender_ceiling(
         if provider == "apns"
         else simulators.fcm_config(concurrency)
     )
-    warmup = _pushes(provider, 10_000_000, min(200, batch_size))
+    warmup = _pushes(provider, 10_000_000, batch_size)
     runtime.send_batch(config, warmup)
     simulators.reset()
     outcomes: Counter[str] = Counter()
+    simulator_pid = simulators.process.pid
+    simulator_cpu = process_cpu_seconds(simulator_pid)
+    sender_cpu = time.process_time()  # this process, the runtime's loop thread included
     started = time.perf_counter()
     for start in range(0, messages, batch_size):
         batch = _pushes(provider, start, min(batch_size, messages - start))
         for result in runtime.send_batch(config, batch):
             outcomes[str(result.outcome)] += 1
     elapsed = time.perf_counter() - started
-    return BenchResult(provider, messages, elapsed, outcomes, simulators.stats()[provider])
+    return BenchResult(
+        provider,
+        messages,
+        elapsed,
+        outcomes,
+        simulators.stats()[provider],
+        sender_cpu_seconds=time.process_time() - sender_cpu,
+        simulator_cpu_seconds=process_cpu_seconds(simulator_pid) - simulator_cpu,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -214,11 +254,14 @@ def main(argv: list[str] | None = None) -> None:
             results.append(result)
             print(result.line(), flush=True)
     runtime.shutdown()
-    summary = "  ".join(f"{r.provider}={r.rate:,.0f} msg/s" for r in results)
+    summary = "  ".join(
+        f"{r.provider}={r.rate:,.0f} msg/s (one free core: {r.sender_cpu_ceiling:,.0f})"
+        for r in results
+    )
     print(
-        f"SUMMARY sender-alone ceiling: {summary} "
-        f"(messages={args.messages}, concurrency={args.concurrency or 'default'}, "
-        f"batch={args.batch_size}, cpus={os.cpu_count()})"
+        f"SUMMARY sender-alone: {summary}  "
+        f"[messages={args.messages}, concurrency={args.concurrency or 'default'}, "
+        f"batch={args.batch_size}, cpus={os.cpu_count()}, load={os.getloadavg()[0]:.1f}]"
     )
 
 
