@@ -169,7 +169,7 @@ class Command(BaseCommand):
         for name in ("web", "beat", "worker", "simulators"):
             child = children.get(name)
             if child is not None and child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
+                child.send_signal(signal.SIGTERM)  # the leader stops its own children
         deadline = time.monotonic() + 20
         for child in children.values():
             try:
