@@ -1,0 +1,180 @@
+"""The campaign side of delivery, task functions called directly (no worker).
+
+Pushes really go out over HTTP/2 + TLS to the in-process simulators; the broker is
+the real one (messages read back with the `broker` fixture).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from campaigns import sending, services
+from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
+from campaigns.validation import validate_create
+from delivery.models import PushDelivery, PushToken
+from delivery.services import INTERRUPTED
+from tests.factories import PushTokenFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def clean_sim(sim):
+    sim.reset(config=True)
+    yield
+    sim.reset(config=True)
+
+
+def send(project, **fields) -> PushCampaign:
+    payload = {"title": "Hi", "body": "There", **fields}
+    campaign = services.campaign_create(project=project, fields=validate_create(payload))
+    return services.campaign_send(project=project, campaign_id=campaign.id)
+
+
+def tokens(project, count, provider="apns"):
+    if provider == "apns":
+        return [PushTokenFactory(project=project) for _ in range(count)]
+    return [
+        PushTokenFactory(project=project, provider="fcm", platform="android", token=f"f{i:0150d}")
+        for i in range(count)
+    ]
+
+
+def drive(campaign, broker) -> None:
+    """Run what the broker holds for this campaign until nothing is left (a worker)."""
+    for _ in range(50):
+        tasks = broker.drain()
+        if not tasks:
+            return
+        for task in tasks:
+            if task.name == "campaigns.fan_out_campaign":
+                sending.run_fan_out(campaign_id=campaign.id, run=task.args[1])
+            elif task.name == "campaigns.send_campaign_batch":
+                _, run, first, last = task.args
+                sending.run_batch(
+                    campaign_id=campaign.id, run=run, first_token_id=first, last_token_id=last
+                )
+    raise AssertionError("the campaign kept enqueueing work")
+
+
+def test_missing_credentials_fail_the_run_fast(api, broker):
+    tokens(api.project, 3)  # api.project has no credentials at all
+    campaign = send(api.project)
+    drive(campaign, broker)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.FAILED
+    assert campaign.last_error == "APNs credentials are not configured for this project."
+    assert CampaignRun.objects.get(campaign=campaign).status == "failed"
+    assert PushDelivery.objects.count() == 0
+
+
+def test_broadcast_sends_each_token_once_and_repeats_add_nothing(project, broker, sim, settings):
+    settings.HERALD_FANOUT_CHUNK_SIZE = 4
+    everyone = tokens(project, 5) + tokens(project, 5, "fcm")
+    campaign = send(project)
+    drive(campaign, broker)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENT
+    assert campaign.stats == {
+        "targeted": 10,
+        "sent": 10,
+        "failed": 0,
+        "invalid_tokens": 0,
+        "skipped": 0,
+        "pending": 0,
+    }
+    # A redelivered fan-out and batch change nothing and send nothing.
+    sending.run_fan_out(campaign_id=campaign.id, run=1)
+    first, last = everyone[0].pk, everyone[-1].pk
+    sending.run_batch(campaign_id=campaign.id, run=1, first_token_id=first, last_token_id=last)
+    assert PushDelivery.objects.filter(campaign=campaign).count() == 10
+    stats = sim.stats(tokens=True)
+    assert stats["apns"]["accepted"] + stats["fcm"]["accepted"] == 10
+    assert stats["apns"]["duplicates"] == stats["fcm"]["duplicates"] == 0
+
+
+def test_transient_failures_are_retried_then_given_up(project, broker, sim, settings):
+    settings.HERALD_RETRY_BASE_SECONDS = 0.05
+    settings.HERALD_MAX_ATTEMPTS = 3
+    flaky, hopeless, fine = tokens(project, 3)
+    sim.configure(
+        {
+            "apns": {
+                "transient_failures": {flaky.token: 1, hopeless.token: 5},
+                "transient_status": 503,
+            }
+        }
+    )
+    campaign = send(project)
+    drive(campaign, broker)
+    rows = {d.token_id: d for d in PushDelivery.objects.filter(campaign=campaign)}
+    assert (rows[flaky.pk].status, rows[flaky.pk].attempts) == ("sent", 2)
+    assert (rows[fine.pk].status, rows[fine.pk].attempts) == ("sent", 1)
+    assert (rows[hopeless.pk].status, rows[hopeless.pk].attempts) == ("failed", 3)
+    assert rows[hopeless.pk].error_message.startswith("gave up after 3 attempts: ")
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENT
+    assert (campaign.stats["sent"], campaign.stats["failed"]) == (2, 1)
+
+
+def test_dead_tokens_are_retired(project, broker):
+    from tests.campaigns.conftest import DEAD_APNS
+
+    PushTokenFactory(project=project, token=DEAD_APNS)
+    campaign = send(project)
+    drive(campaign, broker)
+    token = PushToken.objects.get(token=DEAD_APNS)
+    assert (token.active, token.invalid_reason) == (False, "Unregistered")
+    assert token.invalidated_at is not None
+    assert PushDelivery.objects.get(campaign=campaign).status == "invalid_token"
+
+
+def test_cancel_mid_run_skips_what_was_not_sent(project, broker, sim):
+    tokens(project, 4)
+    campaign = send(project)
+    for task in broker.drain():
+        sending.run_fan_out(campaign_id=campaign.id, run=task.args[1])
+    services.campaign_cancel(project=project, campaign_id=campaign.id)
+    drive(campaign, broker)
+    run = CampaignRun.objects.get(campaign=campaign)
+    assert run.status == "cancelled"
+    assert set(PushDelivery.objects.values_list("status", "error_message")) == {
+        ("skipped", "campaign no longer sending")
+    }
+    assert sim.stats()["apns"]["requests_total"] == 0
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.CANCELLED
+    assert campaign.stats["skipped"] == 4 and campaign.stats["pending"] == 0
+
+
+def test_sweeper_closes_interrupted_claims_and_redrives_the_rest(project, broker, settings):
+    settings.HERALD_STALL_SECONDS = 0
+    settings.HERALD_CLAIM_LEASE_SECONDS = 60
+    tokens(project, 3)
+    campaign = send(project)
+    for task in broker.drain():
+        sending.run_fan_out(campaign_id=campaign.id, run=task.args[1])
+    broker.drain()  # the batch task is lost
+    # A worker died holding one row: claimed two minutes ago, never recorded.
+    lost = PushDelivery.objects.filter(campaign=campaign).order_by("id").first()
+    PushDelivery.objects.filter(pk=lost.pk).update(
+        claim="00000000-0000-0000-0000-000000000001",
+        claimed_at=timezone.now() - timedelta(minutes=2),
+        attempts=1,
+    )
+    CampaignRun.objects.filter(campaign=campaign).update(
+        last_progress_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert sending.runs_sweep_stalled()["redriven"] == 1
+    batches = broker.drain()
+    assert [t.name for t in batches] == ["campaigns.send_campaign_batch"]
+    lost.refresh_from_db()
+    assert (lost.status, lost.error_message) == ("failed", INTERRUPTED)
+    _, run, first, last = batches[0].args
+    sending.run_batch(campaign_id=campaign.id, run=run, first_token_id=first, last_token_id=last)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENT
+    assert (campaign.stats["sent"], campaign.stats["failed"]) == (2, 1)
