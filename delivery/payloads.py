@@ -176,6 +176,9 @@ def build_apns(
     return payload, headers
 
 
+FCM_PLATFORMS: Final = ("android", "ios", "web")
+
+
 def build_fcm(content: PushContent, recipient: Recipient, *, now: datetime) -> dict[str, Any]:
     """Build the FCM HTTP v1 ``message`` object for one device, without ``token``.
 
@@ -218,9 +221,16 @@ def build_fcm(content: PushContent, recipient: Recipient, *, now: datetime) -> d
     message: dict[str, Any] = {"notification": notification}
     if data:
         message["data"] = data
-    message["android"] = _android_config(content, collapse_key)
-    message["apns"] = _fcm_apns_config(content, now)
-    message["webpush"] = _webpush_config(content, title, body)
+    # A message goes to one device: only its platform's block is sent (smaller on the
+    # wire, and the size check then measures what that device's message costs). An
+    # unknown platform gets all three.
+    platform = recipient.platform if recipient.platform in FCM_PLATFORMS else ""
+    if platform in ("", "android"):
+        message["android"] = _android_config(content, collapse_key)
+    if platform in ("", "ios"):
+        message["apns"] = _fcm_apns_config(content, now)
+    if platform in ("", "web"):
+        message["webpush"] = _webpush_config(content)
     return message
 
 
@@ -252,9 +262,14 @@ def payload_size_report(content: PushContent) -> list[PayloadTooLarge]:
     for language in ("", *content.localizations):
         recipient = Recipient(language=language)
         apns_payload, _ = build_apns(content, recipient, now=_SIZE_CHECK_NOW)
-        fcm_message = build_fcm(content, recipient, now=_SIZE_CHECK_NOW)
-        for provider, built in (("apns", apns_payload), ("fcm", fcm_message)):
-            size = len(encode_json(built))
+        built: list[tuple[str, object]] = [("apns", apns_payload)]
+        fcm_sizes = [
+            build_fcm(content, Recipient(language, platform), now=_SIZE_CHECK_NOW)
+            for platform in FCM_PLATFORMS
+        ]
+        built.append(("fcm", max(fcm_sizes, key=lambda m: len(encode_json(m)))))
+        for provider, payload in built:
+            size = len(encode_json(payload))
             if size > MAX_PAYLOAD_BYTES:
                 report.append(PayloadTooLarge(provider, language, size, MAX_PAYLOAD_BYTES))
     return report
@@ -415,20 +430,19 @@ def _fcm_apns_config(content: PushContent, now: datetime) -> dict[str, Any]:
     return config
 
 
-def _webpush_config(content: PushContent, title: str, body: str) -> dict[str, Any]:
+def _webpush_config(content: PushContent) -> dict[str, Any]:
+    """Web specifics only: title, body and image come from the top-level
+    ``notification``, which FCM merges in, so they are not sent (and paid for) twice."""
     headers: dict[str, str] = {}
     ttl = _ttl(content)
     if ttl is not None:
         headers["TTL"] = str(ttl)
     headers["Urgency"] = _WEBPUSH_URGENCY[_priority(content)]
-    notification: dict[str, Any] = {"title": title, "body": body}
-    if content.image_url:
-        notification["image"] = content.image_url
+    webpush: dict[str, Any] = {"headers": headers}
     if content.actions:
-        notification["actions"] = [
-            {"action": action.id, "title": action.title} for action in content.actions
-        ]
-    webpush: dict[str, Any] = {"headers": headers, "notification": notification}
+        webpush["notification"] = {
+            "actions": [{"action": action.id, "title": action.title} for action in content.actions]
+        }
     if _is_https_url(content.url):
         webpush["fcm_options"] = {"link": content.url}
     return webpush

@@ -99,7 +99,7 @@ def test_build_apns_minimal_content() -> None:
 
 
 def test_build_fcm_full_content() -> None:
-    message = build_fcm(FULL, Recipient(language="fr", platform="android"), now=NOW)
+    message = build_fcm(FULL, Recipient(language="fr"), now=NOW)
 
     assert message == {
         "notification": {
@@ -146,9 +146,6 @@ def test_build_fcm_full_content() -> None:
         "webpush": {
             "headers": {"TTL": "3600", "Urgency": "high"},
             "notification": {
-                "title": "Soldes",
-                "body": "50 % de remise",
-                "image": "https://cdn.example.com/i.png",
                 "actions": [
                     {"action": "open", "title": "Open"},
                     {"action": "later", "title": "Later"},
@@ -166,11 +163,16 @@ def test_build_fcm_minimal_content() -> None:
         "notification": {"title": "Hi", "body": "There"},
         "android": {"priority": "HIGH"},
         "apns": {"headers": {"apns-priority": "10"}},
-        "webpush": {
-            "headers": {"Urgency": "high"},
-            "notification": {"title": "Hi", "body": "There"},
-        },
+        "webpush": {"headers": {"Urgency": "high"}},
     }
+
+
+def test_build_fcm_sends_only_the_devices_platform_block() -> None:
+    everything = build_fcm(FULL, Recipient(language="fr"), now=NOW)
+    for platform, block in (("android", "android"), ("ios", "apns"), ("web", "webpush")):
+        message = build_fcm(FULL, Recipient(language="fr", platform=platform), now=NOW)
+        others = {"android", "apns", "webpush"} - {block}
+        assert message == {k: v for k, v in everything.items() if k not in others}
 
 
 def test_outputs_are_stable_bytes() -> None:
@@ -181,8 +183,7 @@ def test_outputs_are_stable_bytes() -> None:
     assert encode_json(build_fcm(MINIMAL, Recipient(), now=NOW)) == (
         b'{"notification":{"title":"Hi","body":"There"},"android":{"priority":"HIGH"},'
         b'"apns":{"headers":{"apns-priority":"10"}},'
-        b'"webpush":{"headers":{"Urgency":"high"},'
-        b'"notification":{"title":"Hi","body":"There"}}}'
+        b'"webpush":{"headers":{"Urgency":"high"}}}'
     )
 
 
@@ -257,7 +258,6 @@ def test_builders_use_the_recipient_language() -> None:
 
     assert payload["aps"]["alert"] == {"title": "Hello", "body": "Willkommen"}
     assert message["notification"] == {"title": "Hello", "body": "Willkommen"}
-    assert message["webpush"]["notification"] == {"title": "Hello", "body": "Willkommen"}
 
 
 # --- data merge -----------------------------------------------------------------------
@@ -518,78 +518,82 @@ def test_badge_zero_is_sent() -> None:
 
 
 def _sizes(content: PushContent, language: str = "") -> tuple[int, int]:
-    recipient = Recipient(language=language)
-    payload, _ = build_apns(content, recipient, now=NOW)
-    return len(encode_json(payload)), len(encode_json(build_fcm(content, recipient, now=NOW)))
+    """APNs size, and the largest per-platform FCM message (what the check measures)."""
+    payload, _ = build_apns(content, Recipient(language=language), now=NOW)
+    fcm = max(
+        len(encode_json(build_fcm(content, Recipient(language, platform), now=NOW)))
+        for platform in ("android", "ios", "web")
+    )
+    return len(encode_json(payload)), fcm
 
 
 def test_size_baseline() -> None:
     assert MAX_PAYLOAD_BYTES == 4096
-    assert _sizes(PushContent(title="T", body="")) == (41, 192)
+    assert _sizes(PushContent(title="T", body="")) == (41, 82)
 
 
 def test_size_report_default_text_at_the_limit() -> None:
-    content = PushContent(title="T", body="x" * 1952)
+    content = PushContent(title="T", body="x" * 4014)
 
-    assert _sizes(content) == (1993, 4096)
+    assert _sizes(content) == (4055, 4096)
     assert payload_size_report(content) == []
 
 
 def test_size_report_default_text_just_over() -> None:
-    content = PushContent(title="T", body="x" * 1953)
+    content = PushContent(title="T", body="x" * 4015)
 
-    assert payload_size_report(content) == [PayloadTooLarge("fcm", "", 4098, 4096)]
+    assert payload_size_report(content) == [PayloadTooLarge("fcm", "", 4097, 4096)]
 
 
 def test_size_report_apns_limit() -> None:
     at_limit = PushContent(title="T", body="x" * 4055)
     over = PushContent(title="T", body="x" * 4056)
 
-    assert payload_size_report(at_limit) == [PayloadTooLarge("fcm", "", 8302, 4096)]
+    assert payload_size_report(at_limit) == [PayloadTooLarge("fcm", "", 4137, 4096)]
     assert payload_size_report(over) == [
         PayloadTooLarge("apns", "", 4097, 4096),
-        PayloadTooLarge("fcm", "", 8304, 4096),
+        PayloadTooLarge("fcm", "", 4138, 4096),
     ]
 
 
 def test_size_report_counts_multibyte_characters_in_bytes() -> None:
-    # "é" is 2 bytes of UTF-8 (not 1 character, nor a 6-byte \u00e9 escape), so 976 of
-    # them take the 1952 bytes that 1952 ASCII characters took above.
-    at_limit = PushContent(title="T", body="é" * 976)
-    over = PushContent(title="T", body="é" * 977)
+    # "é" is 2 bytes of UTF-8 (not 1 character, nor a 6-byte \u00e9 escape), so 2007 of
+    # them take the 4014 bytes that 4014 ASCII characters took above.
+    at_limit = PushContent(title="T", body="é" * 2007)
+    over = PushContent(title="T", body="é" * 2008)
     # 1014 four-byte characters: 4056 bytes, one byte over for APNs.
     emoji = PushContent(title="T", body="😀" * 1014)
 
     assert payload_size_report(at_limit) == []
-    assert payload_size_report(over) == [PayloadTooLarge("fcm", "", 4100, 4096)]
+    assert payload_size_report(over) == [PayloadTooLarge("fcm", "", 4098, 4096)]
     assert payload_size_report(emoji) == [
         PayloadTooLarge("apns", "", 4097, 4096),
-        PayloadTooLarge("fcm", "", 8304, 4096),
+        PayloadTooLarge("fcm", "", 4138, 4096),
     ]
 
 
 def test_size_report_one_long_localization() -> None:
-    under = PushContent(title="T", body="B", localizations={"de": {"body": "x" * 1952}})
+    under = PushContent(title="T", body="B", localizations={"de": {"body": "x" * 4014}})
     over = PushContent(
         title="T",
         body="B",
-        localizations={"fr": {"title": "Salut"}, "de": {"body": "x" * 1953}},
+        localizations={"fr": {"title": "Salut"}, "de": {"body": "x" * 4015}},
     )
 
     assert payload_size_report(under) == []
-    assert payload_size_report(over) == [PayloadTooLarge("fcm", "de", 4098, 4096)]
+    assert payload_size_report(over) == [PayloadTooLarge("fcm", "de", 4097, 4096)]
 
 
 def test_size_report_localization_inherits_long_default_field() -> None:
     content = PushContent(
         title="T",
-        body="x" * 1953,
+        body="x" * 4015,
         localizations={"fr": {"title": "T"}, "de": {"body": "short"}},
     )
 
     assert payload_size_report(content) == [
-        PayloadTooLarge("fcm", "", 4098, 4096),
-        PayloadTooLarge("fcm", "fr", 4098, 4096),
+        PayloadTooLarge("fcm", "", 4097, 4096),
+        PayloadTooLarge("fcm", "fr", 4097, 4096),
     ]
 
 
