@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 from pytest_django.fixtures import Settings
 
 from campaigns.models import PushCampaign
-from core.management.commands.seed_demo import demo_devices
+from campaigns.management.commands.seed_demo import demo_devices
 from core.models import ApiKey, Project, hash_secret
 from delivery.models import PushToken
 from delivery.simulators.credentials import ensure_demo_credentials
