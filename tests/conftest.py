@@ -47,6 +47,7 @@ class BrokerQueue:
         """Every waiting message, oldest first; the queue is empty afterwards."""
         tasks: list[EnqueuedTask] = []
         # A pooled connection: the queue is read twice per test, so reuse matters.
+        conn: Any
         with celery_app.pool.acquire(block=True) as conn:
             queue = conn.SimpleQueue(self.queue_name)
             try:
@@ -80,8 +81,8 @@ def _reset_celery_connections() -> None:
     # The same two caches Celery itself resets after a fork: the connection pool and
     # the producer pool are built lazily from app.conf.broker_url on next use. The
     # task sender caches the publish retry policy, so it is rebuilt too.
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
+    celery_app._pool = None  # type: ignore[attr-defined]
+    celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]
     celery_app.amqp.__dict__.pop("send_task_message", None)
 
 
@@ -97,15 +98,17 @@ class BrokerOutage:
         self.active = False
 
     def start(self) -> None:
-        celery_app.conf.broker_url = UNREACHABLE_BROKER_URL
-        celery_app.conf.task_publish_retry_policy = self.FAST_RETRY_POLICY
+        celery_app.conf.update(
+            broker_url=UNREACHABLE_BROKER_URL, task_publish_retry_policy=self.FAST_RETRY_POLICY
+        )
         _reset_celery_connections()
         self.active = True
 
     def restore(self) -> None:
         if self.active:
-            celery_app.conf.broker_url = self._saved_url
-            celery_app.conf.task_publish_retry_policy = self._saved_policy
+            celery_app.conf.update(
+                broker_url=self._saved_url, task_publish_retry_policy=self._saved_policy
+            )
             _reset_celery_connections()
             self.active = False
 
@@ -138,10 +141,10 @@ def api(db: None) -> Api:
 
 
 @pytest.fixture
-def db_state(db: None) -> Callable[[], dict[str, list[dict[str, Any]]]]:
+def db_state(db: None) -> Callable[[], dict[str, list[Any]]]:
     """A callable returning every campaign, run and delivery row, to compare before/after."""
 
-    def state() -> dict[str, list[dict[str, Any]]]:
+    def state() -> dict[str, list[Any]]:
         return {
             "campaigns": list(PushCampaign.objects.order_by("id").values()),
             "runs": list(CampaignRun.objects.order_by("id").values()),

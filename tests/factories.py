@@ -7,6 +7,8 @@ service from there.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import factory
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -17,7 +19,17 @@ from delivery.models import PushDelivery, PushToken
 from segments.models import AppUser, Segment
 
 
-class ProjectFactory(factory.django.DjangoModelFactory):
+class _ModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        abstract = True
+
+    if TYPE_CHECKING:
+        # factory_boy's metaclass makes `SomeFactory(...)` return a model instance,
+        # which mypy cannot see; without this it types the call as the factory class.
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class ProjectFactory(_ModelFactory):
     class Meta:
         model = Project
 
@@ -53,7 +65,7 @@ def api_client(raw_key: str | None = None) -> APIClient:
     return client
 
 
-class AppUserFactory(factory.django.DjangoModelFactory):
+class AppUserFactory(_ModelFactory):
     class Meta:
         model = AppUser
 
@@ -62,7 +74,7 @@ class AppUserFactory(factory.django.DjangoModelFactory):
     attributes = factory.LazyFunction(dict)
 
 
-class PushTokenFactory(factory.django.DjangoModelFactory):
+class PushTokenFactory(_ModelFactory):
     class Meta:
         model = PushToken
 
@@ -73,7 +85,7 @@ class PushTokenFactory(factory.django.DjangoModelFactory):
     platform = "ios"
 
 
-class SegmentFactory(factory.django.DjangoModelFactory):
+class SegmentFactory(_ModelFactory):
     class Meta:
         model = Segment
 
@@ -82,7 +94,7 @@ class SegmentFactory(factory.django.DjangoModelFactory):
     rules = factory.LazyFunction(dict)
 
 
-class CampaignFactory(factory.django.DjangoModelFactory):
+class CampaignFactory(_ModelFactory):
     class Meta:
         model = PushCampaign
 
@@ -95,7 +107,7 @@ class CampaignFactory(factory.django.DjangoModelFactory):
     fire_at = factory.SelfAttribute("scheduled_at")
 
 
-class CampaignRunFactory(factory.django.DjangoModelFactory):
+class CampaignRunFactory(_ModelFactory):
     class Meta:
         model = CampaignRun
 
@@ -104,7 +116,7 @@ class CampaignRunFactory(factory.django.DjangoModelFactory):
     trigger = CampaignRun.Trigger.SEND
 
 
-class PushDeliveryFactory(factory.django.DjangoModelFactory):
+class PushDeliveryFactory(_ModelFactory):
     class Meta:
         model = PushDelivery
 
