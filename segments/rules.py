@@ -409,8 +409,11 @@ def validate_rules(rules: Any) -> dict[str, Any]:
 
     `details.path` points at the offending node ("rules.all[2].value") so an editor
     can highlight it. Limits: MAX_DEPTH nested groups and MAX_NODES nodes in all,
-    which keeps every compiled query small enough to plan quickly.
+    which keeps every compiled query small enough to plan quickly. `{}` is the
+    "everyone" segment.
     """
+    if rules == {}:
+        return {}
     counter = [0]
     return _validate_node(rules, "rules", 1, counter)
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.models import Project
 from delivery.models import PushToken
 from segments.models import AppUser
 from segments.rules import (
@@ -27,7 +28,6 @@ from segments.rules import (
     evaluate_python,
     validate_rules,
 )
-from tests.factories import ProjectFactory
 
 NOW = timezone.now().replace(microsecond=123456)
 KEYS = ["k1", "k.x", "country"]
@@ -188,7 +188,7 @@ rules = st.recursive(
 
 
 def _store(project_users: list[dict[str, Any]]) -> dict[str, Any]:
-    project = ProjectFactory()
+    project = Project.objects.create(name="property")
     ids: dict[str, Any] = {}
     for spec in project_users:
         row = AppUser.objects.create(

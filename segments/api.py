@@ -1,0 +1,231 @@
+"""Audience HTTP API: segments (admin) and device registration (apps).
+
+Thin views: parse, clean (segments.services.clean_*), call one service or selector,
+serialize. Registration views set `allow_client_keys`, so the client-scoped keys
+shipped inside apps may call them and nothing else; admin keys and staff may too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.auth import parse_uuid, project_for_request
+from core.errors import InvalidInput
+from core.models import Project
+from core.pagination import parse_limit
+from segments import selectors, services
+from segments.rules import validate_rules
+from segments.serializers import (
+    AppUserSerializer,
+    AppUserWriteSerializer,
+    ErrorSerializer,
+    PreviewSerializer,
+    RulesPreviewRequestSerializer,
+    SegmentPageSerializer,
+    SegmentSerializer,
+    SegmentWriteSerializer,
+    TokenSerializer,
+    TokenWriteSerializer,
+)
+
+ERRORS = {
+    400: ErrorSerializer,
+    401: ErrorSerializer,
+    403: ErrorSerializer,
+    404: ErrorSerializer,
+}
+CURSOR = OpenApiParameter("cursor", str, description="`next` from the previous page.")
+LIMIT = OpenApiParameter("limit", int, description="Page size, 1-200 (default 50).")
+
+
+class ProjectScopedView(APIView):
+    failure_codes: dict[str, str] = {}
+
+    def project(self, request: Request, kwargs: dict[str, Any]) -> Project:
+        return project_for_request(request, kwargs.get("project_id"))
+
+    @staticmethod
+    def segment_id(kwargs: dict[str, Any]) -> uuid.UUID:
+        return parse_uuid(kwargs.get("segment_id"), code="INVALID_SEGMENT_ID", field="segmentId")
+
+
+def _body(request: Request, *, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The JSON object body (the parser refuses anything else), with unknown keys refused."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise InvalidInput("The request body must be a JSON object.", code="INVALID_BODY")
+    if allowed is not None:
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise InvalidInput(f"Unknown field '{unknown[0]}'.", details={"field": unknown[0]})
+    return data
+
+
+def _preview_response(preview: selectors.Preview) -> Response:
+    return Response(PreviewSerializer({"count": preview.count, "sample": preview.sample}).data)
+
+
+# ---------------------------------------------------------------------- segments
+
+
+class SegmentListView(ProjectScopedView):
+    failure_codes = {"GET": "LIST_FAILED", "POST": "CREATE_FAILED"}
+
+    @extend_schema(
+        parameters=[CURSOR, LIMIT],
+        responses={200: SegmentPageSerializer, **ERRORS},
+        summary="List segments, newest first",
+    )
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        rows, next_cursor = selectors.segment_page(
+            project=project,
+            cursor=request.query_params.get("cursor"),
+            limit=parse_limit(request.query_params.get("limit")),
+        )
+        return Response({"results": SegmentSerializer(rows, many=True).data, "next": next_cursor})
+
+    @extend_schema(
+        request=SegmentWriteSerializer,
+        responses={201: SegmentSerializer, **ERRORS},
+        summary="Create a segment (rules are validated; errors name the rule path)",
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        fields = services.clean_segment_fields(_body(request), partial=False)
+        segment = services.segment_create(project=project, fields=fields)
+        return Response(SegmentSerializer(segment).data, status=201)
+
+
+class SegmentDetailView(ProjectScopedView):
+    failure_codes = {"GET": "FETCH_FAILED", "PATCH": "UPDATE_FAILED", "DELETE": "DELETE_FAILED"}
+
+    @extend_schema(responses={200: SegmentSerializer, **ERRORS}, summary="Fetch a segment")
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        segment = selectors.segment_get(project=project, segment_id=self.segment_id(kwargs))
+        return Response(SegmentSerializer(segment).data)
+
+    @extend_schema(
+        request=SegmentWriteSerializer,
+        responses={200: SegmentSerializer, **ERRORS},
+        summary="Update a segment (a rules change clears the cached member count)",
+    )
+    def patch(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        segment_id = self.segment_id(kwargs)
+        fields = services.clean_segment_fields(_body(request), partial=True)
+        segment = services.segment_update(project=project, segment_id=segment_id, fields=fields)
+        return Response(SegmentSerializer(segment).data)
+
+    @extend_schema(
+        responses={204: None, 409: ErrorSerializer, **ERRORS},
+        summary="Delete a segment (409 SEGMENT_IN_USE while a campaign uses it)",
+    )
+    def delete(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        services.segment_delete(project=project, segment_id=self.segment_id(kwargs))
+        return Response(status=204)
+
+
+class SegmentPreviewView(ProjectScopedView):
+    failure_codes = {"POST": "PREVIEW_FAILED"}
+
+    @extend_schema(
+        request=None,
+        responses={200: PreviewSerializer, **ERRORS},
+        summary="Members of a saved segment now: count and a sample of 10",
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        segment = selectors.segment_get(project=project, segment_id=self.segment_id(kwargs))
+        return _preview_response(selectors.segment_preview(project=project, rules=segment.rules))
+
+
+class RulesPreviewView(ProjectScopedView):
+    failure_codes = {"POST": "PREVIEW_FAILED"}
+
+    @extend_schema(
+        request=RulesPreviewRequestSerializer,
+        responses={200: PreviewSerializer, **ERRORS},
+        summary="Members of an unsaved rule: count and a sample of 10",
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        body = _body(request, allowed=("rules",))
+        if body.get("rules") is None:
+            message = "rules is required."
+            raise InvalidInput(message, code="MISSING_RULES", details={"field": "rules"})
+        rules = validate_rules(body["rules"])
+        return _preview_response(selectors.segment_preview(project=project, rules=rules))
+
+
+# ------------------------------------------------------------------ registration
+
+
+class RegistrationView(ProjectScopedView):
+    allow_client_keys = True
+
+
+class AppUserView(RegistrationView):
+    failure_codes = {"PUT": "UPSERT_FAILED"}
+
+    @extend_schema(
+        request=AppUserWriteSerializer,
+        responses={200: AppUserSerializer, 201: AppUserSerializer, **ERRORS},
+        summary="Create or update an app user and merge its attributes",
+    )
+    def put(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        external_id = services.clean_external_id(kwargs.get("external_id"), field="externalId")
+        body = _body(request, allowed=("attributes",))
+        attributes = services.clean_attributes(body.get("attributes", {}))
+        user, created = services.app_user_upsert(
+            project=project, external_id=external_id, attributes=attributes
+        )
+        return Response(AppUserSerializer(user).data, status=201 if created else 200)
+
+
+class TokenListView(RegistrationView):
+    failure_codes = {"POST": "REGISTER_FAILED"}
+
+    @extend_schema(
+        request=TokenWriteSerializer,
+        responses={200: TokenSerializer, 201: TokenSerializer, **ERRORS},
+        summary="Register or refresh a device token (idempotent; reactivates it)",
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        registration = services.clean_token_registration(_body(request))
+        token, created = services.token_register(project=project, registration=registration)
+        token.refresh_from_db()  # the serializer reads the owner's external_id
+        return Response(TokenSerializer(token).data, status=201 if created else 200)
+
+
+class TokenDetailView(RegistrationView):
+    failure_codes = {"DELETE": "UNREGISTER_FAILED"}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "provider", str, description="apns|fcm, when the same string exists for both."
+            )
+        ],
+        responses={204: None, **ERRORS},
+        summary="Unregister a device token (active false, reason 'unregistered')",
+    )
+    def delete(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        provider = request.query_params.get("provider")
+        services.token_unregister(
+            project=project,
+            token=str(kwargs.get("token")),
+            provider=services.clean_provider(provider) if provider is not None else None,
+        )
+        return Response(status=204)
