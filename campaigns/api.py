@@ -26,7 +26,7 @@ from campaigns.serializers import (
     ErrorSerializer,
     RunSerializer,
 )
-from campaigns.validation import validate_create, validate_update
+from campaigns.validation import VALIDATORS, validate_create, validate_update
 from core.auth import parse_uuid, project_for_request
 from core.errors import InvalidInput
 from core.models import Project
@@ -198,3 +198,69 @@ class TestPushView(ProjectScopedView):
         project = self.project(request, kwargs)
         fields = testpush.validate_test_push(body(request))
         return Response(testpush.test_push_send(project=project, fields=fields))
+
+
+def _id_list(payload: Mapping[str, Any], field: str) -> list[str]:
+    value = payload.get(field, [])
+    if not isinstance(value, list):
+        raise InvalidInput(f"{field} must be a list.", details={"field": field})
+    clean = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise InvalidInput(
+                f"{field} must hold strings (or token ids).", details={"field": field}
+            )
+        text = str(item).strip()
+        if not text or len(text) > 512:
+            raise InvalidInput(
+                f"{field} entries must be 1-512 characters.", details={"field": field}
+            )
+        clean.append(text)
+    return clean
+
+
+class CampaignPushView(ProjectScopedView):
+    failure_codes = {"POST": "EXPLICIT_PUSH_FAILED"}
+
+    @extend_schema(
+        request=None,
+        responses={200: None, 413: ErrorSerializer, **ERRORS},
+        summary="Push a new run to listed devices or users (at most 1000)",
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        campaign_id = self.campaign_id(kwargs)
+        payload = body(request)
+        unknown = sorted(set(payload) - {"device_ids", "user_ids", "data"})
+        if unknown:
+            raise InvalidInput(f"Unknown field '{unknown[0]}'.", details={"field": unknown[0]})
+        device_ids = _id_list(payload, "device_ids")
+        user_ids = _id_list(payload, "user_ids")
+        if not device_ids and not user_ids:
+            raise InvalidInput("Give device_ids and/or user_ids.", details={"field": "device_ids"})
+        data = VALIDATORS["data"](payload["data"]) if "data" in payload else None
+        pushed = services.campaign_push_explicit(
+            project=project,
+            campaign_id=campaign_id,
+            device_ids=device_ids,
+            user_ids=user_ids,
+            data_override=data,
+        )
+        return Response(
+            {
+                "invalid_device_ids": pushed.invalid_device_ids,
+                "run": pushed.run,
+                "targeted": pushed.targeted,
+            }
+        )
+
+
+class CampaignAudienceView(ProjectScopedView):
+    failure_codes = {"GET": "FETCH_FAILED"}
+
+    @extend_schema(responses={200: None, **ERRORS}, summary="Audience size now, by provider")
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        return Response(
+            services.campaign_audience(project=project, campaign_id=self.campaign_id(kwargs))
+        )

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from campaigns.models import PushCampaign
 from core.errors import InvalidInput
 from delivery.payloads import Action, PushContent, payload_size_report
 
 
-def campaign_content(campaign: PushCampaign) -> PushContent:
+def campaign_content(
+    campaign: PushCampaign, *, data_override: dict[str, Any] | None = None
+) -> PushContent:
+    """The content of a campaign's pushes; an explicit push may replace its data."""
     return PushContent(
         title=campaign.title,
         body=campaign.body,
-        data=campaign.data or {},
+        data=data_override if data_override is not None else campaign.data or {},
         localizations=campaign.localizations or {},
         image_url=campaign.image_url,
         url=campaign.url,
@@ -29,9 +34,11 @@ def campaign_content(campaign: PushCampaign) -> PushContent:
     )
 
 
-def check_payload_size(campaign: PushCampaign) -> None:
+def check_payload_size(
+    campaign: PushCampaign, *, data_override: dict[str, Any] | None = None
+) -> None:
     """Refuse content whose built APNs or FCM payload would exceed 4096 bytes."""
-    report = payload_size_report(campaign_content(campaign))
+    report = payload_size_report(campaign_content(campaign, data_override=data_override))
     if report:
         worst = max(report, key=lambda r: r.size)
         raise InvalidInput(

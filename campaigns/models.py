@@ -141,6 +141,8 @@ class CampaignRun(models.Model):
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
     # The scheduled occurrence this run fired for (scheduled and recurring runs).
     occurrence = models.DateTimeField(null=True, blank=True)
+    # Explicit pushes may replace the campaign's data for their run only.
+    data_override = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
     # Counters are bumped with F() by concurrent batch tasks (no row lock).
     targeted = models.PositiveIntegerField(default=0)

@@ -259,7 +259,12 @@ def run_batch(*, campaign_id: uuid.UUID, run: int, first_token_id: int, last_tok
             _touch(campaign_id, run, BatchOutcome(skipped=skipped))
         run_maybe_finish(campaign_id=campaign_id, run=run)
         return
-    content = campaign_content(campaign)
+    override = (
+        CampaignRun.objects.filter(campaign_id=campaign_id, number=run)
+        .values_list("data_override", flat=True)
+        .first()
+    )
+    content = campaign_content(campaign, data_override=override)
     policy = _policy(campaign, run)
     size = settings.HERALD_SEND_CHUNK_SIZE
     started = time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -23,7 +24,10 @@ from campaigns.content import check_payload_size
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign, empty_stats
 from core.errors import ApplicationError, Conflict, InvalidInput, NotFound, UpstreamFailure
 from core.models import Project
+from delivery.services import NewDelivery, deliveries_create
+from segments.audience import resolve_audience
 from segments.models import Segment
+from segments.selectors import audience_counts, explicit_tokens
 
 logger = logging.getLogger("herald.campaigns")
 
@@ -265,3 +269,115 @@ def campaign_duplicate(*, campaign: PushCampaign) -> PushCampaign:
     copy.sent_at = copy.completed_at = None
     copy.save(force_insert=True)
     return copy
+
+
+MAX_EXPLICIT_DEVICES = 1000
+PUSHABLE = (CampaignStatus.DRAFT, CampaignStatus.SENT, CampaignStatus.FAILED)
+
+
+class TooManyDevices(ApplicationError):
+    status = 413
+    code = "TOO_MANY_DEVICES"
+
+
+@dataclass(frozen=True)
+class ExplicitPush:
+    run: int | None
+    targeted: int
+    invalid_device_ids: list[str]
+
+
+def campaign_push_explicit(
+    *,
+    project: Project,
+    campaign_id: uuid.UUID,
+    device_ids: list[str],
+    user_ids: list[str],
+    data_override: dict[str, Any] | None = None,
+) -> ExplicitPush:
+    """A new run of the campaign to exactly these devices/users (Azure-style push).
+
+    Allowed on draft, sent and failed campaigns, repeatedly: each call is a run of
+    its own (trigger `explicit`), ignoring the campaign's segment and targeting. The
+    rows are created here (at most 1000), so the run needs no fan-out; unknown or
+    inactive entries are reported back, and nothing is started if none is reachable.
+    """
+    if len(device_ids) + len(user_ids) > MAX_EXPLICIT_DEVICES:
+        raise TooManyDevices(
+            f"At most {MAX_EXPLICIT_DEVICES} device_ids and user_ids per push.",
+            details={"limit": MAX_EXPLICIT_DEVICES},
+        )
+    campaign = _get(project, campaign_id)
+    if data_override is not None:
+        check_payload_size(campaign, data_override=data_override)
+    tokens, invalid = explicit_tokens(project=project, device_ids=device_ids, user_ids=user_ids)
+    targets = list(tokens.order_by("id").values_list("id", "app_user_id", "provider"))
+    if not targets:
+        return ExplicitPush(run=None, targeted=0, invalid_device_ids=invalid)
+    now = timezone.now()
+    with transaction.atomic():
+        won = PushCampaign.objects.filter(
+            pk=campaign_id, project=project, status__in=PUSHABLE
+        ).update(
+            status=CampaignStatus.SENDING,
+            current_run=F("current_run") + 1,
+            sent_at=now,
+            completed_at=None,
+            last_error="",
+            stats=empty_stats(),
+            updated_at=now,
+        )
+        if not won:
+            status = _get(project, campaign_id).status
+            if status == CampaignStatus.SCHEDULED:
+                raise Conflict(
+                    "The campaign is scheduled; push to a list once it is a draft or sent.",
+                    code="ALREADY_SCHEDULED",
+                    details={"status": status},
+                )
+            raise Conflict(
+                f"The campaign is {status}; push to a list when it is draft, sent or failed.",
+                code="ALREADY_SENT" if status == CampaignStatus.SENDING else "NOT_PUSHABLE",
+                details={"status": status},
+            )
+        campaign = PushCampaign.objects.get(pk=campaign_id)
+        run = campaign.current_run
+        CampaignRun.objects.create(
+            campaign=campaign,
+            number=run,
+            trigger=CampaignRun.Trigger.EXPLICIT,
+            data_override=data_override,
+            targeted=len(targets),
+            fanout_done=True,
+            last_progress_at=now,
+        )
+        deliveries_create(
+            campaign_id=campaign_id,
+            run=run,
+            tokens=[NewDelivery(t, u, p) for t, u, p in targets],
+        )
+    try:
+        queue.enqueue_batch(campaign_id, run, targets[0][0], targets[-1][0])
+    except queue.EnqueueFailed as exc:
+        reason = f"Could not start the push: {exc}"
+        _mark_failed(campaign_id, reason, from_status=CampaignStatus.SENDING)
+        CampaignRun.objects.filter(campaign_id=campaign_id, number=run).update(
+            status=CampaignRun.Status.FAILED, error=reason[:500], completed_at=timezone.now()
+        )
+        raise SendFailed(
+            "The push could not be started; the campaign is now failed.",
+            details={"status": CampaignStatus.FAILED},
+        ) from exc
+    return ExplicitPush(run=run, targeted=len(targets), invalid_device_ids=invalid)
+
+
+def campaign_audience(*, project: Project, campaign_id: uuid.UUID) -> dict[str, Any]:
+    """How many active tokens the campaign would reach if it were sent now."""
+    campaign = _get(project, campaign_id)
+    tokens = resolve_audience(
+        project=project,
+        segment=campaign.segment,
+        targeting=campaign.targeting,
+        platforms=campaign.platforms,
+    )
+    return audience_counts(tokens)

@@ -15,6 +15,8 @@ def routes(prefix: str) -> list[URLPattern]:
         re_path(rf"^{prefix}/{ID}/cancel/?$", api.CampaignCancelView.as_view()),
         re_path(rf"^{prefix}/{ID}/deliveries/?$", api.CampaignDeliveriesView.as_view()),
         re_path(rf"^{prefix}/{ID}/runs/?$", api.CampaignRunsView.as_view()),
+        re_path(rf"^{prefix}/{ID}/push/?$", api.CampaignPushView.as_view()),
+        re_path(rf"^{prefix}/{ID}/audience/?$", api.CampaignAudienceView.as_view()),
         re_path(rf"^{prefix}/{ID}/?$", api.CampaignDetailView.as_view()),
     ]
 
