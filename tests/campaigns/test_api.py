@@ -324,9 +324,9 @@ def test_fetch_unknown_campaign_is_not_found(api):
     assert response.json() == error("NOT_FOUND", "Campaign not found.")
 
 
-@pytest.mark.parametrize(
-    "bad_id", ["123", "not-a-uuid", "00000000-0000-0000-0000-00000000000g", "%20", "x" * 300]
-)
+BAD_IDS = ["123", "not-a-uuid", "00000000-0000-0000-0000-00000000000g", "%20", "x" * 300]
+
+
 @pytest.mark.parametrize(
     ("method", "suffix"),
     [
@@ -339,20 +339,23 @@ def test_fetch_unknown_campaign_is_not_found(api):
         ("get", "/runs"),
     ],
 )
+@pytest.mark.parametrize("prefix", ["project", "alias"])
 def test_a_malformed_campaign_id_is_invalid_campaign_id_on_every_route(
-    api, db_state, method, suffix, bad_id
+    api, db_state, broker, method, suffix, prefix
 ):
     client, project = api
     CampaignFactory(project=project)
     before = db_state()
+    root = base(project.id) if prefix == "project" else "/admin/push"
 
-    response = getattr(client, method)(f"{base(project.id)}/{bad_id}{suffix}", {"title": "x"})
-
-    assert response.status_code == 400
-    assert response.json() == error(
-        "INVALID_CAMPAIGN_ID", "campaignId must be a UUID.", {"field": "campaignId"}
-    )
+    for bad_id in BAD_IDS:
+        response = getattr(client, method)(f"{root}/{bad_id}{suffix}", {"title": "x"})
+        assert response.status_code == 400, bad_id
+        assert response.json() == error(
+            "INVALID_CAMPAIGN_ID", "campaignId must be a UUID.", {"field": "campaignId"}
+        )
     assert db_state() == before
+    assert broker.drain() == []
 
 
 # --- update / delete --------------------------------------------------------------

@@ -328,7 +328,7 @@ def patch_target(api):
     return api.client, f"{base(api.project.id)}/{campaign.id}"
 
 
-@hypothesis_settings(fuzz_settings, max_examples=60)
+@hypothesis_settings(fuzz_settings, max_examples=50)
 @given(payload=campaign_objects)
 def test_random_objects_patched_never_500_nor_partly_written(patch_target, db_state, payload):
     client, url = patch_target
@@ -344,7 +344,7 @@ def test_random_objects_patched_never_500_nor_partly_written(patch_target, db_st
         assert db_state() == before
 
 
-@fuzz_settings
+@hypothesis_settings(fuzz_settings, max_examples=50)
 @given(raw=st.binary(max_size=200))
 def test_random_bytes_are_never_a_500(api, db_state, raw):
     client, project = api
