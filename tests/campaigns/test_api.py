@@ -337,6 +337,8 @@ BAD_IDS = ["123", "not-a-uuid", "00000000-0000-0000-0000-00000000000g", "%20", "
         ("post", "/cancel"),
         ("get", "/deliveries"),
         ("get", "/runs"),
+        ("get", "/audience"),
+        ("post", "/push"),
     ],
 )
 @pytest.mark.parametrize("prefix", ["project", "alias"])

@@ -73,6 +73,8 @@ def test_unknown_routes_are_404_in_the_envelope(api, path, authenticated):
         ("get", "/{id}/cancel"),
         ("post", "/{id}/runs"),
         ("delete", "/{id}/deliveries"),
+        ("post", "/{id}/audience"),
+        ("get", "/{id}/push"),
         ("get", "/test"),
     ],
 )
@@ -198,6 +200,8 @@ FAILURES = [
     ("post", "/{id}/cancel", None, "CANCEL_FAILED"),
     ("get", "/{id}/deliveries", None, "LIST_FAILED"),
     ("get", "/{id}/runs", None, "LIST_FAILED"),
+    ("get", "/{id}/audience", None, "FETCH_FAILED"),
+    ("post", "/{id}/push", {"device_ids": ["ab" * 32]}, "EXPLICIT_PUSH_FAILED"),
 ]
 
 
