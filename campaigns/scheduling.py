@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,6 +72,19 @@ def plan_schedule(campaign: PushCampaign, *, now: datetime) -> None:
         campaign.fire_at = None
 
 
+def start_sending_update(now: datetime) -> dict[str, Any]:
+    """The UPDATE fields that start a new run (send, scheduled fire, explicit push)."""
+    return {
+        "status": CampaignStatus.SENDING,
+        "current_run": F("current_run") + 1,
+        "sent_at": now,
+        "completed_at": None,
+        "last_error": "",
+        "stats": empty_stats(),
+        "updated_at": now,
+    }
+
+
 def arm_if_due(campaign_id: uuid.UUID) -> None:
     """Enqueue the ETA wake-up if the campaign comes due within the ETA window.
 
@@ -112,15 +126,7 @@ def campaign_fire_scheduled(*, campaign_id: uuid.UUID, version: int) -> bool:
             status=CampaignStatus.SCHEDULED,
             schedule_version=version,
             fire_at__lte=now,
-        ).update(
-            status=CampaignStatus.SENDING,
-            current_run=F("current_run") + 1,
-            sent_at=now,
-            completed_at=None,
-            last_error="",
-            stats=empty_stats(),
-            updated_at=now,
-        )
+        ).update(**start_sending_update(now))
         if not won:
             return False
         campaign = PushCampaign.objects.get(pk=campaign_id)
@@ -136,10 +142,15 @@ def campaign_fire_scheduled(*, campaign_id: uuid.UUID, version: int) -> bool:
     return True
 
 
-def start_run(campaign: PushCampaign) -> None:
-    """Enqueue the fan-out of the current run; on broker failure the campaign fails."""
+def start_run(campaign: PushCampaign, enqueue: Callable[[], None] | None = None) -> None:
+    """Enqueue the current run's first task (its fan-out, unless `enqueue` says
+    otherwise); if the broker refuses, the run and the campaign are failed and
+    EnqueueFailed propagates."""
     try:
-        queue.enqueue_fan_out(campaign.id, campaign.current_run)
+        if enqueue is None:
+            queue.enqueue_fan_out(campaign.id, campaign.current_run)
+        else:
+            enqueue()
     except queue.EnqueueFailed as exc:
         reason = f"Could not start the send: {exc}"
         now = timezone.now()

@@ -10,6 +10,7 @@ from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
+from campaigns.validation import WRITABLE_FIELDS
 from delivery.models import PushDelivery
 
 
@@ -30,35 +31,13 @@ class CampaignSerializer(serializers.ModelSerializer[PushCampaign]):
 
     class Meta:
         model = PushCampaign
+        # Every writable field plus the bookkeeping ones, in the validator's order.
         fields = (
             "id",
             "project_id",
-            "name",
-            "title",
-            "body",
-            "data",
-            "segment_id",
             "status",
-            "scheduled_at",
             "stats",
-            "localizations",
-            "image_url",
-            "url",
-            "actions",
-            "sound",
-            "badge",
-            "collapse_key",
-            "priority",
-            "ttl_seconds",
-            "platforms",
-            "targeting",
-            "tags",
-            "recurrence",
-            "end_at",
-            "quiet_hours",
-            "deliver_in_user_timezone",
-            "local_time_missed",
-            "throttle_per_minute",
+            *WRITABLE_FIELDS,
             "fire_at",
             "current_run",
             "last_error",

@@ -193,15 +193,7 @@ def campaign_send(
     with transaction.atomic():
         won = PushCampaign.objects.filter(
             pk=campaign_id, project=project, status__in=SENDABLE
-        ).update(
-            status=CampaignStatus.SENDING,
-            current_run=F("current_run") + 1,
-            sent_at=now,
-            completed_at=None,
-            last_error="",
-            stats=empty_stats(),
-            updated_at=now,
-        )
+        ).update(**scheduling.start_sending_update(now))
         if not won:
             status = _get(project, campaign_id).status
             if status == CampaignStatus.SCHEDULED:
@@ -318,15 +310,7 @@ def campaign_push_explicit(
     with transaction.atomic():
         won = PushCampaign.objects.filter(
             pk=campaign_id, project=project, status__in=PUSHABLE
-        ).update(
-            status=CampaignStatus.SENDING,
-            current_run=F("current_run") + 1,
-            sent_at=now,
-            completed_at=None,
-            last_error="",
-            stats=empty_stats(),
-            updated_at=now,
-        )
+        ).update(**scheduling.start_sending_update(now))
         if not won:
             status = _get(project, campaign_id).status
             if status == CampaignStatus.SCHEDULED:
@@ -357,13 +341,11 @@ def campaign_push_explicit(
             tokens=[NewDelivery(t, u, p) for t, u, p in targets],
         )
     try:
-        queue.enqueue_batch(campaign_id, run, targets[0][0], targets[-1][0])
-    except queue.EnqueueFailed as exc:
-        reason = f"Could not start the push: {exc}"
-        _mark_failed(campaign_id, reason, from_status=CampaignStatus.SENDING)
-        CampaignRun.objects.filter(campaign_id=campaign_id, number=run).update(
-            status=CampaignRun.Status.FAILED, error=reason[:500], completed_at=timezone.now()
+        scheduling.start_run(
+            campaign,
+            enqueue=lambda: queue.enqueue_batch(campaign_id, run, targets[0][0], targets[-1][0]),
         )
+    except queue.EnqueueFailed as exc:
         raise SendFailed(
             "The push could not be started; the campaign is now failed.",
             details={"status": CampaignStatus.FAILED},
