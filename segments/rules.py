@@ -115,12 +115,17 @@ DATE_COLUMNS = ("created_at", "last_seen_at")
 # Names that address model columns or tokens; registration refuses them as custom keys.
 RESERVED_ATTRS = ("external_id", *TOKEN_ATTRS, *DATE_COLUMNS, "subscribed_age")
 JSON_BUILTINS = ("country", "language", "timezone", "app_version")
+# Keys with a btree expression index on PostgreSQL (segments/migrations/0002): their
+# equality stays `(attributes ->> 'key') IN (...)`; other keys use `@>` and the GIN index.
+BTREE_KEYS = ("country", "language")
 
 ATTRIBUTE_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 _DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # A stored value is a date when it is in one of the canonical forms (day or instant).
 STORED_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z)?")
-_PG_STORED_DATE_RE = "^" + STORED_DATE_RE.pattern + "$"
+# The same shapes, as PostgreSQL checks them: digits mapped to 0 by translate(),
+# an order of magnitude cheaper per row than a regular expression.
+_PG_DATE_SHAPES = ("0000-00-00", "0000-00-00T00:00:00.000Z")
 _SQLITE_DAY_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
 _SQLITE_INSTANT_GLOB = _SQLITE_DAY_GLOB + "T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z"
 _DATETIME_PREFIX_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
@@ -660,6 +665,7 @@ class _ValueSql:
     def __init__(self, vendor: str, column: str, key: str | None) -> None:
         self.pg = vendor == "postgresql"
         self.json = key is not None
+        self.column, self.key = column, key
         if key is None:  # a text column such as external_id
             self.text = column
         elif self.pg:
@@ -670,7 +676,7 @@ class _ValueSql:
             path = "$." + json.dumps(key)
             self.text = f"json_extract({column}, '{path}')"
             self.typeof = f"json_type({column}, '{path}')"
-            self.column, self.path = column, path
+            self.path = path
 
     def is_type(self, kind: str) -> str:
         if not self.json:
@@ -706,7 +712,8 @@ class _ValueSql:
 
     def is_stored_date(self) -> _Sql:
         if self.pg:
-            return f"{self.text} ~ %s", [_PG_STORED_DATE_RE]
+            digits = f"translate({self.text}, '0123456789', '0000000000')"
+            return f"{digits} IN (%s, %s)", list(_PG_DATE_SHAPES)
         return f"({self.text} GLOB %s OR {self.text} GLOB %s)", [
             _SQLITE_DAY_GLOB,
             _SQLITE_INSTANT_GLOB,
@@ -733,6 +740,8 @@ class _ValueSql:
         return None
 
     def membership(self, operands: Sequence[Operand]) -> _Sql:
+        if self.pg and self.json and self.key not in BTREE_KEYS:
+            return self._containment(operands)
         parts: list[str] = []
         params: list[Any] = []
         strings = [o.value for o in operands if o.kind == "string"]
@@ -751,6 +760,13 @@ class _ValueSql:
             marks = ", ".join(["%s"] * len(booleans))
             parts.append(f"({self.is_type('boolean')} AND {self.boolean_text} IN ({marks}))")
             params.extend("true" if b else "false" for b in booleans)
+        return "(" + " OR ".join(parts) + ")", params
+
+    def _containment(self, operands: Sequence[Operand]) -> _Sql:
+        """JSON equality as `attributes @> '{"key": value}'`: exactly typed (1 = 1.0,
+        "5" != 5, an array never equals a scalar) and answered by the GIN index."""
+        parts = [f"{self.column} @> %s::jsonb" for _ in operands]
+        params = [json.dumps({self.key: o.value}) for o in operands]
         return "(" + " OR ".join(parts) + ")", params
 
     def compare(self, op: str, operand: Operand) -> _Sql:
@@ -775,9 +791,10 @@ class _ValueSql:
             )
         if self.pg:
             key = f'{key} COLLATE "C"'
+        # The comparison first: it is cheaper than the shape check and usually fails.
         return (
-            f"({self.is_type('string')} AND {is_date} AND {key} {sql_op} %s)",
-            [*date_params, operand.value],
+            f"({self.is_type('string')} AND {key} {sql_op} %s AND {is_date})",
+            [operand.value, *date_params],
         )
 
     def contains(self, needle: str) -> _Sql:
