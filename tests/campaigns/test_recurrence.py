@@ -9,8 +9,10 @@ import pytest
 from campaigns.recurrence import next_occurrence
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def occurrences(recurrence, anchor, count):

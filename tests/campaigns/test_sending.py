@@ -159,7 +159,7 @@ def test_sweeper_closes_interrupted_claims_and_redrives_the_rest(project, broker
         sending.run_fan_out(campaign_id=campaign.id, run=task.args[1])
     broker.drain()  # the batch task is lost
     # A worker died holding one row: claimed two minutes ago, never recorded.
-    lost = PushDelivery.objects.filter(campaign=campaign).order_by("id").first()
+    lost = PushDelivery.objects.filter(campaign=campaign).order_by("id")[0]
     PushDelivery.objects.filter(pk=lost.pk).update(
         claim="00000000-0000-0000-0000-000000000001",
         claimed_at=timezone.now() - timedelta(minutes=2),

@@ -15,8 +15,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from pytest_django.fixtures import Settings
 
-from campaigns.models import PushCampaign
 from campaigns.management.commands.seed_demo import demo_devices
+from campaigns.models import PushCampaign
 from core.models import ApiKey, Project, hash_secret
 from delivery.models import PushToken
 from delivery.simulators.credentials import ensure_demo_credentials

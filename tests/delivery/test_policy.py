@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from delivery.policy import local_due, local_time_fire_at, quiet_until, zone
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 WALL = datetime(2026, 3, 29, 9, 0)  # 09:00 on the day Paris springs forward

@@ -175,11 +175,11 @@ def test_recurring_campaign_runs_until_end_at_then_is_sent(
     assert [(r.number, r.trigger, r.status) for r in made] == [
         (n, "recurrence", "sent") for n in (1, 2, 3)
     ]
-    assert [r.occurrence for r in made] == [
-        campaign.scheduled_at + timedelta(seconds=10 * i) for i in range(3)
-    ]
+    first = campaign.scheduled_at
+    assert first is not None
+    assert [r.occurrence for r in made] == [first + timedelta(seconds=10 * i) for i in range(3)]
     for run in made:
-        assert run.started_at >= run.occurrence
+        assert run.occurrence is not None and run.started_at >= run.occurrence
         assert run.stats == {
             "targeted": 40,
             "sent": 40,
@@ -205,9 +205,11 @@ def test_throttled_campaign_never_exceeds_its_rate(simulators, start_worker):
     services.campaign_send(project=project, campaign_id=campaign.id)
     assert wait_for(lambda: status(campaign) == CampaignStatus.SENT, timeout=240, every=1)
     sent_at = sorted(
-        PushDelivery.objects.filter(campaign=campaign, status="sent").values_list(
+        at
+        for at in PushDelivery.objects.filter(campaign=campaign, status="sent").values_list(
             "sent_at", flat=True
         )
+        if at is not None
     )
     assert len(sent_at) == len(tokens)
     # Sliding 60 s windows starting at every send: never more than the rate.
