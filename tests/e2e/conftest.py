@@ -133,8 +133,14 @@ class Worker:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
+    def shutdown(self, timeout: float = 90) -> None:
+        """`kill <pid>` of the main process: Celery's warm shutdown finishes the
+        tasks being executed and hands the rest back to the broker."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=timeout)
+
     def stop(self) -> None:
-        """Warm shutdown, but a test does not wait long for held ETA tasks."""
+        """Teardown: TERM the whole group (pool processes too), don't wait long."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:

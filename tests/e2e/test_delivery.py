@@ -157,6 +157,48 @@ def test_broadcast_with_dead_bad_and_flaky_tokens(simulators, start_worker, sett
     assert sent_rows.exclude(provider_msg_id="").count() == 2400
 
 
+def test_worker_stopped_mid_campaign_then_replaced_sends_each_token_exactly_once(
+    simulators, start_worker, settings
+):
+    """`kill` (SIGTERM) mid-campaign: the worker finishes what it holds, a new one
+    takes the rest, and every token is accepted exactly once."""
+    simulators.reset()
+    drain_broker()
+    settings.HERALD_STALL_SECONDS = 2
+    project = _project(simulators)
+    tokens = _tokens(project, "apns", 1500) + _tokens(project, "fcm", 1500)
+    simulators.configure({"all": {"latency_ms": 40}})
+    slow = {
+        "HERALD_APNS_CONCURRENCY": "10",
+        "HERALD_FCM_CONCURRENCY": "10",
+        "HERALD_SEND_CHUNK_SIZE": "50",
+        "HERALD_FANOUT_CHUNK_SIZE": "250",
+    }
+    first = start_worker(env=slow)
+    campaign = _send(project)
+
+    def accepted_total() -> int:
+        stats = simulators.stats()
+        return int(stats["apns"]["accepted"] + stats["fcm"]["accepted"])
+
+    assert wait_for(lambda: accepted_total() >= 600, timeout=60)
+    first.shutdown()  # SIGTERM to the worker: Celery's warm shutdown
+    assert accepted_total() < len(tokens), "the campaign finished before the stop"
+    simulators.configure({"all": {"latency_ms": 0}})
+    start_worker(env={**slow, "HERALD_STALL_SECONDS": "2"})
+    assert wait_for(
+        lambda: _status(campaign) == CampaignStatus.SENT,
+        timeout=120,
+        every=1.0,
+        tick=sweep_campaigns_task,
+    )
+    accepted = _accepted(simulators)
+    assert set(accepted["tokens"]) == set(tokens)
+    assert set(accepted["tokens"].values()) == {1}
+    campaign.refresh_from_db()
+    assert campaign.stats["sent"] == len(tokens) and campaign.stats["failed"] == 0
+
+
 def test_worker_killed_mid_campaign_sends_no_token_twice(simulators, start_worker, settings):
     simulators.reset()
     drain_broker()
