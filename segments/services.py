@@ -55,9 +55,12 @@ FCM_TOKEN_RE = re.compile(r"[A-Za-z0-9_:-]+")
 FCM_TOKEN_MIN = 100
 FCM_TOKEN_MAX: int = PushToken._meta.get_field("token").max_length or 512
 LOCALE_RE = re.compile(r"[A-Za-z]{2,3}([_-][A-Za-z0-9]{1,8})*")
-PROVIDER_PLATFORMS = {
-    Provider.APNS: (Platform.IOS,),
-    Provider.FCM: (Platform.ANDROID, Platform.IOS, Platform.WEB),
+PROVIDERS: tuple[str, ...] = tuple(Provider.values)
+PLATFORMS: tuple[str, ...] = tuple(Platform.values)
+CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f]")
+PROVIDER_PLATFORMS: dict[str, tuple[str, ...]] = {
+    Provider.APNS.value: (Platform.IOS.value,),
+    Provider.FCM.value: (Platform.ANDROID.value, Platform.IOS.value, Platform.WEB.value),
 }
 UNREGISTERED = "unregistered"
 
@@ -74,7 +77,7 @@ def clean_external_id(value: Any, *, field: str = "external_id") -> str:
         raise _invalid(
             "INVALID_EXTERNAL_ID", field, f"{field} must be a string of 1-{MAX_EXTERNAL_ID} chars."
         )
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if CONTROL_CHARS_RE.search(value):
         raise _invalid("INVALID_EXTERNAL_ID", field, f"{field} must not contain control chars.")
     return value
 
@@ -172,18 +175,18 @@ def merge_attributes(current: Mapping[str, Any], patch: Mapping[str, Any]) -> di
 
 def clean_provider(value: Any) -> str:
     provider = value.lower() if isinstance(value, str) else value
-    if provider not in Provider.values:
+    if provider not in PROVIDERS:
         raise _invalid("INVALID_PROVIDER", "provider", "provider must be 'apns' or 'fcm'.")
     return str(provider)
 
 
 def clean_platform(value: Any, provider: str) -> str:
     platform = value.lower() if isinstance(value, str) else value
-    if platform not in Platform.values:
+    if platform not in PLATFORMS:
         raise _invalid(
             "INVALID_PLATFORM", "platform", "platform must be 'ios', 'android' or 'web'."
         )
-    if platform not in PROVIDER_PLATFORMS[Provider(provider)]:
+    if platform not in PROVIDER_PLATFORMS[provider]:
         raise _invalid(
             "INVALID_PLATFORM",
             "platform",

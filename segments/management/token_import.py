@@ -33,7 +33,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import InvalidInput
@@ -53,6 +54,7 @@ ATTR_PREFIX = "attr."
 ATTR_TYPES = ("string", "number", "boolean")
 JSONL_KEYS = ("external_id", "attributes", "tokens")
 EXAMPLE_LINES = 5
+ANALYZE_FIRST_AT = 10_000
 MAX_TOKENS_PER_LINE = 100
 TOKEN_UPDATE_FIELDS = (
     "app_user",
@@ -255,72 +257,89 @@ def parse_jsonl(lines: Iterator[str]) -> Iterator[tuple[int, Line | Rejected]]:
 # ----------------------------------------------------------------------- writing
 
 
-def _apply(project: Project, lines: list[Line], summary: ImportSummary, now: datetime) -> None:
-    """Write one batch: lines are applied in order against the batch's in-memory state."""
+_TOKEN_STATE: tuple[str, ...] = (
+    "app_user_id",
+    "platform",
+    "active",
+    "invalidated_at",
+    "invalid_reason",
+    "locale",
+    "timezone",
+    "app_version",
+)
+
+
+def _load(project: Project, lines: list[Line]) -> tuple[dict[str, Any], dict[Any, Any]]:
+    """The batch's existing users and tokens as plain dicts (no model instances:
+    most rows of a re-import are only compared, never written)."""
     external_ids = {line.external_id for line in lines if line.external_id}
     users = {
-        u.external_id: u
-        for u in AppUser.objects.filter(project=project, external_id__in=external_ids)
-    }
-    token_keys = {(t.provider, t.token) for line in lines for t in line.tokens}
-    tokens = {
-        (t.provider, t.token): t
-        for t in PushToken.objects.filter(
-            project=project, token__in={token for _, token in token_keys}
+        row["external_id"]: row
+        for row in AppUser.objects.filter(project=project, external_id__in=external_ids).values(
+            "id", "external_id", "attributes"
         )
-        if (t.provider, t.token) in token_keys
     }
-    changed_users: dict[str, AppUser] = {}
-    changed_tokens: dict[tuple[str, str], PushToken] = {}
+    by_provider: dict[str, list[str]] = {}
+    for line in lines:
+        for registration in line.tokens:
+            by_provider.setdefault(registration.provider, []).append(registration.token)
+    if not by_provider:
+        return users, {}
+    # Provider and token together, so each lookup uses the whole unique index.
+    lookup = Q()
+    for provider, strings in by_provider.items():
+        lookup |= Q(provider=provider, token__in=strings)
+    rows = PushToken.objects.filter(lookup, project=project).values(
+        "provider", "token", *_TOKEN_STATE
+    )
+    return users, {(row["provider"], row["token"]): row for row in rows}
+
+
+def _apply(project: Project, lines: list[Line], summary: ImportSummary, now: datetime) -> None:
+    """Write one batch: lines are applied in order against the batch's in-memory state."""
+    users, tokens = _load(project, lines)
+    changed_users: dict[str, dict[str, Any]] = {}
+    changed_tokens: dict[tuple[str, str], dict[str, Any]] = {}
     for line in lines:
         created = changed = False
         user = users.get(line.external_id) if line.external_id else None
-        try:
-            if line.external_id is not None:
-                patch = dict(line.attributes)
-                for registration in line.tokens:
-                    patch.update(registration.profile_attributes())
-                current = user.attributes if user is not None else {}
-                merged = merge_attributes(current or {}, patch)
-        except InvalidInput as exc:
-            summary.reject(line.number, exc.code.lower())
-            continue
         if line.external_id is not None:
+            patch = dict(line.attributes)
+            for registration in line.tokens:
+                patch.update(registration.profile_attributes())
+            try:
+                merged = merge_attributes(user["attributes"] if user else {}, patch)
+            except InvalidInput as exc:
+                summary.reject(line.number, exc.code.lower())
+                continue
             if user is None:
-                user = AppUser(
-                    id=uuid.uuid4(), project=project, external_id=line.external_id, attributes={}
-                )
+                user = {"id": uuid.uuid4(), "external_id": line.external_id, "attributes": {}}
                 users[line.external_id] = user
                 created = True
-            if created or merged != user.attributes:
-                user.attributes = merged
+            if created or merged != user["attributes"]:
+                user["attributes"] = merged
                 changed_users[line.external_id] = user
                 changed = True
         for registration in line.tokens:
             key = (registration.provider, registration.token)
             token = tokens.get(key)
             if token is None:
-                token = PushToken(
-                    project=project, token=registration.token, provider=registration.provider
-                )
+                token = dict.fromkeys(_TOKEN_STATE)
                 tokens[key] = token
                 created = True
             # Like the API: a line without external_id keeps the token's current owner.
-            owner = user.id if user is not None else token.app_user_id
             wanted = {
-                "app_user_id": owner,
+                "app_user_id": user["id"] if user is not None else token["app_user_id"],
                 "platform": registration.platform,
                 "active": True,
                 "invalidated_at": None,
                 "invalid_reason": "",
-                "locale": registration.locale or token.locale or "",
-                "timezone": registration.timezone or token.timezone or "",
-                "app_version": registration.app_version or token.app_version or "",
+                "locale": registration.locale or token["locale"] or "",
+                "timezone": registration.timezone or token["timezone"] or "",
+                "app_version": registration.app_version or token["app_version"] or "",
             }
-            if created or any(getattr(token, k) != v for k, v in wanted.items()):
-                for name, value in wanted.items():
-                    setattr(token, name, value)
-                token.last_registered_at = now
+            if created or any(token[k] != v for k, v in wanted.items()):
+                token.update(wanted)
                 changed_tokens[key] = token
                 changed = True
         if created:
@@ -329,20 +348,108 @@ def _apply(project: Project, lines: list[Line], summary: ImportSummary, now: dat
             summary.updated += 1
         else:
             summary.unchanged += 1
-    if changed_users:
+    if connection.vendor == "postgresql":
+        _copy_upsert(project, list(changed_users.values()), changed_tokens, now)
+    else:
+        _orm_upsert(project, list(changed_users.values()), changed_tokens, now)
+
+
+def _orm_upsert(
+    project: Project,
+    users: list[dict[str, Any]],
+    tokens: dict[tuple[str, str], dict[str, Any]],
+    now: datetime,
+) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE through the ORM (SQLite, the embedded default)."""
+    if users:
         AppUser.objects.bulk_create(
-            list(changed_users.values()),
+            [AppUser(project_id=project.pk, **row) for row in users],
             update_conflicts=True,
             unique_fields=["project", "external_id"],
             update_fields=["attributes"],
         )
-    if changed_tokens:
+    if tokens:
         PushToken.objects.bulk_create(
-            list(changed_tokens.values()),
+            [
+                PushToken(
+                    project_id=project.pk,
+                    provider=provider,
+                    token=token,
+                    last_registered_at=now,
+                    **{name: state[name] for name in _TOKEN_STATE},
+                )
+                for (provider, token), state in tokens.items()
+            ],
             update_conflicts=True,
             unique_fields=["project", "provider", "token"],
             update_fields=list(TOKEN_UPDATE_FIELDS),
         )
+
+
+# PostgreSQL: COPY the batch into a temporary table, then one INSERT ... SELECT ... ON
+# CONFLICT per table. Several times faster than bulk_create, which builds a model
+# instance and adapts every value in Python.
+_PG_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS import_users "
+    "(id uuid, external_id text, attributes jsonb) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS import_tokens (provider text, token text, "
+    "app_user_id uuid, platform text, locale text, timezone text, app_version text) "
+    "ON COMMIT DELETE ROWS",
+)
+_PG_UPSERT_USERS = (
+    "INSERT INTO app_users (id, project_id, external_id, attributes, created_at) "
+    "SELECT id, %s, external_id, attributes, %s FROM import_users "
+    "ON CONFLICT (project_id, external_id) DO UPDATE SET attributes = EXCLUDED.attributes"
+)
+_PG_UPSERT_TOKENS = (
+    "INSERT INTO push_tokens (project_id, provider, token, app_user_id, platform, active, "
+    "locale, timezone, app_version, created_at, last_registered_at, invalidated_at, "
+    "invalid_reason) "
+    "SELECT %s, provider, token, app_user_id, platform, true, locale, timezone, app_version, "
+    "%s, %s, NULL, '' FROM import_tokens "
+    "ON CONFLICT (project_id, provider, token) DO UPDATE SET "
+    "app_user_id = EXCLUDED.app_user_id, platform = EXCLUDED.platform, active = true, "
+    "invalidated_at = NULL, invalid_reason = '', "
+    "last_registered_at = EXCLUDED.last_registered_at, locale = EXCLUDED.locale, "
+    "timezone = EXCLUDED.timezone, app_version = EXCLUDED.app_version"
+)
+
+
+def _copy_upsert(
+    project: Project,
+    users: list[dict[str, Any]],
+    tokens: dict[tuple[str, str], dict[str, Any]],
+    now: datetime,
+) -> None:
+    from psycopg.types.json import Jsonb
+
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        for statement in _PG_STAGING:
+            cursor.execute(statement)
+        # Empty even when the batch is a savepoint inside an outer transaction.
+        cursor.execute("TRUNCATE import_users, import_tokens")
+        if users:
+            with raw.copy("COPY import_users (id, external_id, attributes) FROM STDIN") as copy:
+                for row in users:
+                    copy.write_row((row["id"], row["external_id"], Jsonb(row["attributes"])))
+            cursor.execute(_PG_UPSERT_USERS, [project.pk, now])
+        if tokens:
+            columns = "provider, token, app_user_id, platform, locale, timezone, app_version"
+            with raw.copy(f"COPY import_tokens ({columns}) FROM STDIN") as copy:
+                for (provider, token), state in tokens.items():
+                    copy.write_row(
+                        (
+                            provider,
+                            token,
+                            state["app_user_id"],
+                            state["platform"],
+                            state["locale"],
+                            state["timezone"],
+                            state["app_version"],
+                        )
+                    )
+            cursor.execute(_PG_UPSERT_TOKENS, [project.pk, now, now])
 
 
 def _write(project: Project, lines: list[Line], summary: ImportSummary) -> None:
@@ -361,6 +468,20 @@ def _write(project: Project, lines: list[Line], summary: ImportSummary) -> None:
             continue
         summary.absorb(counts)
         return
+
+
+def _refresh_statistics() -> None:
+    """ANALYZE the tables the import fills, at 10k, 20k, 40k... lines.
+
+    Without it PostgreSQL plans each batch's lookups with the statistics of the
+    empty project it started with and scans the whole project per batch: imports
+    slow to a crawl as they grow. Doubling keeps the cost to a few ANALYZEs.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE app_users")
+        cursor.execute("ANALYZE push_tokens")
 
 
 class _ByteCounter:
@@ -389,6 +510,7 @@ def import_file(
     called after every batch. Raises ValueError for a bad CSV header."""
     started = time.monotonic()
     summary = ImportSummary()
+    analyze_at = ANALYZE_FIRST_AT
     total_bytes = path.stat().st_size
     with path.open("rb") as stream:
         source = _ByteCounter(stream)
@@ -403,6 +525,9 @@ def import_file(
             if len(batch) >= batch_size:
                 _write(project, batch, summary)
                 batch = []
+                if summary.lines >= analyze_at:
+                    _refresh_statistics()
+                    analyze_at *= 2
                 if progress is not None:
                     progress(summary.lines, source.consumed, total_bytes)
         if batch:

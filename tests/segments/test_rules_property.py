@@ -48,7 +48,8 @@ STORED_DATES = [
     "2024-01-01T00:00:00.000Z",
     "2024-01-01T12:00:00.000Z",
     "2024-01-02T00:00:00.000Z",
-    "2024-13-45",  # looks like a date: compared as one, consistently
+    "2024-13-45",  # has a date's shape: compared as one, consistently
+    "xy12-34-56T12:00:00.000Z",
     _instant(-24 * 7 - 1),
     _instant(-24 * 7 + 1),
     NOW.date().isoformat(),
@@ -271,7 +272,8 @@ def _grid_values(attr: str, kind: str, op: str) -> list[Any]:
 def _grid_population() -> list[dict[str, Any]]:
     """One user per stored value (and one without), with varied tokens and dates."""
     values: list[Any] = [*STRINGS, *NUMBERS, True, False, *STORED_DATES, None]
-    values += [["a", "b"], ["ab"], ["a"], []]
+    # ["ab-de-"] renders as '["ab-de-"]', which has a date's shape: it must not count.
+    values += [["a", "b"], ["ab"], ["a"], [], ["ab-de-"], "ab12-cd-ef"]
     moments = [NOW - timedelta(days=d, seconds=s) for d in range(0, 10, 3) for s in (0, 17)] + [
         datetime.fromisoformat(f"2024-01-0{d}T00:00:00+00:00") for d in (1, 2)
     ]
