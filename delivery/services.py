@@ -23,9 +23,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -252,23 +253,62 @@ def _record(recorder: _Recorder, delivery: PushDelivery, result: PushResult) -> 
     recorder.rows.append(delivery)
 
 
+RESULT_FIELDS = (
+    "status",
+    "sent_at",
+    "provider_msg_id",
+    "error_message",
+    "not_before",
+    "claim",
+    "claimed_at",
+)
+
+
+def _bulk_update(
+    scope: QuerySet[PushDelivery], rows: Sequence[PushDelivery], fields: Sequence[str]
+) -> None:
+    """Write per-row values of `fields` for `rows`, only where `scope` still matches.
+
+    On PostgreSQL one `UPDATE ... FROM unnest(arrays)`: Django's bulk_update builds a
+    CASE WHEN per row and field, which bench/fanout.py measured at ~2.4 ms of worker
+    CPU per delivery — seven times the cost of sending it. Elsewhere (the embedded
+    SQLite default) Django's bulk_update.
+    """
+    if not rows:
+        return
+    connection = connections[scope.db]
+    if connection.vendor != "postgresql":
+        scope.bulk_update(rows, list(fields), batch_size=1000)
+        return
+    meta = PushDelivery._meta
+    model_fields = [meta.get_field(name) for name in fields]
+    columns = ['"id"'] + [f'"{f.column}"' for f in model_fields]  # type: ignore[union-attr]
+    arrays = ["%s::bigint[]"] + [f"%s::{f.db_type(connection)}[]" for f in model_fields]
+    params: list[Any] = [[row.pk for row in rows]]
+    for model_field in model_fields:
+        params.append(
+            [
+                model_field.get_db_prep_save(getattr(row, model_field.attname), connection)  # type: ignore[union-attr]
+                for row in rows
+            ]
+        )
+    scope_sql, scope_params = scope.values("pk").query.sql_with_params()
+    assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
+    # Only identifiers from the model's own metadata are interpolated; values are params.
+    sql = (
+        f'UPDATE "{meta.db_table}" AS d SET {assignments} '  # noqa: S608
+        f"FROM unnest({', '.join(arrays)}) AS v({', '.join(columns)}) "
+        f'WHERE d."id" = v."id" AND d."id" IN ({scope_sql})'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *scope_params])
+
+
 def _write(recorder: _Recorder) -> None:
     """One conditional bulk UPDATE: only rows still holding this claim change."""
     mine = PushDelivery.objects.filter(claim=recorder.claim, status=Status.QUEUED)
     with transaction.atomic():
-        mine.bulk_update(
-            recorder.rows,
-            [
-                "status",
-                "sent_at",
-                "provider_msg_id",
-                "error_message",
-                "not_before",
-                "claim",
-                "claimed_at",
-            ],
-            batch_size=1000,
-        )
+        _bulk_update(mine, recorder.rows, RESULT_FIELDS)
         by_reason: dict[str, list[int]] = defaultdict(list)
         for token_id, reason in recorder.dead_tokens.items():
             by_reason[reason[:200]].append(token_id)
