@@ -149,47 +149,50 @@ class Worker:
                 self.kill()
 
 
+def _spawn_celery(args: list[str], log: Path, env: dict[str, str] | None, ready: bytes) -> Worker:
+    """Start `celery -A config <args>` against the test database and broker, and wait
+    until its log says `ready`."""
+    child_env = {**os.environ, **_database_env(), **(env or {})}
+    child_env["HERALD_VAR_DIR"] = str(settings.VAR_DIR)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", *args],
+        cwd=ROOT,
+        env=child_env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    started = Worker(process=process, log=log)
+    deadline = time.monotonic() + 60
+    while ready not in log.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            started.stop()
+            pytest.fail(f"celery {args[0]} did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return started
+
+
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     """Start real `celery worker` processes; all are stopped at teardown."""
     workers: list[Worker] = []
 
     def start(env: dict[str, str] | None = None, concurrency: int = 2) -> Worker:
-        log = tmp_path / f"worker-{len(workers)}.log"
-        child_env = {**os.environ, **_database_env(), **(env or {})}
-        child_env["HERALD_VAR_DIR"] = str(settings.VAR_DIR)
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-l",
-                "INFO",
-                "--concurrency",
-                str(concurrency),
-                "-n",
-                f"e2e{len(workers)}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=child_env,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        worker = Worker(process=process, log=log)
-        workers.append(worker)
-        deadline = time.monotonic() + 60
-        while b" ready." not in log.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"worker did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        return worker
+        n = len(workers)
+        args = [
+            "worker",
+            "-l",
+            "INFO",
+            "--concurrency",
+            str(concurrency),
+            "-n",
+            f"e2e{n}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+        workers.append(_spawn_celery(args, tmp_path / f"worker-{n}.log", env, b" ready."))
+        return workers[-1]
 
     yield start
     for worker in workers:
@@ -202,39 +205,19 @@ def start_beat(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     beats: list[Worker] = []
 
     def start(env: dict[str, str] | None = None) -> Worker:
-        log = tmp_path / f"beat-{len(beats)}.log"
-        child_env = {**os.environ, **_database_env(), **(env or {})}
-        child_env["HERALD_VAR_DIR"] = str(settings.VAR_DIR)
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "beat",
-                "-l",
-                "DEBUG",
-                "--pidfile=",
-                "-s",
-                str(tmp_path / f"beat-{len(beats)}.schedule"),
-                "--max-interval",
-                "1",
-            ],
-            cwd=ROOT,
-            env=child_env,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        beat = Worker(process=process, log=log)
-        beats.append(beat)
-        deadline = time.monotonic() + 60
-        while b"beat: Starting" not in log.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"beat did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        return beat
+        n = len(beats)
+        args = [
+            "beat",
+            "-l",
+            "DEBUG",
+            "--pidfile=",
+            "-s",
+            str(tmp_path / f"beat-{n}.schedule"),
+            "--max-interval",
+            "1",
+        ]
+        beats.append(_spawn_celery(args, tmp_path / f"beat-{n}.log", env, b"beat: Starting"))
+        return beats[-1]
 
     yield start
     for beat in beats:
