@@ -2,8 +2,9 @@
 
     python bench/segments.py [--users 1000000] [--runs 5] [--keep] [--database-url URL]
 
-1. PostgreSQL by default (``BENCH_DATABASE_URL`` or the URL below; a ``sqlite:///``
-   URL works too): creates the database if missing and migrates it.
+1. PostgreSQL by default (``BENCH_DATABASE_URL`` or the URL below, a database of
+   its own: it is emptied; a ``sqlite:///`` URL works too): creates the database if
+   missing and migrates it.
 2. Seeds N users with realistic attributes (country/language skew, plan, age, vip,
    tags, a signup date, created_at over two years, last_seen_at mostly recent) and
    ~1.25 tokens per user (iOS/APNs, Android and web/FCM, a few inactive) with
@@ -64,6 +65,7 @@ RULES: dict[str, dict[str, Any]] = {
     },
     "seen in 24 hours": {"attr": "last_seen_at", "op": "gte", "value": "-1d"},
     "has an active iOS token": {"attr": "platform", "op": "eq", "value": "ios"},
+    "vip = true (2%, GIN)": {"attr": "vip", "op": "eq", "value": True},
     "pro plan aged 25-34 (JSON scan)": {
         "all": [
             {"attr": "plan", "op": "eq", "value": "pro"},
@@ -391,7 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         log(f"reusing project {project.id} with {args.users:,} users")
     else:
-        Project.objects.filter(name=PROJECT_NAME).delete()
+        if connection.vendor == "postgresql":  # the bench database is ours alone
+            with connection.cursor() as cursor:
+                cursor.execute("TRUNCATE projects RESTART IDENTITY CASCADE")
+        else:
+            Project.objects.filter(name=PROJECT_NAME).delete()
         project = Project.objects.create(name=PROJECT_NAME)
         started = time.perf_counter()
         (seed_postgres if connection.vendor == "postgresql" else seed_sqlite)(

@@ -260,6 +260,24 @@ def test_registration_without_external_id_keeps_the_owner_and_null_detaches(
     assert token.app_user_id is None
 
 
+def test_registration_over_the_attribute_limit_writes_nothing(client: Any, project: Any) -> None:
+    make_user(project, "full", {f"k{i}": i for i in range(100)})
+    before = audience_state()
+    body = {
+        "token": APNS_TOKEN,
+        "provider": "apns",
+        "platform": "ios",
+        "external_id": "full",
+        "locale": "fr",  # would add a 101st attribute, language
+    }
+    assert error(client.post(tokens_url(project), body)) == (
+        400,
+        "INVALID_ATTRIBUTES",
+        {"field": "attributes"},
+    )
+    assert audience_state() == before
+
+
 def test_anonymous_registration(client: Any, project: Any) -> None:
     body = {"token": FCM_TOKEN, "provider": "fcm", "platform": "ios"}
     response = client.post(tokens_url(project), body)

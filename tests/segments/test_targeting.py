@@ -12,7 +12,7 @@ from delivery.models import PushToken
 from segments.audience import resolve_audience
 from segments.models import Segment
 from segments.rules import targeting_filter
-from segments.selectors import audience_counts, explicit_tokens
+from segments.selectors import audience_counts, explicit_tokens, unknown_segment_ids
 from tests.segments.helpers import apns_token, fcm_token, make_project, make_token, make_user
 
 pytestmark = pytest.mark.django_db
@@ -215,3 +215,13 @@ def test_explicit_tokens_stay_in_the_project(world: dict[str, Any]) -> None:
     assert (list(tokens), invalid) == ([], [str(decoy.pk), decoy.token])
     tokens, invalid = explicit_tokens(project=world["project"], device_ids=[], user_ids=[])
     assert (list(tokens), invalid) == ([], [])
+
+
+def test_unknown_segment_ids(world: dict[str, Any]) -> None:
+    mine = Segment.objects.create(project=world["project"], name="m", rules={})
+    foreign = Segment.objects.create(project=make_project("x"), name="f", rules={})
+    ids = ["nope", str(mine.pk), str(foreign.pk), "nope", str(mine.pk).upper()]
+    assert unknown_segment_ids(project=world["project"], segment_ids=ids) == [
+        "nope",
+        str(foreign.pk),
+    ]
