@@ -66,7 +66,7 @@ RULES: dict[str, dict[str, Any]] = {
     "seen in 24 hours": {"attr": "last_seen_at", "op": "gte", "value": "-1d"},
     "has an active iOS token": {"attr": "platform", "op": "eq", "value": "ios"},
     "vip = true (2%, GIN)": {"attr": "vip", "op": "eq", "value": True},
-    "pro plan aged 25-34 (JSON scan)": {
+    "pro plan, age between 25 and 34": {
         "all": [
             {"attr": "plan", "op": "eq", "value": "pro"},
             {"attr": "age", "op": "between", "value": [25, 34]},
