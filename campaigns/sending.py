@@ -19,11 +19,11 @@ import logging
 import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Min, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from campaigns import queue, scheduling
@@ -123,12 +123,11 @@ class _RowPlanner:
         app_user_id: uuid.UUID | None,
         provider: str,
         token_tz: str,
-        attributes: Any,
+        user_tz: str | None,
     ) -> NewDelivery:
         not_before: datetime | None = None
         if self.wall_clock is not None:
-            user_tz = attributes.get("timezone") if isinstance(attributes, dict) else None
-            tz = zone(user_tz if isinstance(user_tz, str) else token_tz, self.default_tz)
+            tz = zone(user_tz or token_tz, self.default_tz)
             not_before = local_due(self.wall_clock, tz, now=self.now, missed=self.missed)
             if not_before is None:
                 return NewDelivery(token_id, app_user_id, provider, skip_reason="local time passed")
@@ -224,9 +223,8 @@ def run_fan_out(*, campaign_id: uuid.UUID, run: int) -> None:
         tokens = list(
             audience.filter(id__gt=last_id)
             .order_by("id")
-            .values_list("id", "app_user_id", "provider", "timezone", "app_user__attributes")[
-                :chunk
-            ]
+            .annotate(user_tz=KeyTextTransform("timezone", "app_user__attributes"))
+            .values_list("id", "app_user_id", "provider", "timezone", "user_tz")[:chunk]
         )
         if not tokens:
             break

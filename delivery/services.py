@@ -12,6 +12,10 @@ own stats. Exactly-once within a run rests on three things:
 A claim that outlives its lease means the worker died with the requests in
 flight; their outcome is unknown, so `deliveries_expire_claims` closes those rows
 as failed ("interrupted") instead of sending them again (docs/decisions.md).
+
+This is the per-token hot path (bench/fanout.py), so rows travel as plain
+`_Row` records loaded with one `values_list` (no model instances, no JSON
+decoding of user attributes) and every lookup goes through the primary key.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import F, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from core.models import Project
@@ -67,13 +72,93 @@ class BatchOutcome:
             self.retry_at = other.retry_at
 
 
+@dataclass(slots=True)
+class _Row:
+    """One delivery as the engine handles it: what sending needs, then its result.
+
+    The result fields carry the names of PushDelivery's columns so `_bulk_update`
+    can write them back.
+    """
+
+    pk: int
+    campaign_id: uuid.UUID | None
+    run: int
+    token_id: int
+    app_user_id: uuid.UUID | None
+    provider: str
+    attempts: int
+    token: str
+    platform: str
+    language: str  # the user's language attribute, else the token's locale
+    timezone: str  # the user's timezone attribute, else the token's
+    status: str = Status.QUEUED
+    sent_at: datetime | None = None
+    provider_msg_id: str = ""
+    error_message: str = ""
+    not_before: datetime | None = None
+    claim: uuid.UUID | None = None
+    claimed_at: datetime | None = None
+
+
+def _load(rows: QuerySet[PushDelivery]) -> list[_Row]:
+    """The rows with their token and the two user attributes sending looks at."""
+    values = rows.annotate(
+        user_language=KeyTextTransform("language", "app_user__attributes"),
+        user_timezone=KeyTextTransform("timezone", "app_user__attributes"),
+    ).values_list(
+        "id",
+        "campaign_id",
+        "run",
+        "token_id",
+        "app_user_id",
+        "provider",
+        "attempts",
+        "token__token",
+        "token__platform",
+        "token__locale",
+        "token__timezone",
+        "user_language",
+        "user_timezone",
+    )
+    return [
+        _Row(
+            pk=pk,
+            campaign_id=campaign_id,
+            run=run,
+            token_id=token_id,
+            app_user_id=app_user_id,
+            provider=provider,
+            attempts=attempts,
+            token=token,
+            platform=platform,
+            language=user_language or locale,
+            timezone=user_timezone or token_tz,
+        )
+        for (
+            pk,
+            campaign_id,
+            run,
+            token_id,
+            app_user_id,
+            provider,
+            attempts,
+            token,
+            platform,
+            locale,
+            token_tz,
+            user_language,
+            user_timezone,
+        ) in values
+    ]
+
+
 @dataclass
 class _Recorder:
     """Collects per-row results, then writes them in one bulk statement."""
 
     claim: uuid.UUID
     now: datetime
-    rows: list[PushDelivery] = field(default_factory=list)
+    rows: list[_Row] = field(default_factory=list)
     dead_tokens: dict[int, str] = field(default_factory=dict)
     outcome: BatchOutcome = field(default_factory=BatchOutcome)
 
@@ -87,13 +172,7 @@ def backoff_seconds(attempt: int, retry_after: float | None) -> float:
     return delay
 
 
-def _user_timezone(delivery: PushDelivery, default: str) -> str:
-    attributes = delivery.app_user.attributes if delivery.app_user is not None else {}
-    value = (attributes or {}).get("timezone") or delivery.token.timezone
-    return value if isinstance(value, str) and value else default
-
-
-def _frequency_allowed(candidates: list[PushDelivery], cap: int, now: datetime) -> set[int]:
+def _frequency_allowed(candidates: list[_Row], cap: int, now: datetime) -> set[int]:
     """Ids of candidates within the per-user cap of distinct campaign runs in 24 h."""
     users = {c.app_user_id for c in candidates if c.app_user_id is not None}
     seen: dict[uuid.UUID, set[tuple[uuid.UUID | None, int]]] = defaultdict(set)
@@ -122,20 +201,21 @@ def _frequency_allowed(candidates: list[PushDelivery], cap: int, now: datetime) 
     return allowed
 
 
+def _unclaimed(ids: Iterable[int] | QuerySet[Any]) -> QuerySet[PushDelivery]:
+    return PushDelivery.objects.filter(id__in=ids, status=Status.QUEUED, claim__isnull=True)
+
+
 def _apply_policy(
-    candidates: list[PushDelivery], policy: DeliveryPolicy, now: datetime
-) -> tuple[list[PushDelivery], BatchOutcome]:
+    candidates: list[_Row], policy: DeliveryPolicy, now: datetime
+) -> tuple[list[_Row], BatchOutcome]:
     """Skip or defer what the policy says; return the rows that may be sent now."""
     outcome = BatchOutcome()
     skip: dict[str, list[int]] = defaultdict(list)
-    defer: list[PushDelivery] = []
-    ready: list[PushDelivery] = []
+    defer: list[_Row] = []
+    ready: list[_Row] = []
     for candidate in candidates:
-        if policy.deadline is not None and now >= policy.deadline:
-            skip["expired"].append(candidate.pk)
-            continue
         if policy.quiet_hours:
-            tz = zone(_user_timezone(candidate, policy.default_timezone))
+            tz = zone(candidate.timezone, policy.default_timezone)
             until = quiet_until(policy.quiet_hours, tz, now)
             if until is not None:
                 if policy.quiet_hours.get("action") == "skip":
@@ -149,13 +229,10 @@ def _apply_policy(
         allowed = _frequency_allowed(ready, policy.frequency_cap_per_day, now)
         skip["frequency_cap"].extend(c.pk for c in ready if c.pk not in allowed)
         ready = [c for c in ready if c.pk in allowed]
-    unclaimed = PushDelivery.objects.filter(status=Status.QUEUED, claim__isnull=True)
     for reason, ids in skip.items():
-        outcome.skipped += unclaimed.filter(id__in=ids).update(
-            status=Status.SKIPPED, error_message=reason
-        )
+        outcome.skipped += _unclaimed(ids).update(status=Status.SKIPPED, error_message=reason)
     if defer:
-        unclaimed.bulk_update(defer, ["not_before"])
+        _bulk_update(_unclaimed([c.pk for c in defer]), defer, ["not_before"])
     return ready, outcome
 
 
@@ -177,80 +254,99 @@ def _throttle_allowance(policy: DeliveryPolicy, now: datetime) -> int | None:
 
 def _claim(
     rows: QuerySet[PushDelivery], now: datetime, policy: DeliveryPolicy
-) -> tuple[uuid.UUID, list[PushDelivery], BatchOutcome]:
+) -> tuple[uuid.UUID, list[_Row], BatchOutcome]:
+    """Claim the rows that may go now; return them loaded, in id order.
+
+    Rows are looked at before claiming only when a per-user rule (quiet hours,
+    frequency cap) or the rate limit needs them; otherwise the claim is one UPDATE
+    over the ids of `rows`.
+    """
     claim = uuid.uuid4()
-    candidates = list(rows.select_related("token", "app_user"))
-    ready, outcome = _apply_policy(candidates, policy, now)
-    if not ready:
+    outcome = BatchOutcome()
+    if policy.deadline is not None and now >= policy.deadline:
+        outcome.skipped = _unclaimed(rows.values("id")).update(
+            status=Status.SKIPPED, error_message="expired"
+        )
+        return claim, [], outcome
+    needs_rows = bool(
+        policy.quiet_hours
+        or policy.frequency_cap_per_day is not None
+        or policy.rate_per_minute is not None
+    )
+    if needs_rows:
+        ready, outcome = _apply_policy(_load(rows.order_by("id")), policy, now)
+        ids = [row.pk for row in ready]
+    else:
+        ids = list(rows.values_list("id", flat=True))
+    if not ids:
         return claim, [], outcome
     with transaction.atomic():
         if policy.rate_lock is not None:
             policy.rate_lock()
         allowance = _throttle_allowance(policy, now)
         if allowance is not None:
-            outcome.throttled = len(ready) > allowance
-            ready = ready[:allowance]
-        PushDelivery.objects.filter(
-            Q(not_before__isnull=True) | Q(not_before__lte=now),
-            id__in=[c.pk for c in ready],
-            status=Status.QUEUED,
-            claim__isnull=True,
-        ).update(claim=claim, claimed_at=now, attempts=F("attempts") + 1)
-    claimed = list(
-        PushDelivery.objects.filter(claim=claim).select_related("token", "app_user").order_by("id")
-    )
+            outcome.throttled = len(ids) > allowance
+            ids = ids[:allowance]
+        _unclaimed(ids).filter(Q(not_before__isnull=True) | Q(not_before__lte=now)).update(
+            claim=claim, claimed_at=now, attempts=F("attempts") + 1
+        )
+    claimed = _load(PushDelivery.objects.filter(id__in=ids, claim=claim).order_by("id"))
     return claim, claimed, outcome
 
 
-def _recipient(delivery: PushDelivery) -> Recipient:
-    language = ""
-    if delivery.app_user is not None:
-        language = delivery.app_user.language
-    if not language:
-        language = delivery.token.locale
-    return Recipient(language=language, platform=delivery.token.platform)
+class _Outgoing:
+    """Builds each row's OutgoingPush; rows that see the same payload share one."""
+
+    def __init__(self, content: PushContent, now: datetime) -> None:
+        self.content = content
+        self.now = now
+        self.built: dict[tuple[str, Recipient], Any] = {}
+
+    def __call__(self, row: _Row) -> OutgoingPush:
+        recipient = Recipient(language=row.language, platform=row.platform)
+        key = (row.provider, recipient)
+        built = self.built.get(key)
+        if built is None:
+            if row.provider == "apns":
+                built = build_apns(self.content, recipient, now=self.now)
+            else:
+                built = (build_fcm(self.content, recipient, now=self.now), {})
+            self.built[key] = built
+        payload, headers = built
+        return OutgoingPush(ref=str(row.pk), token=row.token, payload=payload, headers=headers)
 
 
-def _outgoing(delivery: PushDelivery, content: PushContent, now: datetime) -> OutgoingPush:
-    recipient = _recipient(delivery)
-    if delivery.provider == "apns":
-        payload, headers = build_apns(content, recipient, now=now)
-        return OutgoingPush(
-            ref=str(delivery.pk), token=delivery.token.token, payload=payload, headers=headers
-        )
-    message = build_fcm(content, recipient, now=now)
-    return OutgoingPush(ref=str(delivery.pk), token=delivery.token.token, payload=message)
-
-
-def _record(recorder: _Recorder, delivery: PushDelivery, result: PushResult) -> None:
+def _record(recorder: _Recorder, row: _Row, result: PushResult) -> None:
     """Turn one provider result into the row's new state (written later, in bulk)."""
     reason = result.reason
     outcome = recorder.outcome
+    row.claim = recorder.claim
+    row.claimed_at = recorder.now
     if result.outcome == Outcome.SENT:
-        delivery.status = Status.SENT
-        delivery.sent_at = recorder.now
-        delivery.provider_msg_id = (result.provider_message_id or "")[:200]
+        row.status = Status.SENT
+        row.sent_at = recorder.now
+        row.provider_msg_id = (result.provider_message_id or "")[:200]
         reason = ""
         outcome.sent += 1
     elif result.outcome == Outcome.INVALID_TOKEN:
-        delivery.status = Status.INVALID_TOKEN
-        recorder.dead_tokens[delivery.token_id] = reason
+        row.status = Status.INVALID_TOKEN
+        recorder.dead_tokens[row.token_id] = reason
         outcome.invalid_tokens += 1
-    elif result.outcome == Outcome.RETRY and delivery.attempts < settings.HERALD_MAX_ATTEMPTS:
-        delay = backoff_seconds(delivery.attempts, result.retry_after)
-        delivery.not_before = recorder.now + timedelta(seconds=delay)
-        delivery.claim = None
-        delivery.claimed_at = None
+    elif result.outcome == Outcome.RETRY and row.attempts < settings.HERALD_MAX_ATTEMPTS:
+        delay = backoff_seconds(row.attempts, result.retry_after)
+        row.not_before = recorder.now + timedelta(seconds=delay)
+        row.claim = None
+        row.claimed_at = None
         reason = f"retrying: {reason}"
-        if outcome.retry_at is None or delivery.not_before < outcome.retry_at:
-            outcome.retry_at = delivery.not_before
+        if outcome.retry_at is None or row.not_before < outcome.retry_at:
+            outcome.retry_at = row.not_before
     else:
         if result.outcome == Outcome.RETRY:
-            reason = f"gave up after {delivery.attempts} attempts: {reason}"
-        delivery.status = Status.FAILED
+            reason = f"gave up after {row.attempts} attempts: {reason}"
+        row.status = Status.FAILED
         outcome.failed += 1
-    delivery.error_message = reason[:500]
-    recorder.rows.append(delivery)
+    row.error_message = reason[:500]
+    recorder.rows.append(row)
 
 
 RESULT_FIELDS = (
@@ -265,7 +361,7 @@ RESULT_FIELDS = (
 
 
 def _bulk_update(
-    scope: QuerySet[PushDelivery], rows: Sequence[PushDelivery], fields: Sequence[str]
+    scope: QuerySet[PushDelivery], rows: Sequence[_Row], fields: Sequence[str]
 ) -> None:
     """Write per-row values of `fields` for `rows`, only where `scope` still matches.
 
@@ -278,7 +374,10 @@ def _bulk_update(
         return
     connection = connections[scope.db]
     if connection.vendor != "postgresql":
-        scope.bulk_update(rows, list(fields), batch_size=1000)
+        instances = [
+            PushDelivery(pk=row.pk, **{name: getattr(row, name) for name in fields}) for row in rows
+        ]
+        scope.bulk_update(instances, list(fields), batch_size=1000)
         return
     meta = PushDelivery._meta
     model_fields = [meta.get_field(name) for name in fields]
@@ -288,7 +387,7 @@ def _bulk_update(
     for model_field in model_fields:
         params.append(
             [
-                model_field.get_db_prep_save(getattr(row, model_field.attname), connection)  # type: ignore[union-attr]
+                model_field.get_db_prep_save(getattr(row, model_field.name), connection)  # type: ignore[union-attr]
                 for row in rows
             ]
         )
@@ -306,7 +405,9 @@ def _bulk_update(
 
 def _write(recorder: _Recorder) -> None:
     """One conditional bulk UPDATE: only rows still holding this claim change."""
-    mine = PushDelivery.objects.filter(claim=recorder.claim, status=Status.QUEUED)
+    mine = PushDelivery.objects.filter(
+        id__in=[row.pk for row in recorder.rows], claim=recorder.claim, status=Status.QUEUED
+    )
     with transaction.atomic():
         _bulk_update(mine, recorder.rows, RESULT_FIELDS)
         by_reason: dict[str, list[int]] = defaultdict(list)
@@ -339,28 +440,26 @@ def deliveries_send(
     if not claimed:
         return outcome
     recorder = _Recorder(claim=claim, now=now, outcome=outcome)
-    by_provider: dict[str, list[PushDelivery]] = defaultdict(list)
-    for delivery in claimed:
-        by_provider[delivery.provider].append(delivery)
-    for provider, deliveries in by_provider.items():
+    by_provider: dict[str, list[_Row]] = defaultdict(list)
+    for row in claimed:
+        by_provider[row.provider].append(row)
+    outgoing = _Outgoing(content, now)
+    for provider, provider_rows in by_provider.items():
         try:
             config = provider_config(project, provider)
         except MissingCredentials as exc:
-            for delivery in deliveries:
-                _record(recorder, delivery, _final_failure(delivery, str(exc)))
+            for row in provider_rows:
+                _record(recorder, row, _final_failure(row.pk, str(exc)))
             continue
-        pushes = [_outgoing(d, content, now) for d in deliveries]
-        results = runtime.send_batch(config, pushes)
-        for delivery, result in zip(deliveries, results, strict=True):
-            _record(recorder, delivery, result)
+        results = runtime.send_batch(config, [outgoing(row) for row in provider_rows])
+        for row, result in zip(provider_rows, results, strict=True):
+            _record(recorder, row, result)
     _write(recorder)
     return recorder.outcome
 
 
-def _final_failure(delivery: PushDelivery, reason: str) -> PushResult:
-    return PushResult(
-        ref=str(delivery.pk), outcome=Outcome.FAILED, provider_message_id=None, reason=reason
-    )
+def _final_failure(pk: int, reason: str) -> PushResult:
+    return PushResult(ref=str(pk), outcome=Outcome.FAILED, provider_message_id=None, reason=reason)
 
 
 def deliveries_expire_claims(*, rows: QuerySet[PushDelivery]) -> int:
@@ -396,24 +495,58 @@ def deliveries_create(
     run: int,
     tokens: Iterable[NewDelivery],
 ) -> None:
-    """Insert one row per token; rows that already exist stay as they are."""
-    PushDelivery.objects.bulk_create(
-        [
-            PushDelivery(
-                campaign_id=campaign_id,
-                run=run,
-                token_id=new.token_id,
-                app_user_id=new.app_user_id,
-                provider=new.provider,
-                not_before=new.not_before,
-                status=Status.SKIPPED if new.skip_reason else Status.QUEUED,
-                error_message=new.skip_reason,
-            )
-            for new in tokens
-        ],
-        ignore_conflicts=True,
-        batch_size=1000,
+    """Insert one row per token; rows that already exist stay as they are.
+
+    On PostgreSQL one `INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`
+    per call (the fan-out's chunk), with no model instances; elsewhere bulk_create.
+    """
+    new_rows = list(tokens)
+    if not new_rows:
+        return
+    connection = connections[PushDelivery.objects.db]
+    if connection.vendor != "postgresql":
+        PushDelivery.objects.bulk_create(
+            [
+                PushDelivery(
+                    campaign_id=campaign_id,
+                    run=run,
+                    token_id=new.token_id,
+                    app_user_id=new.app_user_id,
+                    provider=new.provider,
+                    not_before=new.not_before,
+                    status=Status.SKIPPED if new.skip_reason else Status.QUEUED,
+                    error_message=new.skip_reason,
+                )
+                for new in new_rows
+            ],
+            ignore_conflicts=True,
+            batch_size=1000,
+        )
+        return
+    sql = (
+        f"INSERT INTO {connection.ops.quote_name(PushDelivery._meta.db_table)} "  # noqa: S608
+        "(campaign_id, run, token_id, app_user_id, provider, not_before, status,"
+        " error_message, provider_msg_id, attempts, created_at) "
+        "SELECT %s, %s, v.token_id, v.app_user_id, v.provider, v.not_before, v.status,"
+        " v.error_message, '', 0, %s "
+        "FROM unnest(%s::bigint[], %s::uuid[], %s::varchar[], %s::timestamptz[],"
+        " %s::varchar[], %s::varchar[])"
+        " AS v(token_id, app_user_id, provider, not_before, status, error_message) "
+        "ON CONFLICT DO NOTHING"
     )
+    params: list[Any] = [
+        campaign_id,
+        run,
+        timezone.now(),
+        [new.token_id for new in new_rows],
+        [new.app_user_id for new in new_rows],
+        [new.provider for new in new_rows],
+        [new.not_before for new in new_rows],
+        [Status.SKIPPED if new.skip_reason else Status.QUEUED for new in new_rows],
+        [new.skip_reason for new in new_rows],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def providers_without_credentials(project: Project, providers: Sequence[str]) -> list[str]:
@@ -453,9 +586,10 @@ def delivery_send_one(
     try:
         config = provider_config(project, token.provider)
     except MissingCredentials as exc:
-        result = _final_failure(delivery, str(exc))
+        result = _final_failure(delivery.pk, str(exc))
     else:
-        result = runtime.send_batch(config, [_outgoing(delivery, content, now)])[0]
+        row = _load(PushDelivery.objects.filter(pk=delivery.pk))[0]
+        result = runtime.send_batch(config, [_Outgoing(content, now)(row)])[0]
     delivery.status = {
         Outcome.SENT: Status.SENT,
         Outcome.INVALID_TOKEN: Status.INVALID_TOKEN,
