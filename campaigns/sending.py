@@ -269,7 +269,8 @@ def run_batch(*, campaign_id: uuid.UUID, run: int, first_token_id: int, last_tok
     waiting = rows.filter(status=Status.QUEUED, claim__isnull=True)
     while True:
         now = timezone.now()
-        due = waiting.filter(Q(not_before__isnull=True) | Q(not_before__lte=now)).order_by("id")
+        due = waiting.filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        due = due.order_by("token_id")  # the batch's range, on delivery_run_queued
         outcome = deliveries_send(
             project=campaign.project, content=content, rows=due[:size], policy=policy
         )

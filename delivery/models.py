@@ -68,17 +68,25 @@ class PushDelivery(models.Model):
         INVALID_TOKEN = "invalid_token", "Invalid token"
         SKIPPED = "skipped", "Skipped"
 
+    # No single-column FK indexes on campaign and app_user: the composite indexes
+    # below lead with them, and every index costs each of a row's three writes.
     campaign = models.ForeignKey(
         "campaigns.PushCampaign",
         on_delete=models.CASCADE,
         null=True,
         blank=True,
         related_name="deliveries",
+        db_index=False,
     )
     run = models.PositiveIntegerField(default=0)
     token = models.ForeignKey(PushToken, on_delete=models.CASCADE, related_name="deliveries")
     app_user = models.ForeignKey(
-        "segments.AppUser", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "segments.AppUser",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     provider = models.CharField(max_length=8, choices=Provider.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -110,6 +118,15 @@ class PushDelivery(models.Model):
             # Throttling counts a run's recent claims; the frequency cap a user's sends.
             models.Index(fields=("campaign", "run", "claimed_at"), name="delivery_run_claimed"),
             models.Index(fields=("app_user", "sent_at"), name="delivery_user_sent"),
+            # What batches, the sweeper and "is the run finished?" look for: the queued
+            # rows of a run by token id. Partial, so a run that is mostly sent costs
+            # nothing to search; without it those queries walked the whole run
+            # (quadratic in its size: bench/fanout.py).
+            models.Index(
+                fields=("campaign", "run", "token"),
+                condition=models.Q(status="queued"),
+                name="delivery_run_queued",
+            ),
         ]
 
     def __str__(self) -> str:

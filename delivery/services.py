@@ -274,7 +274,8 @@ def _claim(
         or policy.rate_per_minute is not None
     )
     if needs_rows:
-        ready, outcome = _apply_policy(_load(rows.order_by("id")), policy, now)
+        candidates = sorted(_load(rows), key=lambda row: row.pk)
+        ready, outcome = _apply_policy(candidates, policy, now)
         ids = [row.pk for row in ready]
     else:
         ids = list(rows.values_list("id", flat=True))
