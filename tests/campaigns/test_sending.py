@@ -6,6 +6,7 @@ the real one (messages read back with the `broker` fixture).
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -178,3 +179,48 @@ def test_sweeper_closes_interrupted_claims_and_redrives_the_rest(project, broker
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENT
     assert (campaign.stats["sent"], campaign.stats["failed"]) == (2, 1)
+
+
+def test_a_batch_applies_per_user_policy_to_its_slice(project, broker, sim):
+    """Quiet hours make the engine look at rows before claiming them (the slice of
+    the batch that is due); skipped rows are never sent and the run still ends."""
+    now = timezone.now()
+    window = {
+        "start": (now - timedelta(hours=1)).strftime("%H:%M"),
+        "end": (now + timedelta(hours=1)).strftime("%H:%M"),
+        "action": "skip",
+    }
+    tokens(project, 3)
+    campaign = send(project, quiet_hours=window)
+    drive(campaign, broker)
+    assert set(PushDelivery.objects.values_list("status", "error_message")) == {
+        ("skipped", "quiet_hours")
+    }
+    assert sim.stats()["apns"]["requests_total"] == 0
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENT
+    assert campaign.stats["skipped"] == 3
+
+
+def test_results_are_written_only_to_rows_that_still_hold_the_claim(project):
+    """The engine's last guard: a row another task claimed, or closed, meanwhile is
+    left as that task wrote it."""
+    from delivery.services import RESULT_FIELDS, _bulk_update, _load
+
+    mine, theirs = uuid.uuid4(), uuid.uuid4()
+    campaign = send(project)
+    token_rows = tokens(project, 3)
+    created = [
+        PushDelivery.objects.create(
+            campaign=campaign, run=1, token=t, provider="apns", claim=claim, status=status
+        )
+        for t, claim, status in zip(
+            token_rows, [mine, theirs, mine], ["queued", "queued", "failed"], strict=True
+        )
+    ]
+    rows = _load(PushDelivery.objects.filter(pk__in=[d.pk for d in created]).order_by("id"))
+    for row in rows:
+        row.status, row.error_message = "sent", "written"
+    _bulk_update(rows, RESULT_FIELDS, claim=mine)
+    after = list(PushDelivery.objects.order_by("id").values_list("status", "error_message"))
+    assert after == [("sent", "written"), ("queued", ""), ("failed", "")]
