@@ -35,6 +35,7 @@ from delivery.services import (
     BatchOutcome,
     NewDelivery,
     deliveries_create,
+    deliveries_create_from_tokens,
     deliveries_expire_claims,
     deliveries_send,
     deliveries_skip,
@@ -115,7 +116,12 @@ class _RowPlanner:
         self.missed = campaign.local_time_missed
         rate = _rate(campaign)
         self.spacing = timedelta(seconds=60 / rate) if rate else None
-        self.index = _rows(campaign.pk, run).count()
+        self.index = _rows(campaign.pk, run).count() if self.spacing is not None else 0
+
+    @property
+    def needed(self) -> bool:
+        """False when every row is simply due now (no local time, no throttle)."""
+        return self.wall_clock is not None or self.spacing is not None
 
     def row(
         self,
@@ -220,11 +226,22 @@ def run_fan_out(*, campaign_id: uuid.UUID, run: int) -> None:
     plan = _RowPlanner(campaign, run)
     last_id = 0
     while True:
+        window = audience.filter(id__gt=last_id).order_by("id")[:chunk]
+        if not plan.needed:
+            # Every row due now: tokens go straight into rows inside the database.
+            if not _is_active(campaign_id, run):
+                return  # cancelled meanwhile: the rows made so far get skipped
+            span = deliveries_create_from_tokens(campaign_id=campaign_id, run=run, tokens=window)
+            if span is None:
+                break
+            first_id, last_id = span
+            _enqueue_batch(campaign_id, run, first_id, last_id)
+            _touch(campaign_id, run)
+            continue
         tokens = list(
-            audience.filter(id__gt=last_id)
-            .order_by("id")
-            .annotate(user_tz=KeyTextTransform("timezone", "app_user__attributes"))
-            .values_list("id", "app_user_id", "provider", "timezone", "user_tz")[:chunk]
+            window.annotate(
+                user_tz=KeyTextTransform("timezone", "app_user__attributes")
+            ).values_list("id", "app_user_id", "provider", "timezone", "user_tz")
         )
         if not tokens:
             break

@@ -548,6 +548,49 @@ def deliveries_create(
         cursor.execute(sql, params)
 
 
+def deliveries_create_from_tokens(
+    *, campaign_id: uuid.UUID, run: int, tokens: QuerySet[PushToken]
+) -> tuple[int, int] | None:
+    """Insert a queued, due-now row for each token of `tokens` (one ordered, sliced
+    chunk of an audience); rows that already exist stay as they are.
+
+    Returns the chunk's first and last token id, or None when it is empty. On
+    PostgreSQL the tokens never leave the database: one statement selects the chunk,
+    inserts its rows and reports its span (bench/fanout.py: the fan-out of 1M tokens
+    was a third of the run's CPU in Python).
+    """
+    connection = connections[PushDelivery.objects.db]
+    if connection.vendor != "postgresql":
+        chunk = list(tokens.values_list("id", "app_user_id", "provider"))
+        if not chunk:
+            return None
+        deliveries_create(
+            campaign_id=campaign_id,
+            run=run,
+            tokens=[
+                NewDelivery(token_id, user_id, provider) for token_id, user_id, provider in chunk
+            ],
+        )
+        return chunk[0][0], chunk[-1][0]
+    chunk_sql, chunk_params = tokens.values_list(
+        "id", "app_user_id", "provider"
+    ).query.sql_with_params()
+    sql = (
+        f"WITH chunk (token_id, app_user_id, provider) AS ({chunk_sql}), "  # noqa: S608
+        f"created AS (INSERT INTO {connection.ops.quote_name(PushDelivery._meta.db_table)} "
+        "(campaign_id, run, token_id, app_user_id, provider, status, error_message,"
+        " provider_msg_id, attempts, created_at) "
+        "SELECT %s, %s, token_id, app_user_id, provider, %s, '', '', 0, %s FROM chunk "
+        "ON CONFLICT DO NOTHING) "
+        "SELECT min(token_id), max(token_id) FROM chunk"
+    )
+    params: list[Any] = [*chunk_params, campaign_id, run, Status.QUEUED.value, timezone.now()]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        first, last = cursor.fetchone()
+    return None if first is None else (first, last)
+
+
 def providers_without_credentials(project: Project, providers: Sequence[str]) -> list[str]:
     missing = []
     for provider in providers:
