@@ -1017,6 +1017,7 @@ def targeting_filter(
     *,
     project: Project,
     now: datetime,
+    segment_rules: Mapping[str, Any] | None = None,
 ) -> QuerySet[PushToken]:
     """Narrow `tokens` by a campaign's `targeting` (every present key ANDed).
 
@@ -1029,7 +1030,34 @@ def targeting_filter(
     without a user fails every user-level include and passes every exclude.
     Unknown segment ids are ignored, so an include naming only unknown segments
     reaches no one rather than everyone.
+
+    `segment_rules` (the campaign's own segment, validated) is one more include.
+    Every user-level include and exclude is compiled into one users subquery
+    (`app_user_id IN (SELECT id FROM app_users WHERE ...)`), so PostgreSQL scans
+    app_users once and hashes the members once: a subquery per condition group
+    made it join app_users twice (docs/decisions.md, "Audience queries at 1M users").
     """
+    tokens = _token_targeting(tokens, targeting, now)
+    include, exclude = _user_targeting(targeting, project)
+    if segment_rules is not None:
+        include.insert(0, segment_rules)
+    users = AppUser.objects.filter(project=project)
+    if include:
+        members = users.filter(_compile({"all": include}, now, False))
+        if exclude:  # the exact complement (NULL-safe), as a rule's `not` compiles
+            members = members.filter(_compile({"any": exclude}, now, True))
+        return tokens.filter(app_user__in=members.values("id"))
+    if exclude:  # tokens without a user pass an exclude: NOT EXISTS keeps them
+        excluded = users.filter(pk=OuterRef("app_user_id")).filter(
+            _compile({"any": exclude}, now, False)
+        )
+        return tokens.exclude(Exists(excluded))
+    return tokens
+
+
+def _token_targeting(
+    tokens: QuerySet[PushToken], targeting: Mapping[str, Any], now: datetime
+) -> QuerySet[PushToken]:
     platforms_in, platforms_out = _include_exclude(targeting, "platforms")
     if platforms_in:
         tokens = tokens.filter(platform__in=[p.lower() for p in platforms_in])
@@ -1045,7 +1073,13 @@ def targeting_filter(
         tokens = tokens.filter(created_at__lte=now - int(age["from"]) * DAY)
     if "to" in age:
         tokens = tokens.filter(created_at__gt=now - (int(age["to"]) + 1) * DAY)
+    return tokens
 
+
+def _user_targeting(
+    targeting: Mapping[str, Any], project: Project
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The user-level include and exclude rule nodes of `targeting`."""
     include: list[Mapping[str, Any]] = []
     exclude: list[Mapping[str, Any]] = []
     countries_in, countries_out = _include_exclude(targeting, "countries")
@@ -1071,10 +1105,4 @@ def targeting_filter(
         include.append({"any": _segment_rules(project, segments_in)})
     if segments_out:
         exclude.extend(_segment_rules(project, segments_out))
-
-    users = AppUser.objects.filter(project=project, pk=OuterRef("app_user_id"))
-    if include:
-        tokens = tokens.filter(Exists(users.filter(_compile({"all": include}, now, False))))
-    if exclude:
-        tokens = tokens.exclude(Exists(users.filter(_compile({"any": exclude}, now, False))))
-    return tokens
+    return include, exclude
