@@ -113,6 +113,12 @@ COMPLEMENTS = {
 ORDERING_OPS = ("gt", "gte", "lt", "lte")
 
 TOKEN_ATTRS = {"platform": tuple(Platform.values), "provider": tuple(Provider.values)}
+# Bits of app_users.active_token_kinds (PostgreSQL; segments/migrations/0003 sets them).
+TOKEN_KIND_BITS = {
+    "platform": {"ios": 1, "android": 2, "web": 4},
+    "provider": {"apns": 8, "fcm": 16},
+}
+ANY_TOKEN_BIT = 32
 DATE_COLUMNS = ("created_at", "last_seen_at")
 # Names that address model columns or tokens; registration refuses them as custom keys.
 RESERVED_ATTRS = ("external_id", *TOKEN_ATTRS, *DATE_COLUMNS, "subscribed_age")
@@ -844,6 +850,37 @@ class ValuePredicate(_Predicate):
         return value.affix(test.kind, test.operand.value)
 
 
+class TokenKindPredicate(_Predicate):
+    """Has an active token with platform/provider in `values` (any token if empty)?
+
+    PostgreSQL: a bit test on app_users.active_token_kinds, the set triggers keep
+    (segments/migrations/0003), so no join with push_tokens. Elsewhere: EXISTS.
+    """
+
+    def __init__(self, attr: str, values: tuple[str, ...]) -> None:
+        tokens = PushToken.objects.filter(app_user=OuterRef("pk"), active=True)
+        if values:
+            tokens = tokens.filter(**{f"{attr}__in": list(values)})
+        super().__init__(F("pk"), Exists(tokens))
+        self.attr, self.values = attr, values
+
+    def as_sql(  # type: ignore[override]
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> _Sql:
+        if connection.vendor != "postgresql":
+            sql, params = compiler.compile(self.sources[1])
+            return sql, list(params)
+        pk_sql, _ = compiler.compile(self.sources[0])
+        return self.render(connection.vendor, [pk_sql])
+
+    def render(self, vendor: str, columns: list[str]) -> _Sql:
+        table, _, column = columns[0].rpartition(".")
+        assert table and column == '"id"', columns[0]  # the pk of app_users, qualified
+        bits = TOKEN_KIND_BITS[self.attr]
+        mask = ANY_TOKEN_BIT if not self.values else sum({bits[v] for v in self.values})
+        return f"({table}.active_token_kinds & {mask}) <> 0", []
+
+
 # ------------------------------------------------------------------------ compile
 
 
@@ -918,13 +955,13 @@ def _age_lookups(base: str, raw: Any, now: datetime) -> list[Any]:
 def _condition_expressions(node: Mapping[str, Any], now: datetime) -> list[Any]:
     attr, op = node["attr"], node["op"]
     base = COMPLEMENTS.get(op, op)
-    raw = node.get("value")
+    raw: Any = node.get("value")
     kind = _attribute_kind(attr)
     if kind == "token":
-        tokens = PushToken.objects.filter(app_user=OuterRef("pk"), active=True)
+        values: tuple[str, ...] = ()
         if base != "exists":
-            tokens = tokens.filter(**{f"{attr}__in": raw if base == "in" else [raw]})
-        return [Exists(tokens)]
+            values = tuple(raw) if base == "in" else (raw,)
+        return [TokenKindPredicate(attr, values)]
     if kind == "date_column":
         return _moment_lookups(attr, base, raw, now)
     if kind == "age":
