@@ -31,7 +31,9 @@ property test compares it with. Both implement exactly these semantics:
   not_exists and not_between are their exact complements (`not_x == not x`), so they
   are true for a user without the attribute. `{"not": ...}` is the complement too.
 * external_id is a string column; platform and provider mean "has an active token
-  with ...", so `platform neq ios` is "has no active iOS token"; created_at and
+  with ...", so `platform neq ios` is "has no active iOS token" (on PostgreSQL a bit
+  test on app_users.active_token_kinds, which triggers on push_tokens keep: see
+  segments/migrations/0003_active_token_kinds.py); created_at and
   last_seen_at compare as dates (last_seen_at may be missing); subscribed_age is
   whole days since created_at (floor).
 
