@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from core.models import Project
 from delivery.models import PushToken
-from segments.models import AppUser, Segment
+from segments.models import Segment
+from segments.rules import targeting_filter
 
 
 def resolve_audience(
@@ -23,19 +24,20 @@ def resolve_audience(
     targeting: dict[str, Any] | None = None,
     platforms: list[str] | None = None,
 ) -> QuerySet[PushToken]:
-    """Active tokens of `project` matching segment AND targeting AND platforms."""
+    """Active tokens of `project` matching segment AND targeting AND platforms.
+
+    The segment's rules and the user-level targeting become one users subquery
+    (see `targeting_filter`), evaluated at one instant.
+    """
     tokens = PushToken.objects.filter(project=project, active=True)
     if platforms:
         tokens = tokens.filter(platform__in=platforms)
-    if segment is not None:
-        from segments.rules import compile_rules  # the rule engine (segments issue)
-
-        members = AppUser.objects.filter(project=project).filter(
-            compile_rules(segment.rules, now=timezone.now())
-        )
-        tokens = tokens.filter(app_user__in=members.values("id"))
-    if targeting:
-        from segments.rules import targeting_filter
-
-        tokens = targeting_filter(tokens, targeting, project=project, now=timezone.now())
-    return tokens
+    if segment is None and not targeting:
+        return tokens
+    return targeting_filter(
+        tokens,
+        targeting or {},
+        project=project,
+        now=timezone.now(),
+        segment_rules=segment.rules if segment is not None else None,
+    )

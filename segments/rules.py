@@ -31,7 +31,9 @@ property test compares it with. Both implement exactly these semantics:
   not_exists and not_between are their exact complements (`not_x == not x`), so they
   are true for a user without the attribute. `{"not": ...}` is the complement too.
 * external_id is a string column; platform and provider mean "has an active token
-  with ...", so `platform neq ios` is "has no active iOS token"; created_at and
+  with ...", so `platform neq ios` is "has no active iOS token" (on PostgreSQL a bit
+  test on app_users.active_token_kinds, which triggers on push_tokens keep: see
+  segments/migrations/0003_active_token_kinds.py); created_at and
   last_seen_at compare as dates (last_seen_at may be missing); subscribed_age is
   whole days since created_at (floor).
 
@@ -113,6 +115,12 @@ COMPLEMENTS = {
 ORDERING_OPS = ("gt", "gte", "lt", "lte")
 
 TOKEN_ATTRS = {"platform": tuple(Platform.values), "provider": tuple(Provider.values)}
+# Bits of app_users.active_token_kinds (PostgreSQL; segments/migrations/0003 sets them).
+TOKEN_KIND_BITS = {
+    "platform": {"ios": 1, "android": 2, "web": 4},
+    "provider": {"apns": 8, "fcm": 16},
+}
+ANY_TOKEN_BIT = 32
 DATE_COLUMNS = ("created_at", "last_seen_at")
 # Names that address model columns or tokens; registration refuses them as custom keys.
 RESERVED_ATTRS = ("external_id", *TOKEN_ATTRS, *DATE_COLUMNS, "subscribed_age")
@@ -844,6 +852,37 @@ class ValuePredicate(_Predicate):
         return value.affix(test.kind, test.operand.value)
 
 
+class TokenKindPredicate(_Predicate):
+    """Has an active token with platform/provider in `values` (any token if empty)?
+
+    PostgreSQL: a bit test on app_users.active_token_kinds, the set triggers keep
+    (segments/migrations/0003), so no join with push_tokens. Elsewhere: EXISTS.
+    """
+
+    def __init__(self, attr: str, values: tuple[str, ...]) -> None:
+        tokens = PushToken.objects.filter(app_user=OuterRef("pk"), active=True)
+        if values:
+            tokens = tokens.filter(**{f"{attr}__in": list(values)})
+        super().__init__(F("pk"), Exists(tokens))
+        self.attr, self.values = attr, values
+
+    def as_sql(  # type: ignore[override]
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> _Sql:
+        if connection.vendor != "postgresql":
+            sql, params = compiler.compile(self.sources[1])
+            return sql, list(params)
+        pk_sql, _ = compiler.compile(self.sources[0])
+        return self.render(connection.vendor, [pk_sql])
+
+    def render(self, vendor: str, columns: list[str]) -> _Sql:
+        table, _, column = columns[0].rpartition(".")
+        assert table and column == '"id"', columns[0]  # the pk of app_users, qualified
+        bits = TOKEN_KIND_BITS[self.attr]
+        mask = ANY_TOKEN_BIT if not self.values else sum({bits[v] for v in self.values})
+        return f"({table}.active_token_kinds & {mask}) <> 0", []
+
+
 # ------------------------------------------------------------------------ compile
 
 
@@ -918,13 +957,13 @@ def _age_lookups(base: str, raw: Any, now: datetime) -> list[Any]:
 def _condition_expressions(node: Mapping[str, Any], now: datetime) -> list[Any]:
     attr, op = node["attr"], node["op"]
     base = COMPLEMENTS.get(op, op)
-    raw = node.get("value")
+    raw: Any = node.get("value")
     kind = _attribute_kind(attr)
     if kind == "token":
-        tokens = PushToken.objects.filter(app_user=OuterRef("pk"), active=True)
+        values: tuple[str, ...] = ()
         if base != "exists":
-            tokens = tokens.filter(**{f"{attr}__in": raw if base == "in" else [raw]})
-        return [Exists(tokens)]
+            values = tuple(raw) if base == "in" else (raw,)
+        return [TokenKindPredicate(attr, values)]
     if kind == "date_column":
         return _moment_lookups(attr, base, raw, now)
     if kind == "age":
@@ -1017,6 +1056,7 @@ def targeting_filter(
     *,
     project: Project,
     now: datetime,
+    segment_rules: Mapping[str, Any] | None = None,
 ) -> QuerySet[PushToken]:
     """Narrow `tokens` by a campaign's `targeting` (every present key ANDed).
 
@@ -1029,7 +1069,34 @@ def targeting_filter(
     without a user fails every user-level include and passes every exclude.
     Unknown segment ids are ignored, so an include naming only unknown segments
     reaches no one rather than everyone.
+
+    `segment_rules` (the campaign's own segment, validated) is one more include.
+    Every user-level include and exclude is compiled into one users subquery
+    (`app_user_id IN (SELECT id FROM app_users WHERE ...)`), so PostgreSQL scans
+    app_users once and hashes the members once: a subquery per condition group
+    made it join app_users twice (docs/decisions.md, "Audience queries at 1M users").
     """
+    tokens = _token_targeting(tokens, targeting, now)
+    include, exclude = _user_targeting(targeting, project)
+    if segment_rules is not None:
+        include.insert(0, segment_rules)
+    users = AppUser.objects.filter(project=project)
+    if include:
+        members = users.filter(_compile({"all": include}, now, False))
+        if exclude:  # the exact complement (NULL-safe), as a rule's `not` compiles
+            members = members.filter(_compile({"any": exclude}, now, True))
+        return tokens.filter(app_user__in=members.values("id"))
+    if exclude:  # tokens without a user pass an exclude: NOT EXISTS keeps them
+        excluded = users.filter(pk=OuterRef("app_user_id")).filter(
+            _compile({"any": exclude}, now, False)
+        )
+        return tokens.exclude(Exists(excluded))
+    return tokens
+
+
+def _token_targeting(
+    tokens: QuerySet[PushToken], targeting: Mapping[str, Any], now: datetime
+) -> QuerySet[PushToken]:
     platforms_in, platforms_out = _include_exclude(targeting, "platforms")
     if platforms_in:
         tokens = tokens.filter(platform__in=[p.lower() for p in platforms_in])
@@ -1045,7 +1112,13 @@ def targeting_filter(
         tokens = tokens.filter(created_at__lte=now - int(age["from"]) * DAY)
     if "to" in age:
         tokens = tokens.filter(created_at__gt=now - (int(age["to"]) + 1) * DAY)
+    return tokens
 
+
+def _user_targeting(
+    targeting: Mapping[str, Any], project: Project
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The user-level include and exclude rule nodes of `targeting`."""
     include: list[Mapping[str, Any]] = []
     exclude: list[Mapping[str, Any]] = []
     countries_in, countries_out = _include_exclude(targeting, "countries")
@@ -1071,10 +1144,4 @@ def targeting_filter(
         include.append({"any": _segment_rules(project, segments_in)})
     if segments_out:
         exclude.extend(_segment_rules(project, segments_out))
-
-    users = AppUser.objects.filter(project=project, pk=OuterRef("app_user_id"))
-    if include:
-        tokens = tokens.filter(Exists(users.filter(_compile({"all": include}, now, False))))
-    if exclude:
-        tokens = tokens.exclude(Exists(users.filter(_compile({"any": exclude}, now, False))))
-    return tokens
+    return include, exclude

@@ -367,6 +367,12 @@ def token_register(
     external_id keeps the current owner, `"external_id": null` detaches it.
     """
     now = now or timezone.now()
+    # The token row before the user row: every token writer locks in that order (the
+    # active_token_kinds triggers lock users after the token rows they change), so a
+    # registration racing the fan-out's invalidation of the same token waits for it
+    # instead of deadlocking with it.
+    lookup = {"project": project, "provider": registration.provider, "token": registration.token}
+    token = PushToken.objects.select_for_update().filter(**lookup).first()
     user: AppUser | None = None
     if isinstance(registration.external_id, str):
         user, _ = _locked_user(project, registration.external_id)
@@ -374,8 +380,6 @@ def token_register(
         user.attributes = merge_attributes(user.attributes or {}, profile)
         user.last_seen_at = now
         user.save(update_fields=["attributes", "last_seen_at"])
-    lookup = {"project": project, "provider": registration.provider, "token": registration.token}
-    token = PushToken.objects.select_for_update().filter(**lookup).first()
     created = False
     if token is None:
         try:

@@ -289,8 +289,12 @@ def _load(project: Project, lines: list[Line]) -> tuple[dict[str, Any], dict[Any
     lookup = Q()
     for provider, strings in by_provider.items():
         lookup |= Q(provider=provider, token__in=strings)
-    rows = PushToken.objects.filter(lookup, project=project).values(
-        "provider", "token", *_TOKEN_STATE
+    # Locked now, before the batch's users: the lock order of every token writer
+    # (segments/migrations/0003's triggers lock users after token rows).
+    rows = (
+        PushToken.objects.select_for_update()
+        .filter(lookup, project=project)
+        .values("provider", "token", *_TOKEN_STATE)
     )
     return users, {(row["provider"], row["token"]): row for row in rows}
 

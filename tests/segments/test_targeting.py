@@ -161,6 +161,39 @@ def test_resolve_audience_ands_segment_targeting_and_platforms(world: dict[str, 
     assert {names[t.pk] for t in everyone} == ALL_ACTIVE
 
 
+def test_resolve_audience_folds_segment_and_user_targeting_into_one_subquery(
+    world: dict[str, Any],
+) -> None:
+    """Excludes folded into the members subquery stay NULL-safe complements: users
+    without the excluded attribute ("fr", "none") are kept, anonymous tokens are not
+    (the segment needs a user)."""
+    project = world["project"]
+    names = {t.pk: name for name, t in world["tokens"].items()}
+    everyone = Segment.objects.create(project=project, name="all", rules={})
+    tokens = resolve_audience(
+        project=project,
+        segment=everyone,
+        targeting={
+            "user_data": {"exclude": {"plan": "free"}},
+            "languages": {"exclude": ["en"]},
+            "platforms": {"exclude": ["web"]},
+        },
+    )
+    assert {names[t.pk] for t in tokens} == {"fr", "none"}
+    assert str(tokens.query).count('FROM "app_users"') == 1
+    without_segment = resolve_audience(
+        project=project,
+        targeting={
+            "countries": {"include": ["US", "FR"]},
+            "user_data": {"exclude": {"plan": "pro"}},
+        },
+    )
+    assert {names[t.pk] for t in without_segment} == {"us-fr", "fr"}
+    assert str(without_segment.query).count('FROM "app_users"') == 1
+    exclude_only = resolve_audience(project=project, targeting={"countries": {"exclude": ["US"]}})
+    assert {names[t.pk] for t in exclude_only} == {"ca-en", "fr", "none", "anonymous"}
+
+
 def test_resolution_is_fresh_at_send_time(world: dict[str, Any]) -> None:
     project = world["project"]
     segment = Segment.objects.create(
