@@ -41,7 +41,7 @@ from delivery.models import PushDelivery, PushToken
 from delivery.payloads import PushContent, Recipient, build_apns, build_fcm
 from delivery.policy import DeliveryPolicy, quiet_until, zone
 from delivery.providers import runtime
-from delivery.providers.base import Outcome, OutgoingPush, PushResult
+from delivery.providers.base import ApnsConfig, FcmConfig, Outcome, OutgoingPush, PushResult
 
 logger = logging.getLogger("herald.delivery")
 
@@ -443,15 +443,18 @@ def deliveries_send(
     for row in claimed:
         by_provider[row.provider].append(row)
     outgoing = _Outgoing(content, now)
+    jobs: list[tuple[ApnsConfig | FcmConfig, list[_Row]]] = []
     for provider, provider_rows in by_provider.items():
         try:
-            config = provider_config(project, provider)
+            jobs.append((provider_config(project, provider), provider_rows))
         except MissingCredentials as exc:
             for row in provider_rows:
                 _record(recorder, row, _final_failure(row.pk, str(exc)))
-            continue
-        results = runtime.send_batch(config, [outgoing(row) for row in provider_rows])
-        for row, result in zip(provider_rows, results, strict=True):
+    sent = runtime.send_batches(
+        [(config, [outgoing(row) for row in job_rows]) for config, job_rows in jobs]
+    )
+    for (_, job_rows), results in zip(jobs, sent, strict=True):
+        for row, result in zip(job_rows, results, strict=True):
             _record(recorder, row, result)
     _write(recorder)
     return recorder.outcome

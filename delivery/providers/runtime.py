@@ -118,12 +118,27 @@ def get_sender(config: ApnsConfig | FcmConfig) -> ProviderSender:
 
 def send_batch(config: ApnsConfig | FcmConfig, pushes: Sequence[OutgoingPush]) -> list[PushResult]:
     """Synchronous convenience for Celery tasks: one result per push, same order."""
-    if not pushes:
-        return []
+    return send_batches([(config, pushes)])[0]
+
+
+def send_batches(
+    jobs: Sequence[tuple[ApnsConfig | FcmConfig, Sequence[OutgoingPush]]],
+) -> list[list[PushResult]]:
+    """`send_batch` for several configs at once (a sub-batch mixing APNs and FCM).
+
+    The providers' requests are in flight together, so the call takes as long as the
+    slowest provider's share rather than the sum of them.
+    """
+    if not any(pushes for _, pushes in jobs):
+        return [[] for _ in jobs]
     runtime = _current_runtime()
 
-    async def send() -> list[PushResult]:
-        return await _sender_for(runtime, config).send_many(pushes)
+    async def send() -> list[list[PushResult]]:
+        return list(
+            await asyncio.gather(
+                *(_sender_for(runtime, config).send_many(pushes) for config, pushes in jobs)
+            )
+        )
 
     return run_sync(send)
 

@@ -56,6 +56,24 @@ def test_batches_from_several_threads_share_the_sender(sim, apns_config):
     assert (stats["accepted"], stats["duplicates"], stats["connections"]) == (40, 0, 1)
 
 
+def test_several_providers_in_one_call_keep_their_order(sim, apns_config, fcm_config):
+    """A mixed sub-batch goes out in one call (both providers in flight together);
+    each job gets its own results back, in its own order."""
+    apns, fcm, empty = runtime.send_batches(
+        [
+            (apns_config, apns_pushes(100, 3)),
+            (fcm_config, [OutgoingPush(f"f{i}", fcm_token(i), FCM_PAYLOAD) for i in range(3)]),
+            (fcm_config, []),
+        ]
+    )
+    assert [r.ref for r in apns] == ["a100", "a101", "a102"]
+    assert [r.ref for r in fcm] == ["f0", "f1", "f2"]
+    assert {r.outcome for r in apns + fcm} == {Outcome.SENT}
+    assert empty == []
+    stats = sim.stats()
+    assert (stats["apns"]["accepted"], stats["fcm"]["accepted"]) == (3, 3)
+
+
 def test_empty_batch_starts_nothing():
     assert runtime.send_batch(object(), []) == []  # type: ignore[arg-type]
     assert runtime._runtime is None
