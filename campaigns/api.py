@@ -18,21 +18,29 @@ from rest_framework.views import APIView
 
 from campaigns import selectors, services, testpush
 from campaigns.serializers import (
+    AudienceSerializer,
     CampaignPageSerializer,
     CampaignSerializer,
     CampaignWriteSerializer,
     DeliveryPageSerializer,
     DeliverySerializer,
-    ErrorSerializer,
+    ExplicitPushRequestSerializer,
+    ExplicitPushResultSerializer,
+    RunPageSerializer,
     RunSerializer,
+    TestPushRequestSerializer,
+    TestPushResultSerializer,
 )
 from campaigns.validation import VALIDATORS, validate_create, validate_update
 from core.auth import parse_uuid, project_for_request
 from core.errors import InvalidInput
 from core.models import Project
 from core.pagination import parse_limit
+from core.schema import error_responses
 
-ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer}
+# What any campaign operation may answer; an operation adds its own (413, 502 ...).
+# 403: client-scoped keys; 429: rate limit; 500: the view's failure code.
+ERRORS = error_responses(400, 401, 403, 404, 409, 429, 500)
 CURSOR = OpenApiParameter("cursor", str, description="`next` from the previous page.")
 LIMIT = OpenApiParameter("limit", int, description="Page size, 1-200 (default 50).")
 
@@ -58,6 +66,7 @@ class ProjectScopedView(APIView):
 
 class CampaignListView(ProjectScopedView):
     failure_codes = {"GET": "LIST_FAILED", "POST": "CREATE_FAILED"}
+    lists = True
 
     @extend_schema(
         parameters=[
@@ -101,7 +110,7 @@ class CampaignDetailView(ProjectScopedView):
 
     @extend_schema(
         request=CampaignWriteSerializer,
-        responses={200: CampaignSerializer, 502: ErrorSerializer, **ERRORS},
+        responses={200: CampaignSerializer, **ERRORS, **error_responses(502)},
         summary="Update a draft or scheduled campaign",
     )
     def patch(self, request: Request, **kwargs: Any) -> Response:
@@ -123,7 +132,7 @@ class CampaignSendView(ProjectScopedView):
 
     @extend_schema(
         request=None,
-        responses={200: CampaignSerializer, 500: ErrorSerializer, **ERRORS},
+        responses={200: CampaignSerializer, **ERRORS},
         summary="Send now (draft or failed -> sending)",
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
@@ -148,6 +157,7 @@ class CampaignCancelView(ProjectScopedView):
 
 class CampaignDeliveriesView(ProjectScopedView):
     failure_codes = {"GET": "LIST_FAILED"}
+    lists = True
 
     @extend_schema(
         parameters=[
@@ -177,8 +187,9 @@ class CampaignDeliveriesView(ProjectScopedView):
 
 class CampaignRunsView(ProjectScopedView):
     failure_codes = {"GET": "LIST_FAILED"}
+    lists = True
 
-    @extend_schema(responses={200: RunSerializer(many=True), **ERRORS}, summary="Runs with stats")
+    @extend_schema(responses={200: RunPageSerializer, **ERRORS}, summary="Runs with stats")
     def get(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         campaign = selectors.campaign_get(project=project, campaign_id=self.campaign_id(kwargs))
@@ -190,8 +201,8 @@ class TestPushView(ProjectScopedView):
     failure_codes = {"POST": "PUSH_TEST_FAILED"}
 
     @extend_schema(
-        request=None,
-        responses={200: None, 502: ErrorSerializer, **ERRORS},
+        request=TestPushRequestSerializer,
+        responses={200: TestPushResultSerializer, **ERRORS, **error_responses(502)},
         summary="Send one test push now (app_user_id, or device_token + provider)",
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
@@ -223,8 +234,8 @@ class CampaignPushView(ProjectScopedView):
     failure_codes = {"POST": "EXPLICIT_PUSH_FAILED"}
 
     @extend_schema(
-        request=None,
-        responses={200: None, 413: ErrorSerializer, **ERRORS},
+        request=ExplicitPushRequestSerializer,
+        responses={200: ExplicitPushResultSerializer, **ERRORS, **error_responses(413)},
         summary="Push a new run to listed devices or users (at most 1000)",
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
@@ -258,7 +269,9 @@ class CampaignPushView(ProjectScopedView):
 class CampaignAudienceView(ProjectScopedView):
     failure_codes = {"GET": "FETCH_FAILED"}
 
-    @extend_schema(responses={200: None, **ERRORS}, summary="Audience size now, by provider")
+    @extend_schema(
+        responses={200: AudienceSerializer, **ERRORS}, summary="Audience size now, by provider"
+    )
     def get(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         return Response(

@@ -28,6 +28,10 @@ class CampaignStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# What local-time delivery does for users whose wall-clock time already passed.
+LOCAL_TIME_MISSED_CHOICES = [("next_day", "Deliver at that time the next day"), ("skip", "Skip")]
+
+
 class PushCampaign(models.Model):
     Status = CampaignStatus
 
@@ -91,7 +95,7 @@ class PushCampaign(models.Model):
     local_wall_clock = models.CharField(max_length=32, blank=True)
     local_time_missed = models.CharField(
         max_length=10,
-        choices=[("next_day", "Deliver at that time the next day"), ("skip", "Skip")],
+        choices=LOCAL_TIME_MISSED_CHOICES,
         default="next_day",
     )
     # When the next run starts: scheduled_at, or for local-time delivery the moment

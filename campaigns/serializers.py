@@ -9,9 +9,9 @@ from __future__ import annotations
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
-from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
+from campaigns.models import LOCAL_TIME_MISSED_CHOICES, CampaignRun, CampaignStatus, PushCampaign
 from campaigns.validation import WRITABLE_FIELDS
-from delivery.models import PushDelivery
+from delivery.models import Platform, Provider, PushDelivery
 
 
 class CampaignSerializer(serializers.ModelSerializer[PushCampaign]):
@@ -75,10 +75,10 @@ CampaignWriteSerializer = inline_serializer(
         "sound": serializers.CharField(required=False),
         "badge": serializers.IntegerField(required=False, allow_null=True, min_value=0),
         "collapse_key": serializers.CharField(required=False, max_length=64),
-        "priority": serializers.ChoiceField(choices=("high", "normal"), required=False),
+        "priority": serializers.ChoiceField(choices=PushCampaign.Priority.choices, required=False),
         "ttl_seconds": serializers.IntegerField(required=False, allow_null=True, min_value=0),
         "platforms": serializers.ListField(
-            child=serializers.ChoiceField(choices=("ios", "android", "web")), required=False
+            child=serializers.ChoiceField(choices=Platform.choices), required=False
         ),
         "targeting": serializers.DictField(required=False),
         "tags": serializers.ListField(child=serializers.CharField(), required=False),
@@ -86,7 +86,9 @@ CampaignWriteSerializer = inline_serializer(
         "end_at": serializers.DateTimeField(required=False, allow_null=True),
         "quiet_hours": serializers.DictField(required=False, allow_null=True),
         "deliver_in_user_timezone": serializers.BooleanField(required=False),
-        "local_time_missed": serializers.ChoiceField(choices=("next_day", "skip"), required=False),
+        "local_time_missed": serializers.ChoiceField(
+            choices=LOCAL_TIME_MISSED_CHOICES, required=False
+        ),
         "throttle_per_minute": serializers.IntegerField(
             required=False, allow_null=True, min_value=1
         ),
@@ -97,7 +99,9 @@ CampaignWriteSerializer = inline_serializer(
 class DeliverySerializer(serializers.ModelSerializer[PushDelivery]):
     token_id = serializers.IntegerField(read_only=True)
     token = serializers.CharField(source="token.token", read_only=True)
-    platform = serializers.CharField(source="token.platform", read_only=True)
+    platform = serializers.ChoiceField(
+        choices=Platform.choices, source="token.platform", read_only=True
+    )
     app_user_id = serializers.UUIDField(read_only=True, allow_null=True)
     external_id = serializers.CharField(
         source="app_user.external_id", read_only=True, allow_null=True, default=None
@@ -137,7 +141,82 @@ class RunSerializer(serializers.ModelSerializer[CampaignRun]):
         read_only_fields = fields
 
 
-class ErrorSerializer(serializers.Serializer[object]):
-    """`{"error": {"code", "message", "details"}}`"""
+class RunPageSerializer(serializers.Serializer[object]):
+    results = RunSerializer(many=True)
 
-    error = serializers.DictField()
+
+# The test push and explicit push bodies hold a "data" key, so they are dicts too.
+TestPushRequestSerializer = inline_serializer(
+    name="TestPushRequest",
+    fields={
+        "title": serializers.CharField(max_length=500),
+        "body": serializers.CharField(max_length=4000),
+        "app_user_id": serializers.UUIDField(
+            required=False, help_text="Send to this user's most recent active token."
+        ),
+        "device_token": serializers.CharField(
+            required=False, max_length=512, help_text="Or to this token (needs provider)."
+        ),
+        "provider": serializers.ChoiceField(choices=Provider.choices, required=False),
+        "platform": serializers.ChoiceField(
+            choices=Platform.choices,
+            required=False,
+            help_text="Default: ios for apns, android for fcm.",
+        ),
+        "data": serializers.DictField(required=False),
+        "localizations": serializers.DictField(child=serializers.DictField(), required=False),
+        "image_url": serializers.URLField(required=False),
+        "url": serializers.CharField(required=False),
+        "actions": serializers.ListField(
+            child=serializers.DictField(), required=False, max_length=3
+        ),
+        "sound": serializers.CharField(required=False),
+        "badge": serializers.IntegerField(required=False, allow_null=True, min_value=0),
+        "collapse_key": serializers.CharField(required=False, max_length=64),
+        "priority": serializers.ChoiceField(choices=PushCampaign.Priority.choices, required=False),
+        "ttl_seconds": serializers.IntegerField(required=False, allow_null=True, min_value=0),
+    },
+)
+
+
+class TestPushResultSerializer(serializers.Serializer[object]):
+    delivery_id = serializers.IntegerField()
+    provider = serializers.ChoiceField(choices=Provider.choices)
+    provider_message_id = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=PushDelivery.Status.choices)
+
+
+ExplicitPushRequestSerializer = inline_serializer(
+    name="ExplicitPushRequest",
+    fields={
+        "device_ids": serializers.ListField(
+            child=serializers.CharField(max_length=512),
+            required=False,
+            help_text="Token row ids or token strings.",
+        ),
+        "user_ids": serializers.ListField(
+            child=serializers.CharField(max_length=512),
+            required=False,
+            help_text="External ids: all their active tokens. At most 1000 entries in all.",
+        ),
+        "data": serializers.DictField(
+            required=False, help_text="Replaces the campaign's data for this run."
+        ),
+    },
+)
+
+
+class ExplicitPushResultSerializer(serializers.Serializer[object]):
+    invalid_device_ids = serializers.ListField(child=serializers.CharField())
+    run = serializers.IntegerField(
+        allow_null=True, help_text="The new run's number; null when nothing was reachable."
+    )
+    targeted = serializers.IntegerField()
+
+
+class AudienceSerializer(serializers.Serializer[object]):
+    """Active tokens a campaign would reach now; every provider and platform is a key."""
+
+    total = serializers.IntegerField()
+    by_provider = serializers.DictField(child=serializers.IntegerField())
+    by_platform = serializers.DictField(child=serializers.IntegerField())

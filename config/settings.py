@@ -188,7 +188,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.ObjectJSONParser"],
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.HeraldAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 # Requests per minute per API key (or staff user); answers 429 RATE_LIMITED.
@@ -199,6 +199,14 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Self-hosted push campaigns over APNs and FCM.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # One enum component per choice set, named after the model choices, wherever a
+    # provider, platform or delivery status field appears (tokens, deliveries,
+    # registration input, test push results).
+    "ENUM_NAME_OVERRIDES": {
+        "ProviderEnum": "delivery.models.Provider",
+        "PlatformEnum": "delivery.models.Platform",
+        "DeliveryStatusEnum": "delivery.models.PushDelivery.Status",
+    },
 }
 
 # Largest accepted request body (Django refuses bigger ones before parsing).

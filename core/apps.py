@@ -4,3 +4,7 @@ from django.apps import AppConfig
 class CoreConfig(AppConfig):
     name = "core"
     verbose_name = "Projects and API keys"
+
+    def ready(self) -> None:
+        # drf-spectacular finds extensions only once their module is imported.
+        import core.schema  # noqa: F401

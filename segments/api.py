@@ -19,12 +19,12 @@ from core.auth import parse_uuid, project_for_request
 from core.errors import InvalidInput
 from core.models import Project
 from core.pagination import parse_limit
+from core.schema import error_responses
 from segments import selectors, services
 from segments.rules import validate_rules
 from segments.serializers import (
     AppUserSerializer,
     AppUserWriteSerializer,
-    ErrorSerializer,
     PreviewSerializer,
     RulesPreviewRequestSerializer,
     SegmentPageSerializer,
@@ -34,12 +34,8 @@ from segments.serializers import (
     TokenWriteSerializer,
 )
 
-ERRORS = {
-    400: ErrorSerializer,
-    401: ErrorSerializer,
-    403: ErrorSerializer,
-    404: ErrorSerializer,
-}
+# What any audience operation may answer; 429: rate limit; 500: the view's failure code.
+ERRORS = error_responses(400, 401, 403, 404, 429, 500)
 CURSOR = OpenApiParameter("cursor", str, description="`next` from the previous page.")
 LIMIT = OpenApiParameter("limit", int, description="Page size, 1-200 (default 50).")
 
@@ -76,6 +72,7 @@ def _preview_response(preview: selectors.Preview) -> Response:
 
 class SegmentListView(ProjectScopedView):
     failure_codes = {"GET": "LIST_FAILED", "POST": "CREATE_FAILED"}
+    lists = True
 
     @extend_schema(
         parameters=[CURSOR, LIMIT],
@@ -125,7 +122,7 @@ class SegmentDetailView(ProjectScopedView):
         return Response(SegmentSerializer(segment).data)
 
     @extend_schema(
-        responses={204: None, 409: ErrorSerializer, **ERRORS},
+        responses={204: None, **ERRORS, **error_responses(409)},
         summary="Delete a segment (409 SEGMENT_IN_USE while a campaign uses it)",
     )
     def delete(self, request: Request, **kwargs: Any) -> Response:
@@ -141,6 +138,7 @@ class SegmentPreviewView(ProjectScopedView):
         request=None,
         responses={200: PreviewSerializer, **ERRORS},
         summary="Members of a saved segment now: count and a sample of 10",
+        operation_id="admin_projects_segments_preview",
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
@@ -155,6 +153,7 @@ class RulesPreviewView(ProjectScopedView):
         request=RulesPreviewRequestSerializer,
         responses={200: PreviewSerializer, **ERRORS},
         summary="Members of an unsaved rule: count and a sample of 10",
+        operation_id="admin_projects_segments_preview_rules",
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from delivery.models import PushToken
+from delivery.models import Platform, Provider, PushToken
 from segments.models import AppUser, Segment
 
 
@@ -107,8 +107,8 @@ class TokenSerializer(serializers.ModelSerializer[PushToken]):
 
 class TokenWriteSerializer(serializers.Serializer[object]):
     token = serializers.CharField()
-    provider = serializers.ChoiceField(choices=("apns", "fcm"))
-    platform = serializers.ChoiceField(choices=("ios", "android", "web"))
+    provider = serializers.ChoiceField(choices=Provider.choices)
+    platform = serializers.ChoiceField(choices=Platform.choices)
     external_id = serializers.CharField(
         required=False,
         allow_null=True,
@@ -117,9 +117,3 @@ class TokenWriteSerializer(serializers.Serializer[object]):
     locale = serializers.CharField(required=False)
     timezone = serializers.CharField(required=False)
     app_version = serializers.CharField(required=False)
-
-
-class ErrorSerializer(serializers.Serializer[object]):
-    """`{"error": {"code", "message", "details"}}`"""
-
-    error = serializers.DictField()

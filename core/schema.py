@@ -1,0 +1,120 @@
+"""What the OpenAPI schema (/api/schema, drf-spectacular) needs to know from core.
+
+drf-spectacular cannot read auth rules or our error envelope from the code, so this
+module states them once: the two security schemes (API key, staff session), the one
+`Error` component every error response refers to, and operationIds that tell a list
+from a detail. Extensions register themselves when their class is created, so
+`CoreConfig.ready()` imports this module - the place drf-spectacular's docs give for
+extensions - and the schema view and `manage.py spectacular` both see them.
+tests/core/test_schema.py fails on any generator warning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+
+from core.models import KEY_PREFIX
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "core.auth.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": f"{KEY_PREFIX}<prefix>_<secret>",
+            "description": (
+                f"`Authorization: Bearer {KEY_PREFIX}<prefix>_<secret>`, a project API key "
+                "(shown once, by `create_project` or the admin). An admin-scoped key may "
+                "call every operation of its project; a client-scoped key (shipped inside "
+                "apps) only the device registration API under /v1/, elsewhere 403 "
+                "FORBIDDEN. A key used on another project's URL gets 404 NOT_FOUND; a "
+                "missing or invalid key 401 UNAUTHENTICATED."
+            ),
+        }
+
+
+class StaffSessionScheme(OpenApiAuthenticationExtension):
+    target_class = "core.auth.StaffSessionAuthentication"
+    name = "StaffSession"
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
+        # Django names the header as a WSGI key: HTTP_X_CSRFTOKEN is X-CSRFToken.
+        csrf_header = settings.CSRF_HEADER_NAME.removeprefix("HTTP_").replace("_", "-")
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": (
+                "The session cookie of a logged-in staff user (the operator console at "
+                "/ops/). Unsafe methods (POST, PUT, PATCH, DELETE) also need the "
+                f"`{settings.CSRF_COOKIE_NAME}` cookie's value in the `{csrf_header}` header. "
+                "Alias routes (/admin/push...) take the project as `?project_id=<uuid>`."
+            ),
+        }
+
+
+class ErrorBodySerializer(serializers.Serializer[object]):
+    code = serializers.RegexField(
+        r"^[A-Z][A-Z0-9_]*$", help_text="Stable, UPPER_SNAKE; clients branch on this."
+    )
+    message = serializers.CharField(help_text="Human text; may change between versions.")
+    details = serializers.DictField(
+        help_text="Context such as the offending `field`; `{}` when there is none."
+    )
+
+
+class ErrorSerializer(serializers.Serializer[object]):
+    """Documents `core.errors.envelope`, the one shape of every error (DESIGN.md).
+
+    Only for the schema: errors are rendered by core.errors, never through this class.
+    """
+
+    error = ErrorBodySerializer()
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input; `code` names the problem, `details.field` the field.",
+    401: "UNAUTHENTICATED: no or invalid API key / session.",
+    403: "FORBIDDEN: a client-scoped key outside the registration API.",
+    404: "NOT_FOUND (also for another project's id).",
+    409: "The resource's state does not allow it; the message names the state.",
+    413: "Too large (TOO_MANY_DEVICES, REQUEST_TOO_LARGE).",
+    429: "RATE_LIMITED; wait `Retry-After` seconds (also in `details.retry_after`).",
+    500: "The operation failed (`*_FAILED`, named per operation); no stack trace.",
+    502: "A dependency (broker, provider) refused; the change was rolled back.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    """`extend_schema(responses=...)` entries: the envelope for each HTTP status."""
+    return {
+        status: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[status])
+        for status in statuses
+    }
+
+
+class HeraldAutoSchema(AutoSchema):
+    """drf-spectacular's AutoSchema, with list operations named `<path>_list`.
+
+    drf-spectacular recognises a list by a `many=True` response; ours answer a page
+    envelope `{"results", "next"}`, so a list and a detail GET on the same path
+    prefix would both be `<path>_retrieve` and collide. Views whose GET answers a
+    list set `lists = True`.
+    """
+
+    def get_operation_id(self) -> str:
+        operation_id = super().get_operation_id()
+        if self.method == "GET" and getattr(self.view, "lists", False):
+            base, sep, action = operation_id.rpartition("_")
+            if sep and action in ("retrieve", "list"):
+                return f"{base}_list"
+        return operation_id
