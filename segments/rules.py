@@ -36,6 +36,17 @@ property test compares it with. Both implement exactly these semantics:
   segments/migrations/0003_active_token_kinds.py); created_at and
   last_seen_at compare as dates (last_seen_at may be missing); subscribed_age is
   whole days since created_at (floor).
+* app_version compares as a version under the ordering operators (gt, gte, lt, lte,
+  between, not_between): the rule value must be a dotted numeric version ("2.10");
+  a stored string counts by its leading dotted numeric part ("2.1-beta" is 2.1,
+  "2.10." is 2.10), whose components compare as integers of any size, left to
+  right, with missing components counting as 0 ("2.10" > "2.9" > "2.8.5", and
+  "2.9" == "2.9.0" == "2.09"). A stored value with no such part ("v3", "", ".5")
+  or of another type (the number 2.9) is not a version: the condition is false,
+  as for a missing attribute. Every other operator compares app_version as a
+  string. PostgreSQL compares numeric[] arrays built by a regular expression;
+  SQLite calls herald_version_cmp, `version_key` registered as a deterministic SQL
+  function on each connection (docs/decisions.md, "app_version order").
 
 Negation is pushed down to the conditions (De Morgan) and every negated condition
 is rendered `NOT COALESCE(p, false)`, so SQL's NULLs can never make a complement
@@ -55,6 +66,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
 from django.db.models import (
     BooleanField,
     Exists,
@@ -144,6 +156,17 @@ _RELATIVE_UNITS["w"] = timedelta(weeks=1)
 MIDNIGHT_SUFFIX = "T00:00:00.000Z"
 DAY = timedelta(days=1)
 
+# app_version under gt/gte/lt/lte/between/not_between compares as a version.
+VERSION_ATTR = "app_version"
+VERSION_OPS = (*ORDERING_OPS, "between")
+# A rule value is all of it; a stored value counts by its leading part. ASCII digits.
+_VERSION_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+# The same leading part, and the trailing zero components dropped, on PostgreSQL
+# ("[.]" rather than "\." so no escaping depends on standard_conforming_strings).
+_PG_VERSION_PREFIX = "^[0-9]+(?:[.][0-9]+)*"
+_PG_TRAILING_ZEROS = "([.]0+)+$"
+SQLITE_VERSION_CMP = "herald_version_cmp"
+
 
 # --------------------------------------------------------------------------- dates
 
@@ -214,9 +237,68 @@ def _relative(text: str) -> timedelta | None:
     return -delta if sign == "-" else delta
 
 
+# ----------------------------------------------------------------------- versions
+
+VersionKey = tuple[tuple[int, str], ...]
+
+
+def version_key(text: str) -> VersionKey | None:
+    """The order key of a version: its leading dotted numeric part, or None if none.
+
+    Each component is (digit count, digits) once its leading zeros are gone, which
+    orders exactly like the integer (without int()'s 4300-digit limit) and like
+    PostgreSQL's numeric; trailing zero components are dropped so "2.9" == "2.9.0",
+    and then tuple order is array order: element by element, a prefix first.
+    """
+    match = _VERSION_RE.match(text)
+    if match is None:
+        return None
+    parts = [part.lstrip("0") or "0" for part in match.group().split(".")]
+    while len(parts) > 1 and parts[-1] == "0":
+        parts.pop()
+    return tuple((len(part), part) for part in parts)
+
+
+def _sqlite_version_cmp(stored: Any, wanted: Any) -> int | None:
+    """herald_version_cmp(stored, wanted) on SQLite: the sign of stored - wanted.
+
+    NULL when either is not a string starting with a version, so a positive
+    condition is false and its NULL-safe complement true, as in evaluate_python.
+    """
+    if not isinstance(stored, str) or not isinstance(wanted, str):
+        return None
+    key, target = version_key(stored), version_key(wanted)
+    if key is None or target is None:
+        return None
+    return (key > target) - (key < target)
+
+
+def register_sqlite_functions(connection: BaseDatabaseWrapper) -> None:
+    """Give a SQLite connection the functions the compiled rules call.
+
+    SQLite has no arrays or regular expressions to build a version order from, and a
+    padded sort key would cap component sizes; one deterministic function keeps the
+    comparison in the query (SQLite calls it per row, like a built-in) and exact.
+    Idempotent: it runs for every new connection (connection_created) and again
+    when a rule compiles, for a connection opened before this module was imported.
+    """
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        connection.connection.create_function(
+            SQLITE_VERSION_CMP, 2, _sqlite_version_cmp, deterministic=True
+        )
+
+
+def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **_: Any) -> None:
+    register_sqlite_functions(connection)
+
+
+connection_created.connect(_on_connection_created, dispatch_uid="segments.rules.sqlite")
+
+
 # ----------------------------------------------------------------------- operands
 
-Kind = Literal["string", "number", "boolean", "day", "instant"]
+Kind = Literal["string", "number", "boolean", "day", "instant", "version"]
 
 
 @dataclass(frozen=True)
@@ -224,7 +306,8 @@ class Operand:
     """A rule value resolved for comparison: its kind and comparable value.
 
     day: "YYYY-MM-DD"; instant: (canonical string, exact aware datetime) so JSON
-    attributes compare canonical strings and model columns compare datetimes.
+    attributes compare canonical strings and model columns compare datetimes;
+    version: a `version_key`.
     """
 
     kind: Kind
@@ -244,6 +327,12 @@ def _date_operand(text: str, now: datetime) -> Operand | None:
     if moment_or_none is not None:
         return Operand("instant", canonical_instant(moment_or_none), moment_or_none)
     return None
+
+
+def _version_operand(value: str) -> Operand:
+    key = version_key(value)
+    assert key is not None  # validate_rules accepted it
+    return Operand("version", key)
 
 
 def _scalar_operand(value: Any, now: datetime, *, dates: bool = True) -> Operand:
@@ -381,9 +470,30 @@ def _validate_condition(node: Mapping[str, Any], path: str) -> dict[str, Any]:
                 raise _fail(vpath, f"{vpath}: the low bound is above the high bound.")
         else:
             _check_days(value, vpath)
+    elif attr == VERSION_ATTR and base in VERSION_OPS:
+        _validate_version_value(base, value, vpath)
     else:
         _validate_json_value(kind, base, value, vpath)
     return {"attr": attr, "op": op, "value": value}
+
+
+def _check_version(value: Any, path: str) -> VersionKey:
+    if not isinstance(value, str) or len(value) > MAX_STRING or not _VERSION_RE.fullmatch(value):
+        raise _fail(path, f"{path} must be a dotted numeric version such as '2.10' or '2.9.1'.")
+    key = version_key(value)
+    assert key is not None
+    return key
+
+
+def _validate_version_value(base: str, value: Any, vpath: str) -> None:
+    """app_version ordered: only versions, so the rule cannot mean a string order."""
+    if base != "between":
+        _check_version(value, vpath)
+        return
+    bounds = _value_list(value, vpath, exact=2)
+    low, high = (_check_version(b, f"{vpath}[{i}]") for i, b in enumerate(bounds))
+    if low > high:
+        raise _fail(vpath, f"{vpath}: the low bound is above the high bound.")
 
 
 def _validate_json_value(kind: str, base: str, value: Any, vpath: str) -> None:
@@ -501,6 +611,9 @@ def _py_compare(value: Any, op: str, operand: Operand) -> bool:
         return kind == "boolean" and cmp(value, operand.value)
     if kind != "string":
         return False
+    if operand.kind == "version":
+        key = version_key(value)
+        return key is not None and cmp(key, operand.value)
     if operand.kind == "string":
         return cmp(value, operand.value)
     if not STORED_DATE_RE.fullmatch(value):
@@ -511,8 +624,16 @@ def _py_compare(value: Any, op: str, operand: Operand) -> bool:
     return cmp(key, operand.value)
 
 
-def _py_json(value: Any, base: str, raw: Any, now: datetime, *, dates: bool) -> bool:
+def _py_json(
+    value: Any, base: str, raw: Any, now: datetime, *, dates: bool, versions: bool = False
+) -> bool:
     kind = _json_type(value)
+    if versions and base in VERSION_OPS:
+        bounds = raw if base == "between" else [raw]
+        ops = ("gte", "lte") if base == "between" else (base,)
+        return all(
+            _py_compare(value, op, _version_operand(b)) for op, b in zip(ops, bounds, strict=True)
+        )
     if base == "exists":
         return kind is not None
     if base == "in":
@@ -574,7 +695,8 @@ def _py_condition(node: Mapping[str, Any], user: Mapping[str, Any], now: datetim
     elif kind == "external_id":
         result = _py_json(user["external_id"], base, raw, now, dates=False)
     else:
-        result = _py_json((user.get("attributes") or {}).get(attr), base, raw, now, dates=True)
+        value = (user.get("attributes") or {}).get(attr)
+        result = _py_json(value, base, raw, now, dates=True, versions=attr == VERSION_ATTR)
     return result != (op in COMPLEMENTS)
 
 
@@ -782,6 +904,8 @@ class _ValueSql:
             return f"{self.number} {sql_op} %s", [operand.value]
         if operand.kind == "boolean":
             return self.membership([operand]) if op == "eq" else ("(1 = 0)", [])
+        if operand.kind == "version":
+            return self.version_compare(sql_op, operand.value)
         if operand.kind == "string":
             if op == "eq":
                 return self.membership([operand])
@@ -801,6 +925,24 @@ class _ValueSql:
         if self.pg:
             key = f'{key} COLLATE "C"'
         return f"({is_date} AND {key} {sql_op} %s)", [*date_params, operand.value]
+
+    def version_compare(self, sql_op: str, key: VersionKey) -> _Sql:
+        """The stored string's leading version `sql_op` the rule's, NULL if it has none.
+
+        PostgreSQL: numeric[] from the leading part minus trailing zero components
+        (substring gives NULL without one, and nothing here can fail on any text);
+        arrays compare element by element, a prefix first, as `version_key` tuples.
+        """
+        wanted = ".".join(digits for _, digits in key)
+        is_string = self.is_type("string")
+        if not self.pg:
+            return f"({is_string} AND {SQLITE_VERSION_CMP}({self.text}, %s) {sql_op} 0)", [wanted]
+        prefix = f"substring({self.text} from '{_PG_VERSION_PREFIX}')"
+        stored = f"string_to_array(regexp_replace({prefix}, '{_PG_TRAILING_ZEROS}', ''), '.')"
+        return (
+            f"({is_string} AND {stored}::numeric[] {sql_op} string_to_array(%s, '.')::numeric[])",
+            [wanted],
+        )
 
     def contains(self, needle: str) -> _Sql:
         finder = "strpos" if self.pg else "instr"
@@ -835,6 +977,14 @@ class ValuePredicate(_Predicate):
         super().__init__(column)
         self.key = key
         self.test = test
+
+    def as_sql(  # type: ignore[override]
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> _Sql:
+        operand = self.test.operand
+        if operand is not None and operand.kind == "version":
+            register_sqlite_functions(connection)
+        return super().as_sql(compiler, connection, **extra)
 
     def render(self, vendor: str, columns: list[str]) -> _Sql:
         value = _ValueSql(vendor, columns[0], self.key)
@@ -886,8 +1036,15 @@ class TokenKindPredicate(_Predicate):
 # ------------------------------------------------------------------------ compile
 
 
-def _value_test(base: str, raw: Any, now: datetime, *, dates: bool) -> list[_Test]:
+def _value_test(
+    base: str, raw: Any, now: datetime, *, dates: bool, versions: bool = False
+) -> list[_Test]:
     """The positive tests (ANDed) for a condition on a JSON key or a text column."""
+    if versions and base == "between":
+        low, high = (_version_operand(b) for b in raw)
+        return [_Test("cmp", "gte", low), _Test("cmp", "lte", high)]
+    if versions and base in ORDERING_OPS:
+        return [_Test("cmp", base, _version_operand(raw))]
     if base == "exists":
         return [_Test("exists")]
     if base == "in":
@@ -975,7 +1132,7 @@ def _condition_expressions(node: Mapping[str, Any], now: datetime) -> list[Any]:
         ]
     return [
         ValuePredicate(F("attributes"), attr, test)
-        for test in _value_test(base, raw, now, dates=True)
+        for test in _value_test(base, raw, now, dates=True, versions=attr == VERSION_ATTR)
     ]
 
 

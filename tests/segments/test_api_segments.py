@@ -126,6 +126,15 @@ def test_create_accepts_trailing_slash_and_the_everyone_segment(client: Any, pro
             {"field": "rules", "path": "rules.attr"},
         ),
         (
+            {
+                "name": "n",
+                "rules": {"all": [US_RULE, {"attr": "app_version", "op": "gte", "value": "v2"}]},
+            },
+            400,
+            "VALIDATION_ERROR",
+            {"field": "rules", "path": "rules.all[1].value"},
+        ),
+        (
             {"name": "n", "rules": {"all": []}},
             400,
             "VALIDATION_ERROR",

@@ -39,6 +39,26 @@ from segments.rules import canonical_date_value, canonical_instant, validate_rul
         ({"not": [{"attr": "score", "op": "exists"}]}, "rules.not"),
         ({"all": "nope"}, "rules.all"),
         ({"op": "eq", "value": 1}, "rules.attr"),
+        ({"attr": "app_version", "op": "gt", "value": "2.1-beta"}, "rules.value"),
+        ({"attr": "app_version", "op": "gte", "value": "v3"}, "rules.value"),
+        ({"attr": "app_version", "op": "lt", "value": ""}, "rules.value"),
+        ({"attr": "app_version", "op": "lte", "value": 2.9}, "rules.value"),
+        ({"attr": "app_version", "op": "gt", "value": "2..1"}, "rules.value"),
+        ({"attr": "app_version", "op": "gt", "value": "2."}, "rules.value"),
+        ({"attr": "app_version", "op": "gt", "value": "2024-05-01"}, "rules.value"),
+        ({"attr": "app_version", "op": "gt", "value": "1" * 1001}, "rules.value"),
+        ({"attr": "app_version", "op": "between", "value": ["2.10", "2.9"]}, "rules.value"),
+        ({"attr": "app_version", "op": "not_between", "value": ["2.9", "x"]}, "rules.value[1]"),
+        ({"attr": "app_version", "op": "between", "value": ["2.9"]}, "rules.value"),
+        (
+            {
+                "all": [
+                    {"attr": "country", "op": "eq", "value": "US"},
+                    {"not": {"attr": "app_version", "op": "lte", "value": "3.x"}},
+                ]
+            },
+            "rules.all[1].not.value",
+        ),
     ],
 )
 def test_invalid_rules_name_the_node(rules: dict[str, Any], path: str) -> None:
@@ -61,6 +81,10 @@ def test_invalid_rules_name_the_node(rules: dict[str, Any], path: str) -> None:
         {"attr": "score", "op": "not_in", "value": ["a", 1, 2.5, True]},
         {"attr": "k.x:y-z", "op": "not_exists"},
         {"attr": "platform", "op": "not_in", "value": ["web"]},
+        {"attr": "app_version", "op": "between", "value": ["2.9.0", "2.9"]},  # equal versions
+        {"attr": "app_version", "op": "eq", "value": "2.1-beta"},  # eq compares strings
+        {"attr": "app_version", "op": "in", "value": ["v3", 3]},
+        {"attr": "build", "op": "gt", "value": "v3"},  # only app_version is a version
     ],
 )
 def test_valid_rules_come_back_unchanged(rules: dict[str, Any]) -> None:

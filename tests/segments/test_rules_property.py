@@ -27,16 +27,24 @@ from segments.rules import (
     compile_rules,
     evaluate_python,
     validate_rules,
+    version_key,
 )
 
 NOW = timezone.now().replace(microsecond=123456)
-KEYS = ["k1", "k.x", "country"]
+KEYS = ["k1", "k.x", "country", "app_version"]
 # Tiny pools per type: stored and rule values collide often, which is where SQL and
 # Python could disagree (equal strings, 1 vs 1.0, "5" vs 5, the same day...).
 # "1", "true" and '["a"]' are the text forms of other JSON types (1, true, ["a"]).
 STRINGS = ["a", "ab", "b", "é", "A", "1", "true", '["a"]']
 NUMBERS: list[int | float] = [0, 1, 1.0, 2.5]
 DAYS = ["2024-01-01", "2024-01-02"]
+# app_version under an ordering operator compares versions. Stored: multi-digit and
+# leading-zero components, trailing zeros, different lengths, suffixes, components
+# beyond any integer type, and strings with no leading version at all.
+STORED_VERSIONS = ["2.9", "2.10", "2.9.0", "2.09", "2.9.1", "2.10.0.1", "10", "0.0"]
+STORED_VERSIONS += ["2.1-beta", "2.10.", "v3", "", ".5", "1.2.3.4.5", "12345678901234567890.1"]
+RULE_VERSIONS = ["2.9", "2.10", "2.9.0", "2.09", "2.9.1", "0", "10", "12345678901234567890"]
+VERSION_OPS = ("gt", "gte", "lt", "lte", "between", "not_between")
 
 
 def _instant(offset_hours: int) -> str:
@@ -68,10 +76,22 @@ stored_value = st.one_of(
     st.sampled_from(NUMBERS),
     st.booleans(),
     st.sampled_from(STORED_DATES),
+    st.sampled_from(STORED_VERSIONS),
     st.none(),
     st.lists(st.sampled_from(STRINGS), max_size=2),
 )
-attributes = st.dictionaries(st.sampled_from(KEYS), stored_value, max_size=len(KEYS))
+
+
+def _with_version(attrs: dict[str, Any], version: str | None) -> dict[str, Any]:
+    return attrs if version is None else {**attrs, "app_version": version}
+
+
+# app_version holds a version-like string more often than the pools alone would give.
+attributes = st.builds(
+    _with_version,
+    st.dictionaries(st.sampled_from(KEYS), stored_value, max_size=len(KEYS)),
+    st.one_of(st.none(), st.sampled_from(STORED_VERSIONS)),
+)
 # Some moments fall exactly on whole days before NOW: the subscribed_age boundaries.
 moment = st.one_of(
     st.integers(min_value=-10 * 24, max_value=48).map(
@@ -114,6 +134,15 @@ ordered_scalar = st.one_of(
 
 def _between(values: st.SearchStrategy[Any]) -> st.SearchStrategy[list[Any]]:
     return st.lists(values, min_size=2, max_size=2).map(sorted)
+
+
+def _version_bounds(pair: list[str]) -> list[str]:
+    return sorted(pair, key=lambda v: version_key(v) or ())
+
+
+version_bounds = st.lists(st.sampled_from(RULE_VERSIONS), min_size=2, max_size=2).map(
+    _version_bounds
+)
 
 
 bounds = st.one_of(
@@ -164,6 +193,8 @@ def condition(draw: st.DrawFn) -> dict[str, Any]:
             value = draw(_between(strings))
         else:
             value = draw(strings)
+    elif attr == "app_version" and op in VERSION_OPS:
+        value = draw(version_bounds if base == "between" else st.sampled_from(RULE_VERSIONS))
     elif base == "in":
         value = draw(st.lists(rule_scalar, min_size=1, max_size=4))
     elif base in ("contains", "starts_with", "ends_with"):
@@ -256,6 +287,11 @@ def _grid_values(attr: str, kind: str, op: str) -> list[Any]:
     scalars: list[Any] = [*STRINGS, *NUMBERS, True, False, *RULE_DATES]
     if kind == "external_id":
         scalars = [*EXTERNAL_IDS, "u", "A"]
+    if attr == "app_version" and op in VERSION_OPS:
+        if base == "between":
+            pairs = [[low, high] for low in RULE_VERSIONS for high in RULE_VERSIONS]
+            return [p for p in pairs if _version_bounds(p) == p]
+        return RULE_VERSIONS
     if base == "in":
         mixed = [["a", "b"]] if kind == "external_id" else [["a", 1, True], ["b", "5", 2.5]]
         return [[v] for v in scalars] + mixed
@@ -271,7 +307,7 @@ def _grid_values(attr: str, kind: str, op: str) -> list[Any]:
 
 def _grid_population() -> list[dict[str, Any]]:
     """One user per stored value (and one without), with varied tokens and dates."""
-    values: list[Any] = [*STRINGS, *NUMBERS, True, False, *STORED_DATES, None]
+    values: list[Any] = [*STRINGS, *NUMBERS, True, False, *STORED_DATES, *STORED_VERSIONS, None]
     # ["ab-de-"] renders as '["ab-de-"]', which has a date's shape: it must not count.
     values += [["a", "b"], ["ab"], ["a"], [], ["ab-de-"], "ab12-cd-ef"]
     moments = [NOW - timedelta(days=d, seconds=s) for d in range(0, 10, 3) for s in (0, 17)] + [
@@ -279,7 +315,7 @@ def _grid_population() -> list[dict[str, Any]]:
     ]
     population = []
     for i, value in enumerate([*values, "missing"]):
-        attrs = {} if value == "missing" else {"k1": value}
+        attrs = {} if value == "missing" else {"k1": value, "app_version": value}
         population.append(
             {
                 "external_id": [*EXTERNAL_IDS, f"u{i}"][min(i, len(EXTERNAL_IDS))],
@@ -307,7 +343,8 @@ def test_every_condition_matches_reference_evaluator() -> None:
     """
     population = _grid_population()
     stored = _store(population)
-    attributes = {"k1": "json", "external_id": "external_id", "platform": "token"}
+    attributes = {"k1": "json", "app_version": "json", "external_id": "external_id"}
+    attributes |= {"platform": "token"}
     attributes |= {"provider": "token", "created_at": "date_column"}
     attributes |= {"last_seen_at": "date_column", "subscribed_age": "age"}
     mismatches = []
