@@ -6,6 +6,8 @@ field; `CampaignWriteSerializer` only documents that input for drf-spectacular.
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
@@ -54,6 +56,23 @@ class CampaignPageSerializer(serializers.Serializer[object]):
     next = serializers.CharField(allow_null=True)
 
 
+def _content_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+    """The content options a campaign and a test push share (fresh fields each call)."""
+    return {
+        "localizations": serializers.DictField(child=serializers.DictField(), required=False),
+        "image_url": serializers.URLField(required=False),
+        "url": serializers.CharField(required=False),
+        "actions": serializers.ListField(
+            child=serializers.DictField(), required=False, max_length=3
+        ),
+        "sound": serializers.CharField(required=False),
+        "badge": serializers.IntegerField(required=False, allow_null=True, min_value=0),
+        "collapse_key": serializers.CharField(required=False, max_length=64),
+        "priority": serializers.ChoiceField(choices=PushCampaign.Priority.choices, required=False),
+        "ttl_seconds": serializers.IntegerField(required=False, allow_null=True, min_value=0),
+    }
+
+
 # Documentation of the create/PATCH body for the OpenAPI schema; input is validated
 # by campaigns.validation. A dict, because a declared field named "data" would
 # shadow Serializer.data on a class.
@@ -66,17 +85,7 @@ CampaignWriteSerializer = inline_serializer(
         "data": serializers.DictField(required=False),
         "segment_id": serializers.UUIDField(required=False, allow_null=True),
         "scheduled_at": serializers.DateTimeField(required=False, allow_null=True),
-        "localizations": serializers.DictField(child=serializers.DictField(), required=False),
-        "image_url": serializers.URLField(required=False),
-        "url": serializers.CharField(required=False),
-        "actions": serializers.ListField(
-            child=serializers.DictField(), required=False, max_length=3
-        ),
-        "sound": serializers.CharField(required=False),
-        "badge": serializers.IntegerField(required=False, allow_null=True, min_value=0),
-        "collapse_key": serializers.CharField(required=False, max_length=64),
-        "priority": serializers.ChoiceField(choices=PushCampaign.Priority.choices, required=False),
-        "ttl_seconds": serializers.IntegerField(required=False, allow_null=True, min_value=0),
+        **_content_fields(),
         "platforms": serializers.ListField(
             child=serializers.ChoiceField(choices=Platform.choices), required=False
         ),
@@ -164,17 +173,7 @@ TestPushRequestSerializer = inline_serializer(
             help_text="Default: ios for apns, android for fcm.",
         ),
         "data": serializers.DictField(required=False),
-        "localizations": serializers.DictField(child=serializers.DictField(), required=False),
-        "image_url": serializers.URLField(required=False),
-        "url": serializers.CharField(required=False),
-        "actions": serializers.ListField(
-            child=serializers.DictField(), required=False, max_length=3
-        ),
-        "sound": serializers.CharField(required=False),
-        "badge": serializers.IntegerField(required=False, allow_null=True, min_value=0),
-        "collapse_key": serializers.CharField(required=False, max_length=64),
-        "priority": serializers.ChoiceField(choices=PushCampaign.Priority.choices, required=False),
-        "ttl_seconds": serializers.IntegerField(required=False, allow_null=True, min_value=0),
+        **_content_fields(),
     },
 )
 
