@@ -1,6 +1,14 @@
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 
 
 class SegmentsConfig(AppConfig):
     name = "segments"
     verbose_name = "Audience"
+
+    def ready(self) -> None:
+        # SQLite gets the version comparison the compiled rules call, on every
+        # connection before its first query (segments/rules.py).
+        from segments.rules import on_connection_created
+
+        connection_created.connect(on_connection_created, dispatch_uid="segments.sqlite_functions")

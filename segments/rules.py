@@ -46,7 +46,7 @@ property test compares it with. Both implement exactly these semantics:
   as for a missing attribute. Every other operator compares app_version as a
   string. PostgreSQL compares numeric[] arrays built by a regular expression;
   SQLite calls herald_version_cmp, `version_key` registered as a deterministic SQL
-  function on each connection (docs/decisions.md, "app_version order").
+  function on each connection (SegmentsConfig.ready) (docs/decisions.md, "app_version order").
 
 Negation is pushed down to the conditions (De Morgan) and every negated condition
 is rendered `NOT COALESCE(p, false)`, so SQL's NULLs can never make a complement
@@ -66,7 +66,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.signals import connection_created
 from django.db.models import (
     BooleanField,
     Exists,
@@ -279,21 +278,17 @@ def register_sqlite_functions(connection: BaseDatabaseWrapper) -> None:
     SQLite has no arrays or regular expressions to build a version order from, and a
     padded sort key would cap component sizes; one deterministic function keeps the
     comparison in the query (SQLite calls it per row, like a built-in) and exact.
-    Idempotent: it runs for every new connection (connection_created) and again
-    when a rule compiles, for a connection opened before this module was imported.
+    Connected to `connection_created` by SegmentsConfig.ready(), so every connection
+    has it before its first query.
     """
     if connection.vendor == "sqlite":
-        connection.ensure_connection()
         connection.connection.create_function(
             SQLITE_VERSION_CMP, 2, _sqlite_version_cmp, deterministic=True
         )
 
 
-def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **_: Any) -> None:
+def on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **_: Any) -> None:
     register_sqlite_functions(connection)
-
-
-connection_created.connect(_on_connection_created, dispatch_uid="segments.rules.sqlite")
 
 
 # ----------------------------------------------------------------------- operands
@@ -977,14 +972,6 @@ class ValuePredicate(_Predicate):
         super().__init__(column)
         self.key = key
         self.test = test
-
-    def as_sql(  # type: ignore[override]
-        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
-    ) -> _Sql:
-        operand = self.test.operand
-        if operand is not None and operand.kind == "version":
-            register_sqlite_functions(connection)
-        return super().as_sql(compiler, connection, **extra)
 
     def render(self, vendor: str, columns: list[str]) -> _Sql:
         value = _ValueSql(vendor, columns[0], self.key)
