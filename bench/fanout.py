@@ -950,7 +950,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from django.conf import settings
     from django.db.models import Count
 
-    from campaigns.sending import run_stats
+    from campaigns.runs import run_stats
     from delivery.models import PushDelivery
 
     if args.keep:
@@ -1079,6 +1079,8 @@ def report(
     """Print the figures of a finished (or abandoned) send; return the SUMMARY."""
     from django.conf import settings
 
+    from campaigns.runs import campaign_stats
+
     seconds = result.sent_seconds or result.observed_sent_seconds or 0.0
     e2e_rate = stats["sent"] / seconds if seconds else 0.0
     ratio = e2e_rate / ceiling.rate if ceiling.rate else 0.0
@@ -1141,7 +1143,7 @@ def report(
             f"requests {p['requests_total']:,} by_status {p['by_status']} "
             f"connections {p['connections']} auth_tokens {p['auth_tokens']}"
         )
-    log(f"  campaign stats: {campaign.stats}")
+    log(f"  campaign stats: {campaign_stats(campaign)}")
     log(f"  exact stats from rows: {stats}")
     if result.status != "sent":
         for worker in workers:

@@ -31,6 +31,8 @@ from django.utils.safestring import SafeString
 from campaigns import scheduling, services
 from campaigns.content import check_payload_size
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
+from campaigns.runs import campaign_stats
+from campaigns.selectors import with_current_run
 from campaigns.validation import validate_create, validate_update
 from core.admin import adopt_saved
 from core.errors import ApplicationError, InvalidInput
@@ -297,6 +299,10 @@ class PushCampaignAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "priority", "project")
     list_select_related = ("segment",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PushCampaign]:
+        return with_current_run(super().get_queryset(request))
+
     search_fields = ("name", "title")
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
@@ -351,7 +357,7 @@ class PushCampaignAdmin(admin.ModelAdmin):
         )
 
     def _stat(self, obj: PushCampaign, key: str) -> int:
-        return int((obj.stats or {}).get(key, 0))
+        return campaign_stats(obj)[key]
 
     @admin.display(description="Targeted")
     def targeted(self, obj: PushCampaign) -> int:
@@ -371,7 +377,7 @@ class PushCampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description="Stats")
     def stats_summary(self, obj: PushCampaign) -> str:
-        stats = obj.stats or {}
+        stats = campaign_stats(obj)
         return ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in stats.items())
 
     @admin.display(description="Beat schedule")

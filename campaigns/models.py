@@ -61,7 +61,6 @@ class PushCampaign(models.Model):
     # The schedule_version a wake-up task was last enqueued for (the sweeper arms
     # campaigns that come due within the ETA window and are not armed yet).
     armed_version = models.PositiveIntegerField(default=0)
-    stats = models.JSONField(default=empty_stats)
     # Content and delivery options (validated at create/patch time).
     localizations = models.JSONField(default=dict, blank=True)
     image_url = models.URLField(max_length=2000, blank=True)
@@ -148,7 +147,8 @@ class CampaignRun(models.Model):
     # Explicit pushes may replace the campaign's data for their run only.
     data_override = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
-    # Counters are bumped with F() by concurrent batch tasks (no row lock).
+    # Counters are bumped with F() by concurrent batch tasks (no row lock) until the
+    # run settles; then they are the exact counts of its rows (campaigns.runs).
     targeted = models.PositiveIntegerField(default=0)
     sent = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
@@ -156,7 +156,12 @@ class CampaignRun(models.Model):
     skipped = models.PositiveIntegerField(default=0)
     # True once every delivery row of the run exists (the fan-out has finished).
     fanout_done = models.BooleanField(default=False)
+    # Why the run failed; while it is sending, the last error a task of it raised.
     error = models.CharField(max_length=500, blank=True)
+    # Sweeper re-drives since the run last made progress (bounded: HERALD_MAX_REDRIVES).
+    redrives = models.PositiveIntegerField(default=0)
+    # When the counters were recounted from the rows and frozen (no row is queued).
+    settled_at = models.DateTimeField(null=True, blank=True)
     last_progress_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)

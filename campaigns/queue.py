@@ -20,6 +20,7 @@ logger = logging.getLogger("herald.queue")
 FAN_OUT_TASK = "campaigns.fan_out_campaign"
 FIRE_SCHEDULED_TASK = "campaigns.fire_scheduled_campaign"
 SEND_BATCH_TASK = "campaigns.send_campaign_batch"
+CLOSE_RUN_TASK = "campaigns.close_run"
 
 
 class EnqueueFailed(Exception):
@@ -50,3 +51,7 @@ def enqueue_batch(
     eta: datetime | None = None,
 ) -> None:
     _send(SEND_BATCH_TASK, [str(campaign_id), run, first_token_id, last_token_id], eta=eta)
+
+
+def enqueue_close_run(campaign_id: uuid.UUID, run: int) -> None:
+    _send(CLOSE_RUN_TASK, [str(campaign_id), run])

@@ -18,18 +18,17 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from campaigns import queue
-from campaigns.models import CampaignRun, CampaignStatus, PushCampaign, empty_stats
+from campaigns import queue, runs
+from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.recurrence import next_occurrence
 from core.errors import InvalidInput
 from delivery.policy import local_time_fire_at
@@ -72,19 +71,6 @@ def plan_schedule(campaign: PushCampaign, *, now: datetime) -> None:
         campaign.fire_at = None
 
 
-def start_sending_update(now: datetime) -> dict[str, Any]:
-    """The UPDATE fields that start a new run (send, scheduled fire, explicit push)."""
-    return {
-        "status": CampaignStatus.SENDING,
-        "current_run": F("current_run") + 1,
-        "sent_at": now,
-        "completed_at": None,
-        "last_error": "",
-        "stats": empty_stats(),
-        "updated_at": now,
-    }
-
-
 def arm_if_due(campaign_id: uuid.UUID) -> None:
     """Enqueue the ETA wake-up if the campaign comes due within the ETA window.
 
@@ -114,53 +100,26 @@ def campaign_fire_scheduled(*, campaign_id: uuid.UUID, version: int) -> bool:
     Called by the ETA wake-up, beat and the sweeper; one of any number of racing
     callers wins the conditional UPDATE. Returns whether this call fired.
     """
-    now = timezone.now()
     with transaction.atomic():
         paused = PushCampaign.objects.filter(
             pk=campaign_id, periodic_task__isnull=False, periodic_task__enabled=False
         ).exists()
         if paused:
             return False
-        won = PushCampaign.objects.filter(
-            pk=campaign_id,
-            status=CampaignStatus.SCHEDULED,
-            schedule_version=version,
-            fire_at__lte=now,
-        ).update(**start_sending_update(now))
-        if not won:
-            return False
-        campaign = PushCampaign.objects.get(pk=campaign_id)
-        CampaignRun.objects.create(
-            campaign=campaign,
-            number=campaign.current_run,
-            trigger=CampaignRun.Trigger.RECURRENCE
-            if campaign.recurrence
-            else CampaignRun.Trigger.SCHEDULE,
-            occurrence=campaign.scheduled_at,
+        recurrence = (
+            PushCampaign.objects.filter(pk=campaign_id).values_list("recurrence", flat=True).first()
         )
-    start_run(campaign)
-    return True
-
-
-def start_run(campaign: PushCampaign, enqueue: Callable[[], None] | None = None) -> None:
-    """Enqueue the current run's first task (its fan-out, unless `enqueue` says
-    otherwise); if the broker refuses, the run and the campaign are failed and
-    EnqueueFailed propagates."""
-    try:
-        if enqueue is None:
-            queue.enqueue_fan_out(campaign.id, campaign.current_run)
-        else:
-            enqueue()
-    except queue.EnqueueFailed as exc:
-        reason = f"Could not start the send: {exc}"
         now = timezone.now()
-        PushCampaign.objects.filter(pk=campaign.id, status=CampaignStatus.SENDING).update(
-            status=CampaignStatus.FAILED, last_error=reason[:500], updated_at=now
+        campaign = runs.run_begin(
+            campaign_id=campaign_id,
+            allowed=Q(status=CampaignStatus.SCHEDULED, schedule_version=version, fire_at__lte=now),
+            trigger=CampaignRun.Trigger.RECURRENCE if recurrence else CampaignRun.Trigger.SCHEDULE,
+            now=now,
         )
-        CampaignRun.objects.filter(campaign=campaign, number=campaign.current_run).update(
-            status=CampaignRun.Status.FAILED, error=reason[:500], completed_at=now
-        )
-        raise
+        if campaign is None:
+            return False
+    runs.run_launch(campaign)
+    return True
 
 
 def campaign_wake(*, campaign_id: uuid.UUID) -> bool:

@@ -6,11 +6,10 @@
   by its token-id range.
 * batches: claim, send and record through delivery.services (which guarantees a
   row is never sent twice) and bump the run's counters with F().
-* finish: once the fan-out is done and nothing is queued, the run's stats are
-  recounted exactly from its rows and the run and campaign move to `sent` by
-  conditional UPDATEs.
+* finish, fail, stats: campaigns.runs, the run lifecycle's one owner.
 * sweep: runs that stopped making progress (worker killed, broker flushed) are
-  re-driven; claims whose lease expired are closed as interrupted.
+  re-driven a bounded number of times; claims whose lease expired are closed as
+  interrupted; runs that are over get their waiting rows closed and settle.
 """
 
 from __future__ import annotations
@@ -21,14 +20,14 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, F, Min, Q, QuerySet
+from django.db.models import Min, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
-from campaigns import queue, scheduling
+from campaigns import queue, runs
 from campaigns.content import campaign_content
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
+from core.errors import InvalidInput
 from delivery.models import PushDelivery
 from delivery.policy import DeliveryPolicy, local_due, zone
 from delivery.services import (
@@ -71,29 +70,6 @@ def _active_campaign(campaign_id: uuid.UUID, run: int) -> PushCampaign | None:
         .filter(pk=campaign_id, status=CampaignStatus.SENDING, current_run=run)
         .first()
     )
-
-
-def _touch(campaign_id: uuid.UUID, run: int, outcome: BatchOutcome | None = None) -> None:
-    changes = {}
-    if outcome is not None:
-        for name in ("sent", "failed", "invalid_tokens", "skipped"):
-            value = getattr(outcome, name)
-            if value:
-                changes[name] = F(name) + value
-    CampaignRun.objects.filter(campaign_id=campaign_id, number=run).update(
-        last_progress_at=timezone.now(), **changes
-    )
-
-
-def _fail_run(campaign: PushCampaign, run: int, reason: str) -> None:
-    now = timezone.now()
-    with transaction.atomic():
-        PushCampaign.objects.filter(
-            pk=campaign.pk, status=CampaignStatus.SENDING, current_run=run
-        ).update(status=CampaignStatus.FAILED, last_error=reason[:500], updated_at=now)
-        CampaignRun.objects.filter(
-            campaign_id=campaign.pk, number=run, status=CampaignRun.Status.SENDING
-        ).update(status=CampaignRun.Status.FAILED, error=reason[:500], completed_at=now)
 
 
 class _RowPlanner:
@@ -204,10 +180,27 @@ def _enqueue_batch(
 
 
 def run_fan_out(*, campaign_id: uuid.UUID, run: int) -> None:
-    """Create the run's delivery rows and enqueue their batches. Idempotent."""
+    """Create the run's delivery rows and enqueue their batches. Idempotent.
+
+    What retrying cannot cure (input that no longer validates: stored segment rules,
+    a deleted targeting segment) fails the run at once with the reason; any other
+    error is noted on the run and raised, and the sweeper re-drives the run a
+    bounded number of times (DESIGN.md: nothing wedges).
+    """
     campaign = _active_campaign(campaign_id, run)
     if campaign is None:
         return
+    try:
+        _fan_out(campaign, run)
+    except InvalidInput as exc:
+        runs.run_fail(campaign_id=campaign_id, run=run, reason=exc.message)
+    except Exception as exc:
+        runs.run_record_error(campaign_id, run, f"Fan-out: {type(exc).__name__}: {exc}")
+        raise
+
+
+def _fan_out(campaign: PushCampaign, run: int) -> None:
+    campaign_id = campaign.pk
     audience = resolve_audience(
         project=campaign.project,
         segment=campaign.segment,
@@ -217,7 +210,7 @@ def run_fan_out(*, campaign_id: uuid.UUID, run: int) -> None:
     providers = list(audience.order_by().values_list("provider", flat=True).distinct())
     missing = providers_without_credentials(campaign.project, providers)
     if missing:
-        _fail_run(campaign, run, " ".join(missing))
+        runs.run_fail(campaign_id=campaign_id, run=run, reason=" ".join(missing))
         return
     CampaignRun.objects.filter(campaign_id=campaign_id, number=run).update(
         targeted=audience.count(), last_progress_at=timezone.now()
@@ -236,7 +229,7 @@ def run_fan_out(*, campaign_id: uuid.UUID, run: int) -> None:
                 break
             first_id, last_id = span
             _enqueue_batch(campaign_id, run, first_id, last_id)
-            _touch(campaign_id, run)
+            runs.run_progress(campaign_id, run)
             continue
         tokens = list(
             window.annotate(
@@ -251,28 +244,38 @@ def run_fan_out(*, campaign_id: uuid.UUID, run: int) -> None:
         deliveries_create(campaign_id=campaign_id, run=run, tokens=rows)
         last_id = tokens[-1][0]
         _enqueue_batch(campaign_id, run, tokens[0][0], last_id, rows)
-        _touch(campaign_id, run)
+        skipped = sum(1 for row in rows if row.skip_reason)  # e.g. local time passed
+        runs.run_progress(campaign_id, run, BatchOutcome(skipped=skipped) if skipped else None)
     CampaignRun.objects.filter(campaign_id=campaign_id, number=run).update(
         targeted=_rows(campaign_id, run).count(),
         fanout_done=True,
         last_progress_at=timezone.now(),
     )
-    run_maybe_finish(campaign_id=campaign_id, run=run)
+    runs.run_maybe_finish(campaign_id=campaign_id, run=run)
 
 
 def run_batch(*, campaign_id: uuid.UUID, run: int, first_token_id: int, last_token_id: int) -> None:
     """Send the queued rows of one chunk (token-id range), a sub-chunk at a time.
 
     Safe to run twice at once or again after a crash: rows are claimed before
-    sending. Rows waiting for a retry get a new wake-up at their retry time.
+    sending. Rows waiting for a retry get a new wake-up at their retry time. An
+    error is noted on the run (the operator sees it) and raised.
     """
+    try:
+        _send_range(campaign_id, run, first_token_id, last_token_id)
+    except Exception as exc:
+        runs.run_record_error(campaign_id, run, f"Batch: {type(exc).__name__}: {exc}")
+        raise
+
+
+def _send_range(campaign_id: uuid.UUID, run: int, first_token_id: int, last_token_id: int) -> None:
     rows = _rows(campaign_id, run).filter(token_id__gte=first_token_id, token_id__lte=last_token_id)
     campaign = _active_campaign(campaign_id, run)
     if campaign is None:
         skipped = deliveries_skip(rows=rows, reason="campaign no longer sending")
         if skipped:
-            _touch(campaign_id, run, BatchOutcome(skipped=skipped))
-        run_maybe_finish(campaign_id=campaign_id, run=run)
+            runs.run_progress(campaign_id, run, BatchOutcome(skipped=skipped))
+        runs.run_maybe_finish(campaign_id=campaign_id, run=run)
         return
     override = (
         CampaignRun.objects.filter(campaign_id=campaign_id, number=run)
@@ -292,7 +295,7 @@ def run_batch(*, campaign_id: uuid.UUID, run: int, first_token_id: int, last_tok
             project=campaign.project, content=content, rows=due[:size], policy=policy
         )
         if outcome.attempted or outcome.skipped:
-            _touch(campaign_id, run, outcome)
+            runs.run_progress(campaign_id, run, outcome)
         if not _is_active(campaign_id, run):
             break
         next_due = _next_due(waiting, now, throttled=outcome.throttled)
@@ -307,7 +310,7 @@ def run_batch(*, campaign_id: uuid.UUID, run: int, first_token_id: int, last_tok
             _enqueue_batch(campaign_id, run, first_token_id, last_token_id, not_before=next_due)
             break
         time.sleep(max(0.1, pause))
-    run_maybe_finish(campaign_id=campaign_id, run=run)
+    runs.run_maybe_finish(campaign_id=campaign_id, run=run)
 
 
 def _next_due(
@@ -325,121 +328,69 @@ def _next_due(
     return next_due
 
 
-def run_stats(campaign_id: uuid.UUID, run: int) -> dict[str, int]:
-    """Exact stats of a run, counted from its rows."""
-    counts = dict(
-        _rows(campaign_id, run)
-        .order_by()
-        .values_list("status")
-        .annotate(n=Count("id"))
-        .values_list("status", "n")
-    )
-    return {
-        "targeted": sum(counts.values()),
-        "sent": counts.get(Status.SENT, 0),
-        "failed": counts.get(Status.FAILED, 0),
-        "invalid_tokens": counts.get(Status.INVALID_TOKEN, 0),
-        "skipped": counts.get(Status.SKIPPED, 0),
-        "pending": counts.get(Status.QUEUED, 0),
-    }
-
-
-def run_maybe_finish(*, campaign_id: uuid.UUID, run: int) -> bool:
-    """If every row of the run is final, record exact stats and mark it sent."""
-    run_row = CampaignRun.objects.filter(campaign_id=campaign_id, number=run).first()
-    if run_row is None or (
-        not run_row.fanout_done and run_row.status == CampaignRun.Status.SENDING
-    ):
-        return False
-    if _rows(campaign_id, run).filter(status=Status.QUEUED).exists():
-        return False
-    stats = run_stats(campaign_id, run)
-    now = timezone.now()
-    rearm = False
-    with transaction.atomic():
-        CampaignRun.objects.filter(pk=run_row.pk).update(
-            targeted=stats["targeted"],
-            sent=stats["sent"],
-            failed=stats["failed"],
-            invalid_tokens=stats["invalid_tokens"],
-            skipped=stats["skipped"],
-        )
-        finished = CampaignRun.objects.filter(
-            pk=run_row.pk, status=CampaignRun.Status.SENDING
-        ).update(status=CampaignRun.Status.SENT, completed_at=now)
-        PushCampaign.objects.filter(pk=campaign_id, current_run=run).update(stats=stats)
-        campaign = (
-            PushCampaign.objects.select_for_update()
-            .filter(pk=campaign_id, current_run=run, status=CampaignStatus.SENDING)
-            .first()
-        )
-        if campaign is not None:
-            after = scheduling.campaign_after_run(campaign=campaign, now=now)
-            PushCampaign.objects.filter(pk=campaign.pk).update(updated_at=now, **after)
-            rearm = after["status"] == CampaignStatus.SCHEDULED
-    if campaign is not None:
-        scheduling.sync_periodic_task(campaign_id)
-    if rearm:
-        try:
-            scheduling.arm_if_due(campaign_id)
-        except queue.EnqueueFailed:
-            logger.warning("Could not arm %s; the sweeper will fire it", campaign_id)
-    return bool(finished)
-
-
 def runs_sweep_stalled() -> dict[str, int]:
-    """Re-drive sending runs with no progress for HERALD_STALL_SECONDS.
+    """Re-drive sending runs with no progress for HERALD_STALL_SECONDS; close and
+    settle runs that are over but still have waiting rows.
 
     Expired claims are closed as interrupted; an unfinished fan-out is enqueued
     again (it is idempotent); queued rows get their batch tasks again (claims make
-    duplicates harmless). Rows of cancelled campaigns are skipped.
+    duplicates harmless). A run whose tasks keep raising is re-driven at most
+    HERALD_MAX_REDRIVES times without progress, then failed with the last error.
     """
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.HERALD_STALL_SECONDS)
-    redriven = 0
+    redriven = gave_up = 0
     stalled = CampaignRun.objects.filter(status=CampaignRun.Status.SENDING).filter(
         Q(last_progress_at__lt=cutoff) | Q(last_progress_at__isnull=True, started_at__lt=cutoff)
     )
     for run_row in stalled.select_related("campaign"):
         campaign, run = run_row.campaign, run_row.number
-        rows = _rows(campaign.pk, run)
-        expired = deliveries_expire_claims(rows=rows)
-        if expired:
-            logger.warning(
-                "Closed %d interrupted deliveries of %s run %d", expired, campaign.pk, run
-            )
-            _touch(campaign.pk, run, BatchOutcome(failed=expired))
+        _expire_claims(campaign.pk, run)
         if campaign.status != CampaignStatus.SENDING or campaign.current_run != run:
-            skipped = deliveries_skip(rows=rows, reason="campaign no longer sending")
-            CampaignRun.objects.filter(pk=run_row.pk, status=CampaignRun.Status.SENDING).update(
-                status=CampaignRun.Status.CANCELLED
-                if campaign.status == CampaignStatus.CANCELLED
-                else CampaignRun.Status.FAILED,
-                completed_at=now,
+            reason = "The campaign is no longer sending this run."
+            runs.run_fail(campaign_id=campaign.pk, run=run, reason=reason)
+            continue
+        if run_row.error and run_row.redrives >= settings.HERALD_MAX_REDRIVES:
+            reason = (
+                f"Stopped after {run_row.redrives} attempts without progress. "
+                f"Last error: {run_row.error}"
             )
-            _touch(campaign.pk, run, BatchOutcome(skipped=skipped))
-            run_maybe_finish(campaign_id=campaign.pk, run=run)
+            runs.run_fail(campaign_id=campaign.pk, run=run, reason=reason)
+            gave_up += 1
             continue
         try:
             if not run_row.fanout_done:
                 queue.enqueue_fan_out(campaign.pk, run)
+                enqueued = 1
             else:
-                _enqueue_due_batches(campaign.pk, run)
+                enqueued = _enqueue_due_batches(campaign.pk, run)
         except queue.EnqueueFailed:
             break  # broker down; the next sweep tries again
-        _touch(campaign.pk, run)
-        run_maybe_finish(campaign_id=campaign.pk, run=run)
+        runs.run_redriven(campaign.pk, run, counts=enqueued > 0)
+        runs.run_maybe_finish(campaign_id=campaign.pk, run=run)
         redriven += 1
-    # Cancelled runs whose batch tasks were lost still close their queued rows.
-    leftover = PushDelivery.objects.filter(
-        status=Status.QUEUED, claim__isnull=True, campaign__status=CampaignStatus.CANCELLED
+    # Runs that are over (cancelled, failed) but not settled: their batch tasks may
+    # be lost or their close never enqueued; close their waiting rows and settle.
+    closed = 0
+    over = CampaignRun.objects.filter(settled_at__isnull=True).exclude(
+        status=CampaignRun.Status.SENDING
     )
-    skipped_cancelled = deliveries_skip(rows=leftover, reason="campaign cancelled")
-    return {"redriven": redriven, "skipped_cancelled": skipped_cancelled}
+    for campaign_id, run in over.values_list("campaign_id", "number"):
+        _expire_claims(campaign_id, run)
+        closed += runs.run_close(campaign_id=campaign_id, run=run)
+    return {"redriven": redriven, "gave_up": gave_up, "closed": closed}
 
 
-def _enqueue_due_batches(campaign_id: uuid.UUID, run: int) -> None:
-    """Batches for the run's queued rows that are due within the ETA window."""
+def _expire_claims(campaign_id: uuid.UUID, run: int) -> None:
+    expired = deliveries_expire_claims(rows=_rows(campaign_id, run))
+    if expired:
+        logger.warning("Closed %d interrupted deliveries of %s run %d", expired, campaign_id, run)
+        runs.run_progress(campaign_id, run, BatchOutcome(failed=expired))
+
+
+def _enqueue_due_batches(campaign_id: uuid.UUID, run: int) -> int:
+    """Batches for the run's queued rows that are due within the ETA window; returns
+    how many were enqueued."""
     horizon = timezone.now() + timedelta(seconds=settings.HERALD_SCHEDULE_ETA_WINDOW_SECONDS)
     rows = (
         _rows(campaign_id, run)
@@ -450,6 +401,7 @@ def _enqueue_due_batches(campaign_id: uuid.UUID, run: int) -> None:
     )
     size = settings.HERALD_FANOUT_CHUNK_SIZE
     chunk: list[tuple[int, datetime | None]] = []
+    enqueued = 0
 
     def flush() -> None:
         due = [d for _, d in chunk]
@@ -460,6 +412,9 @@ def _enqueue_due_batches(campaign_id: uuid.UUID, run: int) -> None:
         chunk.append(row)
         if len(chunk) == size:
             flush()
+            enqueued += 1
             chunk = []
     if chunk:
         flush()
+        enqueued += 1
+    return enqueued

@@ -11,7 +11,8 @@ from typing import Any
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
-from campaigns.models import LOCAL_TIME_MISSED_CHOICES, CampaignRun, CampaignStatus, PushCampaign
+from campaigns.models import LOCAL_TIME_MISSED_CHOICES, CampaignRun, PushCampaign
+from campaigns.runs import campaign_stats
 from campaigns.validation import WRITABLE_FIELDS
 from delivery.models import Platform, Provider, PushDelivery
 
@@ -22,14 +23,7 @@ class CampaignSerializer(serializers.ModelSerializer[PushCampaign]):
     stats = serializers.SerializerMethodField()
 
     def get_stats(self, campaign: PushCampaign) -> dict[str, int]:
-        """Live counters of the current run while sending; the exact snapshot after."""
-        if campaign.status == CampaignStatus.SENDING and campaign.current_run:
-            run = CampaignRun.objects.filter(
-                campaign_id=campaign.pk, number=campaign.current_run
-            ).first()
-            if run is not None:
-                return run.stats
-        return dict(campaign.stats)
+        return campaign_stats(campaign)
 
     class Meta:
         model = PushCampaign

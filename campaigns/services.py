@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from campaigns import queue, scheduling
+from campaigns import queue, runs, scheduling
 from campaigns.content import check_payload_size
-from campaigns.models import CampaignRun, CampaignStatus, PushCampaign, empty_stats
+from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from core.errors import ApplicationError, Conflict, InvalidInput, NotFound, UpstreamFailure
 from core.models import Project
 from delivery.services import NewDelivery, deliveries_create
@@ -85,8 +85,9 @@ def _apply(campaign: PushCampaign, fields: Mapping[str, Any]) -> list[str]:
     return changed
 
 
-def _mark_failed(campaign_id: uuid.UUID, reason: str, *, from_status: str) -> None:
-    PushCampaign.objects.filter(pk=campaign_id, status=from_status).update(
+def _schedule_failed(campaign_id: uuid.UUID, reason: str) -> None:
+    """scheduled -> failed when its wake-up could not be armed (no run has started)."""
+    PushCampaign.objects.filter(pk=campaign_id, status=CampaignStatus.SCHEDULED).update(
         status=CampaignStatus.FAILED, last_error=reason[:500], updated_at=timezone.now()
     )
 
@@ -106,7 +107,7 @@ def campaign_create(*, project: Project, fields: Mapping[str, Any]) -> PushCampa
         try:
             scheduling.arm_if_due(campaign.id)
         except queue.EnqueueFailed as exc:
-            _mark_failed(campaign.id, f"Could not arm the schedule: {exc}", from_status="scheduled")
+            _schedule_failed(campaign.id, f"Could not arm the schedule: {exc}")
     campaign.refresh_from_db()
     return campaign
 
@@ -151,9 +152,7 @@ def campaign_update(
         try:
             scheduling.arm_if_due(campaign.id)
         except queue.EnqueueFailed as exc:
-            _mark_failed(
-                campaign.id, f"Could not re-arm the schedule: {exc}", from_status="scheduled"
-            )
+            _schedule_failed(campaign.id, f"Could not re-arm the schedule: {exc}")
             raise RescheduleFailed(
                 "The campaign was updated but its schedule could not be re-armed; "
                 "it is now failed. Send it, or fix the broker and PATCH scheduled_at again.",
@@ -188,13 +187,15 @@ def campaign_delete(*, project: Project, campaign_id: uuid.UUID) -> None:
 def campaign_send(
     *, project: Project, campaign_id: uuid.UUID, trigger: str = CampaignRun.Trigger.SEND
 ) -> PushCampaign:
-    """draft|failed -> sending by one conditional UPDATE, then enqueue the fan-out."""
-    now = timezone.now()
+    """draft|failed -> sending (a new run), then enqueue its fan-out."""
     with transaction.atomic():
-        won = PushCampaign.objects.filter(
-            pk=campaign_id, project=project, status__in=SENDABLE
-        ).update(**scheduling.start_sending_update(now))
-        if not won:
+        campaign = runs.run_begin(
+            campaign_id=campaign_id,
+            allowed=Q(project=project, status__in=SENDABLE),
+            trigger=trigger,
+            now=timezone.now(),
+        )
+        if campaign is None:
             status = _get(project, campaign_id).status
             if status == CampaignStatus.SCHEDULED:
                 raise Conflict(
@@ -204,10 +205,8 @@ def campaign_send(
                     details={"status": status},
                 )
             raise _already_sent(status)
-        campaign = PushCampaign.objects.get(pk=campaign_id)
-        CampaignRun.objects.create(campaign=campaign, number=campaign.current_run, trigger=trigger)
     try:
-        scheduling.start_run(campaign)
+        runs.run_launch(campaign)
     except queue.EnqueueFailed as exc:
         raise SendFailed(
             "The send could not be started; the campaign is now failed. Retry /send.",
@@ -218,7 +217,8 @@ def campaign_send(
 
 
 def campaign_cancel(*, project: Project, campaign_id: uuid.UUID) -> PushCampaign:
-    """scheduled|sending -> cancelled. Batches not yet sent see it and stop."""
+    """scheduled|sending -> cancelled. Batches not yet sent see it and stop; the
+    run's waiting rows are closed and its numbers settled by a task (or the sweeper)."""
     now = timezone.now()
     with transaction.atomic():
         won = PushCampaign.objects.filter(
@@ -236,11 +236,15 @@ def campaign_cancel(*, project: Project, campaign_id: uuid.UUID) -> PushCampaign
                 code="NOT_CANCELLABLE",
                 details={"status": status},
             )
-        CampaignRun.objects.filter(
-            campaign_id=campaign_id, status=CampaignRun.Status.SENDING
-        ).update(status=CampaignRun.Status.CANCELLED, completed_at=now)
+        had_run = runs.run_cancel(campaign_id=campaign_id, now=now)
         scheduling.sync_periodic_task(campaign_id)
-    return PushCampaign.objects.get(pk=campaign_id)
+    campaign = PushCampaign.objects.get(pk=campaign_id)
+    if had_run:
+        try:
+            queue.enqueue_close_run(campaign_id, campaign.current_run)
+        except queue.EnqueueFailed:
+            logger.warning("Could not enqueue the close of %s; the sweeper will", campaign_id)
+    return campaign
 
 
 def campaign_duplicate(*, campaign: PushCampaign) -> PushCampaign:
@@ -255,7 +259,6 @@ def campaign_duplicate(*, campaign: PushCampaign) -> PushCampaign:
     copy.local_wall_clock = ""
     copy.schedule_version = 0
     copy.armed_version = 0
-    copy.stats = empty_stats()
     copy.current_run = 0
     copy.last_error = ""
     copy.sent_at = copy.completed_at = None
@@ -306,12 +309,17 @@ def campaign_push_explicit(
     targets = list(tokens.order_by("id").values_list("id", "app_user_id", "provider"))
     if not targets:
         return ExplicitPush(run=None, targeted=0, invalid_device_ids=invalid)
-    now = timezone.now()
     with transaction.atomic():
-        won = PushCampaign.objects.filter(
-            pk=campaign_id, project=project, status__in=PUSHABLE
-        ).update(**scheduling.start_sending_update(now))
-        if not won:
+        started = runs.run_begin(
+            campaign_id=campaign_id,
+            allowed=Q(project=project, status__in=PUSHABLE),
+            trigger=CampaignRun.Trigger.EXPLICIT,
+            now=timezone.now(),
+            data_override=data_override,
+            targeted=len(targets),
+            fanout_done=True,
+        )
+        if started is None:
             status = _get(project, campaign_id).status
             if status == CampaignStatus.SCHEDULED:
                 raise Conflict(
@@ -324,25 +332,15 @@ def campaign_push_explicit(
                 code="ALREADY_SENT" if status == CampaignStatus.SENDING else "NOT_PUSHABLE",
                 details={"status": status},
             )
-        campaign = PushCampaign.objects.get(pk=campaign_id)
-        run = campaign.current_run
-        CampaignRun.objects.create(
-            campaign=campaign,
-            number=run,
-            trigger=CampaignRun.Trigger.EXPLICIT,
-            data_override=data_override,
-            targeted=len(targets),
-            fanout_done=True,
-            last_progress_at=now,
-        )
+        run = started.current_run
         deliveries_create(
             campaign_id=campaign_id,
             run=run,
             tokens=[NewDelivery(t, u, p) for t, u, p in targets],
         )
     try:
-        scheduling.start_run(
-            campaign,
+        runs.run_launch(
+            started,
             enqueue=lambda: queue.enqueue_batch(campaign_id, run, targets[0][0], targets[-1][0]),
         )
     except queue.EnqueueFailed as exc:

@@ -6,7 +6,7 @@ import uuid
 
 from celery import shared_task
 
-from campaigns import queue, scheduling, sending
+from campaigns import queue, runs, scheduling, sending
 
 
 @shared_task(name=queue.FAN_OUT_TASK)
@@ -24,6 +24,12 @@ def send_campaign_batch_task(
         first_token_id=first_token_id,
         last_token_id=last_token_id,
     )
+
+
+@shared_task(name=queue.CLOSE_RUN_TASK)
+def close_run_task(campaign_id: str, run: int) -> int:
+    """After a cancel: close the run's waiting rows and settle its numbers."""
+    return runs.run_close(campaign_id=uuid.UUID(campaign_id), run=run)
 
 
 @shared_task(name=queue.FIRE_SCHEDULED_TASK)

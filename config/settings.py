@@ -259,3 +259,6 @@ HERALD_RETRY_MAX_SECONDS = float(os.environ.get("HERALD_RETRY_MAX_SECONDS", "300
 HERALD_CLAIM_LEASE_SECONDS = env_int("HERALD_CLAIM_LEASE_SECONDS", 300)
 # A sending run with no progress for this long is re-driven by the sweeper.
 HERALD_STALL_SECONDS = env_int("HERALD_STALL_SECONDS", 60)
+# A run whose tasks keep raising is re-driven this many times without progress,
+# then failed with the last error (nothing wedges).
+HERALD_MAX_REDRIVES = env_int("HERALD_MAX_REDRIVES", 5)

@@ -17,6 +17,7 @@ import time_machine
 from django.utils import timezone
 
 from campaigns.models import CampaignRun, PushCampaign
+from campaigns.runs import campaign_stats
 from delivery.models import PushDelivery
 from tests.factories import (
     CampaignFactory,
@@ -66,7 +67,7 @@ def representation(campaign: PushCampaign) -> dict[str, Any]:
         "segment_id": str(campaign.segment_id) if campaign.segment_id else None,
         "status": campaign.status,
         "scheduled_at": iso(campaign.scheduled_at),
-        "stats": campaign.stats,
+        "stats": campaign_stats(campaign),
         "localizations": campaign.localizations,
         "image_url": campaign.image_url,
         "url": campaign.url,

@@ -14,7 +14,7 @@ import time_machine
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from campaigns import scheduling, sending, services
+from campaigns import runs, scheduling, sending, services
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.validation import validate_create
 from core.errors import InvalidInput
@@ -305,5 +305,5 @@ def test_local_time_rows_wait_for_each_users_wall_clock(project):
         "America/Chicago": at("America/Chicago"),
         "Not/AZone": at("UTC"),  # unknown zone -> project default (UTC)
     }
-    stats = sending.run_stats(campaign.id, 1)
+    stats = runs.run_stats(campaign.id, 1)
     assert stats["pending"] == 3 and stats["sent"] == 0
