@@ -111,9 +111,11 @@ def some_of_everything(configured_project: Project) -> dict[str, Any]:
         project=configured_project,
         segment=segment,
         status="sent",
-        stats={"targeted": 3, "sent": 2, "failed": 0, "invalid_tokens": 1, "skipped": 0},
+        current_run=1,
     )
-    CampaignRunFactory.create(campaign=campaign, number=1, status="sent", targeted=3, sent=2)
+    CampaignRunFactory.create(
+        campaign=campaign, number=1, status="sent", targeted=3, sent=2, invalid_tokens=1
+    )
     delivery = PushDeliveryFactory.create(campaign=campaign, token=token, status="sent")
     return {
         "core_project": configured_project,
