@@ -14,7 +14,7 @@ from django.utils import timezone
 from core.models import Project
 from delivery.models import PushToken
 from segments.models import Segment
-from segments.rules import targeting_filter
+from segments.targeting import targeting_filter
 
 
 def resolve_audience(

@@ -11,8 +11,8 @@ from django.utils import timezone
 from delivery.models import PushToken
 from segments.audience import resolve_audience
 from segments.models import Segment
-from segments.rules import targeting_filter
 from segments.selectors import audience_counts, explicit_tokens, unknown_segment_ids
+from segments.targeting import targeting_filter
 from tests.segments.helpers import apns_token, fcm_token, make_project, make_token, make_user
 
 pytestmark = pytest.mark.django_db
