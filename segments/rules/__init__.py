@@ -68,7 +68,7 @@ from segments.rules.grammar import (
     TOKEN_KIND_BITS,
 )
 from segments.rules.sql import compile_rules, on_connection_created
-from segments.rules.validate import validate_rules
+from segments.rules.validate import StoredRulesInvalid, rules_error, stored_rules, validate_rules
 from segments.rules.values import canonical_date_value, canonical_instant, version_key
 
 __all__ = [
@@ -77,11 +77,14 @@ __all__ = [
     "ATTRIBUTE_KEY_RE",
     "RESERVED_ATTRS",
     "TOKEN_KIND_BITS",
+    "StoredRulesInvalid",
     "canonical_date_value",
     "canonical_instant",
     "compile_rules",
     "evaluate_python",
     "on_connection_created",
+    "rules_error",
+    "stored_rules",
     "validate_rules",
     "version_key",
 ]

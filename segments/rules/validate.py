@@ -1,11 +1,19 @@
-"""validate_rules: the one check of a rule tree, with a path to the offending node."""
+"""validate_rules: the one check of a rule tree, with a path to the offending node.
+
+Every door that writes rules (API, admin, commands) calls `validate_rules`; every
+reader of a *saved* segment's rules calls `stored_rules`, which runs the same check
+again, because a row can hold rules that no longer validate (written around the
+validator, or under an older grammar). Compiling those would crash deep in the
+compiler (KeyError('equals')); `stored_rules` raises StoredRulesInvalid instead,
+naming the segment and what to fix (docs/decisions.md, "Stored rules are re-checked").
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import InvalidInput
 from segments.rules.grammar import (
@@ -33,6 +41,9 @@ from segments.rules.values import (
     scalar_operand,
     version_key,
 )
+
+if TYPE_CHECKING:
+    from segments.models import Segment
 
 # ---------------------------------------------------------------------- validation
 
@@ -206,6 +217,48 @@ def validate_rules(rules: Any) -> dict[str, Any]:
         return {}
     counter = [0]
     return _validate_node(rules, "rules", 1, counter)
+
+
+class StoredRulesInvalid(InvalidInput):
+    """A saved segment's rules no longer validate: nothing can be computed from them.
+
+    409: the request is fine, the stored segment is not; fixing the segment (not
+    retrying the request) cures it. An InvalidInput, so a campaign run that meets it
+    fails at once with this message instead of being retried.
+    """
+
+    status = 409
+    code = "INVALID_SEGMENT_RULES"
+
+
+def stored_rules(segment: Segment) -> dict[str, Any]:
+    """The clean rules of a saved segment, or StoredRulesInvalid naming what to fix.
+
+    Details: segment_id, and the validator's path and reason. Linear in the rules'
+    size (at most MAX_NODES nodes), so every reader can afford it.
+    """
+    try:
+        return validate_rules(segment.rules)
+    except InvalidInput as exc:
+        raise StoredRulesInvalid(
+            f"Segment '{segment.name}' ({segment.pk}) has rules that no longer validate: "
+            f"{exc.message} Fix the segment's rules (PATCH the segment, or edit it in the "
+            "console).",
+            details={
+                "segment_id": str(segment.pk),
+                "path": exc.details.get("path", "rules"),
+                "reason": exc.message,
+            },
+        ) from exc
+
+
+def rules_error(rules: Any) -> dict[str, str] | None:
+    """{"path", "reason"} when `rules` do not validate, else None (for listings)."""
+    try:
+        validate_rules(rules)
+    except InvalidInput as exc:
+        return {"path": str(exc.details.get("path", "rules")), "reason": exc.message}
+    return None
 
 
 def _validate_node(node: Any, path: str, depth: int, counter: list[int]) -> dict[str, Any]:
