@@ -33,17 +33,17 @@ def not_this_projects_segments(project: Any) -> list[str]:
     return [named.name, deleted_id, str(foreign.pk)]
 
 
+def envelope(code: str, message: str, details: dict[str, Any]) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
 def refusal(ids: list[str]) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": "INVALID_SEGMENT_ID",
-            "message": (
-                "targeting.segments names segments that are not segments of this project: "
-                f"{', '.join(ids)}. Use ids from GET /admin/projects/{{projectId}}/segments."
-            ),
-            "details": {"field": "targeting.segments", "segment_ids": ids},
-        }
-    }
+    return envelope(
+        "INVALID_SEGMENT_ID",
+        "targeting.segments names segments that are not segments of this project: "
+        f"{', '.join(ids)}. Use ids from GET /admin/projects/{{projectId}}/segments.",
+        {"field": "targeting.segments", "segment_ids": ids},
+    )
 
 
 @pytest.mark.parametrize("side", ["include", "exclude"])
@@ -104,16 +104,12 @@ def test_audience_of_a_campaign_whose_targeting_segment_was_deleted_is_409(api):
     response = client.get(f"{base(project)}/{campaign.pk}/audience")
 
     assert response.status_code == 409
-    assert response.json() == {
-        "error": {
-            "code": "INVALID_SEGMENT_ID",
-            "message": (
-                "targeting.segments names segments that are not segments of this project "
-                f"(deleted, or never were): {gone_id}. Remove them from the campaign's targeting."
-            ),
-            "details": {"field": "targeting.segments", "segment_ids": [gone_id]},
-        }
-    }
+    assert response.json() == envelope(
+        "INVALID_SEGMENT_ID",
+        "targeting.segments names segments that are not segments of this project "
+        f"(deleted, or never were): {gone_id}. Remove them from the campaign's targeting.",
+        {"field": "targeting.segments", "segment_ids": [gone_id]},
+    )
 
 
 @pytest.mark.parametrize("where", ["segment", "targeting"])
@@ -129,17 +125,12 @@ def test_audience_of_a_campaign_whose_segment_rules_no_longer_validate_is_409(ap
     response = client.get(f"{base(project)}/{campaign.pk}/audience")
 
     assert response.status_code == 409
-    assert response.json() == {
-        "error": {
-            "code": "INVALID_SEGMENT_RULES",
-            "message": (
-                f"Segment 'old' ({segment.pk}) has rules that no longer validate: "
-                f"{EQUALS_REASON} Fix the segment's rules (PATCH the segment, or edit it in "
-                "the console)."
-            ),
-            "details": {"segment_id": str(segment.pk), "path": "rules.op", "reason": EQUALS_REASON},
-        }
-    }
+    assert response.json() == envelope(
+        "INVALID_SEGMENT_RULES",
+        f"Segment 'old' ({segment.pk}) has rules that no longer validate: {EQUALS_REASON} "
+        "Fix the segment's rules (PATCH the segment, or edit it in the console).",
+        {"segment_id": str(segment.pk), "path": "rules.op", "reason": EQUALS_REASON},
+    )
     assert Segment.objects.get().rules == EQUALS_RULE
 
 

@@ -275,6 +275,27 @@ def not_this_projects_segments(world: dict[str, Any]) -> list[str]:
     return [named.name, deleted_id, str(foreign.pk)]
 
 
+def unknown_segments_error(ids: list[str], *, stored: bool) -> tuple[str, int, str, dict]:
+    """(code, status, message, details) of UnknownTargetingSegments, saving or resolving."""
+    listed = ", ".join(ids)
+    if stored:
+        message = (
+            "targeting.segments names segments that are not segments of this project "
+            f"(deleted, or never were): {listed}. Remove them from the campaign's targeting."
+        )
+    else:
+        message = (
+            "targeting.segments names segments that are not segments of this project: "
+            f"{listed}. Use ids from GET /admin/projects/{{projectId}}/segments."
+        )
+    details = {"field": "targeting.segments", "segment_ids": ids}
+    return "INVALID_SEGMENT_ID", 409 if stored else 400, message, details
+
+
+def as_tuple(error: InvalidInput) -> tuple[str, int, str, dict]:
+    return error.code, error.status, error.message, error.details
+
+
 @pytest.mark.parametrize("side", ["include", "exclude"])
 def test_resolving_targeting_segments_that_are_not_this_projects_raises(
     world: dict[str, Any], side: str
@@ -287,17 +308,8 @@ def test_resolving_targeting_segments_that_are_not_this_projects_raises(
     with pytest.raises(UnknownTargetingSegments):
         resolve_audience(project=world["project"], targeting={"segments": {side: ids}})
 
-    error = caught.value
-    assert isinstance(error, InvalidInput)
-    assert (error.code, error.status, error.details) == (
-        "INVALID_SEGMENT_ID",
-        409,
-        {"field": "targeting.segments", "segment_ids": ids},
-    )
-    assert error.message == (
-        f"targeting.segments names segments that are not segments of this project "
-        f"(deleted, or never were): {', '.join(ids)}. Remove them from the campaign's targeting."
-    )
+    assert isinstance(caught.value, InvalidInput)
+    assert as_tuple(caught.value) == unknown_segments_error(ids, stored=True)
 
 
 def test_validate_targeting_refuses_ids_that_are_not_this_projects(world: dict[str, Any]) -> None:
@@ -308,16 +320,7 @@ def test_validate_targeting_refuses_ids_that_are_not_this_projects(world: dict[s
     with pytest.raises(UnknownTargetingSegments) as caught:
         validate_targeting(project=world["project"], targeting=targeting)
 
-    error = caught.value
-    assert (error.code, error.status, error.details) == (
-        "INVALID_SEGMENT_ID",
-        400,
-        {"field": "targeting.segments", "segment_ids": ids},
-    )
-    assert error.message == (
-        f"targeting.segments names segments that are not segments of this project: "
-        f"{', '.join(ids)}. Use ids from GET /admin/projects/{{projectId}}/segments."
-    )
+    assert as_tuple(caught.value) == unknown_segments_error(ids, stored=False)
 
 
 @pytest.mark.parametrize(
@@ -348,32 +351,20 @@ def user_data_message(key: str) -> str:
     )
 
 
+@pytest.mark.parametrize("stored", [False, True])
 @pytest.mark.parametrize(("key", "field"), BAD_USER_DATA)
-def test_validate_targeting_refuses_user_data_keys_that_are_not_attributes(
-    world: dict[str, Any], key: str, field: str
+def test_user_data_keys_that_are_not_attributes_are_refused_and_raise_when_stored(
+    world: dict[str, Any], key: str, field: str, stored: bool
 ) -> None:
-    with pytest.raises(InvalidInput) as caught:
-        validate_targeting(
-            project=world["project"], targeting={"user_data": {"include": {key: "tv"}}}
-        )
-
-    error = caught.value
-    assert (error.code, error.status, error.message, error.details) == (
-        "VALIDATION_ERROR",
-        400,
-        user_data_message(key),
-        {"field": field, "key": key},
-    )
-
-
-@pytest.mark.parametrize(("key", "field"), BAD_USER_DATA)
-def test_resolving_stored_user_data_keys_that_are_not_attributes_raises(
-    world: dict[str, Any], key: str, field: str
-) -> None:
-    """Stored before the check (or around it): a typed error, not KeyError('tv')."""
+    """Saving: 400. Stored before the check (or around it): 409, not KeyError('tv')."""
     targeting = {"user_data": {"include": {key: "tv"}}}
 
     with pytest.raises(InvalidInput) as caught:
-        list(resolve_audience(project=world["project"], targeting=targeting))
+        if stored:
+            list(resolve_audience(project=world["project"], targeting=targeting))
+        else:
+            validate_targeting(project=world["project"], targeting=targeting)
 
-    assert (caught.value.status, caught.value.details) == (409, {"field": field, "key": key})
+    status = 409 if stored else 400
+    details = {"field": field, "key": key}
+    assert as_tuple(caught.value) == ("VALIDATION_ERROR", status, user_data_message(key), details)
