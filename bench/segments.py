@@ -408,8 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.models import Project
     from delivery.models import PushToken
     from segments.audience import resolve_audience
-    from segments.models import AppUser, Segment
+    from segments.models import AppUser
     from segments.selectors import audience_counts
+    from segments.services import clean_segment_fields, segment_create
 
     log(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
     project = Project.objects.filter(name=PROJECT_NAME).first()
@@ -454,11 +455,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if sample_sql and name.startswith("country = US"):
                 plans[f"{name}: sample of 10"] = explain(*sample_sql[0])
 
-    segment = Segment.objects.create(
-        project=project,
-        name="bench: seen in 7 days",
-        rules={"attr": "last_seen_at", "op": "gte", "value": "-7d"},
-    )
+    body = {
+        "name": "bench: seen in 7 days",
+        "rules": {"attr": "last_seen_at", "op": "gte", "value": "-7d"},
+    }
+    segment = segment_create(project=project, fields=clean_segment_fields(body, partial=False))
     targeting = {"countries": {"include": ["US", "CA"]}, "platforms": {"exclude": ["web"]}}
 
     def audience() -> dict[str, Any]:

@@ -28,6 +28,7 @@ from delivery.services import NewDelivery, deliveries_create
 from segments.audience import resolve_audience
 from segments.models import Segment
 from segments.selectors import audience_counts, explicit_tokens
+from segments.targeting import validate_targeting
 
 logger = logging.getLogger("herald.campaigns")
 
@@ -74,6 +75,7 @@ def _resolve_segment(project: Project, segment_id: uuid.UUID | None) -> Segment 
 
 
 def _apply(campaign: PushCampaign, fields: Mapping[str, Any]) -> list[str]:
+    validate_targeting(project=campaign.project, targeting=fields.get("targeting"))
     changed = []
     for name, value in fields.items():
         if name == "segment_id":

@@ -1,16 +1,24 @@
 """Operator console for app users and segments.
 
 app_users grows to millions of rows: the changelist skips the unfiltered total
-count and searches external ids by prefix.
+count and searches external ids by prefix. Segments are validated by the API's
+validator (`segments.services.clean_segment_fields`) and written by the segment
+services, so the console cannot store rules the API refuses.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from core.admin import EstimatedCountPaginator
+from core.admin import EstimatedCountPaginator, adopt_saved
+from core.errors import ApplicationError
+from segments import services
 from segments.models import AppUser, Segment
+from segments.rules import rules_error
 
 
 def _attribute(user: AppUser, name: str) -> str:
@@ -46,9 +54,62 @@ class AppUserAdmin(admin.ModelAdmin):
         return _attribute(obj, "language")
 
 
+class SegmentForm(forms.ModelForm):
+    """Validates through `clean_segment_fields`, exactly as the API does.
+
+    `clean()` builds the body the API would get (every field on add, the changed
+    ones on change, like a PATCH) and keeps the clean values in `segment_fields`
+    for the service; the validator's errors land on their fields.
+    """
+
+    EDITABLE = ("name", "description", "rules")
+
+    class Meta:
+        model = Segment
+        fields = ("project", "name", "description", "rules")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.segment_fields: dict[str, Any] = {}
+        if "name" in self.fields:
+            self.fields["name"].required = False  # the validator says MISSING_NAME
+
+    def _adding(self) -> bool:
+        return bool(self.instance._state.adding)
+
+    def api_payload(self) -> dict[str, Any]:
+        names = [n for n in self.EDITABLE if n in self.fields]
+        if not self._adding():
+            names = [n for n in names if n in self.changed_data]
+        return {name: self.cleaned_data.get(name) for name in names}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.errors:
+            return cleaned
+        payload = self.api_payload()
+        if not self._adding() and not payload:
+            return cleaned
+        try:
+            self.segment_fields = services.clean_segment_fields(payload, partial=not self._adding())
+        except ApplicationError as error:
+            field = str(error.details.get("field", ""))
+            target = field if field in self.fields else None
+            self.add_error(target, f"{error.message} ({error.code})")
+        return cleaned
+
+
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
-    list_display = ("name", "project", "member_count", "evaluated_at", "updated_at")
+    form = SegmentForm
+    list_display = (
+        "name",
+        "project",
+        "member_count",
+        "rules_status",
+        "evaluated_at",
+        "updated_at",
+    )
     list_filter = ("project",)
     list_select_related = ("project",)
     search_fields = ("name",)
@@ -58,9 +119,49 @@ class SegmentAdmin(admin.ModelAdmin):
         "name",
         "description",
         "rules",
+        "rules_problem",
         "member_count",
         "evaluated_at",
         "created_at",
         "updated_at",
     )
-    readonly_fields = ("id", "member_count", "evaluated_at", "created_at", "updated_at")
+    readonly_fields = (
+        "id",
+        "rules_problem",
+        "member_count",
+        "evaluated_at",
+        "created_at",
+        "updated_at",
+    )
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Segment | None = None
+    ) -> tuple[str, ...]:
+        # Campaigns of its project point at it: it cannot move to another project.
+        base = tuple(self.readonly_fields)
+        return base if obj is None else (*base, "project")
+
+    def save_model(
+        self, request: HttpRequest, obj: Segment, form: SegmentForm, change: bool
+    ) -> None:
+        if not change:
+            saved = services.segment_create(project=obj.project, fields=form.segment_fields)
+        elif form.segment_fields:
+            saved = services.segment_update(
+                project=obj.project, segment_id=obj.pk, fields=form.segment_fields
+            )
+        else:
+            return  # nothing changed: nothing to write
+        adopt_saved(obj, saved)
+
+    @admin.display(description="Rules")
+    def rules_status(self, obj: Segment) -> str:
+        problem = rules_error(obj.rules)
+        return "OK" if problem is None else f"Invalid at {problem['path']}"
+
+    @admin.display(description="Rules problem")
+    def rules_problem(self, obj: Segment) -> str:
+        problem = rules_error(obj.rules)
+        if problem is None:
+            return "None: the rules validate."
+        return f"{problem['reason']} Previews and sends refuse this segment until it is fixed."

@@ -21,7 +21,7 @@ from core.models import Project
 from core.pagination import parse_limit
 from core.schema import error_responses
 from segments import selectors, services
-from segments.rules import validate_rules
+from segments.rules import stored_rules, validate_rules
 from segments.serializers import (
     AppUserSerializer,
     AppUserWriteSerializer,
@@ -36,6 +36,8 @@ from segments.serializers import (
 
 # What any audience operation may answer; 429: rate limit; 500: the view's failure code.
 ERRORS = error_responses(400, 401, 403, 404, 429, 500)
+# Previews of a saved segment: 409 INVALID_SEGMENT_RULES when its rules no longer validate.
+PREVIEW_ERRORS = {**ERRORS, **error_responses(409)}
 CURSOR = OpenApiParameter("cursor", str, description="`next` from the previous page.")
 LIMIT = OpenApiParameter("limit", int, description="Page size, 1-200 (default 50).")
 
@@ -136,14 +138,15 @@ class SegmentPreviewView(ProjectScopedView):
 
     @extend_schema(
         request=None,
-        responses={200: PreviewSerializer, **ERRORS},
+        responses={200: PreviewSerializer, **PREVIEW_ERRORS},
         summary="Members of a saved segment now: count and a sample of 10",
         operation_id="admin_projects_segments_preview",
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         segment = selectors.segment_get(project=project, segment_id=self.segment_id(kwargs))
-        return _preview_response(selectors.segment_preview(project=project, rules=segment.rules))
+        rules = stored_rules(segment)  # 409 INVALID_SEGMENT_RULES if they no longer validate
+        return _preview_response(selectors.segment_preview(project=project, rules=rules))
 
 
 class RulesPreviewView(ProjectScopedView):

@@ -14,7 +14,8 @@ from django.utils import timezone
 from core.models import Project
 from delivery.models import PushToken
 from segments.models import Segment
-from segments.rules import targeting_filter
+from segments.rules import stored_rules
+from segments.targeting import targeting_filter
 
 
 def resolve_audience(
@@ -28,6 +29,11 @@ def resolve_audience(
 
     The segment's rules and the user-level targeting become one users subquery
     (see `targeting_filter`), evaluated at one instant.
+
+    Raises InvalidInput subclasses, and only those, for what was stored but cannot be
+    honoured: StoredRulesInvalid (a segment's rules no longer validate, 409) and
+    UnknownTargetingSegments (a targeted segment deleted since, 409). Retrying cannot
+    cure either; the campaign layer fails the run with the message.
     """
     tokens = PushToken.objects.filter(project=project, active=True)
     if platforms:
@@ -39,5 +45,5 @@ def resolve_audience(
         targeting or {},
         project=project,
         now=timezone.now(),
-        segment_rules=segment.rules if segment is not None else None,
+        segment_rules=stored_rules(segment) if segment is not None else None,
     )

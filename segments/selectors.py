@@ -151,21 +151,3 @@ def explicit_tokens(
         selection |= Q(app_user__external_id__in=users)
     tokens = active.filter(selection) if devices or users else active.none()
     return tokens, invalid
-
-
-def unknown_segment_ids(*, project: Project, segment_ids: Iterable[Any]) -> list[str]:
-    """Ids in a campaign's targeting.segments that are not segments of `project`.
-
-    For the campaign layer to refuse them at save time (INVALID_SEGMENT_ID);
-    targeting_filter itself ignores unknown ids, so a deleted segment can never widen
-    an audience. Input order, once each.
-    """
-    wanted: dict[str, uuid.UUID | None] = {}
-    for raw in segment_ids:
-        try:
-            wanted[str(raw)] = uuid.UUID(str(raw))
-        except ValueError:
-            wanted[str(raw)] = None
-    valid = {u for u in wanted.values() if u is not None}
-    known = set(Segment.objects.filter(project=project, pk__in=valid).values_list("pk", flat=True))
-    return [raw for raw, parsed in wanted.items() if parsed is None or parsed not in known]

@@ -6,14 +6,25 @@ specific error code per field; the *Write serializers only document it.
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from delivery.models import Platform, Provider, PushToken
 from segments.models import AppUser, Segment
+from segments.rules import rules_error
+
+
+class RulesErrorSerializer(serializers.Serializer[object]):
+    path = serializers.CharField(help_text='The offending node, e.g. "rules.all[2].op".')
+    reason = serializers.CharField()
 
 
 class SegmentSerializer(serializers.ModelSerializer[Segment]):
     project_id = serializers.UUIDField(read_only=True)
+    rules_error = serializers.SerializerMethodField(
+        help_text="null, or why the stored rules no longer validate (previews and sends "
+        "answer 409 INVALID_SEGMENT_RULES until they are fixed)."
+    )
 
     class Meta:
         model = Segment
@@ -25,10 +36,15 @@ class SegmentSerializer(serializers.ModelSerializer[Segment]):
             "rules",
             "member_count",
             "evaluated_at",
+            "rules_error",
             "created_at",
             "updated_at",
         )
         read_only_fields = fields
+
+    @extend_schema_field(RulesErrorSerializer(allow_null=True))
+    def get_rules_error(self, segment: Segment) -> dict[str, str] | None:
+        return rules_error(segment.rules)
 
 
 class SegmentPageSerializer(serializers.Serializer[object]):

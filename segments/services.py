@@ -30,8 +30,10 @@ from segments.models import AppUser, Segment
 from segments.rules import (
     ATTRIBUTE_KEY_RE,
     RESERVED_ATTRS,
+    StoredRulesInvalid,
     canonical_date_value,
     compile_rules,
+    stored_rules,
     validate_rules,
 )
 
@@ -527,10 +529,13 @@ def segment_delete(*, project: Project, segment_id: uuid.UUID) -> None:
 
 
 def segment_refresh_count(*, segment: Segment, now: datetime | None = None) -> int:
-    """Recount one segment's members (one COUNT) and store it with the time."""
+    """Recount one segment's members (one COUNT) and store it with the time.
+
+    StoredRulesInvalid when the segment's stored rules no longer validate.
+    """
     now = now or timezone.now()
     members = AppUser.objects.filter(project_id=segment.project_id).filter(
-        compile_rules(segment.rules or {}, now=now)
+        compile_rules(stored_rules(segment), now=now)
     )
     count = members.count()
     Segment.objects.filter(pk=segment.pk).update(member_count=count, evaluated_at=now)
@@ -540,17 +545,17 @@ def segment_refresh_count(*, segment: Segment, now: datetime | None = None) -> i
 def segment_refresh_counts(*, now: datetime | None = None) -> int:
     """Recount every segment; returns how many were refreshed.
 
-    A segment whose stored rules no longer validate (edited by hand) is skipped and
-    logged rather than stopping the others.
+    A segment whose stored rules no longer validate (written around the validator)
+    is skipped and logged rather than stopping the others; its API answer and the
+    console say so (`rules_error`).
     """
     now = now or timezone.now()
     refreshed = 0
-    for segment in Segment.objects.only("id", "project_id", "rules").iterator():
+    for segment in Segment.objects.only("id", "project_id", "name", "rules").iterator():
         try:
-            validate_rules(segment.rules)
-        except InvalidInput as exc:
+            segment_refresh_count(segment=segment, now=now)
+        except StoredRulesInvalid as exc:
             logger.warning("segment %s has invalid rules, not counted: %s", segment.pk, exc)
             continue
-        segment_refresh_count(segment=segment, now=now)
         refreshed += 1
     return refreshed

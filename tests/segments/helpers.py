@@ -13,6 +13,13 @@ from tests.factories import api_client, create_api_key
 
 APNS_TOKEN = "ab" * 32
 FCM_TOKEN = "fJ3kQm9xR2:APA91b" + "x_y-Z" * 26  # 147 characters
+# A rule in the grammar's shape with an operator the validator refuses: what an admin
+# that wrote around the validator could store (issue 9, item 1).
+EQUALS_RULE = {"attr": "country", "op": "equals", "value": "US"}
+EQUALS_REASON = (
+    "rules.op must be one of eq, neq, gt, gte, lt, lte, in, not_in, contains, not_contains, "
+    "exists, not_exists, starts_with, ends_with, between, not_between."
+)
 
 
 def fcm_token(n: int) -> str:

@@ -12,7 +12,15 @@ from django.utils import timezone
 from core.models import ApiKey
 from segments.models import Segment
 from tests.factories import CampaignFactory, api_client
-from tests.segments.helpers import audience_state, client_for, error, make_project, make_user
+from tests.segments.helpers import (
+    EQUALS_REASON,
+    EQUALS_RULE,
+    audience_state,
+    client_for,
+    error,
+    make_project,
+    make_user,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +54,7 @@ def test_create_returns_the_segment(client: Any, project: Any) -> None:
         "rules": US_RULE,
         "member_count": None,
         "evaluated_at": None,
+        "rules_error": None,
         "created_at": body["created_at"],
         "updated_at": body["updated_at"],
     }
@@ -343,6 +352,65 @@ def test_preview_of_unsaved_rules_refusals(
 def test_preview_errors_for_saved_segments(client: Any, project: Any) -> None:
     assert error(client.post(url(project, "/x/preview")))[:2] == (400, "INVALID_SEGMENT_ID")
     assert error(client.post(url(project, f"/{uuid.uuid4()}/preview")))[:2] == (404, "NOT_FOUND")
+
+
+# ------------------------------------------- stored rules that no longer validate
+
+
+def test_preview_of_stored_rules_that_no_longer_validate_is_409_not_500(
+    client: Any, project: Any
+) -> None:
+    make_user(project, "u1", {"country": "US"})
+    segment = Segment.objects.create(project=project, name="US (old)", rules=EQUALS_RULE)
+    before = audience_state()
+
+    response = client.post(url(project, f"/{segment.id}/preview"))
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": {
+            "code": "INVALID_SEGMENT_RULES",
+            "message": (
+                f"Segment 'US (old)' ({segment.id}) has rules that no longer validate: "
+                f"{EQUALS_REASON} Fix the segment's rules (PATCH the segment, or edit it in "
+                "the console)."
+            ),
+            "details": {"segment_id": str(segment.id), "path": "rules.op", "reason": EQUALS_REASON},
+        }
+    }
+    assert audience_state() == before
+
+
+def test_list_and_fetch_report_stored_rules_that_no_longer_validate(
+    client: Any, project: Any
+) -> None:
+    bad = Segment.objects.create(project=project, name="old", rules=EQUALS_RULE)
+    Segment.objects.create(project=project, name="new", rules=US_RULE)
+
+    listed = client.get(url(project))
+    fetched = client.get(url(project, f"/{bad.id}"))
+
+    assert listed.status_code == 200
+    assert {s["name"]: s["rules_error"] for s in listed.json()["results"]} == {
+        "old": {"path": "rules.op", "reason": EQUALS_REASON},
+        "new": None,
+    }
+    assert fetched.status_code == 200
+    assert fetched.json()["rules"] == EQUALS_RULE
+    assert fetched.json()["rules_error"] == {"path": "rules.op", "reason": EQUALS_REASON}
+
+
+def test_patching_valid_rules_repairs_a_segment(client: Any, project: Any) -> None:
+    make_user(project, "u1", {"country": "US"})
+    bad = Segment.objects.create(project=project, name="old", rules=EQUALS_RULE)
+
+    patched = client.patch(url(project, f"/{bad.id}"), {"rules": US_RULE})
+    preview = client.post(url(project, f"/{bad.id}/preview"))
+
+    assert patched.status_code == 200
+    assert patched.json()["rules_error"] is None
+    assert preview.status_code == 200
+    assert preview.json()["count"] == 1
 
 
 def test_client_keys_may_not_touch_segments(project: Any) -> None:

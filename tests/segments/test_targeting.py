@@ -8,11 +8,17 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from core.errors import InvalidInput
 from delivery.models import PushToken
 from segments.audience import resolve_audience
 from segments.models import Segment
-from segments.rules import targeting_filter
-from segments.selectors import audience_counts, explicit_tokens, unknown_segment_ids
+from segments.selectors import audience_counts, explicit_tokens
+from segments.targeting import (
+    UnknownTargetingSegments,
+    targeting_filter,
+    unknown_segment_ids,
+    validate_targeting,
+)
 from tests.segments.helpers import apns_token, fcm_token, make_project, make_token, make_user
 
 pytestmark = pytest.mark.django_db
@@ -138,8 +144,7 @@ def test_targeting_by_segments(world: dict[str, Any]) -> None:
     assert targeted(world, {"segments": {"include": [str(everyone.pk)]}}) == ALL_ACTIVE - {
         "anonymous"
     }
-    assert targeted(world, {"segments": {"include": ["nope", str(foreign.pk)]}}) == set()
-    assert targeted(world, {"segments": {"exclude": [str(foreign.pk)]}}) == ALL_ACTIVE
+    assert foreign.pk  # another project's segment: see the tests below
 
 
 def test_resolve_audience_ands_segment_targeting_and_platforms(world: dict[str, Any]) -> None:
@@ -258,3 +263,108 @@ def test_unknown_segment_ids(world: dict[str, Any]) -> None:
         "nope",
         str(foreign.pk),
     ]
+
+
+def not_this_projects_segments(world: dict[str, Any]) -> list[str]:
+    """A segment's name, a deleted segment's id and another project's segment id."""
+    named = Segment.objects.create(project=world["project"], name="US", rules={})
+    deleted = Segment.objects.create(project=world["project"], name="gone", rules={})
+    deleted_id = str(deleted.pk)
+    deleted.delete()
+    foreign = Segment.objects.create(project=make_project("x"), name="f", rules={})
+    return [named.name, deleted_id, str(foreign.pk)]
+
+
+def unknown_segments_error(ids: list[str], *, stored: bool) -> tuple[str, int, str, dict]:
+    """(code, status, message, details) of UnknownTargetingSegments, saving or resolving."""
+    listed = ", ".join(ids)
+    if stored:
+        message = (
+            "targeting.segments names segments that are not segments of this project "
+            f"(deleted, or never were): {listed}. Remove them from the campaign's targeting."
+        )
+    else:
+        message = (
+            "targeting.segments names segments that are not segments of this project: "
+            f"{listed}. Use ids from GET /admin/projects/{{projectId}}/segments."
+        )
+    details = {"field": "targeting.segments", "segment_ids": ids}
+    return "INVALID_SEGMENT_ID", 409 if stored else 400, message, details
+
+
+def as_tuple(error: InvalidInput) -> tuple[str, int, str, dict]:
+    return error.code, error.status, error.message, error.details
+
+
+@pytest.mark.parametrize("side", ["include", "exclude"])
+def test_resolving_targeting_segments_that_are_not_this_projects_raises(
+    world: dict[str, Any], side: str
+) -> None:
+    ids = not_this_projects_segments(world)
+    kept = Segment.objects.create(project=world["project"], name="kept", rules={})
+
+    with pytest.raises(UnknownTargetingSegments) as caught:
+        targeted(world, {"segments": {side: [str(kept.pk), *ids]}})
+    with pytest.raises(UnknownTargetingSegments):
+        resolve_audience(project=world["project"], targeting={"segments": {side: ids}})
+
+    assert isinstance(caught.value, InvalidInput)
+    assert as_tuple(caught.value) == unknown_segments_error(ids, stored=True)
+
+
+def test_validate_targeting_refuses_ids_that_are_not_this_projects(world: dict[str, Any]) -> None:
+    ids = not_this_projects_segments(world)
+    kept = Segment.objects.create(project=world["project"], name="kept", rules={})
+    targeting = {"segments": {"include": [str(kept.pk), ids[0]], "exclude": ids[1:]}}
+
+    with pytest.raises(UnknownTargetingSegments) as caught:
+        validate_targeting(project=world["project"], targeting=targeting)
+
+    assert as_tuple(caught.value) == unknown_segments_error(ids, stored=False)
+
+
+@pytest.mark.parametrize(
+    "targeting", [None, {}, {"countries": {"include": ["US"]}}, {"segments": {"include": []}}]
+)
+def test_validate_targeting_accepts_targeting_without_foreign_segments(
+    world: dict[str, Any], targeting: dict[str, Any] | None
+) -> None:
+    mine = Segment.objects.create(project=world["project"], name="m", rules={})
+    validate_targeting(project=world["project"], targeting=targeting)
+    validate_targeting(
+        project=world["project"], targeting={"segments": {"exclude": [str(mine.pk).upper()]}}
+    )
+
+
+BAD_USER_DATA = [
+    ("platform", "targeting.user_data.include"),  # reserved: compiled as a token test
+    ("created_at", "targeting.user_data.include"),  # reserved: a column, not an attribute
+    ("x') OR (1=1", "targeting.user_data.include"),  # not a key: it becomes a JSON path
+]
+
+
+def user_data_message(key: str) -> str:
+    return (
+        f"targeting.user_data.include: '{key}' is not a custom attribute name (letters, "
+        "digits, _ . : -; max 64; not one of external_id, platform, provider, created_at, "
+        "last_seen_at, subscribed_age)."
+    )
+
+
+@pytest.mark.parametrize("stored", [False, True])
+@pytest.mark.parametrize(("key", "field"), BAD_USER_DATA)
+def test_user_data_keys_that_are_not_attributes_are_refused_and_raise_when_stored(
+    world: dict[str, Any], key: str, field: str, stored: bool
+) -> None:
+    """Saving: 400. Stored before the check (or around it): 409, not KeyError('tv')."""
+    targeting = {"user_data": {"include": {key: "tv"}}}
+
+    with pytest.raises(InvalidInput) as caught:
+        if stored:
+            list(resolve_audience(project=world["project"], targeting=targeting))
+        else:
+            validate_targeting(project=world["project"], targeting=targeting)
+
+    status = 409 if stored else 400
+    details = {"field": field, "key": key}
+    assert as_tuple(caught.value) == ("VALIDATION_ERROR", status, user_data_message(key), details)

@@ -34,6 +34,7 @@ from core.services import api_key_create, project_create, project_update
 from delivery.models import Platform, Provider, PushToken
 from delivery.simulators.credentials import ensure_demo_credentials
 from segments.models import AppUser, Segment
+from segments.services import clean_segment_fields, segment_create
 
 DEMO_PROJECT_NAME = "Herald Demo"
 EXTERNAL_ID_PREFIX = "demo-user-"
@@ -288,11 +289,12 @@ class Command(BaseCommand):
 
     def _seed_examples(self, project: Project) -> None:
         """Example segments and drafts, created only when absent by name."""
-        segments = {}
+        segments = {s.name: s for s in Segment.objects.filter(project=project)}
         for name, description, rules in SEGMENTS:
-            segments[name], _ = Segment.objects.get_or_create(
-                project=project, name=name, defaults={"description": description, "rules": rules}
-            )
+            if name not in segments:  # written like the API writes it: validated first
+                body = {"name": name, "description": description, "rules": rules}
+                fields = clean_segment_fields(body, partial=False)
+                segments[name] = segment_create(project=project, fields=fields)
         existing = set(PushCampaign.objects.filter(project=project).values_list("name", flat=True))
         for payload in _campaign_payloads(segments[PRO_SEGMENT]):
             if payload["name"] not in existing:
