@@ -24,18 +24,16 @@ from django.contrib.admin.options import csrf_protect_m
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from campaigns import scheduling, services
-from campaigns.content import check_payload_size
+from campaigns import services
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.runs import campaign_stats
 from campaigns.selectors import with_current_run
 from campaigns.validation import validate_create, validate_update
 from core.admin import adopt_saved
-from core.errors import ApplicationError, InvalidInput
+from core.errors import ApplicationError
 from core.models import Project
 from segments.models import Segment
 
@@ -222,29 +220,12 @@ class PushCampaignForm(forms.ModelForm):
     def _check_against_database(self, fields: dict[str, Any]) -> None:
         """The service's own checks, run early so they land on the form."""
         project = self._project()
-        segment_id = fields.get("segment_id")
-        if (
-            project is not None
-            and segment_id is not None
-            and not Segment.objects.filter(pk=segment_id, project=project).exists()
-        ):
-            raise InvalidInput(
-                "segment_id is not a segment of this project.",
-                code="INVALID_SEGMENT_ID",
-                details={"field": "segment_id"},
+        if project is not None:
+            services.campaign_check(
+                project=project,
+                campaign=None if self._state_adding() else self.instance,
+                fields=fields,
             )
-        probe = copy.copy(self.instance)
-        for name, value in fields.items():
-            if name != "segment_id":
-                setattr(probe, name, value)
-        if self._state_adding() or services.SCHEDULE_FIELDS & set(fields):
-            if "scheduled_at" not in fields and probe.recurrence_anchor is not None:
-                probe.scheduled_at = probe.recurrence_anchor  # as campaign_update does
-            scheduling.plan_schedule(probe, now=timezone.now())  # pure: sets fields only
-        start, end = probe.scheduled_at, probe.end_at
-        if start is not None and end is not None and end <= start:
-            raise InvalidInput("end_at must be after scheduled_at.", details={"field": "end_at"})
-        check_payload_size(probe)
 
     def _add_application_error(self, error: ApplicationError) -> None:
         api_field = str(error.details.get("field", ""))

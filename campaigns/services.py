@@ -8,6 +8,7 @@ the caller gets SEND_FAILED / RESCHEDULE_FAILED.
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from collections.abc import Mapping
@@ -94,13 +95,42 @@ def _schedule_failed(campaign_id: uuid.UUID, reason: str) -> None:
     )
 
 
+SCHEDULE_STATE = ["status", "scheduled_at", "fire_at", "recurrence_anchor", "local_wall_clock"]
+
+
+def _prepare(campaign: PushCampaign, fields: Mapping[str, Any], *, adding: bool) -> list[str]:
+    """Apply validated `fields` to `campaign` (not saved) and run every check that
+    needs the project or the campaign itself: references (segment, targeting), the
+    schedule, end_at after scheduled_at, the built payload sizes. Raises
+    InvalidInput; returns the names of the fields that change."""
+    changed = _apply(campaign, fields)
+    if adding or SCHEDULE_FIELDS & set(fields):
+        if not adding and "scheduled_at" not in fields and campaign.recurrence_anchor is not None:
+            campaign.scheduled_at = campaign.recurrence_anchor  # keep the anchor
+        scheduling.plan_schedule(campaign, now=timezone.now())
+        changed += SCHEDULE_STATE
+    start, end = campaign.scheduled_at, campaign.end_at
+    if start is not None and end is not None and end <= start:
+        raise InvalidInput("end_at must be after scheduled_at.", details={"field": "end_at"})
+    check_payload_size(campaign)
+    return changed
+
+
+def campaign_check(
+    *, project: Project, campaign: PushCampaign | None, fields: Mapping[str, Any]
+) -> None:
+    """Every check campaign_create (campaign None) or campaign_update would make of
+    `fields`, without saving anything: the admin form runs it to put errors on its
+    fields before it calls the service."""
+    probe = PushCampaign(project=project) if campaign is None else copy.copy(campaign)
+    _prepare(probe, fields, adding=campaign is None)
+
+
 def campaign_create(*, project: Project, fields: Mapping[str, Any]) -> PushCampaign:
     """Create a draft, or a scheduled campaign when scheduled_at is given."""
     with transaction.atomic():
         campaign = PushCampaign(project=project)
-        _apply(campaign, fields)
-        check_payload_size(campaign)
-        scheduling.plan_schedule(campaign, now=timezone.now())
+        _prepare(campaign, fields, adding=True)
         if campaign.status == CampaignStatus.SCHEDULED:
             campaign.schedule_version = 1
         campaign.save()
@@ -123,34 +153,19 @@ def campaign_update(
     scheduled campaign to draft. Any schedule change bumps schedule_version so a
     wake-up task enqueued for the old time finds itself stale and does nothing.
     """
-    rearm = False
     with transaction.atomic():
         campaign = _get(project, campaign_id)
         campaign = PushCampaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.status not in EDITABLE:
             raise _already_sent(campaign.status)
-        changed = _apply(campaign, fields)
-        if SCHEDULE_FIELDS & set(fields):
-            if "scheduled_at" not in fields and campaign.recurrence_anchor is not None:
-                campaign.scheduled_at = campaign.recurrence_anchor  # keep the anchor
-            scheduling.plan_schedule(campaign, now=timezone.now())
+        changed = _prepare(campaign, fields, adding=False)
+        replanned = bool(SCHEDULE_FIELDS & set(fields))
+        if replanned:
             campaign.schedule_version = F("schedule_version") + 1
-            changed += [
-                "status",
-                "scheduled_at",
-                "fire_at",
-                "recurrence_anchor",
-                "local_wall_clock",
-                "schedule_version",
-            ]
-            rearm = campaign.status == CampaignStatus.SCHEDULED
-        start, end = campaign.scheduled_at, campaign.end_at
-        if start is not None and end is not None and end <= start:
-            raise InvalidInput("end_at must be after scheduled_at.", details={"field": "end_at"})
-        check_payload_size(campaign)
+            changed.append("schedule_version")
         campaign.save(update_fields=[*dict.fromkeys(changed), "updated_at"])
         scheduling.sync_periodic_task(campaign.id)
-    if rearm:
+    if replanned and campaign.status == CampaignStatus.SCHEDULED:
         try:
             scheduling.arm_if_due(campaign.id)
         except queue.EnqueueFailed as exc:
