@@ -149,6 +149,14 @@ def select_text(content: PushContent, language: str) -> tuple[str, str]:
     return title, body
 
 
+def normalize_language(tag: str) -> str:
+    """The form language tags are compared in: ``pt_BR``, ``pt-br`` and ``PT-BR`` agree.
+
+    Public so input validation can refuse two localizations that would collide here.
+    """
+    return tag.strip().replace("_", "-").lower()
+
+
 def build_apns(
     content: PushContent, recipient: Recipient, *, now: datetime
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -305,10 +313,6 @@ def _json_text(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _normalize_language(tag: str) -> str:
-    return tag.strip().replace("_", "-").lower()
-
-
 def _index_localizations(
     localizations: Mapping[str, Mapping[str, str]],
 ) -> dict[str, tuple[Mapping[str, str], ...]]:
@@ -319,7 +323,7 @@ def _index_localizations(
     """
     index: dict[str, tuple[Mapping[str, str], ...]] = {}
     for key, localization in localizations.items():
-        normalized = _normalize_language(key)
+        normalized = normalize_language(key)
         found = index.get(normalized, ())
         if len(found) < 2:
             index[normalized] = (*found, localization)
@@ -334,7 +338,7 @@ def _matching_localizations(content: PushContent, language: str) -> tuple[Mappin
     localizations (``PushContent`` indexes them once).
     """
     index = content._localization_index
-    wanted = _normalize_language(language)
+    wanted = normalize_language(language)
     if not index or not wanted:
         return ()
     base = wanted.split("-", 1)[0]
