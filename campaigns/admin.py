@@ -29,11 +29,15 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from campaigns import scheduling, services
-from campaigns.content import check_payload_size
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
-from campaigns.validation import validate_create, validate_update
+from campaigns.validation import (
+    campaign_segment,
+    check_campaign,
+    validate_create,
+    validate_update,
+)
 from core.admin import adopt_saved
-from core.errors import ApplicationError, InvalidInput
+from core.errors import ApplicationError
 from core.models import Project
 from segments.models import Segment
 
@@ -133,9 +137,10 @@ class PushCampaignForm(forms.ModelForm):
 
     `clean()` builds the JSON payload the API would receive (all fields on create,
     only the changed ones on update, like a PATCH), validates it, then runs the
-    checks the service makes against the database (segment of this project, the
-    4096-byte payload limit, end_at after scheduled_at) so that they, too, show up
-    as form errors. The clean values are kept in `campaign_fields` for the service.
+    validator's checks on the whole campaign (`campaign_segment`: a segment of this
+    project; `check_campaign`: end_at after scheduled_at, the 4096-byte payload
+    limit) so that they, too, show up as form errors rather than after the save.
+    The clean values are kept in `campaign_fields` for the service.
     """
 
     # The validator decides what a valid URL is (same as the API), not Django's URLField.
@@ -218,19 +223,11 @@ class PushCampaignForm(forms.ModelForm):
         return cleaned
 
     def _check_against_database(self, fields: dict[str, Any]) -> None:
-        """The service's own checks, run early so they land on the form."""
+        """The service's own checks (`campaigns.validation`), run early so they land
+        on the form."""
         project = self._project()
-        segment_id = fields.get("segment_id")
-        if (
-            project is not None
-            and segment_id is not None
-            and not Segment.objects.filter(pk=segment_id, project=project).exists()
-        ):
-            raise InvalidInput(
-                "segment_id is not a segment of this project.",
-                code="INVALID_SEGMENT_ID",
-                details={"field": "segment_id"},
-            )
+        if project is not None and fields.get("segment_id") is not None:
+            campaign_segment(project=project, segment_id=fields["segment_id"])
         probe = copy.copy(self.instance)
         for name, value in fields.items():
             if name != "segment_id":
@@ -239,10 +236,7 @@ class PushCampaignForm(forms.ModelForm):
             if "scheduled_at" not in fields and probe.recurrence_anchor is not None:
                 probe.scheduled_at = probe.recurrence_anchor  # as campaign_update does
             scheduling.plan_schedule(probe, now=timezone.now())  # pure: sets fields only
-        start, end = probe.scheduled_at, probe.end_at
-        if start is not None and end is not None and end <= start:
-            raise InvalidInput("end_at must be after scheduled_at.", details={"field": "end_at"})
-        check_payload_size(probe)
+        check_campaign(probe)
 
     def _add_application_error(self, error: ApplicationError) -> None:
         api_field = str(error.details.get("field", ""))

@@ -5,7 +5,9 @@ error code per field (MISSING_TITLE, INVALID_SEGMENT_ID, ...) and must refuse wr
 types that DRF would coerce (a number as a title). Errors are raised in a fixed
 field order so a request with several problems always gets the same answer.
 The API layer, the admin form and the management commands call this; services
-receive only clean values.
+receive only clean values. `campaign_segment` and `check_campaign` are the checks that
+need the project or the stored row (segment ownership, end_at against the stored
+schedule, the payload size), for the service and the admin form to share.
 
 Every collection has a documented limit (docs/api.md, "Limits") checked before its
 items are looked at, and every check is linear in the input: a request never holds
@@ -25,8 +27,12 @@ from typing import Any
 from croniter import croniter
 from django.utils import timezone
 
+from campaigns.content import check_payload_size
+from campaigns.models import PushCampaign
 from core.errors import InvalidInput
+from core.models import Project
 from delivery.payloads import MAX_PAYLOAD_BYTES, encode_json, normalize_language
+from segments.models import Segment
 from segments.services import MAX_ATTRIBUTE_STRING, MAX_ATTRIBUTES, MAX_LIST_ITEMS
 
 MAX_TITLE = 500
@@ -577,10 +583,40 @@ def validate_update(payload: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def _check_window(clean: Mapping[str, Any]) -> None:
-    start, end = clean.get("scheduled_at"), clean.get("end_at")
+def campaign_segment(*, project: Project, segment_id: uuid.UUID | None) -> Segment | None:
+    """The segment ``segment_id`` names, if it is one of ``project``'s; None for everyone.
+
+    INVALID_SEGMENT_ID otherwise: another project's segment is as unknown as a
+    made-up id (no leaks).
+    """
+    if segment_id is None:
+        return None
+    segment = Segment.objects.filter(pk=segment_id, project=project).first()
+    if segment is None:
+        raise _invalid(
+            "segment_id", "segment_id is not a segment of this project.", "INVALID_SEGMENT_ID"
+        )
+    return segment
+
+
+def check_campaign(campaign: PushCampaign) -> None:
+    """What only the whole campaign can tell, once clean fields are applied to the row.
+
+    A PATCH of ``end_at`` alone is checked against the stored ``scheduled_at``, and
+    the payload size against the stored text, data and localizations. Run on the
+    unsaved row (after ``scheduling.plan_schedule`` when the schedule changed).
+    """
+    _check_end_after_start(campaign.scheduled_at, campaign.end_at)
+    check_payload_size(campaign)
+
+
+def _check_end_after_start(start: datetime | None, end: datetime | None) -> None:
     if start is not None and end is not None and end <= start:
         raise _invalid("end_at", "end_at must be after scheduled_at.")
+
+
+def _check_window(clean: Mapping[str, Any]) -> None:
+    _check_end_after_start(clean.get("scheduled_at"), clean.get("end_at"))
     if clean.get("recurrence") and clean.get("deliver_in_user_timezone"):
         raise _invalid(
             "deliver_in_user_timezone",
