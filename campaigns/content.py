@@ -7,12 +7,21 @@ alike, so both are measured and refused the same way.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from campaigns.models import PushCampaign
 from core.errors import InvalidInput
 from delivery.payloads import PRIORITY_HIGH, Action, PushContent, payload_size_report
+
+# The fields a push's content is made of, a campaign's and a test push's alike: the
+# builders' input minus what Herald derives itself (collapse id, category, campaign id).
+CONTENT_FIELDS: tuple[str, ...] = tuple(
+    f.name
+    for f in dataclasses.fields(PushContent)
+    if f.init and f.name not in ("collapse_id_default", "category", "campaign_id")
+)
 
 
 def push_content(
@@ -47,20 +56,9 @@ def campaign_content(
     campaign: PushCampaign, *, data_override: dict[str, Any] | None = None
 ) -> PushContent:
     """The content of a campaign's pushes; an explicit push may replace its data."""
-    fields = {
-        "title": campaign.title,
-        "body": campaign.body,
-        "data": data_override if data_override is not None else campaign.data,
-        "localizations": campaign.localizations,
-        "image_url": campaign.image_url,
-        "url": campaign.url,
-        "actions": campaign.actions,
-        "sound": campaign.sound,
-        "badge": campaign.badge,
-        "collapse_key": campaign.collapse_key,
-        "priority": campaign.priority,
-        "ttl_seconds": campaign.ttl_seconds,
-    }
+    fields = {name: getattr(campaign, name) for name in CONTENT_FIELDS}
+    if data_override is not None:
+        fields["data"] = data_override
     return push_content(
         fields, collapse_id_default=f"c-{campaign.id}", campaign_id=str(campaign.id)
     )

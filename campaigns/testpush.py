@@ -11,31 +11,15 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from campaigns.content import check_content_size, push_content
+from campaigns.content import CONTENT_FIELDS, check_content_size, push_content
 from campaigns.validation import VALIDATORS
 from core.errors import ApplicationError, InvalidInput, NotFound
 from core.models import Project
 from delivery.models import Platform, Provider, PushToken
 from delivery.services import delivery_send_one
 
-ALLOWED = {
-    "title",
-    "body",
-    "data",
-    "app_user_id",
-    "device_token",
-    "provider",
-    "platform",
-    "image_url",
-    "url",
-    "sound",
-    "badge",
-    "priority",
-    "ttl_seconds",
-    "localizations",
-    "actions",
-    "collapse_key",
-}
+TARGET_FIELDS = {"app_user_id", "device_token", "provider", "platform"}
+ALLOWED = {*CONTENT_FIELDS, *TARGET_FIELDS}
 
 
 class PushFailed(ApplicationError):
@@ -53,8 +37,8 @@ def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
         "title": VALIDATORS["title"](payload.get("title")),
         "body": VALIDATORS["body"](payload.get("body")),
     }
-    for name in ALLOWED - {"title", "body", "app_user_id", "device_token", "provider", "platform"}:
-        if name in payload:
+    for name in CONTENT_FIELDS:  # in order, so several errors always give the same one
+        if name not in ("title", "body") and name in payload:
             clean[name] = VALIDATORS[name](payload[name])
     user_id, token = payload.get("app_user_id"), payload.get("device_token")
     if user_id in (None, "") and token in (None, ""):
