@@ -133,9 +133,10 @@ class PushCampaignForm(forms.ModelForm):
 
     `clean()` builds the JSON payload the API would receive (all fields on create,
     only the changed ones on update, like a PATCH), validates it, then runs the
-    checks the service makes against the database (segment of this project, the
-    4096-byte payload limit, end_at after scheduled_at) so that they, too, show up
-    as form errors. The clean values are kept in `campaign_fields` for the service.
+    validator's checks on the whole campaign (`campaign_segment`: a segment of this
+    project; `check_campaign`: end_at after scheduled_at, the 4096-byte payload
+    limit) so that they, too, show up as form errors rather than after the save.
+    The clean values are kept in `campaign_fields` for the service.
     """
 
     # The validator decides what a valid URL is (same as the API), not Django's URLField.
@@ -218,7 +219,8 @@ class PushCampaignForm(forms.ModelForm):
         return cleaned
 
     def _check_against_database(self, fields: dict[str, Any]) -> None:
-        """The service's own checks, run early so they land on the form."""
+        """The service's own checks (`campaigns.validation`), run early so they land
+        on the form."""
         project = self._project()
         if project is not None:
             services.campaign_check(

@@ -1,44 +1,76 @@
-"""Campaign -> PushContent (the pure payload builders' input), and the size check."""
+"""Clean content fields -> PushContent (the pure payload builders' input), and the size check.
+
+The one place content becomes a ``PushContent`` and the one place PAYLOAD_TOO_LARGE
+is raised, for campaigns (API, admin, commands, explicit pushes) and test pushes
+alike, so both are measured and refused the same way.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from campaigns.models import PushCampaign
 from core.errors import InvalidInput
-from delivery.payloads import Action, PushContent, payload_size_report
+from delivery.payloads import PRIORITY_HIGH, Action, PushContent, payload_size_report
+
+# The fields a push's content is made of, a campaign's and a test push's alike: the
+# builders' input minus what Herald derives itself (collapse id, category, campaign id).
+CONTENT_FIELDS: tuple[str, ...] = tuple(
+    f.name
+    for f in dataclasses.fields(PushContent)
+    if f.init and f.name not in ("collapse_id_default", "category", "campaign_id")
+)
+
+
+def push_content(
+    fields: Mapping[str, Any], *, collapse_id_default: str = "", campaign_id: str = ""
+) -> PushContent:
+    """The content of a push from clean field values (``campaigns.validation`` output).
+
+    Only ``title`` and ``body`` are required; absent fields take the model's defaults.
+    """
+    return PushContent(
+        title=fields["title"],
+        body=fields["body"],
+        data=fields.get("data") or {},
+        localizations=fields.get("localizations") or {},
+        image_url=fields.get("image_url", ""),
+        url=fields.get("url", ""),
+        actions=tuple(
+            Action(id=a["id"], title=a["title"], url=a.get("url", ""))
+            for a in fields.get("actions") or ()
+        ),
+        sound=fields.get("sound", ""),
+        badge=fields.get("badge"),
+        collapse_key=fields.get("collapse_key", ""),
+        collapse_id_default=collapse_id_default,
+        priority=fields.get("priority", PRIORITY_HIGH),
+        ttl_seconds=fields.get("ttl_seconds"),
+        campaign_id=campaign_id,
+    )
 
 
 def campaign_content(
     campaign: PushCampaign, *, data_override: dict[str, Any] | None = None
 ) -> PushContent:
     """The content of a campaign's pushes; an explicit push may replace its data."""
-    return PushContent(
-        title=campaign.title,
-        body=campaign.body,
-        data=data_override if data_override is not None else campaign.data or {},
-        localizations=campaign.localizations or {},
-        image_url=campaign.image_url,
-        url=campaign.url,
-        actions=tuple(
-            Action(id=a["id"], title=a["title"], url=a.get("url", ""))
-            for a in campaign.actions or ()
-        ),
-        sound=campaign.sound,
-        badge=campaign.badge,
-        collapse_key=campaign.collapse_key,
-        collapse_id_default=f"c-{campaign.id}",
-        priority=campaign.priority,
-        ttl_seconds=campaign.ttl_seconds,
-        campaign_id=str(campaign.id),
+    fields = {name: getattr(campaign, name) for name in CONTENT_FIELDS}
+    if data_override is not None:
+        fields["data"] = data_override
+    return push_content(
+        fields, collapse_id_default=f"c-{campaign.id}", campaign_id=str(campaign.id)
     )
 
 
-def check_payload_size(
-    campaign: PushCampaign, *, data_override: dict[str, Any] | None = None
-) -> None:
-    """Refuse content whose built APNs or FCM payload would exceed 4096 bytes."""
-    report = payload_size_report(campaign_content(campaign, data_override=data_override))
+def check_content_size(content: PushContent) -> None:
+    """Refuse content whose built APNs or FCM payload would exceed 4096 bytes.
+
+    PAYLOAD_TOO_LARGE names the worst payload in the message and lists every
+    overflowing one (provider, language or null for the default text, size).
+    """
+    report = payload_size_report(content)
     if report:
         worst = max(report, key=lambda r: r.size)
         raise InvalidInput(
@@ -53,3 +85,10 @@ def check_payload_size(
                 ],
             },
         )
+
+
+def check_payload_size(
+    campaign: PushCampaign, *, data_override: dict[str, Any] | None = None
+) -> None:
+    """``check_content_size`` for a campaign as it would be sent (see there)."""
+    check_content_size(campaign_content(campaign, data_override=data_override))

@@ -23,11 +23,11 @@ from django_celery_beat.models import PeriodicTask
 from campaigns import queue, runs, scheduling
 from campaigns.content import check_payload_size
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
-from core.errors import ApplicationError, Conflict, InvalidInput, NotFound, UpstreamFailure
+from campaigns.validation import campaign_segment, check_campaign
+from core.errors import ApplicationError, Conflict, NotFound, UpstreamFailure
 from core.models import Project
 from delivery.services import NewDelivery, deliveries_create
 from segments.audience import resolve_audience
-from segments.models import Segment
 from segments.selectors import audience_counts, explicit_tokens
 from segments.targeting import validate_targeting
 
@@ -62,25 +62,12 @@ def _already_sent(status: str) -> Conflict:
     )
 
 
-def _resolve_segment(project: Project, segment_id: uuid.UUID | None) -> Segment | None:
-    if segment_id is None:
-        return None
-    segment = Segment.objects.filter(pk=segment_id, project=project).first()
-    if segment is None:
-        raise InvalidInput(
-            "segment_id is not a segment of this project.",
-            code="INVALID_SEGMENT_ID",
-            details={"field": "segment_id"},
-        )
-    return segment
-
-
 def _apply(campaign: PushCampaign, fields: Mapping[str, Any]) -> list[str]:
     validate_targeting(project=campaign.project, targeting=fields.get("targeting"))
     changed = []
     for name, value in fields.items():
         if name == "segment_id":
-            campaign.segment = _resolve_segment(campaign.project, value)
+            campaign.segment = campaign_segment(project=campaign.project, segment_id=value)
             changed.append("segment")
         else:
             setattr(campaign, name, value)
@@ -109,10 +96,7 @@ def _prepare(campaign: PushCampaign, fields: Mapping[str, Any], *, adding: bool)
             campaign.scheduled_at = campaign.recurrence_anchor  # keep the anchor
         scheduling.plan_schedule(campaign, now=timezone.now())
         changed += SCHEDULE_STATE
-    start, end = campaign.scheduled_at, campaign.end_at
-    if start is not None and end is not None and end <= start:
-        raise InvalidInput("end_at must be after scheduled_at.", details={"field": "end_at"})
-    check_payload_size(campaign)
+    check_campaign(campaign)
     return changed
 
 

@@ -11,31 +11,15 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from campaigns.content import CONTENT_FIELDS, check_content_size, push_content
 from campaigns.validation import VALIDATORS
 from core.errors import ApplicationError, InvalidInput, NotFound
 from core.models import Project
 from delivery.models import Platform, Provider, PushToken
-from delivery.payloads import Action, PushContent, payload_size_report
 from delivery.services import delivery_send_one
 
-ALLOWED = {
-    "title",
-    "body",
-    "data",
-    "app_user_id",
-    "device_token",
-    "provider",
-    "platform",
-    "image_url",
-    "url",
-    "sound",
-    "badge",
-    "priority",
-    "ttl_seconds",
-    "localizations",
-    "actions",
-    "collapse_key",
-}
+TARGET_FIELDS = {"app_user_id", "device_token", "provider", "platform"}
+ALLOWED = {*CONTENT_FIELDS, *TARGET_FIELDS}
 
 
 class PushFailed(ApplicationError):
@@ -43,27 +27,9 @@ class PushFailed(ApplicationError):
     code = "PUSH_FAILED"
 
 
-def _content(fields: Mapping[str, Any]) -> PushContent:
-    return PushContent(
-        title=fields["title"],
-        body=fields["body"],
-        data=fields.get("data") or {},
-        localizations=fields.get("localizations") or {},
-        image_url=fields.get("image_url", ""),
-        url=fields.get("url", ""),
-        actions=tuple(
-            Action(id=a["id"], title=a["title"], url=a.get("url", ""))
-            for a in fields.get("actions") or ()
-        ),
-        sound=fields.get("sound", ""),
-        badge=fields.get("badge"),
-        collapse_key=fields.get("collapse_key", ""),
-        priority=fields.get("priority", "high"),
-        ttl_seconds=fields.get("ttl_seconds"),
-    )
-
-
 def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Clean test-push fields: content through the campaign validators and the
+    campaign size check (the same owners, the same codes), plus the target."""
     unknown = sorted(set(payload) - ALLOWED)
     if unknown:
         raise InvalidInput(f"Unknown field '{unknown[0]}'.", details={"field": unknown[0]})
@@ -71,8 +37,8 @@ def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
         "title": VALIDATORS["title"](payload.get("title")),
         "body": VALIDATORS["body"](payload.get("body")),
     }
-    for name in ALLOWED - {"title", "body", "app_user_id", "device_token", "provider", "platform"}:
-        if name in payload:
+    for name in CONTENT_FIELDS:  # in order, so several errors always give the same one
+        if name not in ("title", "body") and name in payload:
             clean[name] = VALIDATORS[name](payload[name])
     user_id, token = payload.get("app_user_id"), payload.get("device_token")
     if user_id in (None, "") and token in (None, ""):
@@ -103,10 +69,7 @@ def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
                 "platform must be ios, android or web.", details={"field": "platform"}
             )
         clean.update(device_token=token.strip(), provider=provider, platform=platform)
-    if payload_size_report(_content(clean)):
-        raise InvalidInput(
-            "The test push payload is larger than 4096 bytes.", code="PAYLOAD_TOO_LARGE"
-        )
+    check_content_size(push_content(clean))
     return clean
 
 
@@ -137,7 +100,7 @@ def _resolve_token(project: Project, fields: Mapping[str, Any]) -> PushToken:
 def test_push_send(*, project: Project, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Send one test push now; PUSH_FAILED (502) when the provider refuses it."""
     token = _resolve_token(project, fields)
-    outcome = delivery_send_one(project=project, token=token, content=_content(fields))
+    outcome = delivery_send_one(project=project, token=token, content=push_content(fields))
     body = {
         "delivery_id": outcome.delivery.pk,
         "provider": token.provider,

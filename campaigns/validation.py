@@ -4,7 +4,15 @@ Hand-written rather than a DRF serializer because the contract names a specific
 error code per field (MISSING_TITLE, INVALID_SEGMENT_ID, ...) and must refuse wrong
 types that DRF would coerce (a number as a title). Errors are raised in a fixed
 field order so a request with several problems always gets the same answer.
-The API layer calls this; services receive only clean values.
+The API layer, the admin form and the management commands call this; services
+receive only clean values. `campaign_segment` and `check_campaign` are the checks that
+need the project or the stored row (segment ownership, end_at against the stored
+schedule, the payload size), for the service and the admin form to share.
+
+Every collection has a documented limit (docs/api.md, "Limits") checked before its
+items are looked at, and every check is linear in the input: a request never holds
+a core for more than a moment (DESIGN.md). Bodies are at most 1 MiB, which would
+otherwise allow ~37,000 localizations.
 """
 
 from __future__ import annotations
@@ -19,7 +27,13 @@ from typing import Any
 from croniter import croniter
 from django.utils import timezone
 
+from campaigns.content import check_payload_size
+from campaigns.models import PushCampaign
 from core.errors import InvalidInput
+from core.models import Project
+from delivery.payloads import MAX_PAYLOAD_BYTES, encode_json, normalize_language
+from segments.models import Segment
+from segments.services import MAX_ATTRIBUTE_STRING, MAX_ATTRIBUTES, MAX_LIST_ITEMS
 
 MAX_TITLE = 500
 MAX_BODY = 4000
@@ -29,10 +43,38 @@ MAX_ACTIONS = 3
 MAX_TAGS = 20
 MAX_TTL_SECONDS = 28 * 24 * 3600  # FCM's and Apple's practical maximum
 MIN_RECURRENCE_SECONDS = 10
-LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
+# Languages are BCP 47 tags: there are a few hundred in use, never thousands.
+MAX_LOCALIZATIONS = 300
+# RFC 5646 section 4.4.1: 35 characters hold language-extlang-script-region-variant.
+MAX_LANGUAGE_TAG = 35
+# BCP 47 (RFC 5646) syntax, with "_" accepted for "-" as Android and Java write it:
+# language, extlang, script, region, variants, extensions, private use. Grandfathered
+# tags ("i-klingon") and private-use-only tags ("x-foo") are not languages a device
+# reports.
+LANGUAGE_RE = re.compile(
+    r"[a-z]{2,3}"
+    r"(?:[-_][a-z]{3}){0,3}"
+    r"(?:[-_][a-z]{4})?"
+    r"(?:[-_](?:[a-z]{2}|[0-9]{3}))?"
+    r"(?:[-_](?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*"
+    r"(?:[-_][0-9a-wyz](?:[-_][a-z0-9]{2,8})+)*"
+    r"(?:[-_]x(?:[-_][a-z0-9]{1,8})+)?",
+    re.ASCII | re.IGNORECASE,
+)
 HHMM_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 PLATFORMS = ("ios", "android", "web")
-TARGETING_LISTS = ("countries", "languages", "platforms", "app_versions", "segments", "users")
+# targeting list -> most items per include/exclude list. Each item becomes a query
+# parameter (a language three conditions, a segment its whole rule tree).
+TARGETING_LISTS: dict[str, int] = {
+    "countries": 300,
+    "languages": MAX_LOCALIZATIONS,
+    "platforms": len(PLATFORMS),
+    "app_versions": 1000,
+    "segments": 100,
+    "users": 1000,
+}
+MAX_TARGETING_ITEM = 255  # characters per list item: the longest external id
+MAX_USER_DATA_KEY = 64  # characters: the longest attribute name
 
 # Writable fields in the order errors are reported.
 WRITABLE_FIELDS = (
@@ -137,6 +179,19 @@ def _data(value: Any) -> dict[str, Any]:
         raise _invalid("data", "data must be a JSON object.", "INVALID_DATA")
     if "aps" in value:
         raise _invalid("data", "data must not contain the reserved key 'aps'.", "INVALID_DATA")
+    try:
+        size = len(encode_json(value))
+    except ValueError as exc:  # NaN, Infinity or a lone surrogate (the admin's JSON parser)
+        raise _invalid("data", "data must be plain JSON text.", "INVALID_DATA") from exc
+    if size > MAX_PAYLOAD_BYTES:
+        # No payload can carry it, and refusing it here keeps the per-language size
+        # check from encoding a large blob once per localization.
+        raise InvalidInput(
+            f"data is {size} bytes of JSON; a payload is at most {MAX_PAYLOAD_BYTES} bytes. "
+            "Shorten the data.",
+            code="PAYLOAD_TOO_LARGE",
+            details={"field": "data", "limit": MAX_PAYLOAD_BYTES, "size": size},
+        )
     return value
 
 
@@ -165,11 +220,20 @@ def _scheduled_at(value: Any) -> datetime | None:
 def _localizations(value: Any) -> dict[str, dict[str, str]]:
     if not isinstance(value, dict):
         raise _invalid("localizations", "localizations must be an object keyed by language.")
+    if len(value) > MAX_LOCALIZATIONS:
+        raise _invalid(
+            "localizations",
+            f"At most {MAX_LOCALIZATIONS} localizations (one per language); got {len(value)}.",
+        )
     clean: dict[str, dict[str, str]] = {}
+    seen: dict[str, str] = {}  # normalized tag -> the key that used it first
     for language, texts in value.items():
         where = f"localizations.{language}"
-        if not LANGUAGE_RE.match(language):
+        if len(language) > MAX_LANGUAGE_TAG or not LANGUAGE_RE.fullmatch(language):
             raise _invalid(where, f"'{language}' is not a language code such as 'fr' or 'pt-BR'.")
+        first = seen.setdefault(normalize_language(language), language)
+        if first != language:
+            raise _invalid(where, f"'{language}' is the same language as '{first}'.")
         if not isinstance(texts, dict) or not texts:
             raise _invalid(where, f"{where} must be an object with title and/or body.")
         unknown = set(texts) - {"title", "body"}
@@ -268,11 +332,15 @@ def _platforms(value: Any) -> list[str]:
     return sorted(set(lowered), key=PLATFORMS.index)
 
 
-def _string_list(field: str, value: Any, *, max_items: int = 1000) -> list[str]:
+def _string_list(
+    field: str, value: Any, *, max_items: int, max_length: int | None = None
+) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _invalid(field, f"{field} must be a list of strings.")
     if len(value) > max_items:
         raise _invalid(field, f"{field} has more than {max_items} items.")
+    if max_length is not None and any(len(v) > max_length for v in value):
+        raise _invalid(field, f"{field} items must be at most {max_length} characters.")
     return value
 
 
@@ -284,22 +352,24 @@ def _targeting(value: Any) -> dict[str, Any]:
     if unknown:
         raise _invalid("targeting", f"targeting has unknown keys: {', '.join(sorted(unknown))}.")
     clean: dict[str, Any] = {}
-    for key in TARGETING_LISTS:
+    for key, max_items in TARGETING_LISTS.items():
         if key not in value:
             continue
         rule = value[key]
         where = f"targeting.{key}"
         if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
             raise _invalid(where, f'{where} must be {{"include": [...], "exclude": [...]}}.')
-        clean[key] = {k: _string_list(f"{where}.{k}", v) for k, v in rule.items()}
+        clean[key] = {
+            k: _string_list(f"{where}.{k}", v, max_items=max_items, max_length=MAX_TARGETING_ITEM)
+            for k, v in rule.items()
+        }
     if "user_data" in value:
         rule = value["user_data"]
         where = "targeting.user_data"
         if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
             raise _invalid(where, f'{where} must be {{"include": {{...}}, "exclude": {{...}}}}.')
         for k, v in rule.items():
-            if not isinstance(v, dict):
-                raise _invalid(f"{where}.{k}", f"{where}.{k} must map keys to values.")
+            _user_data_side(f"{where}.{k}", v)
         clean["user_data"] = rule
     if "subscribed_age" in value:
         rule = value["subscribed_age"]
@@ -311,6 +381,29 @@ def _targeting(value: Any) -> dict[str, Any]:
             raise _invalid(where, f"{where}.from must not exceed .to.")
         clean["subscribed_age"] = ages
     return clean
+
+
+def _user_data_side(where: str, value: Any) -> None:
+    """``{attribute: value or [values]}``, bounded like the attributes it matches."""
+    if not isinstance(value, dict):
+        raise _invalid(where, f"{where} must map keys to values.")
+    if len(value) > MAX_ATTRIBUTES:
+        raise _invalid(where, f"{where} has more than {MAX_ATTRIBUTES} keys.")
+    for key, wanted in value.items():
+        if not key or len(key) > MAX_USER_DATA_KEY:
+            raise _invalid(where, f"{where} keys must be 1-{MAX_USER_DATA_KEY} characters.")
+        values = wanted if isinstance(wanted, list) else [wanted]
+        if len(values) > MAX_LIST_ITEMS:
+            raise _invalid(f"{where}.{key}", f"{where}.{key} has more than {MAX_LIST_ITEMS} items.")
+        for item in values:
+            if isinstance(item, dict | list) or (
+                isinstance(item, str) and len(item) > MAX_ATTRIBUTE_STRING
+            ):
+                raise _invalid(
+                    f"{where}.{key}",
+                    f"{where}.{key} must be a value (string of at most {MAX_ATTRIBUTE_STRING} "
+                    "characters, number, boolean or null) or a list of them.",
+                )
 
 
 def _tags(value: Any) -> list[str]:
@@ -490,10 +583,40 @@ def validate_update(payload: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def _check_window(clean: Mapping[str, Any]) -> None:
-    start, end = clean.get("scheduled_at"), clean.get("end_at")
+def campaign_segment(*, project: Project, segment_id: uuid.UUID | None) -> Segment | None:
+    """The segment ``segment_id`` names, if it is one of ``project``'s; None for everyone.
+
+    INVALID_SEGMENT_ID otherwise: another project's segment is as unknown as a
+    made-up id (no leaks).
+    """
+    if segment_id is None:
+        return None
+    segment = Segment.objects.filter(pk=segment_id, project=project).first()
+    if segment is None:
+        raise _invalid(
+            "segment_id", "segment_id is not a segment of this project.", "INVALID_SEGMENT_ID"
+        )
+    return segment
+
+
+def check_campaign(campaign: PushCampaign) -> None:
+    """What only the whole campaign can tell, once clean fields are applied to the row.
+
+    A PATCH of ``end_at`` alone is checked against the stored ``scheduled_at``, and
+    the payload size against the stored text, data and localizations. Run on the
+    unsaved row (after ``scheduling.plan_schedule`` when the schedule changed).
+    """
+    _check_end_after_start(campaign.scheduled_at, campaign.end_at)
+    check_payload_size(campaign)
+
+
+def _check_end_after_start(start: datetime | None, end: datetime | None) -> None:
     if start is not None and end is not None and end <= start:
         raise _invalid("end_at", "end_at must be after scheduled_at.")
+
+
+def _check_window(clean: Mapping[str, Any]) -> None:
+    _check_end_after_start(clean.get("scheduled_at"), clean.get("end_at"))
     if clean.get("recurrence") and clean.get("deliver_in_user_timezone"):
         raise _invalid(
             "deliver_in_user_timezone",

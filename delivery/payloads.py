@@ -84,6 +84,16 @@ class PushContent:
     ttl_seconds: int | None = None
     category: str = ""
     campaign_id: str = ""
+    _localization_index: Mapping[str, tuple[Mapping[str, str], ...]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        # Built once per content (once per batch during fan-out), so choosing a
+        # recipient's text is two dict look-ups instead of a scan of every
+        # localization per device: the size check builds a payload per localization,
+        # and a scan per build made it quadratic (issue 9).
+        object.__setattr__(self, "_localization_index", _index_localizations(self.localizations))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +143,18 @@ def select_text(content: PushContent, language: str) -> tuple[str, str]:
     then from the default body - so operators can localize one field at a time. Empty
     strings count as missing, because an empty title or body is never what was meant.
     """
-    candidates = _matching_localizations(content.localizations, language)
+    candidates = _matching_localizations(content, language)
     title = next((loc["title"] for loc in candidates if loc.get("title")), content.title)
     body = next((loc["body"] for loc in candidates if loc.get("body")), content.body)
     return title, body
+
+
+def normalize_language(tag: str) -> str:
+    """The form language tags are compared in: ``pt_BR``, ``pt-br`` and ``PT-BR`` agree.
+
+    Public so input validation can refuse two localizations that would collide here.
+    """
+    return tag.strip().replace("_", "-").lower()
 
 
 def build_apns(
@@ -246,30 +264,33 @@ def reserved_data_keys(data: Mapping[str, Any]) -> list[str]:
 def payload_size_report(content: PushContent) -> list[PayloadTooLarge]:
     """List every payload of ``content`` a provider would refuse; empty means fine.
 
-    Checked at campaign create/patch time so an oversized campaign is refused with
-    PAYLOAD_TOO_LARGE instead of failing on every device at send time. Each
-    localization is checked as a recipient with that language would receive it
-    (including per-field fallback), because a long translation alone can overflow.
-    Sizes are of ``encode_json`` output, the bytes the senders send. The FCM figure
-    is the whole v1 message, which carries title and body twice (``notification`` and
-    ``webpush``), so it is stricter than what FCM delivers to any one device and
-    usually the first to overflow.
+    Checked at campaign create/patch time (and for test pushes) so oversized content
+    is refused with PAYLOAD_TOO_LARGE instead of failing on every device at send time.
+    The default text and each localization are checked as a recipient with that
+    language would receive them (including per-field fallback), because a long
+    translation alone can overflow. Sizes are of ``encode_json`` output, the bytes the
+    senders send: the APNs payload, and for FCM the largest of the per-platform
+    messages (android, ios, web), each as a device of that platform gets it.
+
+    Linear in the number of localizations: one APNs and three FCM builds per
+    language, each a constant-time text look-up (see ``PushContent``). Input
+    validation caps how many localizations there can be.
 
     Raises ``ValueError`` for content the builders refuse (unknown priority, negative
     TTL, NaN or lone surrogates in text or data): validate those fields first.
     """
     report: list[PayloadTooLarge] = []
     for language in ("", *content.localizations):
-        recipient = Recipient(language=language)
-        apns_payload, _ = build_apns(content, recipient, now=_SIZE_CHECK_NOW)
-        built: list[tuple[str, object]] = [("apns", apns_payload)]
-        fcm_sizes = [
+        apns_payload, _ = build_apns(content, Recipient(language=language), now=_SIZE_CHECK_NOW)
+        fcm_messages = (
             build_fcm(content, Recipient(language, platform), now=_SIZE_CHECK_NOW)
             for platform in FCM_PLATFORMS
-        ]
-        built.append(("fcm", max(fcm_sizes, key=lambda m: len(encode_json(m)))))
-        for provider, payload in built:
-            size = len(encode_json(payload))
+        )
+        sizes = (
+            ("apns", len(encode_json(apns_payload))),
+            ("fcm", max(len(encode_json(message)) for message in fcm_messages)),
+        )
+        for provider, size in sizes:
             if size > MAX_PAYLOAD_BYTES:
                 report.append(PayloadTooLarge(provider, language, size, MAX_PAYLOAD_BYTES))
     return report
@@ -292,31 +313,39 @@ def _json_text(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _normalize_language(tag: str) -> str:
-    return tag.strip().replace("_", "-").lower()
+def _index_localizations(
+    localizations: Mapping[str, Mapping[str, str]],
+) -> dict[str, tuple[Mapping[str, str], ...]]:
+    """Normalized tag -> the first two localizations whose key normalizes to it.
+
+    Two, not one: when keys collide (``pt`` and ``PT``) and the recipient's tag has no
+    subtag, the second one stands in as the base-language fallback, as it always did.
+    """
+    index: dict[str, tuple[Mapping[str, str], ...]] = {}
+    for key, localization in localizations.items():
+        normalized = normalize_language(key)
+        found = index.get(normalized, ())
+        if len(found) < 2:
+            index[normalized] = (*found, localization)
+    return index
 
 
-def _matching_localizations(
-    localizations: Mapping[str, Mapping[str, str]], language: str
-) -> list[Mapping[str, str]]:
-    """Localizations to try for ``language``, most specific first.
+def _matching_localizations(content: PushContent, language: str) -> tuple[Mapping[str, str], ...]:
+    """Localizations to try for ``language``, most specific first: exact tag, then base.
 
     If two keys normalize to the same tag (``pt_BR`` and ``pt-br``), the first one in
-    the mapping wins, so the choice is stable.
+    the mapping wins, so the choice is stable. Constant time in the number of
+    localizations (``PushContent`` indexes them once).
     """
-    wanted = _normalize_language(language)
-    if not wanted:
-        return []
+    index = content._localization_index
+    wanted = normalize_language(language)
+    if not index or not wanted:
+        return ()
     base = wanted.split("-", 1)[0]
-    exact: Mapping[str, str] | None = None
-    base_match: Mapping[str, str] | None = None
-    for key, localization in localizations.items():
-        normalized = _normalize_language(key)
-        if exact is None and normalized == wanted:
-            exact = localization
-        elif base_match is None and normalized == base:
-            base_match = localization
-    return [loc for loc in (exact, base_match) if loc is not None]
+    if base == wanted:
+        return index.get(wanted, ())
+    exact, base_match = index.get(wanted, ()), index.get(base, ())
+    return exact[:1] + base_match[:1]
 
 
 def _require_aware(now: datetime) -> None:

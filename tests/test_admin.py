@@ -3,6 +3,7 @@ through the same services and validation as the API."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -668,6 +669,28 @@ def test_admin_creates_a_scheduled_campaign(staff: Client) -> None:
         (
             {"image_url": "ftp://example.com/a.png"},
             {"image_url": ["image_url must be an http(s) URL. (VALIDATION_ERROR)"]},
+        ),
+        (
+            {"localizations": json.dumps({f"es-{i:03d}": {"title": "t"} for i in range(301)})},
+            {
+                "localizations": [
+                    "At most 300 localizations (one per language); got 301. (VALIDATION_ERROR)"
+                ]
+            },
+        ),
+        (
+            # The form's JSON parser takes NaN, which no payload can carry.
+            {"data": '{"x": NaN}'},
+            {"data": ["data must be plain JSON text. (INVALID_DATA)"]},
+        ),
+        (
+            {"data": json.dumps({"blob": "x" * 5000})},
+            {
+                "data": [
+                    "data is 5011 bytes of JSON; a payload is at most 4096 bytes. "
+                    "Shorten the data. (PAYLOAD_TOO_LARGE)"
+                ]
+            },
         ),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -161,3 +162,63 @@ def test_command(project):
             provider="apns",
             stdout=io.StringIO(),
         )
+
+
+# --- content goes through the campaign's validators and size check -----------------------
+
+OVERSIZED: dict[str, Any] = {
+    "code": "PAYLOAD_TOO_LARGE",
+    "message": "The fcm payload would be 4098 bytes; the limit is 4096. Shorten the text or data.",
+    "details": {"limit": 4096, "payloads": [{"provider": "fcm", "language": None, "size": 4098}]},
+}
+
+
+def test_oversized_content_is_refused_as_for_a_campaign(api, project):
+    # 2008 two-byte characters: the largest FCM message is 4098 bytes.
+    payload = {"title": "T", "body": "é" * 2008, "device_token": APNS_TOKEN, "provider": "apns"}
+
+    response = api.client.post(url(project, False), payload)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": OVERSIZED}
+    assert PushDelivery.objects.count() == 0
+    assert PushToken.objects.count() == 0
+
+
+def test_command_refuses_oversized_content_as_the_api_does(project):
+    out = io.StringIO()
+
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "send_test_push",
+            project=str(project.id),
+            title="T",
+            body="é" * 2008,
+            device_token=APNS_TOKEN,
+            provider="apns",
+            json=True,
+            stdout=out,
+        )
+
+    assert str(refused.value) == f"PAYLOAD_TOO_LARGE: {OVERSIZED['message']}"
+    assert json.loads(out.getvalue()) == {
+        "error": {"code": "PAYLOAD_TOO_LARGE", **OVERSIZED["details"]}
+    }
+    assert PushDelivery.objects.count() == 0
+    assert PushToken.objects.count() == 0
+
+
+def test_localizations_are_capped_as_for_a_campaign(api, project):
+    localizations = {f"es-{i:03d}": {"title": "t"} for i in range(301)}
+    payload = {"title": "T", "body": "B", "app_user_id": str(uuid.UUID(int=1))}
+
+    response = api.client.post(url(project, False), {**payload, "localizations": localizations})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "code": "VALIDATION_ERROR",
+            "message": "At most 300 localizations (one per language); got 301.",
+            "details": {"field": "localizations"},
+        }
+    }

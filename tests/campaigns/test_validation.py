@@ -7,6 +7,7 @@ no changed field, nothing enqueued.
 from __future__ import annotations
 
 import json
+import string
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ import time_machine
 from django.utils import timezone
 
 from campaigns.models import PushCampaign
+from delivery import payloads
 from tests.factories import CampaignFactory, ProjectFactory, SegmentFactory
 
 pytestmark = pytest.mark.django_db
@@ -355,6 +357,97 @@ def test_payload_just_under_the_limit_is_accepted(api):
     assert response.status_code == 201
 
 
+def test_data_no_payload_can_carry_is_refused_before_any_payload_is_built(refused, builds):
+    # '{"blob":"' + 5000 + '"}': 5011 bytes of compact JSON.
+    refused(
+        {"data": {"blob": "x" * 5000}},
+        "PAYLOAD_TOO_LARGE",
+        "data is 5011 bytes of JSON; a payload is at most 4096 bytes. Shorten the data.",
+        {"field": "data", "limit": 4096, "size": 5011},
+        both=True,
+    )
+    assert builds == {"apns": 0, "fcm": 0}
+
+
+# --- localizations: capped, and checked in work linear in their number -------------------
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """How many APNs and FCM payloads the size check builds."""
+    counts = {"apns": 0, "fcm": 0}
+    real_apns, real_fcm = payloads.build_apns, payloads.build_fcm
+
+    def counting_apns(*args, **kwargs):
+        counts["apns"] += 1
+        return real_apns(*args, **kwargs)
+
+    def counting_fcm(*args, **kwargs):
+        counts["fcm"] += 1
+        return real_fcm(*args, **kwargs)
+
+    monkeypatch.setattr(payloads, "build_apns", counting_apns)
+    monkeypatch.setattr(payloads, "build_fcm", counting_fcm)
+    return counts
+
+
+def _tags(n):
+    """n distinct well-formed tags: two letters and a three-digit region ("ab-123")."""
+    letters = string.ascii_lowercase
+    return [f"{letters[i // 26000 % 26]}{letters[i // 1000 % 26]}-{i % 1000:03d}" for i in range(n)]
+
+
+def test_300_localizations_are_accepted_with_one_build_per_language_301_are_not(api, builds):
+    client, project = api
+    localizations = {tag: {"title": f"T {tag}"} for tag in _tags(301)}
+    too_many = {"title": "t", "body": "b", "localizations": localizations}
+
+    refused = client.post(base(project.id), too_many)
+    del localizations[_tags(301)[-1]]
+    response = client.post(
+        base(project.id), {"title": "t", "body": "b", "localizations": localizations}
+    )
+
+    assert refused.status_code == 400
+    assert refused.json()["error"]["details"] == {"field": "localizations"}
+    assert response.status_code == 201, response.content
+    assert PushCampaign.objects.get().localizations == localizations
+    # The default text and each language: one APNs and three FCM (per platform) builds.
+    assert builds == {"apns": 301, "fcm": 903}
+
+
+@pytest.mark.parametrize("n", [20_000, 37_000])
+def test_tens_of_thousands_of_localizations_are_refused_before_any_build(refused, builds, n):
+    """Issue 9: 20,000 took ~270 s and were stored; the 1 MiB body allows ~37,000."""
+    localizations = {tag: {"title": "t"} for tag in _tags(n)}
+    assert len(json.dumps({"localizations": localizations})) < 1024 * 1024
+
+    refused(
+        {"localizations": localizations},
+        "VALIDATION_ERROR",
+        f"At most 300 localizations (one per language); got {n}.",
+        {"field": "localizations"},
+        both=True,
+    )
+    assert builds == {"apns": 0, "fcm": 0}
+
+
+@pytest.mark.parametrize(
+    "tag",
+    ["fr", "pt-BR", "pt_BR", "zh-Hant", "zh_hant_TW", "es-419", "sr-Latn-RS", "de-CH-1901",
+     "en-US-POSIX", "zh-yue-HK", "en-US-u-ca-gregory", "en-x-pirate", "fil"],
+)  # fmt: skip
+def test_bcp47_tags_are_accepted(api, tag):
+    client, project = api
+
+    response = client.post(
+        base(project.id), {"title": "t", "body": "b", "localizations": {tag: {"title": "x"}}}
+    )
+
+    assert response.status_code == 201, response.content
+    assert response.json()["localizations"] == {tag: {"title": "x"}}
+
+
 # --- VALIDATION_ERROR: every other field, details name it ------------------------------
 
 FIELD_ERRORS: list[tuple[str, Any, str, str]] = [
@@ -378,6 +471,21 @@ FIELD_ERRORS: list[tuple[str, Any, str, str]] = [
      "localizations.fr has unknown keys: titel."),
     ("localizations", {"fr": {"title": 1}}, "localizations.fr.title",
      "localizations.fr.title must be a string."),
+    ("localizations", {f"es-{i:03d}": {"title": "t"} for i in range(301)}, "localizations",
+     "At most 300 localizations (one per language); got 301."),
+    ("localizations", {"fr\n": {"title": "x"}}, "localizations.fr\n",
+     "'fr\n' is not a language code such as 'fr' or 'pt-BR'."),
+    ("localizations", {"en-GB-oed": {"title": "x"}}, "localizations.en-GB-oed",
+     "'en-GB-oed' is not a language code such as 'fr' or 'pt-BR'."),
+    ("localizations", {"\u212a\u212a": {"title": "x"}}, "localizations.\u212a\u212a",
+     "'\u212a\u212a' is not a language code such as 'fr' or 'pt-BR'."),
+    # Well formed but 39 characters: longer than any tag a device reports.
+    ("localizations", {"zh-yue-abc-def-Hant-CN-abcde-fghij-1901": {"title": "x"}},
+     "localizations.zh-yue-abc-def-Hant-CN-abcde-fghij-1901",
+     "'zh-yue-abc-def-Hant-CN-abcde-fghij-1901' is not a language code such as 'fr' or "
+     "'pt-BR'."),
+    ("localizations", {"pt_BR": {"title": "a"}, "pt-br": {"title": "b"}}, "localizations.pt-br",
+     "'pt-br' is the same language as 'pt_BR'."),
     ("image_url", "ftp://cdn/x.png", "image_url", "image_url must be an http(s) URL."),
     ("image_url", "cdn/x.png", "image_url", "image_url must be an absolute URL."),
     ("image_url", 1, "image_url", "image_url must be a string."),
@@ -417,6 +525,31 @@ FIELD_ERRORS: list[tuple[str, Any, str, str]] = [
      "targeting.countries.include must be a list of strings."),
     ("targeting", {"user_data": {"include": []}}, "targeting.user_data.include",
      "targeting.user_data.include must map keys to values."),
+    ("targeting", {"countries": {"include": ["FR"] * 301}}, "targeting.countries.include",
+     "targeting.countries.include has more than 300 items."),
+    ("targeting", {"languages": {"exclude": ["fr"] * 301}}, "targeting.languages.exclude",
+     "targeting.languages.exclude has more than 300 items."),
+    ("targeting", {"platforms": {"include": ["ios"] * 4}}, "targeting.platforms.include",
+     "targeting.platforms.include has more than 3 items."),
+    ("targeting", {"segments": {"include": ["s"] * 101}}, "targeting.segments.include",
+     "targeting.segments.include has more than 100 items."),
+    ("targeting", {"users": {"exclude": ["u" * 256]}}, "targeting.users.exclude",
+     "targeting.users.exclude items must be at most 255 characters."),
+    ("targeting", {"user_data": {"include": {f"k{i}": 1 for i in range(101)}}},
+     "targeting.user_data.include", "targeting.user_data.include has more than 100 keys."),
+    ("targeting", {"user_data": {"exclude": {"k" * 65: 1}}}, "targeting.user_data.exclude",
+     "targeting.user_data.exclude keys must be 1-64 characters."),
+    ("targeting", {"user_data": {"include": {"plan": ["a"] * 101}}},
+     "targeting.user_data.include.plan",
+     "targeting.user_data.include.plan has more than 100 items."),
+    ("targeting", {"user_data": {"include": {"plan": {"is": "pro"}}}},
+     "targeting.user_data.include.plan",
+     "targeting.user_data.include.plan must be a value (string of at most 1024 characters, "
+     "number, boolean or null) or a list of them."),
+    ("targeting", {"user_data": {"include": {"plan": ["a", "p" * 1025]}}},
+     "targeting.user_data.include.plan",
+     "targeting.user_data.include.plan must be a value (string of at most 1024 characters, "
+     "number, boolean or null) or a list of them."),
     ("targeting", {"subscribed_age": {"from": 9, "to": 2}}, "targeting.subscribed_age",
      "targeting.subscribed_age.from must not exceed .to."),
     ("tags", "promo", "tags", "tags must be a list of strings."),
