@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from campaigns.validation import VALIDATORS
+from core.api import refuse_unknown_fields
 from core.errors import ApplicationError, InvalidInput, NotFound
 from core.models import Project
 from delivery.models import Platform, Provider, PushToken
@@ -64,9 +65,7 @@ def _content(fields: Mapping[str, Any]) -> PushContent:
 
 
 def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(payload) - ALLOWED)
-    if unknown:
-        raise InvalidInput(f"Unknown field '{unknown[0]}'.", details={"field": unknown[0]})
+    refuse_unknown_fields(payload, allowed=ALLOWED)
     clean: dict[str, Any] = {
         "title": VALIDATORS["title"](payload.get("title")),
         "body": VALIDATORS["body"](payload.get("body")),
