@@ -32,6 +32,7 @@ from campaigns.serializers import (
 from campaigns.validation import VALIDATORS, validate_create, validate_update
 from core.api import ProjectScopedView, json_body
 from core.errors import InvalidInput
+from core.idempotency import IDEMPOTENCY_ERRORS, idempotent
 from core.pagination import CURSOR_PARAMETER, LIMIT_PARAMETER, parse_limit
 from core.schema import error_responses
 
@@ -73,9 +74,10 @@ class CampaignListView(CampaignView):
 
     @extend_schema(
         request=CampaignWriteSerializer,
-        responses={201: CampaignSerializer, **ERRORS},
+        responses={201: CampaignSerializer, **ERRORS, **IDEMPOTENCY_ERRORS},
         summary="Create a campaign (draft, or scheduled when scheduled_at is given)",
     )
+    @idempotent
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         fields = validate_create(json_body(request))
@@ -116,9 +118,10 @@ class CampaignSendView(CampaignView):
 
     @extend_schema(
         request=None,
-        responses={200: CampaignSerializer, **ERRORS},
+        responses={200: CampaignSerializer, **ERRORS, **IDEMPOTENCY_ERRORS},
         summary="Send now (draft or failed -> sending)",
     )
+    @idempotent
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         campaign = services.campaign_send(project=project, campaign_id=self.campaign_id(kwargs))
@@ -186,9 +189,15 @@ class TestPushView(CampaignView):
 
     @extend_schema(
         request=TestPushRequestSerializer,
-        responses={200: TestPushResultSerializer, **ERRORS, **error_responses(502)},
+        responses={
+            200: TestPushResultSerializer,
+            **ERRORS,
+            **error_responses(502),
+            **IDEMPOTENCY_ERRORS,
+        },
         summary="Send one test push now (app_user_id, or device_token + provider)",
     )
+    @idempotent
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         fields = testpush.validate_test_push(json_body(request))
@@ -219,9 +228,15 @@ class CampaignPushView(CampaignView):
 
     @extend_schema(
         request=ExplicitPushRequestSerializer,
-        responses={200: ExplicitPushResultSerializer, **ERRORS, **error_responses(413)},
+        responses={
+            200: ExplicitPushResultSerializer,
+            **ERRORS,
+            **error_responses(413),
+            **IDEMPOTENCY_ERRORS,
+        },
         summary="Push a new run to listed devices or users (at most 1000)",
     )
+    @idempotent
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         campaign_id = self.campaign_id(kwargs)

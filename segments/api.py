@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from core.api import ProjectScopedView, json_body
 from core.errors import InvalidInput
+from core.idempotency import IDEMPOTENCY_ERRORS, idempotent
 from core.pagination import CURSOR_PARAMETER, LIMIT_PARAMETER, parse_limit
 from core.schema import error_responses
 from segments import selectors, services
@@ -177,9 +178,10 @@ class TokenListView(RegistrationView):
 
     @extend_schema(
         request=TokenWriteSerializer,
-        responses={200: TokenSerializer, 201: TokenSerializer, **ERRORS},
+        responses={200: TokenSerializer, 201: TokenSerializer, **ERRORS, **IDEMPOTENCY_ERRORS},
         summary="Register or refresh a device token (idempotent; reactivates it)",
     )
+    @idempotent
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         registration = services.clean_token_registration(json_body(request))

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from campaigns.models import PushCampaign
+from core.errors import envelope
 from delivery.models import PushToken
 from segments.models import Segment
 from tests.factories import CampaignFactory, PushDeliveryFactory
@@ -21,20 +22,16 @@ from tests.factories import CampaignFactory, PushDeliveryFactory
 pytestmark = pytest.mark.django_db
 
 SOME_UUID = "8c7d3a4e-4f6b-4b8e-9a55-1a2b3c4d5e6f"
-LIMIT_ERROR = {
-    "error": {
-        "code": "VALIDATION_ERROR",
-        "message": "limit must be an integer between 1 and 200.",
-        "details": {"field": "limit"},
-    }
-}
-CURSOR_ERROR = {
-    "error": {
-        "code": "VALIDATION_ERROR",
-        "message": "cursor is not valid.",
-        "details": {"field": "cursor"},
-    }
-}
+LIMIT_ERROR = envelope(
+    "VALIDATION_ERROR",
+    "limit must be an integer between 1 and 200.",
+    {"field": "limit"},
+)
+CURSOR_ERROR = envelope(
+    "VALIDATION_ERROR",
+    "cursor is not valid.",
+    {"field": "cursor"},
+)
 
 
 def cursor(values: Any) -> str:
@@ -117,13 +114,11 @@ def test_every_json_door_names_the_same_stray_key_the_same_way(api):
         for method, url, body in doors
     ]
 
-    refused = {
-        "error": {
-            "code": "VALIDATION_ERROR",
-            "message": "Unknown field 'aa'.",
-            "details": {"field": "aa"},
-        }
-    }
+    refused = envelope(
+        "VALIDATION_ERROR",
+        "Unknown field 'aa'.",
+        {"field": "aa"},
+    )
     assert got == [(400, refused)] * len(doors)
     assert PushCampaign.objects.count() == 1
     assert (Segment.objects.count(), PushToken.objects.count()) == (0, 0)
@@ -138,11 +133,9 @@ def test_read_only_fields_are_named_as_such_by_campaigns_and_segments(api):
 
     got = [api.client.post(url, {"name": "n", "id": SOME_UUID}).json() for url in doors]
 
-    read_only = {
-        "error": {
-            "code": "VALIDATION_ERROR",
-            "message": "id is read-only.",
-            "details": {"field": "id"},
-        }
-    }
+    read_only = envelope(
+        "VALIDATION_ERROR",
+        "id is read-only.",
+        {"field": "id"},
+    )
     assert got == [read_only, read_only]
