@@ -49,19 +49,22 @@ KEY_TTL = timedelta(hours=24)
 # process was killed), and a retry may run the operation instead.
 CLAIM_TIMEOUT = timedelta(minutes=5)
 RETRY_AFTER_SECONDS = 1
-# Printable ASCII, spaces allowed: what an RFC 8941 sf-string may hold.
-_KEY_RE = re.compile(rf"[\x20-\x7e]{{1,{MAX_KEY_LENGTH}}}")
+# Printable ASCII (what an RFC 8941 sf-string holds), not starting or ending with a
+# space (HTTP would strip it). The schema states the same pattern.
+KEY_PATTERN = rf"^[!-~](?:[ -~]{{0,{MAX_KEY_LENGTH - 2}}}[!-~])?$"
+_KEY_RE = re.compile(KEY_PATTERN)
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     HEADER,
-    str,
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
     location=OpenApiParameter.HEADER,
     required=False,
     description=(
         "Makes a retry safe: the same key with the same request within 24 h answers the "
         "first answer again (header `Idempotent-Replayed: true`) without doing the work "
-        "twice. 1-255 printable ASCII characters (optionally in double quotes, as an "
-        "RFC 8941 string); otherwise 400 INVALID_IDEMPOTENCY_KEY. The same key with "
+        "twice. 1-255 printable ASCII characters, not starting or ending with a space "
+        "(optionally in double quotes, as an RFC 8941 string); otherwise 400 "
+        "INVALID_IDEMPOTENCY_KEY. The same key with "
         "another request: 422 IDEMPOTENCY_KEY_REUSED. While the first request runs: 409 "
         "IDEMPOTENCY_KEY_IN_USE with Retry-After. Keys are per project."
     ),
@@ -91,14 +94,15 @@ def parse_key(raw: str | None) -> str | None:
     """The key a request carries, None without the header; 400 if it is malformed.
 
     Stripe-style bare values and the IETF draft's quoted sf-string (`"abc"`) are both
-    taken; the quotes are not part of the key.
+    taken; the quotes are not part of the key (`""` alone is the two-character key).
     """
     if raw is None:
         return None
-    key = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
-    if not _KEY_RE.fullmatch(key):
+    key = raw[1:-1] if len(raw) > 2 and raw[0] == raw[-1] == '"' else raw
+    if not _KEY_RE.match(key):
         raise InvalidInput(
-            f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable ASCII characters.",
+            f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable ASCII characters, "
+            "not starting or ending with a space.",
             code="INVALID_IDEMPOTENCY_KEY",
             details={"field": HEADER},
         )

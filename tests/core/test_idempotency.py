@@ -114,21 +114,24 @@ def test_keys_are_per_project(api):
     assert PushCampaign.objects.filter(project=api.project).count() == 1
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "caf\N{LATIN SMALL LETTER E WITH ACUTE}", '""'])
+@pytest.mark.parametrize(
+    "key", ["", " ", " x", "x\t", "x" * 256, "caf\N{LATIN SMALL LETTER E WITH ACUTE}", '"x" ']
+)
 def test_a_malformed_key_is_refused_and_nothing_is_created(api, key):
     response = post(api, key, CAMPAIGN)
 
     assert response.status_code == 400
     assert response.json() == envelope(
         "INVALID_IDEMPOTENCY_KEY",
-        "Idempotency-Key must be 1-255 printable ASCII characters.",
+        "Idempotency-Key must be 1-255 printable ASCII characters, not starting or ending"
+        " with a space.",
         {"field": "Idempotency-Key"},
     )
     assert (PushCampaign.objects.count(), IdempotencyKey.objects.count()) == (0, 0)
 
 
 def test_a_key_of_255_printable_characters_is_taken(api):
-    key = ("A b~" * 64)[:255]
+    key = ("A b~" * 64)[:254] + "!"
 
     post(api, key, CAMPAIGN)
     again = post(api, key, CAMPAIGN)
