@@ -39,6 +39,8 @@ from core.schema import error_responses
 # What any campaign operation may answer; an operation adds its own (413, 502 ...).
 # 403: client-scoped keys; 429: rate limit; 500: the view's failure code.
 ERRORS = error_responses(400, 401, 403, 404, 409, 429, 500)
+# Operations that take an Idempotency-Key (create, send, push, test push).
+KEYED_ERRORS = {**ERRORS, **IDEMPOTENCY_ERRORS}
 
 
 class CampaignView(ProjectScopedView):
@@ -74,7 +76,7 @@ class CampaignListView(CampaignView):
 
     @extend_schema(
         request=CampaignWriteSerializer,
-        responses={201: CampaignSerializer, **ERRORS, **IDEMPOTENCY_ERRORS},
+        responses={201: CampaignSerializer, **KEYED_ERRORS},
         summary="Create a campaign (draft, or scheduled when scheduled_at is given)",
     )
     @idempotent
@@ -118,7 +120,7 @@ class CampaignSendView(CampaignView):
 
     @extend_schema(
         request=None,
-        responses={200: CampaignSerializer, **ERRORS, **IDEMPOTENCY_ERRORS},
+        responses={200: CampaignSerializer, **KEYED_ERRORS},
         summary="Send now (draft or failed -> sending)",
     )
     @idempotent
@@ -189,12 +191,7 @@ class TestPushView(CampaignView):
 
     @extend_schema(
         request=TestPushRequestSerializer,
-        responses={
-            200: TestPushResultSerializer,
-            **ERRORS,
-            **error_responses(502),
-            **IDEMPOTENCY_ERRORS,
-        },
+        responses={200: TestPushResultSerializer, **KEYED_ERRORS, **error_responses(502)},
         summary="Send one test push now (app_user_id, or device_token + provider)",
     )
     @idempotent
@@ -228,12 +225,7 @@ class CampaignPushView(CampaignView):
 
     @extend_schema(
         request=ExplicitPushRequestSerializer,
-        responses={
-            200: ExplicitPushResultSerializer,
-            **ERRORS,
-            **error_responses(413),
-            **IDEMPOTENCY_ERRORS,
-        },
+        responses={200: ExplicitPushResultSerializer, **KEYED_ERRORS, **error_responses(413)},
         summary="Push a new run to listed devices or users (at most 1000)",
     )
     @idempotent
