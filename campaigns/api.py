@@ -11,10 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from campaigns import selectors, services, testpush
 from campaigns.serializers import (
@@ -32,46 +30,35 @@ from campaigns.serializers import (
     TestPushResultSerializer,
 )
 from campaigns.validation import VALIDATORS, validate_create, validate_update
-from core.auth import parse_uuid, project_for_request
+from core.api import ProjectScopedView, json_body
 from core.errors import InvalidInput
-from core.models import Project
-from core.pagination import parse_limit
+from core.idempotency import IDEMPOTENCY_ERRORS, idempotent
+from core.pagination import CURSOR_PARAMETER, LIMIT_PARAMETER, parse_limit
 from core.schema import error_responses
 
 # What any campaign operation may answer; an operation adds its own (413, 502 ...).
 # 403: client-scoped keys; 429: rate limit; 500: the view's failure code.
 ERRORS = error_responses(400, 401, 403, 404, 409, 429, 500)
-CURSOR = OpenApiParameter("cursor", str, description="`next` from the previous page.")
-LIMIT = OpenApiParameter("limit", int, description="Page size, 1-200 (default 50).")
+# Operations that take an Idempotency-Key (create, send, push, test push).
+KEYED_ERRORS = {**ERRORS, **IDEMPOTENCY_ERRORS}
 
 
-def body(request: Request) -> Mapping[str, Any]:
-    """The parsed JSON object (the parser refuses anything else with INVALID_BODY)."""
-    data = request.data
-    if not isinstance(data, Mapping):
-        raise ParseError("The request body must be a JSON object.")
-    return data
-
-
-class ProjectScopedView(APIView):
-    failure_codes: dict[str, str] = {}
-
-    def project(self, request: Request, kwargs: dict[str, Any]) -> Project:
-        return project_for_request(request, kwargs.get("project_id"))
-
+class CampaignView(ProjectScopedView):
     @staticmethod
     def campaign_id(kwargs: dict[str, Any]) -> uuid.UUID:
-        return parse_uuid(kwargs.get("campaign_id"), code="INVALID_CAMPAIGN_ID", field="campaignId")
+        return ProjectScopedView.path_uuid(
+            kwargs, "campaign_id", code="INVALID_CAMPAIGN_ID", field="campaignId"
+        )
 
 
-class CampaignListView(ProjectScopedView):
+class CampaignListView(CampaignView):
     failure_codes = {"GET": "LIST_FAILED", "POST": "CREATE_FAILED"}
     lists = True
 
     @extend_schema(
         parameters=[
-            CURSOR,
-            LIMIT,
+            CURSOR_PARAMETER,
+            LIMIT_PARAMETER,
             OpenApiParameter("status", str, description="Only campaigns in this status."),
         ],
         responses={200: CampaignPageSerializer, **ERRORS},
@@ -89,17 +76,18 @@ class CampaignListView(ProjectScopedView):
 
     @extend_schema(
         request=CampaignWriteSerializer,
-        responses={201: CampaignSerializer, **ERRORS},
+        responses={201: CampaignSerializer, **KEYED_ERRORS},
         summary="Create a campaign (draft, or scheduled when scheduled_at is given)",
     )
+    @idempotent
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
-        fields = validate_create(body(request))
+        fields = validate_create(json_body(request))
         campaign = services.campaign_create(project=project, fields=fields)
         return Response(CampaignSerializer(campaign).data, status=201)
 
 
-class CampaignDetailView(ProjectScopedView):
+class CampaignDetailView(CampaignView):
     failure_codes = {"GET": "FETCH_FAILED", "PATCH": "UPDATE_FAILED", "DELETE": "DELETE_FAILED"}
 
     @extend_schema(responses={200: CampaignSerializer, **ERRORS}, summary="Fetch a campaign")
@@ -116,7 +104,7 @@ class CampaignDetailView(ProjectScopedView):
     def patch(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         campaign_id = self.campaign_id(kwargs)
-        fields = validate_update(body(request))
+        fields = validate_update(json_body(request))
         campaign = services.campaign_update(project=project, campaign_id=campaign_id, fields=fields)
         return Response(CampaignSerializer(campaign).data)
 
@@ -127,21 +115,22 @@ class CampaignDetailView(ProjectScopedView):
         return Response(status=204)
 
 
-class CampaignSendView(ProjectScopedView):
+class CampaignSendView(CampaignView):
     failure_codes = {"POST": "SEND_FAILED"}
 
     @extend_schema(
         request=None,
-        responses={200: CampaignSerializer, **ERRORS},
+        responses={200: CampaignSerializer, **KEYED_ERRORS},
         summary="Send now (draft or failed -> sending)",
     )
+    @idempotent
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         campaign = services.campaign_send(project=project, campaign_id=self.campaign_id(kwargs))
         return Response(CampaignSerializer(campaign).data)
 
 
-class CampaignCancelView(ProjectScopedView):
+class CampaignCancelView(CampaignView):
     failure_codes = {"POST": "CANCEL_FAILED"}
 
     @extend_schema(
@@ -155,14 +144,14 @@ class CampaignCancelView(ProjectScopedView):
         return Response(CampaignSerializer(campaign).data)
 
 
-class CampaignDeliveriesView(ProjectScopedView):
+class CampaignDeliveriesView(CampaignView):
     failure_codes = {"GET": "LIST_FAILED"}
     lists = True
 
     @extend_schema(
         parameters=[
-            CURSOR,
-            LIMIT,
+            CURSOR_PARAMETER,
+            LIMIT_PARAMETER,
             OpenApiParameter("status", str, description="queued|sent|failed|invalid_token|skipped"),
             OpenApiParameter("run", int, description="Only this run."),
         ],
@@ -185,7 +174,7 @@ class CampaignDeliveriesView(ProjectScopedView):
         return Response({"results": DeliverySerializer(rows, many=True).data, "next": next_cursor})
 
 
-class CampaignRunsView(ProjectScopedView):
+class CampaignRunsView(CampaignView):
     failure_codes = {"GET": "LIST_FAILED"}
     lists = True
 
@@ -197,17 +186,18 @@ class CampaignRunsView(ProjectScopedView):
         return Response({"results": RunSerializer(runs, many=True).data})
 
 
-class TestPushView(ProjectScopedView):
+class TestPushView(CampaignView):
     failure_codes = {"POST": "PUSH_TEST_FAILED"}
 
     @extend_schema(
         request=TestPushRequestSerializer,
-        responses={200: TestPushResultSerializer, **ERRORS, **error_responses(502)},
+        responses={200: TestPushResultSerializer, **KEYED_ERRORS, **error_responses(502)},
         summary="Send one test push now (app_user_id, or device_token + provider)",
     )
+    @idempotent
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
-        fields = testpush.validate_test_push(body(request))
+        fields = testpush.validate_test_push(json_body(request))
         return Response(testpush.test_push_send(project=project, fields=fields))
 
 
@@ -230,21 +220,19 @@ def _id_list(payload: Mapping[str, Any], field: str) -> list[str]:
     return clean
 
 
-class CampaignPushView(ProjectScopedView):
+class CampaignPushView(CampaignView):
     failure_codes = {"POST": "EXPLICIT_PUSH_FAILED"}
 
     @extend_schema(
         request=ExplicitPushRequestSerializer,
-        responses={200: ExplicitPushResultSerializer, **ERRORS, **error_responses(413)},
+        responses={200: ExplicitPushResultSerializer, **KEYED_ERRORS, **error_responses(413)},
         summary="Push a new run to listed devices or users (at most 1000)",
     )
+    @idempotent
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         campaign_id = self.campaign_id(kwargs)
-        payload = body(request)
-        unknown = sorted(set(payload) - {"device_ids", "user_ids", "data"})
-        if unknown:
-            raise InvalidInput(f"Unknown field '{unknown[0]}'.", details={"field": unknown[0]})
+        payload = json_body(request, allowed=("device_ids", "user_ids", "data"))
         device_ids = _id_list(payload, "device_ids")
         user_ids = _id_list(payload, "user_ids")
         if not device_ids and not user_ids:
@@ -266,7 +254,7 @@ class CampaignPushView(ProjectScopedView):
         )
 
 
-class CampaignAudienceView(ProjectScopedView):
+class CampaignAudienceView(CampaignView):
     failure_codes = {"GET": "FETCH_FAILED"}
 
     @extend_schema(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
-from django.db.models import F, Prefetch, Q, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from core.errors import InvalidInput, NotFound
 from core.models import Project
-from core.pagination import decode_cursor, encode_cursor
+from core.pagination import BY_ROW_ID, NEWEST_FIRST, keyset_page
 from delivery.models import PushDelivery
 
 
@@ -49,25 +48,7 @@ def campaign_page(
                 details={"field": "status"},
             )
         qs = qs.filter(status=status)
-    position = decode_cursor(cursor, arity=2)
-    if position is not None:
-        try:
-            created_at = datetime.fromisoformat(str(position[0]))
-            if created_at.tzinfo is None:
-                raise ValueError("naive cursor time")
-            # Converting now, not in the query: an extreme offset overflows here.
-            created_at = created_at.astimezone(UTC)
-            last_id = uuid.UUID(str(position[1]))
-        except (ValueError, OverflowError) as exc:
-            raise InvalidInput("cursor is not valid.", details={"field": "cursor"}) from exc
-        qs = qs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=last_id))
-    rows = list(qs.order_by("-created_at", "-id")[: limit + 1])
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
-    return rows, next_cursor
+    return keyset_page(qs, keys=NEWEST_FIRST, cursor=cursor, limit=limit, descending=True)
 
 
 def delivery_page(
@@ -89,17 +70,7 @@ def delivery_page(
         qs = qs.filter(status=status)
     if run is not None:
         qs = qs.filter(run=run)
-    position = decode_cursor(cursor, arity=1)
-    if position is not None:
-        if not isinstance(position[0], int):
-            raise InvalidInput("cursor is not valid.", details={"field": "cursor"})
-        qs = qs.filter(id__gt=position[0])
-    rows = list(qs.order_by("id")[: limit + 1])
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor([rows[-1].id])
-    return rows, next_cursor
+    return keyset_page(qs, keys=BY_ROW_ID, cursor=cursor, limit=limit)
 
 
 def campaign_runs(*, campaign: PushCampaign) -> QuerySet[CampaignRun]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from campaigns.content import CONTENT_FIELDS, check_content_size, push_content
 from campaigns.validation import VALIDATORS
+from core.api import refuse_unknown_fields
 from core.errors import ApplicationError, InvalidInput, NotFound
 from core.models import Project
 from delivery.models import Platform, Provider, PushToken
@@ -30,9 +31,7 @@ class PushFailed(ApplicationError):
 def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
     """Clean test-push fields: content through the campaign validators and the
     campaign size check (the same owners, the same codes), plus the target."""
-    unknown = sorted(set(payload) - ALLOWED)
-    if unknown:
-        raise InvalidInput(f"Unknown field '{unknown[0]}'.", details={"field": unknown[0]})
+    refuse_unknown_fields(payload, allowed=ALLOWED)
     clean: dict[str, Any] = {
         "title": VALIDATORS["title"](payload.get("title")),
         "body": VALIDATORS["body"](payload.get("body")),

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from campaigns.content import check_payload_size
 from campaigns.models import PushCampaign
+from core.api import refuse_unknown_fields
 from core.errors import InvalidInput
 from core.models import Project
 from delivery.payloads import MAX_PAYLOAD_BYTES, encode_json, normalize_language
@@ -549,17 +550,9 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _refuse_unknown(payload: Mapping[str, Any]) -> None:
-    for key in payload:
-        if key in READ_ONLY_FIELDS:
-            raise _invalid(key, f"{key} is read-only.")
-        if key not in VALIDATORS:
-            raise _invalid(key, f"Unknown field '{key}'.")
-
-
 def validate_create(payload: Mapping[str, Any]) -> dict[str, Any]:
     """Clean values for a new campaign; title and body are required."""
-    _refuse_unknown(payload)
+    refuse_unknown_fields(payload, allowed=VALIDATORS, read_only=READ_ONLY_FIELDS)
     clean: dict[str, Any] = {}
     for field in WRITABLE_FIELDS:
         if field in ("title", "body") or field in payload:
@@ -574,7 +567,7 @@ def validate_update(payload: Mapping[str, Any]) -> dict[str, Any]:
     """Clean values for a PATCH; only the fields given. {} is EMPTY_UPDATE."""
     if not payload:
         raise InvalidInput("Give at least one field to update.", code="EMPTY_UPDATE")
-    _refuse_unknown(payload)
+    refuse_unknown_fields(payload, allowed=VALIDATORS, read_only=READ_ONLY_FIELDS)
     clean: dict[str, Any] = {}
     for field in WRITABLE_FIELDS:
         if field in payload:

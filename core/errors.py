@@ -32,6 +32,7 @@ class ApplicationError(Exception):
         code: str | None = None,
         status: int | None = None,
         details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -40,6 +41,7 @@ class ApplicationError(Exception):
         if status is not None:
             self.status = status
         self.details = details or {}
+        self.headers = headers or {}  # e.g. Retry-After, sent with the envelope
 
 
 class InvalidInput(ApplicationError):
@@ -102,7 +104,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     never to the client.
     """
     if isinstance(exc, ApplicationError):
-        return Response(envelope(exc.code, exc.message, exc.details), status=exc.status)
+        return Response(
+            envelope(exc.code, exc.message, exc.details), status=exc.status, headers=exc.headers
+        )
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -110,3 +110,37 @@ class ApiKey(models.Model):
         if not sep or not prefix or not secret or len(prefix) > 16:
             return None
         return prefix, secret
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key` on one project, and the first answer given to it.
+
+    The unique (project, key) constraint is the concurrency guard: of two requests
+    racing with one key, exactly one inserts the row and runs; the other finds it.
+    `response_status` is null while that first request runs. `claimed_at` is when
+    it started (and the lease its completion must still hold); rows expire 24 h
+    after it. Written and read only by core/idempotency.py (docs/api.md,
+    "Idempotency keys").
+    """
+
+    # The unique constraint below leads with project_id, so no index of its own.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=255)
+    # SHA-256 of the method, path and canonical JSON body of the first request.
+    fingerprint = models.CharField(max_length=64)
+    claimed_at = models.DateTimeField()
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "idempotency_keys"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "key"], name="idempotency_keys_project_key_uniq"
+            )
+        ]
+        indexes = [models.Index(fields=["claimed_at"], name="idempotency_keys_claimed_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.response_status or 'running'})"

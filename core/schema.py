@@ -86,8 +86,12 @@ ERROR_DESCRIPTIONS = {
     401: "UNAUTHENTICATED: no or invalid API key / session.",
     403: "FORBIDDEN: a client-scoped key outside the registration API.",
     404: "NOT_FOUND (also for another project's id).",
-    409: "The resource's state does not allow it; the message names the state.",
+    409: (
+        "The resource's state does not allow it (the message names the state), or "
+        "IDEMPOTENCY_KEY_IN_USE: a request with this Idempotency-Key is still running."
+    ),
     413: "Too large (TOO_MANY_DEVICES, REQUEST_TOO_LARGE).",
+    422: "IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was used for a different request.",
     429: "RATE_LIMITED; wait `Retry-After` seconds (also in `details.retry_after`).",
     500: "The operation failed (`*_FAILED`, named per operation); no stack trace.",
     502: "A dependency (broker, provider) refused; the change was rolled back.",

@@ -13,12 +13,11 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from core.auth import parse_uuid, project_for_request
+from core.api import ProjectScopedView, json_body
 from core.errors import InvalidInput
-from core.models import Project
-from core.pagination import parse_limit
+from core.idempotency import IDEMPOTENCY_ERRORS, idempotent
+from core.pagination import CURSOR_PARAMETER, LIMIT_PARAMETER, parse_limit
 from core.schema import error_responses
 from segments import selectors, services
 from segments.rules import stored_rules, validate_rules
@@ -38,31 +37,14 @@ from segments.serializers import (
 ERRORS = error_responses(400, 401, 403, 404, 429, 500)
 # Previews of a saved segment: 409 INVALID_SEGMENT_RULES when its rules no longer validate.
 PREVIEW_ERRORS = {**ERRORS, **error_responses(409)}
-CURSOR = OpenApiParameter("cursor", str, description="`next` from the previous page.")
-LIMIT = OpenApiParameter("limit", int, description="Page size, 1-200 (default 50).")
 
 
-class ProjectScopedView(APIView):
-    failure_codes: dict[str, str] = {}
-
-    def project(self, request: Request, kwargs: dict[str, Any]) -> Project:
-        return project_for_request(request, kwargs.get("project_id"))
-
+class SegmentView(ProjectScopedView):
     @staticmethod
     def segment_id(kwargs: dict[str, Any]) -> uuid.UUID:
-        return parse_uuid(kwargs.get("segment_id"), code="INVALID_SEGMENT_ID", field="segmentId")
-
-
-def _body(request: Request, *, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """The JSON object body (the parser refuses anything else), with unknown keys refused."""
-    data = request.data
-    if not isinstance(data, dict):
-        raise InvalidInput("The request body must be a JSON object.", code="INVALID_BODY")
-    if allowed is not None:
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            raise InvalidInput(f"Unknown field '{unknown[0]}'.", details={"field": unknown[0]})
-    return data
+        return ProjectScopedView.path_uuid(
+            kwargs, "segment_id", code="INVALID_SEGMENT_ID", field="segmentId"
+        )
 
 
 def _preview_response(preview: selectors.Preview) -> Response:
@@ -72,12 +54,12 @@ def _preview_response(preview: selectors.Preview) -> Response:
 # ---------------------------------------------------------------------- segments
 
 
-class SegmentListView(ProjectScopedView):
+class SegmentListView(SegmentView):
     failure_codes = {"GET": "LIST_FAILED", "POST": "CREATE_FAILED"}
     lists = True
 
     @extend_schema(
-        parameters=[CURSOR, LIMIT],
+        parameters=[CURSOR_PARAMETER, LIMIT_PARAMETER],
         responses={200: SegmentPageSerializer, **ERRORS},
         summary="List segments, newest first",
     )
@@ -97,12 +79,12 @@ class SegmentListView(ProjectScopedView):
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
-        fields = services.clean_segment_fields(_body(request), partial=False)
+        fields = services.clean_segment_fields(json_body(request), partial=False)
         segment = services.segment_create(project=project, fields=fields)
         return Response(SegmentSerializer(segment).data, status=201)
 
 
-class SegmentDetailView(ProjectScopedView):
+class SegmentDetailView(SegmentView):
     failure_codes = {"GET": "FETCH_FAILED", "PATCH": "UPDATE_FAILED", "DELETE": "DELETE_FAILED"}
 
     @extend_schema(responses={200: SegmentSerializer, **ERRORS}, summary="Fetch a segment")
@@ -119,7 +101,7 @@ class SegmentDetailView(ProjectScopedView):
     def patch(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         segment_id = self.segment_id(kwargs)
-        fields = services.clean_segment_fields(_body(request), partial=True)
+        fields = services.clean_segment_fields(json_body(request), partial=True)
         segment = services.segment_update(project=project, segment_id=segment_id, fields=fields)
         return Response(SegmentSerializer(segment).data)
 
@@ -133,7 +115,7 @@ class SegmentDetailView(ProjectScopedView):
         return Response(status=204)
 
 
-class SegmentPreviewView(ProjectScopedView):
+class SegmentPreviewView(SegmentView):
     failure_codes = {"POST": "PREVIEW_FAILED"}
 
     @extend_schema(
@@ -149,7 +131,7 @@ class SegmentPreviewView(ProjectScopedView):
         return _preview_response(selectors.segment_preview(project=project, rules=rules))
 
 
-class RulesPreviewView(ProjectScopedView):
+class RulesPreviewView(SegmentView):
     failure_codes = {"POST": "PREVIEW_FAILED"}
 
     @extend_schema(
@@ -160,7 +142,7 @@ class RulesPreviewView(ProjectScopedView):
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
-        body = _body(request, allowed=("rules",))
+        body = json_body(request, allowed=("rules",))
         if body.get("rules") is None:
             message = "rules is required."
             raise InvalidInput(message, code="MISSING_RULES", details={"field": "rules"})
@@ -186,7 +168,7 @@ class AppUserView(RegistrationView):
     def put(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         external_id = services.clean_external_id(kwargs.get("external_id"), field="externalId")
-        body = _body(request, allowed=("attributes",))
+        body = json_body(request, allowed=("attributes",))
         attributes = services.clean_attributes(body.get("attributes", {}))
         user, created = services.app_user_upsert(
             project=project, external_id=external_id, attributes=attributes
@@ -199,12 +181,13 @@ class TokenListView(RegistrationView):
 
     @extend_schema(
         request=TokenWriteSerializer,
-        responses={200: TokenSerializer, 201: TokenSerializer, **ERRORS},
+        responses={200: TokenSerializer, 201: TokenSerializer, **ERRORS, **IDEMPOTENCY_ERRORS},
         summary="Register or refresh a device token (idempotent; reactivates it)",
     )
+    @idempotent
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
-        registration = services.clean_token_registration(_body(request))
+        registration = services.clean_token_registration(json_body(request))
         token, created = services.token_register(project=project, registration=registration)
         token.refresh_from_db()  # the serializer reads the owner's external_id
         return Response(TokenSerializer(token).data, status=201 if created else 200)

@@ -11,9 +11,9 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from core.errors import InvalidInput, NotFound
+from core.errors import NotFound
 from core.models import Project
-from core.pagination import decode_cursor, encode_cursor
+from core.pagination import NEWEST_FIRST, keyset_page
 from delivery.models import Platform, Provider, PushToken
 from segments.models import AppUser, Segment
 from segments.rules import compile_rules
@@ -35,21 +35,7 @@ def segment_page(
 ) -> tuple[list[Segment], str | None]:
     """Newest first, keyset-paginated on (created_at, id) like the campaign list."""
     qs = Segment.objects.filter(project=project)
-    position = decode_cursor(cursor, arity=2)
-    if position is not None:
-        try:
-            created_at = datetime.fromisoformat(str(position[0]))
-            last_id = uuid.UUID(str(position[1]))
-        except ValueError as exc:
-            raise InvalidInput("cursor is not valid.", details={"field": "cursor"}) from exc
-        qs = qs.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=last_id))
-    rows = list(qs.order_by("-created_at", "-id")[: limit + 1])
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
-    return rows, next_cursor
+    return keyset_page(qs, keys=NEWEST_FIRST, cursor=cursor, limit=limit, descending=True)
 
 
 def segment_members(

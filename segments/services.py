@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
+from core.api import refuse_unknown_fields
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Project
 from delivery.models import Platform, Provider, PushToken
@@ -284,10 +285,7 @@ TOKEN_FIELDS = ("token", "provider", "platform", "external_id", "locale", "timez
 
 def clean_token_registration(payload: Mapping[str, Any]) -> TokenRegistration:
     """Validate a registration body, in a fixed order so the same input gets the same error."""
-    unknown = set(payload) - set(TOKEN_FIELDS)
-    if unknown:
-        field = sorted(unknown)[0]
-        raise _invalid("VALIDATION_ERROR", field, f"Unknown field '{field}'.")
+    refuse_unknown_fields(payload, allowed=TOKEN_FIELDS)
     if "token" not in payload:
         raise _invalid("MISSING_TOKEN", "token", "token is required.")
     provider = clean_provider(payload.get("provider"))
@@ -451,16 +449,21 @@ def token_unregister(
 # ---------------------------------------------------------------------- segments
 
 SEGMENT_FIELDS = ("name", "description", "rules")
+SEGMENT_READ_ONLY_FIELDS = (
+    "id",
+    "project_id",
+    "member_count",
+    "evaluated_at",
+    "created_at",
+    "updated_at",
+)
 
 
 def clean_segment_fields(payload: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:
     """name (required on create), description, rules (validated: errors carry the path)."""
     if partial and not payload:
         raise InvalidInput("Give at least one field to update.", code="EMPTY_UPDATE")
-    unknown = set(payload) - set(SEGMENT_FIELDS)
-    if unknown:
-        field = sorted(unknown)[0]
-        raise _invalid("VALIDATION_ERROR", field, f"Unknown or read-only field '{field}'.")
+    refuse_unknown_fields(payload, allowed=SEGMENT_FIELDS, read_only=SEGMENT_READ_ONLY_FIELDS)
     clean: dict[str, Any] = {}
     if "name" in payload or not partial:
         name = payload.get("name")

@@ -10,17 +10,16 @@ outcome with the requests interleaved rather than overlapping.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from campaigns.models import CampaignRun, PushCampaign
 from core.models import ApiKey
+from tests.concurrency import race
 from tests.factories import CampaignFactory, ProjectFactory, api_client, create_api_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,32 +27,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 THREADS = 8
 FAN_OUT = "campaigns.fan_out_campaign"
 BACKEND = "postgresql" if settings.IS_POSTGRES else "sqlite"
-
-
-def race(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run every call at once in its own thread (and DB connection); results in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-    errors: list[BaseException] = []
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = call()
-        except BaseException as exc:  # re-raised in the main thread below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a racing request never finished"
-    if errors:
-        raise errors[0]
-    return results
 
 
 @pytest.fixture

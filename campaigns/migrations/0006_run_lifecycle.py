@@ -14,7 +14,7 @@ def settle_sent_runs(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0004_run_data_override'),
+        ('campaigns', '0005_periodic_expire_idempotency_keys'),
     ]
 
     operations = [
