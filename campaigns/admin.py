@@ -31,7 +31,7 @@ from campaigns import services
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.runs import campaign_stats
 from campaigns.selectors import with_current_run
-from campaigns.validation import validate_create, validate_update
+from campaigns.validation import CampaignFields, validate_create, validate_update
 from core.admin import adopt_saved
 from core.errors import ApplicationError
 from core.models import Project
@@ -154,7 +154,7 @@ class PushCampaignForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.campaign_fields: dict[str, Any] = {}
+        self.campaign_fields: CampaignFields = {}
         # The validator reports missing text with the API's codes (MISSING_TITLE, ...).
         for name in ("name", "title", "body"):
             if name in self.fields:
@@ -218,7 +218,7 @@ class PushCampaignForm(forms.ModelForm):
         self.campaign_fields = fields
         return cleaned
 
-    def _check_against_database(self, fields: dict[str, Any]) -> None:
+    def _check_against_database(self, fields: CampaignFields) -> None:
         """The service's own checks (`campaigns.validation`), run early so they land
         on the form."""
         project = self._project()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ from django_celery_beat.models import PeriodicTask
 from campaigns import queue, runs, scheduling
 from campaigns.content import check_payload_size
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
-from campaigns.validation import campaign_segment, check_campaign
+from campaigns.validation import CampaignFields, campaign_segment, check_campaign
 from core.errors import ApplicationError, Conflict, NotFound, UpstreamFailure
 from core.models import Project
 from delivery.services import NewDelivery, deliveries_create
@@ -62,14 +61,18 @@ def _already_sent(status: str) -> Conflict:
     )
 
 
-def _apply(campaign: PushCampaign, fields: Mapping[str, Any]) -> list[str]:
+def _apply(campaign: PushCampaign, fields: CampaignFields) -> list[str]:
+    """Set the clean fields on the row (every key of CampaignFields is a model field
+    of the same name, but segment_id, which must name a segment of the project)."""
     validate_targeting(project=campaign.project, targeting=fields.get("targeting"))
     changed = []
+    if "segment_id" in fields:
+        campaign.segment = campaign_segment(
+            project=campaign.project, segment_id=fields["segment_id"]
+        )
+        changed.append("segment")
     for name, value in fields.items():
-        if name == "segment_id":
-            campaign.segment = campaign_segment(project=campaign.project, segment_id=value)
-            changed.append("segment")
-        else:
+        if name != "segment_id":
             setattr(campaign, name, value)
             changed.append(name)
     return changed
@@ -85,7 +88,7 @@ def _schedule_failed(campaign_id: uuid.UUID, reason: str) -> None:
 SCHEDULE_STATE = ["status", "scheduled_at", "fire_at", "recurrence_anchor", "local_wall_clock"]
 
 
-def _prepare(campaign: PushCampaign, fields: Mapping[str, Any], *, adding: bool) -> list[str]:
+def _prepare(campaign: PushCampaign, fields: CampaignFields, *, adding: bool) -> list[str]:
     """Apply validated `fields` to `campaign` (not saved) and run every check that
     needs the project or the campaign itself: references (segment, targeting), the
     schedule, end_at after scheduled_at, the built payload sizes. Raises
@@ -101,7 +104,7 @@ def _prepare(campaign: PushCampaign, fields: Mapping[str, Any], *, adding: bool)
 
 
 def campaign_check(
-    *, project: Project, campaign: PushCampaign | None, fields: Mapping[str, Any]
+    *, project: Project, campaign: PushCampaign | None, fields: CampaignFields
 ) -> None:
     """Every check campaign_create (campaign None) or campaign_update would make of
     `fields`, without saving anything: the admin form runs it to put errors on its
@@ -110,7 +113,7 @@ def campaign_check(
     _prepare(probe, fields, adding=campaign is None)
 
 
-def campaign_create(*, project: Project, fields: Mapping[str, Any]) -> PushCampaign:
+def campaign_create(*, project: Project, fields: CampaignFields) -> PushCampaign:
     """Create a draft, or a scheduled campaign when scheduled_at is given."""
     with transaction.atomic():
         campaign = PushCampaign(project=project)
@@ -129,7 +132,7 @@ def campaign_create(*, project: Project, fields: Mapping[str, Any]) -> PushCampa
 
 
 def campaign_update(
-    *, project: Project, campaign_id: uuid.UUID, fields: Mapping[str, Any]
+    *, project: Project, campaign_id: uuid.UUID, fields: CampaignFields
 ) -> PushCampaign:
     """PATCH a draft or scheduled campaign.
 

@@ -22,7 +22,7 @@ import uuid
 import zoneinfo
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from croniter import croniter
 from django.utils import timezone
@@ -522,6 +522,36 @@ def _throttle(value: Any) -> int | None:
     return _integer("throttle_per_minute", value, minimum=1, maximum=1_000_000)
 
 
+class CampaignFields(TypedDict, total=False):
+    """Clean campaign fields, as the validators return them and the services take
+    them: on create every required field is present, on PATCH only those given."""
+
+    title: str
+    body: str
+    name: str
+    data: dict[str, Any]
+    segment_id: uuid.UUID | None
+    scheduled_at: datetime | None
+    localizations: dict[str, dict[str, str]]
+    image_url: str
+    url: str
+    actions: list[dict[str, str]]
+    sound: str
+    badge: int | None
+    collapse_key: str
+    priority: str
+    ttl_seconds: int | None
+    platforms: list[str]
+    targeting: dict[str, Any]
+    tags: list[str]
+    recurrence: dict[str, Any] | None
+    end_at: datetime | None
+    quiet_hours: dict[str, str] | None
+    deliver_in_user_timezone: bool
+    local_time_missed: str
+    throttle_per_minute: int | None
+
+
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "title": _title,
     "body": _body,
@@ -550,7 +580,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def validate_create(payload: Mapping[str, Any]) -> dict[str, Any]:
+def validate_create(payload: Mapping[str, Any]) -> CampaignFields:
     """Clean values for a new campaign; title and body are required."""
     refuse_unknown_fields(payload, allowed=VALIDATORS, read_only=READ_ONLY_FIELDS)
     clean: dict[str, Any] = {}
@@ -560,10 +590,10 @@ def validate_create(payload: Mapping[str, Any]) -> dict[str, Any]:
     if "name" not in clean:
         clean["name"] = clean["title"][:MAX_NAME]
     _check_window(clean)
-    return clean
+    return cast(CampaignFields, clean)
 
 
-def validate_update(payload: Mapping[str, Any]) -> dict[str, Any]:
+def validate_update(payload: Mapping[str, Any]) -> CampaignFields:
     """Clean values for a PATCH; only the fields given. {} is EMPTY_UPDATE."""
     if not payload:
         raise InvalidInput("Give at least one field to update.", code="EMPTY_UPDATE")
@@ -573,7 +603,7 @@ def validate_update(payload: Mapping[str, Any]) -> dict[str, Any]:
         if field in payload:
             clean[field] = VALIDATORS[field](payload[field])
     _check_window(clean)
-    return clean
+    return cast(CampaignFields, clean)
 
 
 def campaign_segment(*, project: Project, segment_id: uuid.UUID | None) -> Segment | None:

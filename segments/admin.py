@@ -70,7 +70,7 @@ class SegmentForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.segment_fields: dict[str, Any] = {}
+        self.segment_fields: services.SegmentFields = {}
         if "name" in self.fields:
             self.fields["name"].required = False  # the validator says MISSING_NAME
 

@@ -17,7 +17,7 @@ import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
@@ -459,7 +459,16 @@ SEGMENT_READ_ONLY_FIELDS = (
 )
 
 
-def clean_segment_fields(payload: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:
+class SegmentFields(TypedDict, total=False):
+    """Clean segment fields, as clean_segment_fields returns them and the services
+    take them (on PATCH only those given)."""
+
+    name: str
+    description: str
+    rules: dict[str, Any]
+
+
+def clean_segment_fields(payload: Mapping[str, Any], *, partial: bool) -> SegmentFields:
     """name (required on create), description, rules (validated: errors carry the path)."""
     if partial and not payload:
         raise InvalidInput("Give at least one field to update.", code="EMPTY_UPDATE")
@@ -485,10 +494,10 @@ def clean_segment_fields(payload: Mapping[str, Any], *, partial: bool) -> dict[s
         if payload.get("rules") is None:
             raise _invalid("MISSING_RULES", "rules", "rules is required.")
         clean["rules"] = validate_rules(payload["rules"])
-    return clean
+    return cast(SegmentFields, clean)
 
 
-def segment_create(*, project: Project, fields: Mapping[str, Any]) -> Segment:
+def segment_create(*, project: Project, fields: SegmentFields) -> Segment:
     """Create a segment from cleaned fields; its count comes with the next refresh."""
     return Segment.objects.create(project=project, **fields)
 
@@ -501,9 +510,7 @@ def _get_segment(project: Project, segment_id: uuid.UUID) -> Segment:
 
 
 @transaction.atomic
-def segment_update(
-    *, project: Project, segment_id: uuid.UUID, fields: Mapping[str, Any]
-) -> Segment:
+def segment_update(*, project: Project, segment_id: uuid.UUID, fields: SegmentFields) -> Segment:
     """PATCH semantics; a rules change forgets the cached count until the next refresh."""
     segment = _get_segment(project, segment_id)
     for name, value in fields.items():
