@@ -163,7 +163,9 @@ class CampaignDeliveriesView(ProjectScopedView):
         parameters=[
             CURSOR,
             LIMIT,
-            OpenApiParameter("status", str, description="queued|sent|failed|invalid_token|skipped"),
+            OpenApiParameter(
+                "status", str, description="queued|sent|failed|invalid_token|skipped|unknown"
+            ),
             OpenApiParameter("run", int, description="Only this run."),
         ],
         responses={200: DeliveryPageSerializer, **ERRORS},

@@ -10,7 +10,7 @@
   recounted exactly from its rows and the run and campaign move to `sent` by
   conditional UPDATEs.
 * sweep: runs that stopped making progress (worker killed, broker flushed) are
-  re-driven; claims whose lease expired are closed as interrupted.
+  re-driven; so, at once, are runs whose claims a dead worker let expire.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from delivery.services import (
     deliveries_create,
     deliveries_create_from_tokens,
     deliveries_expire_claims,
+    deliveries_expire_orphaned_claims,
     deliveries_send,
     deliveries_skip,
     providers_without_credentials,
@@ -76,7 +77,7 @@ def _active_campaign(campaign_id: uuid.UUID, run: int) -> PushCampaign | None:
 def _touch(campaign_id: uuid.UUID, run: int, outcome: BatchOutcome | None = None) -> None:
     changes = {}
     if outcome is not None:
-        for name in ("sent", "failed", "invalid_tokens", "skipped"):
+        for name in ("sent", "failed", "invalid_tokens", "skipped", "unknown"):
             value = getattr(outcome, name)
             if value:
                 changes[name] = F(name) + value
@@ -340,6 +341,7 @@ def run_stats(campaign_id: uuid.UUID, run: int) -> dict[str, int]:
         "failed": counts.get(Status.FAILED, 0),
         "invalid_tokens": counts.get(Status.INVALID_TOKEN, 0),
         "skipped": counts.get(Status.SKIPPED, 0),
+        "unknown": counts.get(Status.UNKNOWN, 0),
         "pending": counts.get(Status.QUEUED, 0),
     }
 
@@ -363,6 +365,7 @@ def run_maybe_finish(*, campaign_id: uuid.UUID, run: int) -> bool:
             failed=stats["failed"],
             invalid_tokens=stats["invalid_tokens"],
             skipped=stats["skipped"],
+            unknown=stats["unknown"],
         )
         finished = CampaignRun.objects.filter(
             pk=run_row.pk, status=CampaignRun.Status.SENDING
@@ -387,28 +390,49 @@ def run_maybe_finish(*, campaign_id: uuid.UUID, run: int) -> bool:
     return bool(finished)
 
 
-def runs_sweep_stalled() -> dict[str, int]:
-    """Re-drive sending runs with no progress for HERALD_STALL_SECONDS.
+def _close_expired_claims() -> Q:
+    """Close the claims dead workers let expire; their runs are re-driven now."""
+    runs = Q(pk__in=[])
+    for expired in deliveries_expire_claims():
+        if expired.campaign_id is None:
+            continue
+        logger.warning(
+            "Dead worker's claim on %s run %d: %d unknown, %d to re-send, %d unsent",
+            expired.campaign_id,
+            expired.run,
+            expired.unknown,
+            expired.resent,
+            expired.released,
+        )
+        _touch(expired.campaign_id, expired.run, BatchOutcome(unknown=expired.unknown))
+        runs |= Q(campaign_id=expired.campaign_id, number=expired.run)
+    return runs
 
-    Expired claims are closed as interrupted; an unfinished fan-out is enqueued
-    again (it is idempotent); queued rows get their batch tasks again (claims make
-    duplicates harmless). Rows of cancelled campaigns are skipped.
+
+def runs_sweep_stalled() -> dict[str, int]:
+    """Re-drive sending runs with no progress for HERALD_STALL_SECONDS, and at once
+    the runs of claims whose lease expired (delivery.services).
+
+    An unfinished fan-out is enqueued again (it is idempotent); queued rows get
+    their batch tasks again (claims make duplicates harmless). Rows of cancelled
+    campaigns are skipped.
     """
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.HERALD_STALL_SECONDS)
     redriven = 0
+    expired_runs = _close_expired_claims()
     stalled = CampaignRun.objects.filter(status=CampaignRun.Status.SENDING).filter(
-        Q(last_progress_at__lt=cutoff) | Q(last_progress_at__isnull=True, started_at__lt=cutoff)
+        Q(last_progress_at__lt=cutoff)
+        | Q(last_progress_at__isnull=True, started_at__lt=cutoff)
+        | expired_runs
     )
     for run_row in stalled.select_related("campaign"):
         campaign, run = run_row.campaign, run_row.number
         rows = _rows(campaign.pk, run)
-        expired = deliveries_expire_claims(rows=rows)
-        if expired:
-            logger.warning(
-                "Closed %d interrupted deliveries of %s run %d", expired, campaign.pk, run
-            )
-            _touch(campaign.pk, run, BatchOutcome(failed=expired))
+        orphaned = deliveries_expire_orphaned_claims(rows=rows)
+        if orphaned:
+            logger.warning("Closed %d unknown deliveries of %s run %d", orphaned, campaign.pk, run)
+            _touch(campaign.pk, run, BatchOutcome(unknown=orphaned))
         if campaign.status != CampaignStatus.SENDING or campaign.current_run != run:
             skipped = deliveries_skip(rows=rows, reason="campaign no longer sending")
             CampaignRun.objects.filter(pk=run_row.pk, status=CampaignRun.Status.SENDING).update(

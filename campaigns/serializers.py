@@ -11,7 +11,13 @@ from typing import Any
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
-from campaigns.models import LOCAL_TIME_MISSED_CHOICES, CampaignRun, CampaignStatus, PushCampaign
+from campaigns.models import (
+    LOCAL_TIME_MISSED_CHOICES,
+    CampaignRun,
+    CampaignStatus,
+    PushCampaign,
+    empty_stats,
+)
 from campaigns.validation import WRITABLE_FIELDS
 from delivery.models import Platform, Provider, PushDelivery
 
@@ -29,7 +35,7 @@ class CampaignSerializer(serializers.ModelSerializer[PushCampaign]):
             ).first()
             if run is not None:
                 return run.stats
-        return dict(campaign.stats)
+        return {**empty_stats(), **campaign.stats}  # runs before `unknown` lack it
 
     class Meta:
         model = PushCampaign

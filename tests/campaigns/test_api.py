@@ -37,6 +37,7 @@ ZERO_STATS = {
     "failed": 0,
     "invalid_tokens": 0,
     "skipped": 0,
+    "unknown": 0,
     "pending": 0,
 }
 
@@ -552,6 +553,7 @@ def test_runs_lists_every_run_newest_first_with_stats(api):
                     "failed": 0,
                     "invalid_tokens": 0,
                     "skipped": 0,
+                    "unknown": 0,
                     "pending": 3,
                 },
                 "error": "",
@@ -568,6 +570,7 @@ def test_runs_lists_every_run_newest_first_with_stats(api):
                     "failed": 1,
                     "invalid_tokens": 1,
                     "skipped": 1,
+                    "unknown": 0,
                     "pending": 0,
                 },
                 "error": "",

@@ -133,6 +133,7 @@ def test_broadcast_with_dead_bad_and_flaky_tokens(simulators, start_worker, sett
         "failed": 0,
         "invalid_tokens": 350,
         "skipped": 0,
+        "unknown": 0,
         "pending": 0,
     }
     accepted = _accepted(simulators)
