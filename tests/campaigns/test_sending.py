@@ -152,9 +152,7 @@ def test_cancel_mid_run_skips_what_was_not_sent(project, broker, sim):
     assert campaign.stats["skipped"] == 4 and campaign.stats["pending"] == 0
 
 
-def test_sweeper_closes_orphaned_claims_as_unknown_and_redrives_the_rest(
-    project, broker, settings
-):
+def test_sweeper_closes_orphaned_claims_as_unknown_and_redrives_the_rest(project, broker, settings):
     """A row claimed with no lease row (claimed by a release before claims had
     one) and older than the lease: its outcome is unknown, and it is counted so."""
     settings.HERALD_STALL_SECONDS = 0
