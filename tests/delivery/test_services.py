@@ -218,9 +218,7 @@ def test_an_expired_claim_leaves_admitted_rows_unknown_and_requeues_the_rest(set
 
 
 @pytest.mark.django_db
-def test_at_least_once_requeues_admitted_rows_and_they_are_sent_with_one_collapse_id(
-    sim, settings
-):
+def test_at_least_once_requeues_admitted_rows_and_they_are_sent_with_one_collapse_id(sim):
     project = wire(ProjectFactory(delivery_guarantee="at_least_once"), sim)
     campaign, rows = _rows(project, "apns", 5)
     _dead_claim(campaign, rows, guarantee="at_least_once", started_through=3)
