@@ -54,8 +54,9 @@ logger = logging.getLogger("herald.delivery")
 Status = PushDelivery.Status
 UNKNOWN_OUTCOME = "the worker stopped while this push was in flight; not sent again (at-most-once)"
 RESENDING = "queued again: the worker stopped while this push was in flight (at-least-once)"
-# Pushes are admitted (recorded as possibly started) this many beyond what the
-# senders ask for: fewer claim-row writes, a few more unknowns after a crash.
+# Pushes are admitted (recorded as possibly started) up to this many, and at most one
+# provider concurrency, beyond what the senders ask for: fewer claim-row writes for
+# a few more unknowns after a crash.
 ADMIT_STEP = 64
 
 
@@ -523,7 +524,10 @@ def _send_and_record(recorder: _Recorder, jobs: list[_Job], outgoing: _Outgoing)
         [(job.config, [outgoing(row) for row in job.rows]) for job in jobs],
         notify_rows=flush_rows,
     )
-    steps = [max(ADMIT_STEP, runtime.slice_size(job.config)) for job in jobs]
+    steps = [
+        max(runtime.slice_size(job.config), min(ADMIT_STEP, job.config.concurrency))
+        for job in jobs
+    ]
     admitted = [0] * len(jobs)
     started: dict[str, int] = {}
     renewed = last_news = time.monotonic()

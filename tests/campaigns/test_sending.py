@@ -15,7 +15,7 @@ from django.utils import timezone
 from campaigns import sending, services
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.validation import validate_create
-from delivery.models import PushDelivery, PushToken
+from delivery.models import DeliveryClaim, PushDelivery, PushToken
 from delivery.services import UNKNOWN_OUTCOME
 from tests.factories import PushTokenFactory
 
@@ -189,6 +189,61 @@ def test_sweeper_closes_orphaned_claims_as_unknown_and_redrives_the_rest(project
         "unknown": 1,
         "pending": 0,
     }
+
+
+def test_a_dead_workers_expired_claim_redrives_its_run_at_once_and_counts_unknown(
+    api, project, broker, settings
+):
+    """No waiting for HERALD_STALL_SECONDS: the run of an expired claim is re-driven
+    by the next sweep, and what was in flight is counted (and listed) as unknown."""
+    settings.HERALD_STALL_SECONDS = 3600
+    settings.HERALD_CLAIM_LEASE_SECONDS = 30
+    tokens(project, 4)
+    campaign = send(project)
+    for task in broker.drain():
+        sending.run_fan_out(campaign_id=campaign.id, run=task.args[1])
+    broker.drain()  # the worker holding the batch task died
+    rows = list(PushDelivery.objects.filter(campaign=campaign).order_by("id"))
+    claim = uuid.uuid4()
+    long_ago = timezone.now() - timedelta(minutes=1)
+    PushDelivery.objects.filter(campaign=campaign).update(
+        claim=claim, claimed_at=long_ago, attempts=1
+    )
+    DeliveryClaim.objects.create(
+        id=claim,
+        campaign=campaign,
+        run=1,
+        guarantee="at_most_once",
+        started={"apns": rows[0].pk},
+        claimed_at=long_ago,
+        renewed_at=long_ago,
+    )
+
+    assert sending.runs_sweep_stalled()["redriven"] == 1
+    [batch] = broker.drain()
+    _, run, first, last = batch.args
+    sending.run_batch(campaign_id=campaign.id, run=run, first_token_id=first, last_token_id=last)
+
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENT
+    assert campaign.stats == {
+        "targeted": 4,
+        "sent": 3,
+        "failed": 0,
+        "invalid_tokens": 0,
+        "skipped": 0,
+        "unknown": 1,
+        "pending": 0,
+    }
+    assert CampaignRun.objects.get(campaign=campaign).stats == campaign.stats
+    listed = api.client.get(
+        f"/admin/projects/{project.id}/push/campaigns/{campaign.id}/deliveries",
+        {"status": "unknown"},
+    )
+    assert listed.status_code == 200
+    assert [(d["token_id"], d["status"], d["error_message"]) for d in listed.json()["results"]] == [
+        (rows[0].token_id, "unknown", UNKNOWN_OUTCOME)
+    ]
 
 
 def test_a_batch_applies_per_user_policy_to_its_slice(project, broker, sim):
