@@ -525,8 +525,7 @@ def _send_and_record(recorder: _Recorder, jobs: list[_Job], outgoing: _Outgoing)
         notify_rows=flush_rows,
     )
     steps = [
-        max(runtime.slice_size(job.config), min(ADMIT_STEP, job.config.concurrency))
-        for job in jobs
+        max(runtime.slice_size(job.config), min(ADMIT_STEP, job.config.concurrency)) for job in jobs
     ]
     admitted = [0] * len(jobs)
     started: dict[str, int] = {}

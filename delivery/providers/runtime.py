@@ -178,7 +178,11 @@ def shutdown(timeout: float = 10.0) -> None:
 
 
 def slice_size(config: ApnsConfig | FcmConfig) -> int:
-    return max(MIN_SLICE, min(MAX_SLICE, config.concurrency // 4))
+    return slice_size_for(config.concurrency)
+
+
+def slice_size_for(concurrency: int) -> int:
+    return max(MIN_SLICE, min(MAX_SLICE, concurrency // 4))
 
 
 class SendStream:
