@@ -689,7 +689,7 @@ def test_deliveries_unknown_status_is_a_validation_error(api, status):
     assert response.status_code == 400
     assert response.json() == error(
         "VALIDATION_ERROR",
-        "status must be one of queued, sent, failed, invalid_token, skipped.",
+        "status must be one of queued, sent, failed, invalid_token, skipped, unknown.",
         {"field": "status"},
     )
 
