@@ -47,6 +47,7 @@ if str(ROOT) not in sys.path:
 from bench.fanout import (  # noqa: E402 -- after the sys.path line above
     DEFAULT_REDIS_URL,
     Worker,
+    configure_environment,
     create_project,
     empty_database,
     ensure_database,
@@ -232,19 +233,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": args.database_url,
-        "REDIS_URL": args.redis_url,
-        "CELERY_BROKER_URL": args.redis_url,
-    }
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--env wants KEY=VALUE, got {item!r}")
-        overrides[key] = value
-    os.environ.update(overrides)
-    env = dict(os.environ)
+    env = configure_environment(
+        argparse.Namespace(
+            database_url=args.database_url,
+            redis_url=args.redis_url,
+            env=args.env,
+            fanout_chunk=None,
+            send_chunk=None,
+            apns_concurrency=None,
+            fcm_concurrency=None,
+        )
+    )
     log(f"== Herald crash bench: {args.tokens:,} tokens, pool {args.concurrency}")
     log(f"  loadavg {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     ensure_database(args.database_url)

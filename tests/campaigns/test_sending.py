@@ -152,6 +152,29 @@ def test_cancel_mid_run_skips_what_was_not_sent(project, broker, sim):
     assert campaign.stats["skipped"] == 4 and campaign.stats["pending"] == 0
 
 
+def redrive_and_finish(campaign, broker) -> None:
+    """One sweep re-drives the run with one batch task; running it ends the run."""
+    assert sending.runs_sweep_stalled()["redriven"] == 1
+    [batch] = broker.drain()
+    assert batch.name == "campaigns.send_campaign_batch"
+    _, run, first, last = batch.args
+    sending.run_batch(campaign_id=campaign.id, run=run, first_token_id=first, last_token_id=last)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENT
+
+
+def final_stats(*, targeted: int, sent: int, unknown: int) -> dict[str, int]:
+    return {
+        "targeted": targeted,
+        "sent": sent,
+        "failed": 0,
+        "invalid_tokens": 0,
+        "skipped": 0,
+        "unknown": unknown,
+        "pending": 0,
+    }
+
+
 def test_sweeper_closes_orphaned_claims_as_unknown_and_redrives_the_rest(project, broker, settings):
     """A row claimed with no lease row (claimed by a release before claims had
     one) and older than the lease: its outcome is unknown, and it is counted so."""
@@ -171,24 +194,10 @@ def test_sweeper_closes_orphaned_claims_as_unknown_and_redrives_the_rest(project
     CampaignRun.objects.filter(campaign=campaign).update(
         last_progress_at=timezone.now() - timedelta(minutes=5)
     )
-    assert sending.runs_sweep_stalled()["redriven"] == 1
-    batches = broker.drain()
-    assert [t.name for t in batches] == ["campaigns.send_campaign_batch"]
+    redrive_and_finish(campaign, broker)
     lost.refresh_from_db()
     assert (lost.status, lost.error_message) == ("unknown", UNKNOWN_OUTCOME)
-    _, run, first, last = batches[0].args
-    sending.run_batch(campaign_id=campaign.id, run=run, first_token_id=first, last_token_id=last)
-    campaign.refresh_from_db()
-    assert campaign.status == CampaignStatus.SENT
-    assert campaign.stats == {
-        "targeted": 3,
-        "sent": 2,
-        "failed": 0,
-        "invalid_tokens": 0,
-        "skipped": 0,
-        "unknown": 1,
-        "pending": 0,
-    }
+    assert campaign.stats == final_stats(targeted=3, sent=2, unknown=1)
 
 
 def test_a_dead_workers_expired_claim_redrives_its_run_at_once_and_counts_unknown(
@@ -219,22 +228,9 @@ def test_a_dead_workers_expired_claim_redrives_its_run_at_once_and_counts_unknow
         renewed_at=long_ago,
     )
 
-    assert sending.runs_sweep_stalled()["redriven"] == 1
-    [batch] = broker.drain()
-    _, run, first, last = batch.args
-    sending.run_batch(campaign_id=campaign.id, run=run, first_token_id=first, last_token_id=last)
+    redrive_and_finish(campaign, broker)
 
-    campaign.refresh_from_db()
-    assert campaign.status == CampaignStatus.SENT
-    assert campaign.stats == {
-        "targeted": 4,
-        "sent": 3,
-        "failed": 0,
-        "invalid_tokens": 0,
-        "skipped": 0,
-        "unknown": 1,
-        "pending": 0,
-    }
+    assert campaign.stats == final_stats(targeted=4, sent=3, unknown=1)
     assert CampaignRun.objects.get(campaign=campaign).stats == campaign.stats
     listed = api.client.get(
         f"/admin/projects/{project.id}/push/campaigns/{campaign.id}/deliveries",
