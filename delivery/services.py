@@ -536,11 +536,13 @@ def _send_and_record(recorder: _Recorder, jobs: list[_Job], outgoing: _Outgoing)
         finished = stream.done
         wanted = stream.wanted()
         clock = time.monotonic()
-        if wanted is not None:
+        limits = admitted
+        if wanted is not None:  # (a want the loop raised before an admission landed: none)
             limits = [
                 min(len(job.rows), max(have, want + step)) if want else have
                 for job, have, want, step in zip(jobs, admitted, wanted, steps, strict=True)
             ]
+        if limits != admitted:
             for job, limit in zip(jobs, limits, strict=True):
                 if limit:
                     started[job.provider] = job.rows[limit - 1].pk
