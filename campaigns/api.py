@@ -152,7 +152,9 @@ class CampaignDeliveriesView(CampaignView):
         parameters=[
             CURSOR_PARAMETER,
             LIMIT_PARAMETER,
-            OpenApiParameter("status", str, description="queued|sent|failed|invalid_token|skipped"),
+            OpenApiParameter(
+                "status", str, description="queued|sent|failed|invalid_token|skipped|unknown"
+            ),
             OpenApiParameter("run", int, description="Only this run."),
         ],
         responses={200: DeliveryPageSerializer, **ERRORS},

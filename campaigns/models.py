@@ -12,7 +12,7 @@ from django.db import models
 
 from core.models import Project
 
-STAT_KEYS = ("targeted", "sent", "failed", "invalid_tokens", "skipped", "pending")
+STAT_KEYS = ("targeted", "sent", "failed", "invalid_tokens", "skipped", "unknown", "pending")
 
 
 def empty_stats() -> dict[str, int]:
@@ -154,6 +154,8 @@ class CampaignRun(models.Model):
     failed = models.PositiveIntegerField(default=0)
     invalid_tokens = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
+    # Rows whose worker died with the request in flight (at-most-once projects).
+    unknown = models.PositiveIntegerField(default=0)
     # True once every delivery row of the run exists (the fan-out has finished).
     fanout_done = models.BooleanField(default=False)
     # Why the run failed; while it is sending, the last error a task of it raised.
@@ -178,12 +180,13 @@ class CampaignRun(models.Model):
 
     @property
     def stats(self) -> dict[str, int]:
-        done = self.sent + self.failed + self.invalid_tokens + self.skipped
+        done = self.sent + self.failed + self.invalid_tokens + self.skipped + self.unknown
         return {
             "targeted": self.targeted,
             "sent": self.sent,
             "failed": self.failed,
             "invalid_tokens": self.invalid_tokens,
             "skipped": self.skipped,
+            "unknown": self.unknown,
             "pending": max(0, self.targeted - done),
         }

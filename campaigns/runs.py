@@ -43,7 +43,7 @@ from delivery.services import BatchOutcome, deliveries_skip
 logger = logging.getLogger("herald.runs")
 
 Status = PushDelivery.Status
-COUNTERS = ("sent", "failed", "invalid_tokens", "skipped")
+COUNTERS = ("sent", "failed", "invalid_tokens", "skipped", "unknown")
 
 
 def _rows(campaign_id: uuid.UUID, run: int) -> Any:
@@ -214,6 +214,7 @@ def run_stats(campaign_id: uuid.UUID, run: int) -> dict[str, int]:
         "failed": counts.get(Status.FAILED, 0),
         "invalid_tokens": counts.get(Status.INVALID_TOKEN, 0),
         "skipped": counts.get(Status.SKIPPED, 0),
+        "unknown": counts.get(Status.UNKNOWN, 0),
         "pending": counts.get(Status.QUEUED, 0),
     }
 

@@ -8,8 +8,8 @@
   row is never sent twice) and bump the run's counters with F().
 * finish, fail, stats: campaigns.runs, the run lifecycle's one owner.
 * sweep: runs that stopped making progress (worker killed, broker flushed) are
-  re-driven a bounded number of times; claims whose lease expired are closed as
-  interrupted; runs that are over get their waiting rows closed and settle.
+  re-driven a bounded number of times; so, at once, are runs whose claims a dead
+  worker let expire; runs that are over get their waiting rows closed and settle.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from delivery.services import (
     deliveries_create,
     deliveries_create_from_tokens,
     deliveries_expire_claims,
+    deliveries_expire_orphaned_claims,
     deliveries_send,
     deliveries_skip,
     providers_without_credentials,
@@ -328,20 +329,43 @@ def _next_due(
     return next_due
 
 
-def runs_sweep_stalled() -> dict[str, int]:
-    """Re-drive sending runs with no progress for HERALD_STALL_SECONDS; close and
-    settle runs that are over but still have waiting rows.
+def _close_expired_claims() -> Q:
+    """Close the claims dead workers let expire; their runs are re-driven now."""
+    expired_runs = Q(pk__in=[])
+    for expired in deliveries_expire_claims():
+        if expired.campaign_id is None:
+            continue
+        logger.warning(
+            "Dead worker's claim on %s run %d: %d unknown, %d to re-send, %d unsent",
+            expired.campaign_id,
+            expired.run,
+            expired.unknown,
+            expired.resent,
+            expired.released,
+        )
+        runs.run_progress(expired.campaign_id, expired.run, BatchOutcome(unknown=expired.unknown))
+        expired_runs |= Q(campaign_id=expired.campaign_id, number=expired.run)
+    return expired_runs
 
-    Expired claims are closed as interrupted; an unfinished fan-out is enqueued
-    again (it is idempotent); queued rows get their batch tasks again (claims make
-    duplicates harmless). A run whose tasks keep raising is re-driven at most
-    HERALD_MAX_REDRIVES times without progress, then failed with the last error.
+
+def runs_sweep_stalled() -> dict[str, int]:
+    """Re-drive sending runs with no progress for HERALD_STALL_SECONDS, and at once
+    the runs of claims whose lease expired (delivery.services); close and settle runs
+    that are over but still have waiting rows.
+
+    An unfinished fan-out is enqueued again (it is idempotent); queued rows get
+    their batch tasks again (claims make duplicates harmless). A run whose tasks keep
+    raising is re-driven at most HERALD_MAX_REDRIVES times without progress, then
+    failed with the last error.
     """
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.HERALD_STALL_SECONDS)
     redriven = gave_up = 0
+    expired_runs = _close_expired_claims()
     stalled = CampaignRun.objects.filter(status=CampaignRun.Status.SENDING).filter(
-        Q(last_progress_at__lt=cutoff) | Q(last_progress_at__isnull=True, started_at__lt=cutoff)
+        Q(last_progress_at__lt=cutoff)
+        | Q(last_progress_at__isnull=True, started_at__lt=cutoff)
+        | expired_runs
     )
     for run_row in stalled.select_related("campaign"):
         campaign, run = run_row.campaign, run_row.number
@@ -382,10 +406,11 @@ def runs_sweep_stalled() -> dict[str, int]:
 
 
 def _expire_claims(campaign_id: uuid.UUID, run: int) -> None:
-    expired = deliveries_expire_claims(rows=_rows(campaign_id, run))
-    if expired:
-        logger.warning("Closed %d interrupted deliveries of %s run %d", expired, campaign_id, run)
-        runs.run_progress(campaign_id, run, BatchOutcome(failed=expired))
+    """Rows claimed without a claim row (left by code before delivery_claims)."""
+    orphaned = deliveries_expire_orphaned_claims(rows=_rows(campaign_id, run))
+    if orphaned:
+        logger.warning("Closed %d unknown deliveries of %s run %d", orphaned, campaign_id, run)
+        runs.run_progress(campaign_id, run, BatchOutcome(unknown=orphaned))
 
 
 def _enqueue_due_batches(campaign_id: uuid.UUID, run: int) -> int:

@@ -245,20 +245,27 @@ HERALD_SIMULATOR_DIR = Path(os.environ.get("HERALD_SIMULATOR_DIR", VAR_DIR / "si
 HERALD_APNS_CONCURRENCY = env_int("HERALD_APNS_CONCURRENCY", 500)
 HERALD_FCM_CONCURRENCY = env_int("HERALD_FCM_CONCURRENCY", 64)
 HERALD_PROVIDER_TIMEOUT_SECONDS = float(os.environ.get("HERALD_PROVIDER_TIMEOUT_SECONDS", "10"))
-# Rows a batch task claims and sends at a time (one claim UPDATE, one result write).
-# Bigger sub-batches amortise their slowest request (bench/fanout.py: 500 -> 1000 rows
-# took 100k tokens from ~4,000 to ~5,400 deliveries/s); the lease below must cover
-# one (system check delivery.W001).
+# Rows a batch task claims at a time (one claim UPDATE). Bigger sub-batches amortise
+# their slowest request (bench/fanout.py: 500 -> 1000 rows took 100k tokens from
+# ~4,000 to ~5,400 deliveries/s); results are written as they arrive, below.
 HERALD_SEND_CHUNK_SIZE = env_int("HERALD_SEND_CHUNK_SIZE", 1000)
+# Results are written in flushes of this many rows, or after this long, whichever
+# comes first; what a SIGKILL can lose besides the requests in flight is one flush.
+# A flush costs the worker ~1.2 ms of CPU plus ~19 us per row (docs/decisions.md).
+HERALD_RESULT_FLUSH_ROWS = env_int("HERALD_RESULT_FLUSH_ROWS", 250)
+HERALD_RESULT_FLUSH_SECONDS = float(os.environ.get("HERALD_RESULT_FLUSH_SECONDS", "0.25"))
 # Transient failures (429/5xx/network) are retried this many times in all.
 HERALD_MAX_ATTEMPTS = env_int("HERALD_MAX_ATTEMPTS", 5)
 HERALD_RETRY_BASE_SECONDS = float(os.environ.get("HERALD_RETRY_BASE_SECONDS", "2"))
 HERALD_RETRY_MAX_SECONDS = float(os.environ.get("HERALD_RETRY_MAX_SECONDS", "300"))
-# A claim older than this belongs to a worker that died mid-send (docs/decisions.md).
-# It must exceed the slowest sub-batch: ceil(1000 / 64) x 10 s = 160 s by default.
-HERALD_CLAIM_LEASE_SECONDS = env_int("HERALD_CLAIM_LEASE_SECONDS", 300)
-# A sending run with no progress for this long is re-driven by the sweeper.
-HERALD_STALL_SECONDS = env_int("HERALD_STALL_SECONDS", 60)
+# A sending task renews its claim's lease this often; a claim not renewed for the
+# lease belongs to a dead worker and the sweeper closes it (docs/decisions.md). The
+# lease must allow a missed renewal or two (system check delivery.W001).
+HERALD_CLAIM_RENEW_SECONDS = float(os.environ.get("HERALD_CLAIM_RENEW_SECONDS", "10"))
+HERALD_CLAIM_LEASE_SECONDS = env_int("HERALD_CLAIM_LEASE_SECONDS", 30)
+# A sending run with no progress for this long is re-driven by the sweeper (lost
+# batch tasks; a dead worker's expired claims re-drive their run at once).
+HERALD_STALL_SECONDS = env_int("HERALD_STALL_SECONDS", 30)
 # A run whose tasks keep raising is re-driven this many times without progress,
 # then failed with the last error (nothing wedges).
 HERALD_MAX_REDRIVES = env_int("HERALD_MAX_REDRIVES", 5)

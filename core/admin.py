@@ -325,6 +325,15 @@ class ProjectAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "After a worker crash",
+            {
+                "fields": ("delivery_guarantee",),
+                "description": "Pushes a crashed worker had in flight: leave them unknown "
+                "(at most once) or send them again with the same collapse id, so a device "
+                "that got the first one replaces it (at least once).",
+            },
+        ),
     )
 
     @admin.display(description="APNs", boolean=True)

@@ -9,6 +9,13 @@ import uuid
 from django.db import models
 
 
+class DeliveryGuarantee(models.TextChoices):
+    """What happens to a push whose worker died with the request in flight."""
+
+    AT_MOST_ONCE = "at_most_once", "At most once (unknown outcomes are not re-sent)"
+    AT_LEAST_ONCE = "at_least_once", "At least once (re-sent; the device collapses repeats)"
+
+
 class Project(models.Model):
     """A tenant: one app (or family of apps) with its own provider credentials.
 
@@ -40,6 +47,11 @@ class Project(models.Model):
     default_quiet_hours = models.JSONField(null=True, blank=True)
     default_throttle_per_minute = models.PositiveIntegerField(null=True, blank=True)
     frequency_cap_per_day = models.PositiveIntegerField(null=True, blank=True)
+    # After a worker crash: leave in-flight pushes unknown, or send them again
+    # (docs/decisions.md, "Delivery engine").
+    delivery_guarantee = models.CharField(
+        max_length=16, choices=DeliveryGuarantee.choices, default=DeliveryGuarantee.AT_MOST_ONCE
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import InvalidInput
-from core.models import ApiKey, Project
+from core.models import ApiKey, DeliveryGuarantee, Project
 
 # Everything an operator may set on a project; id and created_at are not theirs.
 PROJECT_WRITABLE_FIELDS = frozenset(
@@ -34,6 +34,16 @@ def _clean_name(name: str, *, what: str) -> str:
             f"{what} name must be at most {max_length} characters.", details={"field": "name"}
         )
     return cleaned
+
+
+def clean_delivery_guarantee(value: Any) -> str:
+    """The one check of a project's crash policy (admin, commands, services)."""
+    if value not in DeliveryGuarantee.values:
+        raise InvalidInput(
+            f"delivery_guarantee must be one of {', '.join(DeliveryGuarantee.values)}.",
+            details={"field": "delivery_guarantee"},
+        )
+    return str(value)
 
 
 @transaction.atomic
@@ -60,6 +70,8 @@ def project_update(*, project: Project, fields: Mapping[str, Any]) -> Project:
     for name, value in fields.items():
         if name == "name":
             value = _clean_name(value, what="Project")
+        elif name == "delivery_guarantee":
+            value = clean_delivery_guarantee(value)
         setattr(project, name, value)
     project.save(update_fields=list(fields))
     return project

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from core.models import Project
+from core.models import DeliveryGuarantee, Project
 
 
 class Provider(models.TextChoices):
@@ -67,6 +67,9 @@ class PushDelivery(models.Model):
         FAILED = "failed", "Failed"
         INVALID_TOKEN = "invalid_token", "Invalid token"
         SKIPPED = "skipped", "Skipped"
+        # The worker died with the request possibly in flight and the project's
+        # policy is at-most-once: the provider may or may not have it.
+        UNKNOWN = "unknown", "Unknown"
 
     # No single-column FK indexes on campaign and app_user: the composite indexes
     # below lead with them, and every index costs each of a row's three writes.
@@ -93,9 +96,8 @@ class PushDelivery(models.Model):
     error_message = models.CharField(max_length=500, blank=True)
     provider_msg_id = models.CharField(max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
-    # A batch claims rows (claim + claimed_at) just before sending them. A claim that
-    # outlives its lease belongs to a worker that died mid-send: the outcome is
-    # unknown, so the row is closed as failed rather than sent twice.
+    # A batch claims rows (claim + claimed_at) just before sending them; the claim's
+    # DeliveryClaim row says which of them may have been started and keeps the lease.
     claim = models.UUIDField(null=True, blank=True, editable=False)
     claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Not to be sent before this: a retry after a transient failure (429/5xx/network),
@@ -131,3 +133,37 @@ class PushDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"delivery {self.pk} ({self.status})"
+
+
+class DeliveryClaim(models.Model):
+    """The lease and write-ahead progress of one claim (a sending sub-batch).
+
+    While a task sends the rows it claimed it keeps `renewed_at` fresh; before it
+    lets a push start it records, per provider, the highest row id it admitted
+    (`started`). A claim not renewed for HERALD_CLAIM_LEASE_SECONDS belongs to a dead
+    worker: its unrecorded rows up to `started` may have reached the provider (they
+    become unknown, or are re-queued under at-least-once), the rest never left and
+    go back to the queue. Rows are found through (campaign, run), the scope every
+    claim has; the row is deleted once every result is written.
+    """
+
+    id = models.UUIDField(primary_key=True, editable=False)
+    campaign = models.ForeignKey(
+        "campaigns.PushCampaign",
+        on_delete=models.CASCADE,
+        null=True,
+        related_name="+",
+        db_index=False,
+    )
+    run = models.PositiveIntegerField(default=0)
+    guarantee = models.CharField(max_length=16, choices=DeliveryGuarantee.choices)
+    started = models.JSONField(default=dict)  # provider -> highest admitted row id
+    claimed_at = models.DateTimeField()
+    renewed_at = models.DateTimeField()
+
+    class Meta:
+        # No index but the key: the table holds one row per sub-batch being sent.
+        db_table = "delivery_claims"
+
+    def __str__(self) -> str:
+        return f"claim {self.pk}"

@@ -7,11 +7,14 @@ own stats. Exactly-once within a run rests on three things:
 * the unique (campaign, run, token) row, created before any send;
 * a claim (conditional UPDATE of queued, unclaimed rows) taken right before
   sending, so two tasks holding the same batch never both send a row;
-* results written conditionally on that claim.
+* results written conditionally on that claim, in small flushes as they arrive.
 
-A claim that outlives its lease means the worker died with the requests in
-flight; their outcome is unknown, so `deliveries_expire_claims` closes those rows
-as failed ("interrupted") instead of sending them again (docs/decisions.md).
+While it sends, the task renews its claim's lease (a DeliveryClaim row) and records
+there, before a push may start, how far each provider's rows were admitted. A claim
+whose lease ran out belongs to a dead worker: `deliveries_expire_claims` puts the
+rows that never started back in the queue, and the admitted, unrecorded ones (in
+flight at the crash) become `unknown` or, for an at-least-once project, are queued
+to be sent again (docs/decisions.md, "Delivery engine").
 
 This is the per-token hot path (bench/fanout.py), so rows travel as plain
 `_Row` records loaded with one `values_list` (no model instances, no JSON
@@ -22,22 +25,25 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import reduce
 from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Now
 from django.utils import timezone
 
-from core.models import Project
+from core.models import DeliveryGuarantee, Project
 from delivery.credentials import MissingCredentials, provider_config
-from delivery.models import PushDelivery, PushToken
+from delivery.models import DeliveryClaim, PushDelivery, PushToken
 from delivery.payloads import PushContent, Recipient, build_apns, build_fcm
 from delivery.policy import DeliveryPolicy, quiet_until, zone
 from delivery.providers import runtime
@@ -46,18 +52,27 @@ from delivery.providers.base import ApnsConfig, FcmConfig, Outcome, OutgoingPush
 logger = logging.getLogger("herald.delivery")
 
 Status = PushDelivery.Status
-INTERRUPTED = "interrupted: the worker stopped while this push was in flight; not retried"
+UNKNOWN_OUTCOME = "the worker stopped while this push was in flight; not sent again (at-most-once)"
+RESENDING = "queued again: the worker stopped while this push was in flight (at-least-once)"
+# Pushes are admitted (recorded as possibly started) up to this many, and at most one
+# provider concurrency, beyond what the senders ask for: fewer claim-row writes for
+# a few more unknowns after a crash.
+ADMIT_STEP = 64
 
 
 @dataclass
 class BatchOutcome:
-    """What one call attempted and how it ended (counts of final outcomes only)."""
+    """What one call attempted and how it ended (counts of final outcomes only).
+
+    Rows sent back for a retry are not counted: they stay queued with their own
+    `not_before`, which is what the caller looks at to schedule the next attempt.
+    """
 
     sent: int = 0
     failed: int = 0
     invalid_tokens: int = 0
     skipped: int = 0
-    retry_at: datetime | None = None  # earliest pending retry, if any
+    unknown: int = 0
     attempted: int = 0
     throttled: bool = False  # the rate limit held rows back
 
@@ -66,10 +81,9 @@ class BatchOutcome:
         self.failed += other.failed
         self.invalid_tokens += other.invalid_tokens
         self.skipped += other.skipped
+        self.unknown += other.unknown
         self.attempted += other.attempted
         self.throttled = self.throttled or other.throttled
-        if other.retry_at is not None and (self.retry_at is None or other.retry_at < self.retry_at):
-            self.retry_at = other.retry_at
 
 
 @dataclass(slots=True)
@@ -154,7 +168,7 @@ def _load(rows: QuerySet[PushDelivery]) -> list[_Row]:
 
 @dataclass
 class _Recorder:
-    """Collects per-row results, then writes them in one bulk statement."""
+    """Collects per-row results until the next flush writes them in one statement."""
 
     claim: uuid.UUID
     now: datetime
@@ -253,13 +267,14 @@ def _throttle_allowance(policy: DeliveryPolicy, now: datetime) -> int | None:
 
 
 def _claim(
-    rows: QuerySet[PushDelivery], now: datetime, policy: DeliveryPolicy
+    rows: QuerySet[PushDelivery], now: datetime, policy: DeliveryPolicy, guarantee: str
 ) -> tuple[uuid.UUID, list[_Row], BatchOutcome]:
     """Claim the rows that may go now; return them loaded, in id order.
 
     Rows are looked at before claiming only when a per-user rule (quiet hours,
     frequency cap) or the rate limit needs them; otherwise the claim is one UPDATE
-    over the ids of `rows`.
+    over the ids of `rows`. The claim's lease row is written in the same
+    transaction, admitting nothing yet.
     """
     claim = uuid.uuid4()
     outcome = BatchOutcome()
@@ -288,9 +303,19 @@ def _claim(
         if allowance is not None:
             outcome.throttled = len(ids) > allowance
             ids = ids[:allowance]
-        _unclaimed(ids).filter(Q(not_before__isnull=True) | Q(not_before__lte=now)).update(
-            claim=claim, claimed_at=now, attempts=F("attempts") + 1
-        )
+        taken = _unclaimed(ids).filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        if taken.update(claim=claim, claimed_at=now, attempts=F("attempts") + 1):
+            scope = PushDelivery.objects.filter(id__in=ids, claim=claim)
+            campaign_id, run = scope.values_list("campaign_id", "run")[0]
+            DeliveryClaim.objects.create(
+                id=claim,
+                campaign_id=campaign_id,
+                run=run,
+                guarantee=guarantee,
+                started={},
+                claimed_at=now,
+                renewed_at=Now(),
+            )
     claimed = _load(PushDelivery.objects.filter(id__in=ids, claim=claim).order_by("id"))
     return claim, claimed, outcome
 
@@ -339,8 +364,6 @@ def _record(recorder: _Recorder, row: _Row, result: PushResult) -> None:
         row.claim = None
         row.claimed_at = None
         reason = f"retrying: {reason}"
-        if outcome.retry_at is None or row.not_before < outcome.retry_at:
-            outcome.retry_at = row.not_before
     else:
         if result.outcome == Outcome.RETRY:
             reason = f"gave up after {row.attempts} attempts: {reason}"
@@ -406,7 +429,12 @@ def _bulk_update(rows: Sequence[_Row], fields: Sequence[str], *, claim: uuid.UUI
 
 
 def _write(recorder: _Recorder) -> None:
-    """One conditional bulk UPDATE: only rows still holding this claim change."""
+    """Flush: one conditional bulk UPDATE, so only rows still holding this claim
+    change; then the recorded rows are off the recorder."""
+    if not recorder.dead_tokens:  # one statement: no transaction to open and commit
+        _bulk_update(recorder.rows, RESULT_FIELDS, claim=recorder.claim)
+        recorder.rows = []
+        return
     with transaction.atomic():
         _bulk_update(recorder.rows, RESULT_FIELDS, claim=recorder.claim)
         by_reason: dict[str, list[int]] = defaultdict(list)
@@ -416,6 +444,8 @@ def _write(recorder: _Recorder) -> None:
             PushToken.objects.filter(id__in=token_ids, active=True).update(
                 active=False, invalidated_at=recorder.now, invalid_reason=reason
             )
+    recorder.rows = []
+    recorder.dead_tokens = {}
 
 
 def deliveries_send(
@@ -425,8 +455,8 @@ def deliveries_send(
     rows: QuerySet[PushDelivery],
     policy: DeliveryPolicy | None = None,
 ) -> BatchOutcome:
-    """Apply the policy to the due, queued rows among `rows`, claim the rest, send
-    them and record the results.
+    """Apply the policy to the due, queued rows among `rows` (all of one campaign
+    run), claim the rest, send them and record the results as they arrive.
 
     Provider calls go through the process-wide sender runtime (one long-lived
     client per provider config). Rows whose provider has no credentials fail with
@@ -434,7 +464,9 @@ def deliveries_send(
     `attempted` counts rows claimed and sent; `skipped` rows the policy closed.
     """
     now = timezone.now()
-    claim, claimed, outcome = _claim(rows, now, policy or DeliveryPolicy())
+    claim, claimed, outcome = _claim(
+        rows, now, policy or DeliveryPolicy(), project.delivery_guarantee
+    )
     outcome.attempted = len(claimed)
     if not claimed:
         return outcome
@@ -442,36 +474,189 @@ def deliveries_send(
     by_provider: dict[str, list[_Row]] = defaultdict(list)
     for row in claimed:
         by_provider[row.provider].append(row)
-    outgoing = _Outgoing(content, now)
-    jobs: list[tuple[ApnsConfig | FcmConfig, list[_Row]]] = []
+    jobs: list[_Job] = []
     for provider, provider_rows in by_provider.items():
         try:
-            jobs.append((provider_config(project, provider), provider_rows))
+            jobs.append(_Job(provider, provider_config(project, provider), provider_rows))
         except MissingCredentials as exc:
             for row in provider_rows:
                 _record(recorder, row, _final_failure(row.pk, str(exc)))
-    sent = runtime.send_batches(
-        [(config, [outgoing(row) for row in job_rows]) for config, job_rows in jobs]
-    )
-    for (_, job_rows), results in zip(jobs, sent, strict=True):
-        for row, result in zip(job_rows, results, strict=True):
-            _record(recorder, row, result)
-    _write(recorder)
+    if _send_and_record(recorder, jobs, _Outgoing(content, now)):
+        DeliveryClaim.objects.filter(pk=claim).delete()
     return recorder.outcome
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One provider's share of a claim, in row id order."""
+
+    provider: str
+    config: ApnsConfig | FcmConfig
+    rows: list[_Row]
+
+
+def _renew(claim: uuid.UUID, started: dict[str, int] | None = None) -> bool:
+    """Renew the claim's lease (and record what may start); False if it was lost."""
+    changes: dict[str, Any] = {"renewed_at": Now()}
+    if started is not None:
+        changes["started"] = started
+    return DeliveryClaim.objects.filter(pk=claim).update(**changes) == 1
+
+
+def _send_and_record(recorder: _Recorder, jobs: list[_Job], outgoing: _Outgoing) -> bool:
+    """Stream the jobs' pushes out and their results in, until every push is answered.
+
+    The order of writes is the crash guarantee: a push starts only after the claim
+    row says it may have (`started`, written ahead a slice at a time), and results
+    are flushed every HERALD_RESULT_FLUSH_ROWS rows or HERALD_RESULT_FLUSH_SECONDS,
+    so a dead worker leaves unrecorded only what was in flight or in the last
+    window. The lease is renewed with every admission and at least every
+    HERALD_CLAIM_RENEW_SECONDS. Returns False when the claim was given up (lost to
+    the sweeper, or the senders stopped answering): its leftover rows are then the
+    sweeper's.
+    """
+    flush_rows = settings.HERALD_RESULT_FLUSH_ROWS
+    flush_every = settings.HERALD_RESULT_FLUSH_SECONDS
+    renew_every = settings.HERALD_CLAIM_RENEW_SECONDS
+    stuck_after = 3 * settings.HERALD_PROVIDER_TIMEOUT_SECONDS + renew_every
+    claim = recorder.claim
+    stream = runtime.SendStream(
+        [(job.config, [outgoing(row) for row in job.rows]) for job in jobs],
+        notify_rows=flush_rows,
+    )
+    steps = [
+        max(runtime.slice_size(job.config), min(ADMIT_STEP, job.config.concurrency)) for job in jobs
+    ]
+    admitted = [0] * len(jobs)
+    started: dict[str, int] = {}
+    renewed = last_news = time.monotonic()
+    pending_since: float | None = None
+    kept = True
+    while True:
+        finished = stream.done
+        wanted = stream.wanted()
+        clock = time.monotonic()
+        limits = admitted
+        if wanted is not None:  # (a want the loop raised before an admission landed: none)
+            limits = [
+                min(len(job.rows), max(have, want + step)) if want else have
+                for job, have, want, step in zip(jobs, admitted, wanted, steps, strict=True)
+            ]
+        if limits != admitted:
+            for job, limit in zip(jobs, limits, strict=True):
+                if limit:
+                    started[job.provider] = job.rows[limit - 1].pk
+            kept = _renew(claim, started)
+            if kept:
+                admitted = limits
+                stream.admit(limits)
+            renewed = last_news = clock
+        elif clock - renewed >= renew_every:
+            kept = _renew(claim)
+            renewed = clock
+        results = stream.take()
+        for job_index, index, result in results:
+            _record(recorder, jobs[job_index].rows[index], result)
+        if results:
+            last_news = clock
+            if pending_since is None:
+                pending_since = clock
+        if recorder.rows and (
+            finished
+            or not kept
+            or len(recorder.rows) >= flush_rows
+            or clock - (pending_since or clock) >= flush_every
+        ):
+            _write(recorder)
+            pending_since = None
+        if not kept:
+            logger.warning("Claim %s expired while sending; the sweeper has its rows", claim)
+            stream.cancel()
+            return False
+        if finished:
+            break
+        if clock - last_news > stuck_after:
+            logger.error("Senders stopped answering; leaving claim %s to expire", claim)
+            stream.cancel()
+            if recorder.rows:
+                _write(recorder)
+            return False
+        due = renewed + renew_every
+        if pending_since is not None:
+            due = min(due, pending_since + flush_every)
+        stream.wait(max(0.0, due - time.monotonic()))
+    stream.result()  # a sender bug surfaces here; the claim then expires
+    if recorder.rows:
+        _write(recorder)
+    return True
 
 
 def _final_failure(pk: int, reason: str) -> PushResult:
     return PushResult(ref=str(pk), outcome=Outcome.FAILED, provider_message_id=None, reason=reason)
 
 
-def deliveries_expire_claims(*, rows: QuerySet[PushDelivery]) -> int:
-    """Close rows whose claim outlived its lease: sent or not, we cannot know.
+@dataclass(frozen=True, slots=True)
+class ExpiredClaim:
+    """What closing one dead worker's claim did to its run's rows."""
 
-    Returns how many rows were closed as failed.
+    campaign_id: uuid.UUID | None
+    run: int
+    unknown: int  # admitted, unrecorded, at-most-once: closed as unknown
+    resent: int  # admitted, unrecorded, at-least-once: queued to be sent again
+    released: int  # never started: back in the queue
+
+
+def deliveries_expire_claims() -> list[ExpiredClaim]:
+    """Close every claim not renewed for HERALD_CLAIM_LEASE_SECONDS (its worker died).
+
+    Rows the claim admitted and never recorded may have reached the provider: under
+    at-most-once they become `unknown`, under at-least-once they are queued again.
+    Rows it never admitted go back to the queue unsent. The lease is judged on the
+    database's clock, so workers' clocks do not matter.
     """
+    stale = Now() - timedelta(seconds=settings.HERALD_CLAIM_LEASE_SECONDS)
+    closed = []
+    for claim_id in DeliveryClaim.objects.filter(renewed_at__lt=stale).values_list("id", flat=True):
+        with transaction.atomic():
+            claim = (
+                DeliveryClaim.objects.select_for_update(skip_locked=True)
+                .filter(pk=claim_id, renewed_at__lt=stale)
+                .first()
+            )
+            if claim is None:
+                continue  # renewed meanwhile, or another sweeper has it
+            held = PushDelivery.objects.filter(
+                campaign_id=claim.campaign_id, run=claim.run, status=Status.QUEUED, claim=claim.id
+            )
+            admitted = reduce(
+                Q.__or__,
+                (Q(provider=p, id__lte=last) for p, last in claim.started.items()),
+                Q(pk__in=[]),
+            )
+            unknown = resent = 0
+            if claim.guarantee == DeliveryGuarantee.AT_LEAST_ONCE:
+                resent = held.filter(admitted).update(
+                    claim=None, claimed_at=None, not_before=None, error_message=RESENDING
+                )
+            else:
+                unknown = held.filter(admitted).update(
+                    status=Status.UNKNOWN, error_message=UNKNOWN_OUTCOME
+                )
+            released = held.update(claim=None, claimed_at=None, attempts=F("attempts") - 1)
+            claim.delete()
+        closed.append(ExpiredClaim(claim.campaign_id, claim.run, unknown, resent, released))
+    return closed
+
+
+def deliveries_expire_orphaned_claims(*, rows: QuerySet[PushDelivery]) -> int:
+    """Close rows claimed with no claim row (claimed before claims had lease rows)
+    and older than the lease, as unknown. Returns how many."""
     cutoff = timezone.now() - timedelta(seconds=settings.HERALD_CLAIM_LEASE_SECONDS)
-    return rows.filter(status=Status.QUEUED, claim__isnull=False, claimed_at__lt=cutoff).update(
-        status=Status.FAILED, error_message=INTERRUPTED
+    lease = DeliveryClaim.objects.filter(pk=OuterRef("claim"))
+    return (
+        rows.filter(status=Status.QUEUED, claim__isnull=False, claimed_at__lt=cutoff)
+        .exclude(Exists(lease))
+        .update(status=Status.UNKNOWN, error_message=UNKNOWN_OUTCOME)
     )
 
 

@@ -233,6 +233,7 @@ def project_form(project: Project, **overrides: Any) -> dict[str, Any]:
         "default_quiet_hours": "null",
         "default_throttle_per_minute": "",
         "frequency_cap_per_day": "",
+        "delivery_guarantee": project.delivery_guarantee,
         "api_keys-TOTAL_FORMS": "0",
         "api_keys-INITIAL_FORMS": "0",
         "_save": "Save",
@@ -303,6 +304,28 @@ def test_invalid_credentials_are_refused_and_nothing_changes(
     configured_project.refresh_from_db()
     assert configured_project.apns_auth_key == demo_credentials.auth_key_pem
     assert configured_project.fcm_service_account == demo_credentials.service_account_info
+
+
+def test_delivery_guarantee_is_set_in_the_admin_and_a_bad_one_changes_nothing(
+    staff: Client, configured_project: Project
+) -> None:
+    change = url("core_project_change", configured_project.pk)
+
+    refused = staff.post(
+        change, project_form(configured_project, name="Renamed", delivery_guarantee="twice")
+    )
+    assert refused.status_code == 200
+    assert list(refused.context["adminform"].form.errors) == ["delivery_guarantee"]
+    configured_project.refresh_from_db()
+    assert (configured_project.name, configured_project.delivery_guarantee) == (
+        "Configured",
+        "at_most_once",
+    )
+
+    saved = staff.post(change, project_form(configured_project, delivery_guarantee="at_least_once"))
+    assert saved.status_code == 302
+    configured_project.refresh_from_db()
+    assert configured_project.delivery_guarantee == "at_least_once"
 
 
 def test_project_add_creates_through_the_service(

@@ -6,12 +6,18 @@ the APNs JWT and the FCM OAuth token survive from one task to the next — the
 alternative (``asyncio.run`` per task) would reconnect and re-authenticate every
 time. After ``fork`` (Celery prefork pool) the parent's thread does not exist in the
 child, so everything is keyed by ``os.getpid()`` and rebuilt lazily.
+
+:class:`SendStream` is how the delivery engine sends: pushes start only as far as
+the caller has admitted them (it records that first), and results come back while
+the rest are still in flight, so a process killed mid-send leaves only the requests
+truly in flight with an unknown outcome (docs/decisions.md, "Delivery engine").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -28,6 +34,11 @@ T = TypeVar("T")
 
 # Configs differ per project; keep the most recently used ones, close the rest.
 MAX_CACHED_SENDERS = 32
+# A stream hands a sender its pushes in slices of a quarter of its concurrency (within
+# these bounds): small enough that what waits behind the sender's semaphore stays
+# small, big enough that a slice's call overhead is shared by many pushes.
+MIN_SLICE = 8
+MAX_SLICE = 128
 
 
 class _Runtime:
@@ -164,3 +175,139 @@ def shutdown(timeout: float = 10.0) -> None:
         runtime.thread.join(timeout)
         if not runtime.thread.is_alive():
             runtime.loop.close()
+
+
+def slice_size(config: ApnsConfig | FcmConfig) -> int:
+    return slice_size_for(config.concurrency)
+
+
+def slice_size_for(concurrency: int) -> int:
+    return max(MIN_SLICE, min(MAX_SLICE, concurrency // 4))
+
+
+class SendStream:
+    """Send several configs' pushes on the runtime's loop; start a push only once the
+    caller has admitted it, and hand results back while the rest are in flight.
+
+    Each job's pushes start in order, a slice at a time, with at most about
+    ``concurrency`` + one slice of them started and unanswered. A slice waits until
+    the caller has admitted its last push; the loop asks for admission (`wanted`)
+    a slice ahead so a prompt caller never holds the sender back.
+
+    One caller thread uses `admit`, `wanted`, `wait`, `take` and `cancel`; the loop
+    thread only appends results and raises wants, under a lock.
+    """
+
+    def __init__(
+        self,
+        jobs: Sequence[tuple[ApnsConfig | FcmConfig, Sequence[OutgoingPush]]],
+        *,
+        notify_rows: int,
+    ) -> None:
+        self.sizes = [len(pushes) for _, pushes in jobs]
+        self._jobs = jobs
+        self._notify_rows = max(1, notify_rows)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._results: list[tuple[int, int, PushResult]] = []
+        self._wanted = [0] * len(jobs)  # loop: the admission each job would like
+        self._admitted = [0] * len(jobs)  # set on the loop thread only
+        self._events: list[asyncio.Event] = []
+        self._cancelled = False
+        self._runtime = _current_runtime()
+        self._future = asyncio.run_coroutine_threadsafe(self._run(), self._runtime.loop)
+        self._future.add_done_callback(lambda _: self._wake.set())
+
+    # -- caller thread ---------------------------------------------------------
+
+    def admit(self, limits: Sequence[int]) -> None:
+        """Allow job k's pushes [0, limits[k]) to start (limits never go down)."""
+        self._runtime.loop.call_soon_threadsafe(self._on_admit, list(limits))
+
+    def wanted(self) -> list[int] | None:
+        """The admissions the loop asked for since the last call, or None."""
+        with self._lock:
+            wanted = list(self._wanted)
+            self._wanted = [0] * len(wanted)
+        return wanted if any(wanted) else None
+
+    def wait(self, timeout: float) -> None:
+        """Until results pile up, the loop wants an admission, or the stream ends."""
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    def take(self) -> list[tuple[int, int, PushResult]]:
+        """(job, index, result) of the pushes answered since the last call."""
+        with self._lock:
+            results, self._results = self._results, []
+        return results
+
+    @property
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> None:
+        """Re-raise what ended the stream abnormally, if anything did."""
+        self._future.result(0)
+
+    def cancel(self) -> None:
+        """Start nothing more; requests already started are abandoned."""
+        self._cancelled = True
+        self._future.cancel()
+
+    # -- loop thread -----------------------------------------------------------
+
+    def _on_admit(self, limits: list[int]) -> None:
+        self._admitted = [max(a, b) for a, b in zip(self._admitted, limits, strict=True)]
+        for event in self._events:
+            event.set()
+
+    def _want(self, job: int, upto: int) -> None:
+        if self._admitted[job] >= upto:
+            return
+        with self._lock:
+            self._wanted[job] = max(self._wanted[job], upto)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        self._events = [asyncio.Event() for _ in self._jobs]
+        await asyncio.gather(*(self._send_job(job) for job in range(len(self._jobs))))
+
+    async def _send_job(self, job: int) -> None:
+        config, pushes = self._jobs[job]
+        if not pushes:
+            return
+        sender = _sender_for(self._runtime, config)
+        size = slice_size(config)
+        gate = asyncio.Semaphore(math.ceil(config.concurrency / size) + 1)
+        slices = [(start, min(start + size, len(pushes))) for start in range(0, len(pushes), size)]
+        await asyncio.gather(
+            *(self._send_slice(job, sender, pushes, start, end, gate) for start, end in slices)
+        )
+
+    async def _send_slice(
+        self,
+        job: int,
+        sender: ProviderSender,
+        pushes: Sequence[OutgoingPush],
+        start: int,
+        end: int,
+        gate: asyncio.Semaphore,
+    ) -> None:
+        async with gate:  # FIFO: slices start in order
+            event = self._events[job]
+            while self._admitted[job] < end:
+                if self._cancelled:
+                    return
+                self._want(job, end)
+                event.clear()
+                await event.wait()
+            if self._cancelled:
+                return
+            self._want(job, min(len(pushes), end + (end - start)))  # the next slice
+            results = await sender.send_many(pushes[start:end])
+        with self._lock:
+            self._results.extend((job, start + i, r) for i, r in enumerate(results))
+            pending = len(self._results)
+        if pending >= self._notify_rows:
+            self._wake.set()

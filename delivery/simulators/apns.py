@@ -218,7 +218,8 @@ class ApnsSimulator:
         if token in self.behaviour.invalid_tokens:
             self.stats.record(410, token)
             return 410, apns_id, _error_body("Unregistered", int(time.time() * 1000))
-        self.stats.record(200, token)
+        collapse_id = headers.get(b"apns-collapse-id", b"").decode("utf-8", "replace")
+        self.stats.record(200, token, collapse_id)
         return 200, apns_id, b""
 
     def _payload_ok(self, body: bytes) -> bool:

@@ -157,12 +157,15 @@ class ProviderStats:
     auth_tokens: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
     token_accepts: dict[str, int] = field(default_factory=dict)
+    collapse_ids: Counter[str] = field(default_factory=Counter)
 
-    def record(self, status: int, token: str) -> None:
+    def record(self, status: int, token: str, collapse_id: str = "") -> None:
         self.requests_total += 1
         self.by_status[status] += 1
         if status == 200:
             self.accepted += 1
+            if collapse_id:
+                self.collapse_ids[collapse_id] += 1
             count = self.token_accepts.get(token, 0) + 1
             self.token_accepts[token] = count
             if count == 2:
@@ -173,6 +176,7 @@ class ProviderStats:
         self.connections = self.auth_tokens = 0
         self.by_status.clear()
         self.token_accepts.clear()
+        self.collapse_ids.clear()
 
     def snapshot(self, *, include_tokens: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -185,4 +189,5 @@ class ProviderStats:
         }
         if include_tokens:
             data["tokens"] = dict(self.token_accepts)
+            data["collapse_ids"] = dict(self.collapse_ids)
         return data

@@ -330,7 +330,9 @@ class FcmSimulator:
         if token and token in behaviour.invalid_tokens:
             self.stats.record(404, token)
             return google_error(404, "Requested entity was not found.", fcm_code="UNREGISTERED")
-        self.stats.record(200, token)
+        android = message.get("android")
+        collapse_key = android.get("collapse_key", "") if isinstance(android, dict) else ""
+        self.stats.record(200, token, str(collapse_key))
         name = f"projects/{self.project_id}/messages/0:{time.time_ns()}%{next(self._message_ids):x}"
         return web.Response(
             body=json.dumps({"name": name}).encode(), content_type="application/json"

@@ -38,6 +38,7 @@ ZERO_STATS = {
     "failed": 0,
     "invalid_tokens": 0,
     "skipped": 0,
+    "unknown": 0,
     "pending": 0,
 }
 
@@ -553,6 +554,7 @@ def test_runs_lists_every_run_newest_first_with_stats(api):
                     "failed": 0,
                     "invalid_tokens": 0,
                     "skipped": 0,
+                    "unknown": 0,
                     "pending": 3,
                 },
                 "error": "",
@@ -569,6 +571,7 @@ def test_runs_lists_every_run_newest_first_with_stats(api):
                     "failed": 1,
                     "invalid_tokens": 1,
                     "skipped": 1,
+                    "unknown": 0,
                     "pending": 0,
                 },
                 "error": "",
@@ -687,7 +690,7 @@ def test_deliveries_unknown_status_is_a_validation_error(api, status):
     assert response.status_code == 400
     assert response.json() == error(
         "VALIDATION_ERROR",
-        "status must be one of queued, sent, failed, invalid_token, skipped.",
+        "status must be one of queued, sent, failed, invalid_token, skipped, unknown.",
         {"field": "status"},
     )
 

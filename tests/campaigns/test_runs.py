@@ -45,6 +45,7 @@ def stats(**counts: int) -> dict[str, int]:
         "failed": 0,
         "invalid_tokens": 0,
         "skipped": 0,
+        "unknown": 0,
         "pending": 0,
         **counts,
     }

@@ -16,8 +16,8 @@ from campaigns import sending, services
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.runs import campaign_stats
 from campaigns.validation import validate_create
-from delivery.models import PushDelivery, PushToken
-from delivery.services import INTERRUPTED
+from delivery.models import DeliveryClaim, PushDelivery, PushToken
+from delivery.services import UNKNOWN_OUTCOME
 from tests.factories import PushTokenFactory
 
 pytestmark = pytest.mark.django_db
@@ -86,6 +86,7 @@ def test_broadcast_sends_each_token_once_and_repeats_add_nothing(project, broker
         "failed": 0,
         "invalid_tokens": 0,
         "skipped": 0,
+        "unknown": 0,
         "pending": 0,
     }
     # A redelivered fan-out and batch change nothing and send nothing.
@@ -152,7 +153,32 @@ def test_cancel_mid_run_skips_what_was_not_sent(project, broker, sim):
     assert campaign_stats(campaign)["skipped"] == 4 and campaign_stats(campaign)["pending"] == 0
 
 
-def test_sweeper_closes_interrupted_claims_and_redrives_the_rest(project, broker, settings):
+def redrive_and_finish(campaign, broker) -> None:
+    """One sweep re-drives the run with one batch task; running it ends the run."""
+    assert sending.runs_sweep_stalled()["redriven"] == 1
+    [batch] = broker.drain()
+    assert batch.name == "campaigns.send_campaign_batch"
+    _, run, first, last = batch.args
+    sending.run_batch(campaign_id=campaign.id, run=run, first_token_id=first, last_token_id=last)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENT
+
+
+def final_stats(*, targeted: int, sent: int, unknown: int) -> dict[str, int]:
+    return {
+        "targeted": targeted,
+        "sent": sent,
+        "failed": 0,
+        "invalid_tokens": 0,
+        "skipped": 0,
+        "unknown": unknown,
+        "pending": 0,
+    }
+
+
+def test_sweeper_closes_orphaned_claims_as_unknown_and_redrives_the_rest(project, broker, settings):
+    """A row claimed with no lease row (claimed by a release before claims had
+    one) and older than the lease: its outcome is unknown, and it is counted so."""
     settings.HERALD_STALL_SECONDS = 0
     settings.HERALD_CLAIM_LEASE_SECONDS = 60
     tokens(project, 3)
@@ -160,7 +186,6 @@ def test_sweeper_closes_interrupted_claims_and_redrives_the_rest(project, broker
     for task in broker.drain():
         sending.run_fan_out(campaign_id=campaign.id, run=task.args[1])
     broker.drain()  # the batch task is lost
-    # A worker died holding one row: claimed two minutes ago, never recorded.
     lost = PushDelivery.objects.filter(campaign=campaign).order_by("id")[0]
     PushDelivery.objects.filter(pk=lost.pk).update(
         claim="00000000-0000-0000-0000-000000000001",
@@ -170,16 +195,52 @@ def test_sweeper_closes_interrupted_claims_and_redrives_the_rest(project, broker
     CampaignRun.objects.filter(campaign=campaign).update(
         last_progress_at=timezone.now() - timedelta(minutes=5)
     )
-    assert sending.runs_sweep_stalled()["redriven"] == 1
-    batches = broker.drain()
-    assert [t.name for t in batches] == ["campaigns.send_campaign_batch"]
+    redrive_and_finish(campaign, broker)
     lost.refresh_from_db()
-    assert (lost.status, lost.error_message) == ("failed", INTERRUPTED)
-    _, run, first, last = batches[0].args
-    sending.run_batch(campaign_id=campaign.id, run=run, first_token_id=first, last_token_id=last)
-    campaign.refresh_from_db()
-    assert campaign.status == CampaignStatus.SENT
-    assert (campaign_stats(campaign)["sent"], campaign_stats(campaign)["failed"]) == (2, 1)
+    assert (lost.status, lost.error_message) == ("unknown", UNKNOWN_OUTCOME)
+    assert campaign_stats(campaign) == final_stats(targeted=3, sent=2, unknown=1)
+
+
+def test_a_dead_workers_expired_claim_redrives_its_run_at_once_and_counts_unknown(
+    api, project, broker, settings
+):
+    """No waiting for HERALD_STALL_SECONDS: the run of an expired claim is re-driven
+    by the next sweep, and what was in flight is counted (and listed) as unknown."""
+    settings.HERALD_STALL_SECONDS = 3600
+    settings.HERALD_CLAIM_LEASE_SECONDS = 30
+    tokens(project, 4)
+    campaign = send(project)
+    for task in broker.drain():
+        sending.run_fan_out(campaign_id=campaign.id, run=task.args[1])
+    broker.drain()  # the worker holding the batch task died
+    rows = list(PushDelivery.objects.filter(campaign=campaign).order_by("id"))
+    claim = uuid.uuid4()
+    long_ago = timezone.now() - timedelta(minutes=1)
+    PushDelivery.objects.filter(campaign=campaign).update(
+        claim=claim, claimed_at=long_ago, attempts=1
+    )
+    DeliveryClaim.objects.create(
+        id=claim,
+        campaign=campaign,
+        run=1,
+        guarantee="at_most_once",
+        started={"apns": rows[0].pk},
+        claimed_at=long_ago,
+        renewed_at=long_ago,
+    )
+
+    redrive_and_finish(campaign, broker)
+
+    assert campaign_stats(campaign) == final_stats(targeted=4, sent=3, unknown=1)
+    assert CampaignRun.objects.get(campaign=campaign).stats == campaign_stats(campaign)
+    listed = api.client.get(
+        f"/admin/projects/{project.id}/push/campaigns/{campaign.id}/deliveries",
+        {"status": "unknown"},
+    )
+    assert listed.status_code == 200
+    assert [(d["token_id"], d["status"], d["error_message"]) for d in listed.json()["results"]] == [
+        (rows[0].token_id, "unknown", UNKNOWN_OUTCOME)
+    ]
 
 
 def test_a_batch_applies_per_user_policy_to_its_slice(project, broker, sim):

@@ -112,6 +112,24 @@ def test_create_project_refuses_a_blank_name(name: str) -> None:
     assert ApiKey.objects.count() == 0
 
 
+@pytest.mark.django_db
+def test_create_project_sets_the_delivery_guarantee() -> None:
+    run("create_project", "Acme", delivery_guarantee="at_least_once")
+    assert Project.objects.get().delivery_guarantee == "at_least_once"
+    run("create_project", "Other")
+    assert Project.objects.get(name="Other").delivery_guarantee == "at_most_once"
+
+
+@pytest.mark.django_db
+def test_create_project_refuses_an_unknown_delivery_guarantee_and_creates_nothing() -> None:
+    with pytest.raises(CommandError) as excinfo:
+        run("create_project", "Acme", delivery_guarantee="exactly_once")
+
+    assert str(excinfo.value) == ("delivery_guarantee must be one of at_most_once, at_least_once.")
+    assert Project.objects.count() == 0
+    assert ApiKey.objects.count() == 0
+
+
 # --- seed_demo ---------------------------------------------------------------------
 
 DEMO_USERS = 40

@@ -76,9 +76,9 @@ def test_refused_config_changes_nothing(sim):
 
 
 def test_stats_and_reset(sim):
-    sim.apns.stats.record(200, "t1")
-    sim.apns.stats.record(200, "t1")
-    sim.apns.stats.record(410, "t2")
+    sim.apns.stats.record(200, "t1", "c-1")
+    sim.apns.stats.record(200, "t1", "c-1")
+    sim.apns.stats.record(410, "t2", "c-1")
 
     status, stats = control(sim, "GET", "/stats?tokens=1")
 
@@ -91,12 +91,14 @@ def test_stats_and_reset(sim):
         "auth_tokens": 0,
         "by_status": {"200": 2, "410": 1},
         "tokens": {"t1": 2},
+        "collapse_ids": {"c-1": 2},  # accepted messages only
     }
     assert "tokens" not in control(sim, "GET", "/stats")[1]["apns"]
     status, after = control(sim, "POST", "/reset")
     assert status == 200
     assert after["apns"]["requests_total"] == 0
     assert sim.stats(tokens=True)["apns"]["tokens"] == {}
+    assert sim.stats(tokens=True)["apns"]["collapse_ids"] == {}
 
 
 def test_reset_with_config_restores_the_start_knobs(sim):

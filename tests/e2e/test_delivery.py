@@ -1,8 +1,9 @@
 """A broadcast through real workers to the simulators over HTTP/2 + TLS.
 
 Checks the issue's promises end to end: exact final stats, dead tokens retired,
-transient failures retried, and — with a worker SIGKILLed mid-campaign — no token
-ever sent twice while everything not in flight at the crash is still sent once.
+transient failures retried, and — with a worker SIGKILLed mid-campaign and a
+replacement started — recovery within seconds: no token sent twice and only what was
+in flight unknown (at-most-once), or every token sent (at-least-once).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from campaigns.models import CampaignStatus, PushCampaign
 from campaigns.runs import campaign_stats
 from campaigns.tasks import sweep_campaigns_task
 from core.models import Project
-from delivery.models import PushDelivery, PushToken
-from delivery.services import INTERRUPTED
+from delivery.models import DeliveryClaim, PushDelivery, PushToken
+from delivery.providers import runtime
 from delivery.simulators.credentials import ensure_demo_credentials
 from segments.models import AppUser
 from tests.e2e.conftest import Simulators, drain_broker, wait_for
@@ -134,6 +135,7 @@ def test_broadcast_with_dead_bad_and_flaky_tokens(simulators, start_worker, sett
         "failed": 0,
         "invalid_tokens": 350,
         "skipped": 0,
+        "unknown": 0,
         "pending": 0,
     }
     accepted = _accepted(simulators)
@@ -202,21 +204,48 @@ def test_worker_stopped_mid_campaign_then_replaced_sends_each_token_exactly_once
     )
 
 
-def test_worker_killed_mid_campaign_sends_no_token_twice(simulators, start_worker, settings):
+# A dead worker's claims expire within seconds here (renewed every 0.5 s, lease 3 s).
+CRASH_KNOBS = {
+    "HERALD_APNS_CONCURRENCY": "10",
+    "HERALD_FCM_CONCURRENCY": "10",
+    "HERALD_SEND_CHUNK_SIZE": "400",
+    "HERALD_FANOUT_CHUNK_SIZE": "500",
+    "HERALD_RESULT_FLUSH_ROWS": "20",
+    "HERALD_CLAIM_RENEW_SECONDS": "0.5",
+    "HERALD_CLAIM_LEASE_SECONDS": "3",
+    "HERALD_STALL_SECONDS": "3",
+}
+POOL = 2
+
+
+def unknown_bound() -> int:
+    """What a SIGKILL may leave unknown per the engine's write-ahead: per pool
+    process and provider, the requests in flight plus what was admitted ahead of
+    them (slices waiting on the sender, one slice and one concurrency of lookahead),
+    plus one unflushed window of results."""
+    concurrency = int(CRASH_KNOBS["HERALD_APNS_CONCURRENCY"])
+    per_provider = concurrency + 3 * runtime.slice_size_for(concurrency) + concurrency
+    return POOL * (2 * per_provider + int(CRASH_KNOBS["HERALD_RESULT_FLUSH_ROWS"]))
+
+
+@pytest.mark.parametrize("guarantee", ["at_most_once", "at_least_once"])
+def test_worker_killed_mid_campaign_recovers_in_seconds(
+    simulators, start_worker, settings, guarantee
+):
+    """SIGKILL mid-send, a replacement worker at once: the dead worker's claims
+    expire after the short lease, the sweeper re-drives the run, and the campaign
+    ends `sent`. At-most-once: no token twice, and only what was in flight unknown;
+    at-least-once: every token sent, repeats with one collapse id."""
     simulators.reset()
     drain_broker()
-    settings.HERALD_STALL_SECONDS = 2
-    settings.HERALD_CLAIM_LEASE_SECONDS = 2
+    settings.HERALD_STALL_SECONDS = 3
+    settings.HERALD_CLAIM_LEASE_SECONDS = 3
     project = _project(simulators)
+    project.delivery_guarantee = guarantee
+    project.save(update_fields=["delivery_guarantee"])
     tokens = _tokens(project, "apns", 1500) + _tokens(project, "fcm", 1500)
     simulators.configure({"all": {"latency_ms": 40}})
-    slow = {
-        "HERALD_APNS_CONCURRENCY": "10",
-        "HERALD_FCM_CONCURRENCY": "10",
-        "HERALD_SEND_CHUNK_SIZE": "50",
-        "HERALD_FANOUT_CHUNK_SIZE": "250",
-    }
-    first = start_worker(env=slow)
+    first = start_worker(env=CRASH_KNOBS, concurrency=POOL)
     campaign = _send(project)
 
     def accepted_total() -> int:
@@ -225,38 +254,48 @@ def test_worker_killed_mid_campaign_sends_no_token_twice(simulators, start_worke
 
     assert wait_for(lambda: accepted_total() >= 600, timeout=60)
     first.kill()
-    at_kill = accepted_total()
-    assert at_kill < len(tokens), "the campaign finished before the kill; slow it down"
+    assert accepted_total() < len(tokens), "the campaign finished before the kill; slow it down"
+    claimed = PushDelivery.objects.filter(campaign=campaign, status="queued", claim__isnull=False)
+    left_claimed = claimed.count()
 
     simulators.configure({"all": {"latency_ms": 0}})
-    start_worker(env={**slow, "HERALD_CLAIM_LEASE_SECONDS": "2", "HERALD_STALL_SECONDS": "2"})
+    start_worker(env=CRASH_KNOBS, concurrency=POOL)
     assert wait_for(
         lambda: _status(campaign) == CampaignStatus.SENT,
         timeout=120,
-        every=1.0,
+        every=0.5,
         tick=sweep_campaigns_task,  # the periodic sweeper, as beat would run it
     )
 
     accepted = _accepted(simulators)
-    assert accepted["apns"]["duplicates"] == 0 and accepted["fcm"]["duplicates"] == 0
-    assert set(accepted["tokens"].values()) == {1}
     rows = PushDelivery.objects.filter(campaign=campaign)
     assert rows.count() == len(tokens)
-    assert rows.filter(status="queued").count() == 0
+    assert DeliveryClaim.objects.count() == 0
     sent = set(rows.filter(status="sent").values_list("token__token", flat=True))
-    interrupted = set(
-        rows.filter(status="failed", error_message=INTERRUPTED).values_list(
-            "token__token", flat=True
-        )
-    )
-    assert rows.filter(status="failed").exclude(error_message=INTERRUPTED).count() == 0
-    # Everything not in flight at the crash was sent exactly once; what was in
-    # flight (at most one claimed sub-batch per pool process) is never re-sent.
-    assert sent | interrupted == set(tokens)
-    assert sent <= set(accepted["tokens"])
-    assert set(accepted["tokens"]) <= sent | interrupted
-    assert len(interrupted) <= 2 * 50
+    unknown = set(rows.filter(status="unknown").values_list("token__token", flat=True))
+    assert set(rows.values_list("status", flat=True)) <= {"sent", "unknown"}
+    assert left_claimed > 0  # the kill did leave claims behind for the sweeper
     campaign.refresh_from_db()
-    assert campaign_stats(campaign)["sent"] == len(sent)
-    assert campaign_stats(campaign)["failed"] == len(interrupted)
-    assert campaign_stats(campaign)["pending"] == 0
+    assert campaign_stats(campaign)["pending"] == 0 and campaign_stats(campaign)["failed"] == 0
+    assert (campaign_stats(campaign)["sent"], campaign_stats(campaign)["unknown"]) == (
+        len(sent),
+        len(unknown),
+    )
+    if guarantee == "at_most_once":
+        assert accepted["apns"]["duplicates"] == 0 and accepted["fcm"]["duplicates"] == 0
+        assert sent | unknown == set(tokens)
+        # What the provider accepted is every sent row plus some of the unknown ones.
+        assert sent <= set(accepted["tokens"]) <= sent | unknown
+        assert len(unknown) <= unknown_bound()
+    else:
+        assert unknown == set() and sent == set(tokens)
+        assert set(accepted["tokens"]) == set(tokens)  # not one token left unsent
+        repeats = sum(n - 1 for n in accepted["tokens"].values())
+        assert repeats <= unknown_bound()
+        # Every copy carried the campaign's one collapse id (APNs header, FCM
+        # android.collapse_key and notification tag): the device shows it once.
+        stats = simulators.stats(tokens=True)
+        for provider in ("apns", "fcm"):
+            assert stats[provider]["collapse_ids"] == {
+                f"c-{campaign.pk}": stats[provider]["accepted"]
+            }

@@ -90,6 +90,7 @@ def test_cancel_with_waiting_rows_settles_the_stats(simulators: Simulators, star
         "failed": 0,
         "invalid_tokens": 0,
         "skipped": 3,
+        "unknown": 0,
         "pending": 0,
     }
     assert wait_for(lambda: _stats(campaign) == final, timeout=60)

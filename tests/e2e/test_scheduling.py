@@ -186,6 +186,7 @@ def test_recurring_campaign_runs_until_end_at_then_is_sent(
             "failed": 0,
             "invalid_tokens": 0,
             "skipped": 0,
+            "unknown": 0,
             "pending": 0,
         }
         assert PushDelivery.objects.filter(campaign=campaign, run=run.number).count() == 40

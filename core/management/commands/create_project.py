@@ -1,4 +1,5 @@
-"""`manage.py create_project NAME [--json]`: a new project and its first admin key.
+"""`manage.py create_project NAME [--delivery-guarantee G] [--json]`: a new project and
+its first admin key.
 
 The key is printed once and never again (only its hash is stored), so the
 operator, or the script reading `--json`, must keep it now.
@@ -10,9 +11,11 @@ import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from core.errors import ApplicationError
-from core.services import api_key_create, project_create
+from core.models import DeliveryGuarantee
+from core.services import api_key_create, project_create, project_update
 
 FIRST_KEY_NAME = "initial admin key"
 
@@ -23,6 +26,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="Project name, e.g. 'Acme iOS'.")
         parser.add_argument(
+            "--delivery-guarantee",
+            default=DeliveryGuarantee.AT_MOST_ONCE,
+            help="After a worker crash, pushes in flight stay unknown (at_most_once, the "
+            "default) or are sent again (at_least_once).",
+        )
+        parser.add_argument(
             "--json",
             action="store_true",
             help='Print one JSON object {"project_id", "api_key"} instead of text.',
@@ -30,8 +39,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            project = project_create(name=options["name"])
-            _, full_key = api_key_create(project=project, name=FIRST_KEY_NAME)
+            with transaction.atomic():  # a refused option leaves no project behind
+                project = project_create(name=options["name"])
+                project_update(
+                    project=project, fields={"delivery_guarantee": options["delivery_guarantee"]}
+                )
+                _, full_key = api_key_create(project=project, name=FIRST_KEY_NAME)
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         if options["json"]:
