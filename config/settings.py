@@ -206,6 +206,7 @@ SPECTACULAR_SETTINGS = {
         "ProviderEnum": "delivery.models.Provider",
         "PlatformEnum": "delivery.models.Platform",
         "DeliveryStatusEnum": "delivery.models.PushDelivery.Status",
+        "QuietHoursActionEnum": "campaigns.serializers.QUIET_HOURS_ACTIONS",
     },
 }
 

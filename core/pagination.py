@@ -21,7 +21,8 @@ def encode_cursor(values: list[Any]) -> str:
 
 
 def decode_cursor(token: str | None, *, arity: int) -> list[Any] | None:
-    if token is None or token == "":
+    """None (first page) when no cursor is given; `?cursor=` (empty) is not a cursor."""
+    if token is None:
         return None
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -34,10 +35,12 @@ def decode_cursor(token: str | None, *, arity: int) -> list[Any] | None:
 
 
 def parse_limit(raw: str | None) -> int:
-    if raw is None or raw == "":
+    """`?limit=`: DEFAULT_LIMIT when absent; given, it must be 1..MAX_LIMIT (empty is 400)."""
+    if raw is None:
         return DEFAULT_LIMIT
-    # isdigit() alone also accepts digits int() refuses, such as "²".
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+    # isdigit() alone also accepts digits int() refuses, such as "²"; the length
+    # check keeps int() away from thousands of digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be an integer between 1 and {MAX_LIMIT}.", details={"field": "limit"}
         )

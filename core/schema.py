@@ -11,15 +11,42 @@ tests/core/test_schema.py fails on any generator warning.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+import uritemplate
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from core.models import KEY_PREFIX
+from core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+# A string with at least one non-space character: what "must not be blank" means to
+# the validators (`str.strip()`), as a JSON Schema pattern (searched, not anchored).
+NOT_BLANK = r"\S"
+
+# Path ids are matched loosely by the URLs ([^/]+) so that a malformed id gets its
+# own 400 code from the view instead of a bare 404; the schema says what is valid.
+UUID_PATH_PARAMETERS = {
+    "project_id": "The project's id (a key's own project; any other id answers 404).",
+    "campaign_id": "A campaign id; not a UUID: 400 INVALID_CAMPAIGN_ID.",
+    "segment_id": "A segment id; not a UUID: 400 INVALID_SEGMENT_ID.",
+}
+
+# Keyset pagination parameters, as core.pagination parses them.
+CURSOR = OpenApiParameter(
+    "cursor",
+    {"type": "string", "minLength": 1},
+    description="`next` from the previous page; omit it for the first page.",
+)
+LIMIT = OpenApiParameter(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    description=f"Page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT}).",
+)
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -60,6 +87,23 @@ class StaffSessionScheme(OpenApiAuthenticationExtension):
                 "Alias routes (/admin/push...) take the project as `?project_id=<uuid>`."
             ),
         }
+
+
+class DocumentedJSONField(serializers.JSONField):
+    """A stored JSON value, answered as it is and documented with `schema`.
+
+    Output fields of JSON columns (a campaign's actions, a segment's rules) are
+    passed through unchanged - re-serializing them could reshape or fail on a stored
+    value - but clients need their shape, not "any value". `schema` is a raw schema
+    dict or a serializer that describes it; nullable only with allow_null=True.
+    """
+
+    def __init__(
+        self, schema: dict[str, Any] | serializers.Field[Any, Any, Any, Any], **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        # On the instance, re-applied by every copy DRF makes of a declared field.
+        extend_schema_field(schema)(cast(Any, self))
 
 
 class ErrorBodySerializer(serializers.Serializer[object]):
@@ -103,13 +147,29 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
 
 
 class HeraldAutoSchema(AutoSchema):
-    """drf-spectacular's AutoSchema, with list operations named `<path>_list`.
+    """drf-spectacular's AutoSchema: list operations named `<path>_list`, UUID path ids.
 
     drf-spectacular recognises a list by a `many=True` response; ours answer a page
     envelope `{"results", "next"}`, so a list and a detail GET on the same path
     prefix would both be `<path>_retrieve` and collide. Views whose GET answers a
     list set `lists = True`.
     """
+
+    def get_override_parameters(self) -> list[Any]:
+        """The view's own parameters, plus UUID typing for the id path variables."""
+        declared = list(super().get_override_parameters())
+        named = {p.name for p in declared if isinstance(p, OpenApiParameter)}
+        variables = uritemplate.variables(self.path)
+        return [
+            *(
+                OpenApiParameter(
+                    name, OpenApiTypes.UUID, OpenApiParameter.PATH, description=description
+                )
+                for name, description in UUID_PATH_PARAMETERS.items()
+                if name in variables and name not in named
+            ),
+            *declared,
+        ]
 
     def get_operation_id(self) -> str:
         operation_id = super().get_operation_id()

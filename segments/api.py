@@ -19,10 +19,12 @@ from core.auth import parse_uuid, project_for_request
 from core.errors import InvalidInput
 from core.models import Project
 from core.pagination import parse_limit
-from core.schema import error_responses
+from core.schema import CURSOR, LIMIT, error_responses
+from delivery.models import Provider
 from segments import selectors, services
 from segments.rules import validate_rules
 from segments.serializers import (
+    EXTERNAL_ID_PATH_PATTERN,
     AppUserSerializer,
     AppUserWriteSerializer,
     PreviewSerializer,
@@ -36,8 +38,23 @@ from segments.serializers import (
 
 # What any audience operation may answer; 429: rate limit; 500: the view's failure code.
 ERRORS = error_responses(400, 401, 403, 404, 429, 500)
-CURSOR = OpenApiParameter("cursor", str, description="`next` from the previous page.")
-LIMIT = OpenApiParameter("limit", int, description="Page size, 1-200 (default 50).")
+EXTERNAL_ID = OpenApiParameter(
+    "external_id",
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": services.MAX_EXTERNAL_ID,
+        "pattern": EXTERNAL_ID_PATH_PATTERN,
+    },
+    OpenApiParameter.PATH,
+    description="The app's own user id (400 INVALID_EXTERNAL_ID when malformed).",
+)
+TOKEN = OpenApiParameter(
+    "token",
+    {"type": "string", "minLength": 1, "maxLength": services.FCM_TOKEN_MAX},
+    OpenApiParameter.PATH,
+    description="The device token string (404 when this project has no such token).",
+)
 
 
 class ProjectScopedView(APIView):
@@ -176,6 +193,7 @@ class AppUserView(RegistrationView):
     failure_codes = {"PUT": "UPSERT_FAILED"}
 
     @extend_schema(
+        parameters=[EXTERNAL_ID],
         request=AppUserWriteSerializer,
         responses={200: AppUserSerializer, 201: AppUserSerializer, **ERRORS},
         summary="Create or update an app user and merge its attributes",
@@ -212,9 +230,13 @@ class TokenDetailView(RegistrationView):
 
     @extend_schema(
         parameters=[
+            TOKEN,
             OpenApiParameter(
-                "provider", str, description="apns|fcm, when the same string exists for both."
-            )
+                "provider",
+                str,
+                enum=Provider.values,
+                description="Only this provider's token, when the same string exists for both.",
+            ),
         ],
         responses={204: None, **ERRORS},
         summary="Unregister a device token (active false, reason 'unregistered')",
