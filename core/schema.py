@@ -2,8 +2,11 @@
 
 drf-spectacular cannot read auth rules or our error envelope from the code, so this
 module states them once: the two security schemes (API key, staff session), the one
-`Error` component every error response refers to, and operationIds that tell a list
-from a detail. Extensions register themselves when their class is created, so
+`Error` component every error response refers to, operationIds that tell a list
+from a detail, UUID path ids, the bounded pagination parameters, and
+`DocumentedJSONField` for JSON columns answered as stored. The schema must say what
+the validators accept (docs/decisions.md); `make schema-check` holds it to that.
+Extensions register themselves when their class is created, so
 `CoreConfig.ready()` imports this module - the place drf-spectacular's docs give for
 extensions - and the schema view and `manage.py spectacular` both see them.
 tests/core/test_schema.py fails on any generator warning.
