@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint format bench clean setup
+.PHONY: run test test-fast schema-check lint format bench clean setup
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 ## test-fast: everything but the end-to-end suite
 test-fast: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -m "not e2e"
+
+## schema-check: schemathesis against a live server on a fresh database (docs/decisions.md)
+schema-check: $(STAMP)
+	$(PY) .ci/schemathesis.py $(SCHEMA_CHECK_ARGS)
 
 ## lint: ruff (lint + format check) and mypy
 lint: $(STAMP)

@@ -7,7 +7,6 @@ and the short alias (`/admin/push/...`), where the project comes from the key.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from campaigns import selectors, services, testpush
+from campaigns.models import CampaignStatus
 from campaigns.serializers import (
     AudienceSerializer,
     CampaignPageSerializer,
@@ -29,12 +29,18 @@ from campaigns.serializers import (
     TestPushRequestSerializer,
     TestPushResultSerializer,
 )
-from campaigns.validation import VALIDATORS, validate_create, validate_update
+from campaigns.validation import (
+    MAX_RUN_NUMBER,
+    parse_run_number,
+    validate_create,
+    validate_explicit_push,
+    validate_update,
+)
 from core.api import ProjectScopedView, json_body
-from core.errors import InvalidInput
 from core.idempotency import IDEMPOTENCY_ERRORS, idempotent
 from core.pagination import CURSOR_PARAMETER, LIMIT_PARAMETER, parse_limit
 from core.schema import error_responses
+from delivery.models import PushDelivery
 
 # What any campaign operation may answer; an operation adds its own (413, 502 ...).
 # 403: client-scoped keys; 429: rate limit; 500: the view's failure code.
@@ -59,7 +65,9 @@ class CampaignListView(CampaignView):
         parameters=[
             CURSOR_PARAMETER,
             LIMIT_PARAMETER,
-            OpenApiParameter("status", str, description="Only campaigns in this status."),
+            OpenApiParameter(
+                "status", str, enum=CampaignStatus.values, description="Only this status."
+            ),
         ],
         responses={200: CampaignPageSerializer, **ERRORS},
         summary="List campaigns, newest first",
@@ -153,9 +161,13 @@ class CampaignDeliveriesView(CampaignView):
             CURSOR_PARAMETER,
             LIMIT_PARAMETER,
             OpenApiParameter(
-                "status", str, description="queued|sent|failed|invalid_token|skipped|unknown"
+                "status", str, enum=PushDelivery.Status.values, description="Only this status."
             ),
-            OpenApiParameter("run", int, description="Only this run."),
+            OpenApiParameter(
+                "run",
+                {"type": "integer", "minimum": 1, "maximum": MAX_RUN_NUMBER},
+                description="Only this run (its number).",
+            ),
         ],
         responses={200: DeliveryPageSerializer, **ERRORS},
         summary="Per-token delivery results",
@@ -163,15 +175,12 @@ class CampaignDeliveriesView(CampaignView):
     def get(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         campaign = selectors.campaign_get(project=project, campaign_id=self.campaign_id(kwargs))
-        run_param = request.query_params.get("run")
-        if run_param is not None and not (run_param.isascii() and run_param.isdigit()):
-            raise InvalidInput("run must be a run number.", details={"field": "run"})
         rows, next_cursor = selectors.delivery_page(
             campaign=campaign,
             cursor=request.query_params.get("cursor"),
             limit=parse_limit(request.query_params.get("limit")),
             status=request.query_params.get("status"),
-            run=int(run_param) if run_param is not None else None,
+            run=parse_run_number(request.query_params.get("run")),
         )
         return Response({"results": DeliverySerializer(rows, many=True).data, "next": next_cursor})
 
@@ -203,25 +212,6 @@ class TestPushView(CampaignView):
         return Response(testpush.test_push_send(project=project, fields=fields))
 
 
-def _id_list(payload: Mapping[str, Any], field: str) -> list[str]:
-    value = payload.get(field, [])
-    if not isinstance(value, list):
-        raise InvalidInput(f"{field} must be a list.", details={"field": field})
-    clean = []
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, str | int):
-            raise InvalidInput(
-                f"{field} must hold strings (or token ids).", details={"field": field}
-            )
-        text = str(item).strip()
-        if not text or len(text) > 512:
-            raise InvalidInput(
-                f"{field} entries must be 1-512 characters.", details={"field": field}
-            )
-        clean.append(text)
-    return clean
-
-
 class CampaignPushView(CampaignView):
     failure_codes = {"POST": "EXPLICIT_PUSH_FAILED"}
 
@@ -234,18 +224,13 @@ class CampaignPushView(CampaignView):
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         campaign_id = self.campaign_id(kwargs)
-        payload = json_body(request, allowed=("device_ids", "user_ids", "data"))
-        device_ids = _id_list(payload, "device_ids")
-        user_ids = _id_list(payload, "user_ids")
-        if not device_ids and not user_ids:
-            raise InvalidInput("Give device_ids and/or user_ids.", details={"field": "device_ids"})
-        data = VALIDATORS["data"](payload["data"]) if "data" in payload else None
+        explicit = validate_explicit_push(json_body(request))
         pushed = services.campaign_push_explicit(
             project=project,
             campaign_id=campaign_id,
-            device_ids=device_ids,
-            user_ids=user_ids,
-            data_override=data,
+            device_ids=explicit.device_ids,
+            user_ids=explicit.user_ids,
+            data_override=explicit.data,
         )
         return Response(
             {

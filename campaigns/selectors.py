@@ -41,7 +41,7 @@ def campaign_page(
     qs: QuerySet[PushCampaign] = with_current_run(
         PushCampaign.objects.filter(project=project).select_related("segment")
     )
-    if status:
+    if status is not None:
         if status not in CampaignStatus.values:
             raise InvalidInput(
                 f"status must be one of {', '.join(CampaignStatus.values)}.",
@@ -61,7 +61,7 @@ def delivery_page(
 ) -> tuple[list[PushDelivery], str | None]:
     """Per-token results in id order, keyset-paginated."""
     qs = PushDelivery.objects.filter(campaign=campaign).select_related("token", "app_user")
-    if status:
+    if status is not None:
         if status not in PushDelivery.Status.values:
             raise InvalidInput(
                 f"status must be one of {', '.join(PushDelivery.Status.values)}.",

@@ -8,19 +8,105 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import inline_serializer
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
+from campaigns import validation as v
 from campaigns.models import LOCAL_TIME_MISSED_CHOICES, CampaignRun, PushCampaign
 from campaigns.runs import campaign_stats
+from campaigns.services import MAX_EXPLICIT_DEVICES
 from campaigns.validation import WRITABLE_FIELDS
+from core.schema import NOT_BLANK, DocumentedJSONField
 from delivery.models import Platform, Provider, PushDelivery
+from segments.serializers import EXTERNAL_ID_PATTERN
+from segments.services import MAX_EXTERNAL_ID
+
+# What campaigns.validation accepts, as JSON Schema patterns (searched, so anchored).
+HTTP_URL_OR_EMPTY = r"^(?:[Hh][Tt][Tt][Pp][Ss]?:[\s\S]+)?$"
+URL_OR_EMPTY = r"^(?:[A-Za-z][A-Za-z0-9+.-]*:[\s\S]+)?$"
+HH_MM = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
+QUIET_HOURS_ACTIONS = [("defer", "defer"), ("skip", "skip")]
+
+
+def _text(max_length: int, **kwargs: Any) -> serializers.RegexField:
+    """A string the validators refuse when blank (MISSING_TITLE, VALIDATION_ERROR ...)."""
+    return serializers.RegexField(NOT_BLANK, min_length=1, max_length=max_length, **kwargs)
+
+
+class LocalizationSerializer(serializers.Serializer[object]):
+    """One language's texts; each falls back to the campaign's own when absent."""
+
+    title = serializers.CharField(required=False, max_length=v.MAX_TITLE)
+    body = serializers.CharField(required=False, max_length=v.MAX_BODY)
+
+
+class ActionSerializer(serializers.Serializer[object]):
+    id = _text(64)
+    title = _text(100)
+    url = serializers.RegexField(
+        URL_OR_EMPTY, required=False, allow_null=True, allow_blank=True, max_length=v.MAX_URL
+    )
+
+
+class QuietHoursSerializer(serializers.Serializer[object]):
+    start = serializers.RegexField(HH_MM, help_text="HH:MM, in the user's time zone.")
+    end = serializers.RegexField(HH_MM, help_text="HH:MM; must differ from start.")
+    action = serializers.ChoiceField(
+        choices=QUIET_HOURS_ACTIONS, required=False, help_text="Default defer."
+    )
+
+
+LOCALIZATIONS_HELP = "Keyed by language tag ('fr', 'pt-BR'); each entry has title and/or body."
+IMAGE_URL_HELP = 'An http(s) URL, or "" for no image (what a campaign without one answers).'
+URL_HELP = 'An absolute URL or app deep link, or "" for none.'
+TARGETING_HELP = (
+    'Include/exclude lists {"include": [...], "exclude": [...]} under countries, languages, '
+    "platforms, app_versions, segments, users; user_data {include: {...}, exclude: {...}}; "
+    "subscribed_age {from, to} in days (docs/api.md)."
+)
+RECURRENCE_HELP = (
+    'One of {"cron", "timezone"?}, {"every_seconds"} (>= 10) or {"every_days", "at"?, '
+    '"timezone"?} (docs/scheduling.md); null: one-shot.'
+)
 
 
 class CampaignSerializer(serializers.ModelSerializer[PushCampaign]):
     project_id = serializers.UUIDField(read_only=True)
     segment_id = serializers.UUIDField(read_only=True, allow_null=True)
     stats = serializers.SerializerMethodField()
+    # JSON and URL columns, answered as stored and documented by their shape.
+    localizations = DocumentedJSONField(
+        serializers.DictField(child=LocalizationSerializer()),
+        read_only=True,
+        help_text=LOCALIZATIONS_HELP,
+    )
+    image_url = serializers.CharField(read_only=True, help_text=IMAGE_URL_HELP)
+    url = serializers.CharField(read_only=True, help_text=URL_HELP)
+    actions = DocumentedJSONField(ActionSerializer(many=True), read_only=True)
+    platforms = DocumentedJSONField(
+        serializers.ListField(child=serializers.ChoiceField(choices=Platform.choices)),
+        read_only=True,
+        help_text="Empty: every platform.",
+    )
+    targeting = DocumentedJSONField(
+        {"type": "object", "additionalProperties": {}}, read_only=True, help_text=TARGETING_HELP
+    )
+    tags = DocumentedJSONField({"type": "array", "items": {"type": "string"}}, read_only=True)
+    recurrence = DocumentedJSONField(
+        {"type": "object", "additionalProperties": {}},
+        read_only=True,
+        allow_null=True,
+        help_text=RECURRENCE_HELP,
+    )
+    quiet_hours = DocumentedJSONField(QuietHoursSerializer(), read_only=True, allow_null=True)
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        fields = super().get_fields()
+        # Declared here: a class attribute named "data" would shadow Serializer.data.
+        fields["data"] = DocumentedJSONField(
+            {"type": "object", "additionalProperties": {}}, read_only=True
+        )
+        return fields
 
     def get_stats(self, campaign: PushCampaign) -> dict[str, int]:
         return campaign_stats(campaign)
@@ -53,17 +139,33 @@ class CampaignPageSerializer(serializers.Serializer[object]):
 def _content_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
     """The content options a campaign and a test push share (fresh fields each call)."""
     return {
-        "localizations": serializers.DictField(child=serializers.DictField(), required=False),
-        "image_url": serializers.URLField(required=False),
-        "url": serializers.CharField(required=False),
-        "actions": serializers.ListField(
-            child=serializers.DictField(), required=False, max_length=3
+        "localizations": serializers.DictField(
+            child=LocalizationSerializer(), required=False, help_text=LOCALIZATIONS_HELP
         ),
-        "sound": serializers.CharField(required=False),
-        "badge": serializers.IntegerField(required=False, allow_null=True, min_value=0),
-        "collapse_key": serializers.CharField(required=False, max_length=64),
+        "image_url": serializers.RegexField(
+            HTTP_URL_OR_EMPTY,
+            required=False,
+            allow_blank=True,
+            max_length=v.MAX_URL,
+            help_text=IMAGE_URL_HELP,
+        ),
+        "url": serializers.RegexField(
+            URL_OR_EMPTY, required=False, allow_blank=True, max_length=v.MAX_URL, help_text=URL_HELP
+        ),
+        "actions": serializers.ListField(
+            child=ActionSerializer(), required=False, max_length=v.MAX_ACTIONS
+        ),
+        "sound": serializers.CharField(required=False, allow_blank=True, max_length=200),
+        "badge": serializers.IntegerField(
+            required=False, allow_null=True, min_value=0, max_value=99999
+        ),
+        "collapse_key": serializers.CharField(
+            required=False, allow_blank=True, max_length=64, help_text="Default: the campaign id."
+        ),
         "priority": serializers.ChoiceField(choices=PushCampaign.Priority.choices, required=False),
-        "ttl_seconds": serializers.IntegerField(required=False, allow_null=True, min_value=0),
+        "ttl_seconds": serializers.IntegerField(
+            required=False, allow_null=True, min_value=0, max_value=v.MAX_TTL_SECONDS
+        ),
     }
 
 
@@ -73,27 +175,29 @@ def _content_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
 CampaignWriteSerializer = inline_serializer(
     name="CampaignWrite",
     fields={
-        "title": serializers.CharField(max_length=500),
-        "body": serializers.CharField(max_length=4000),
-        "name": serializers.CharField(max_length=200, required=False),
-        "data": serializers.DictField(required=False),
+        "title": _text(v.MAX_TITLE),
+        "body": _text(v.MAX_BODY),
+        "name": _text(v.MAX_NAME, required=False, help_text="Default: the title."),
+        "data": serializers.DictField(required=False, help_text="The key 'aps' is reserved."),
         "segment_id": serializers.UUIDField(required=False, allow_null=True),
         "scheduled_at": serializers.DateTimeField(required=False, allow_null=True),
         **_content_fields(),
         "platforms": serializers.ListField(
             child=serializers.ChoiceField(choices=Platform.choices), required=False
         ),
-        "targeting": serializers.DictField(required=False),
-        "tags": serializers.ListField(child=serializers.CharField(), required=False),
-        "recurrence": serializers.DictField(required=False, allow_null=True),
+        "targeting": serializers.DictField(required=False, help_text=TARGETING_HELP),
+        "tags": serializers.ListField(child=_text(64), required=False, max_length=v.MAX_TAGS),
+        "recurrence": serializers.DictField(
+            required=False, allow_null=True, help_text=RECURRENCE_HELP
+        ),
         "end_at": serializers.DateTimeField(required=False, allow_null=True),
-        "quiet_hours": serializers.DictField(required=False, allow_null=True),
+        "quiet_hours": QuietHoursSerializer(required=False, allow_null=True),
         "deliver_in_user_timezone": serializers.BooleanField(required=False),
         "local_time_missed": serializers.ChoiceField(
             choices=LOCAL_TIME_MISSED_CHOICES, required=False
         ),
         "throttle_per_minute": serializers.IntegerField(
-            required=False, allow_null=True, min_value=1
+            required=False, allow_null=True, min_value=1, max_value=1_000_000
         ),
     },
 )
@@ -148,17 +252,29 @@ class RunPageSerializer(serializers.Serializer[object]):
     results = RunSerializer(many=True)
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "minLength": 1, "maxLength": v.MAX_DEVICE_ID, "pattern": NOT_BLANK},
+            {"type": "integer", "minimum": 1},
+        ]
+    }
+)
+class DeviceIdField(serializers.Field[Any, Any, Any, Any]):
+    """A token string or a token row id (documentation only)."""
+
+
 # The test push and explicit push bodies hold a "data" key, so they are dicts too.
 TestPushRequestSerializer = inline_serializer(
     name="TestPushRequest",
     fields={
-        "title": serializers.CharField(max_length=500),
-        "body": serializers.CharField(max_length=4000),
+        "title": _text(v.MAX_TITLE),
+        "body": _text(v.MAX_BODY),
         "app_user_id": serializers.UUIDField(
             required=False, help_text="Send to this user's most recent active token."
         ),
-        "device_token": serializers.CharField(
-            required=False, max_length=512, help_text="Or to this token (needs provider)."
+        "device_token": _text(
+            v.MAX_DEVICE_ID, required=False, help_text="Or to this token (needs provider)."
         ),
         "provider": serializers.ChoiceField(choices=Provider.choices, required=False),
         "platform": serializers.ChoiceField(
@@ -183,14 +299,21 @@ ExplicitPushRequestSerializer = inline_serializer(
     name="ExplicitPushRequest",
     fields={
         "device_ids": serializers.ListField(
-            child=serializers.CharField(max_length=512),
+            child=DeviceIdField(),
             required=False,
-            help_text="Token row ids or token strings.",
+            max_length=MAX_EXPLICIT_DEVICES,
+            help_text="Token row ids (integers) or token strings.",
         ),
         "user_ids": serializers.ListField(
-            child=serializers.CharField(max_length=512),
+            child=serializers.RegexField(
+                EXTERNAL_ID_PATTERN, min_length=1, max_length=MAX_EXTERNAL_ID
+            ),
             required=False,
-            help_text="External ids: all their active tokens. At most 1000 entries in all.",
+            max_length=MAX_EXPLICIT_DEVICES,
+            help_text=(
+                "External ids (as registered): all their active tokens. At most "
+                f"{MAX_EXPLICIT_DEVICES} entries in both lists together (else 413)."
+            ),
         ),
         "data": serializers.DictField(
             required=False, help_text="Replaces the campaign's data for this run."

@@ -21,6 +21,7 @@ import re
 import uuid
 import zoneinfo
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, cast
 
@@ -34,7 +35,12 @@ from core.errors import InvalidInput
 from core.models import Project
 from delivery.payloads import MAX_PAYLOAD_BYTES, encode_json, normalize_language
 from segments.models import Segment
-from segments.services import MAX_ATTRIBUTE_STRING, MAX_ATTRIBUTES, MAX_LIST_ITEMS
+from segments.services import (
+    MAX_ATTRIBUTE_STRING,
+    MAX_ATTRIBUTES,
+    MAX_LIST_ITEMS,
+    clean_external_id,
+)
 
 MAX_TITLE = 500
 MAX_BODY = 4000
@@ -44,6 +50,8 @@ MAX_ACTIONS = 3
 MAX_TAGS = 20
 MAX_TTL_SECONDS = 28 * 24 * 3600  # FCM's and Apple's practical maximum
 MIN_RECURRENCE_SECONDS = 10
+MAX_DEVICE_ID = 512  # a token string (the token column's width) or a token row id
+MAX_RUN_NUMBER = 2**31 - 1  # the run columns are PositiveIntegerField
 # Languages are BCP 47 tags: there are a few hundred in use, never thousands.
 MAX_LOCALIZATIONS = 300
 # RFC 5646 section 4.4.1: 35 characters hold language-extlang-script-region-variant.
@@ -645,3 +653,68 @@ def _check_window(clean: Mapping[str, Any]) -> None:
             "deliver_in_user_timezone",
             "deliver_in_user_timezone applies to one-shot schedules, not to recurrences.",
         )
+
+
+@dataclass(frozen=True)
+class ExplicitPushInput:
+    """A cleaned explicit push body: who to push to, and the data for that run."""
+
+    device_ids: list[str]
+    user_ids: list[str]
+    data: dict[str, Any] | None
+
+
+EXPLICIT_PUSH_FIELDS = ("device_ids", "user_ids", "data")
+
+
+def _device_ids(value: Any) -> list[str]:
+    """Token strings (1-512 characters, trimmed) or token row ids (integers >= 1)."""
+    if not isinstance(value, list):
+        raise _invalid("device_ids", "device_ids must be a list.")
+    clean = []
+    for i, item in enumerate(value):
+        where = f"device_ids[{i}]"
+        if isinstance(item, int) and not isinstance(item, bool):
+            if item < 1:
+                raise _invalid(where, f"{where}: a token row id is an integer >= 1.")
+            clean.append(str(item))
+            continue
+        if not isinstance(item, str):
+            raise _invalid(where, f"{where} must be a token string or a token row id.")
+        text = item.strip()
+        if not text or len(text) > MAX_DEVICE_ID:
+            raise _invalid(where, f"{where} must be 1-{MAX_DEVICE_ID} characters.")
+        clean.append(text)
+    return clean
+
+
+def _user_ids(value: Any) -> list[str]:
+    """External ids, in the shape device registration accepts (one validator)."""
+    if not isinstance(value, list):
+        raise _invalid("user_ids", "user_ids must be a list.")
+    return [clean_external_id(item, field=f"user_ids[{i}]") for i, item in enumerate(value)]
+
+
+def validate_explicit_push(payload: Mapping[str, Any]) -> ExplicitPushInput:
+    """The `/push` body: device_ids and/or user_ids (at least one entry), optional data.
+
+    The 1000-entry cap is the service's (413 TOO_MANY_DEVICES), not checked here.
+    """
+    refuse_unknown_fields(payload, allowed=EXPLICIT_PUSH_FIELDS)
+    device_ids = _device_ids(payload.get("device_ids", []))
+    user_ids = _user_ids(payload.get("user_ids", []))
+    if not device_ids and not user_ids:
+        raise _invalid("device_ids", "Give device_ids and/or user_ids.")
+    data = _data(payload["data"]) if "data" in payload else None
+    return ExplicitPushInput(device_ids=device_ids, user_ids=user_ids, data=data)
+
+
+def parse_run_number(raw: str | None) -> int | None:
+    """The deliveries `?run=` filter: a run number 1..2^31-1, or None when absent."""
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10) or not (
+        1 <= int(raw) <= MAX_RUN_NUMBER
+    ):
+        raise _invalid("run", "run must be a run number.")
+    return int(raw)

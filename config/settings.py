@@ -197,7 +197,9 @@ HERALD_API_RATE_PER_MINUTE = env_int("HERALD_API_RATE_PER_MINUTE", 1200)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Herald API",
     "DESCRIPTION": "Self-hosted push campaigns over APNs and FCM.",
-    "VERSION": "0.2.0",  # 0.2: operationIds and enum names changed (docs/api.md)
+    # 0.2: operationIds and enum names changed; 0.3: types (uuid ids, bounds, typed
+    # JSON fields, image_url may be ""). docs/api.md, "Schema".
+    "VERSION": "0.3.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # One enum component per choice set, named after the model choices, wherever a
     # provider, platform or delivery status field appears (tokens, deliveries,
@@ -206,6 +208,7 @@ SPECTACULAR_SETTINGS = {
         "ProviderEnum": "delivery.models.Provider",
         "PlatformEnum": "delivery.models.Platform",
         "DeliveryStatusEnum": "delivery.models.PushDelivery.Status",
+        "QuietHoursActionEnum": "campaigns.serializers.QUIET_HOURS_ACTIONS",
     },
 }
 

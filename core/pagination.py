@@ -40,7 +40,9 @@ LIMIT_PARAMETER = OpenApiParameter(
     ),
 )
 CURSOR_PARAMETER = OpenApiParameter(
-    "cursor", str, description="`next` from the previous page (opaque)."
+    "cursor",
+    {"type": "string", "minLength": 1},
+    description="`next` from the previous page (opaque); an empty value is 400.",
 )
 
 
@@ -52,8 +54,10 @@ def parse_limit(raw: str | None) -> int:
     """`?limit=`: absent is the default; empty, non-integer or out of range is a 400."""
     if raw is None:
         return DEFAULT_LIMIT
-    # isdigit() alone also accepts digits int() refuses, such as "²".
-    if not (raw.isascii() and raw.isdigit()) or not MIN_LIMIT <= int(raw) <= MAX_LIMIT:
+    # isdigit() alone also accepts digits int() refuses, such as "²"; the length
+    # check keeps int() away from thousands of digits.
+    valid = raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_LIMIT))
+    if not valid or not MIN_LIMIT <= int(raw) <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be an integer between {MIN_LIMIT} and {MAX_LIMIT}.",
             details={"field": "limit"},
@@ -106,8 +110,9 @@ def encode_cursor(values: list[Any]) -> str:
 
 
 def decode_cursor(token: str | None, *, keys: Sequence[Key]) -> list[Any] | None:
-    """The key values a cursor holds, each checked by its key; None for no cursor."""
-    if token is None or token == "":
+    """The key values a cursor holds, each checked by its key; None (first page) when
+    no cursor is given. `?cursor=` (empty) is not a cursor: 400."""
+    if token is None:
         return None
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))

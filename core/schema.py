@@ -2,8 +2,11 @@
 
 drf-spectacular cannot read auth rules or our error envelope from the code, so this
 module states them once: the two security schemes (API key, staff session), the one
-`Error` component every error response refers to, and operationIds that tell a list
-from a detail. Extensions register themselves when their class is created, so
+`Error` component every error response refers to, operationIds that tell a list
+from a detail, UUID path ids, the bounded pagination parameters, and
+`DocumentedJSONField` for JSON columns answered as stored. The schema must say what
+the validators accept (docs/decisions.md); `make schema-check` holds it to that.
+Extensions register themselves when their class is created, so
 `CoreConfig.ready()` imports this module - the place drf-spectacular's docs give for
 extensions - and the schema view and `manage.py spectacular` both see them.
 tests/core/test_schema.py fails on any generator warning.
@@ -11,15 +14,29 @@ tests/core/test_schema.py fails on any generator warning.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+import uritemplate
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from core.models import KEY_PREFIX
+
+# A string with at least one non-space character: what "must not be blank" means to
+# the validators (`str.strip()`), as a JSON Schema pattern (searched, not anchored).
+NOT_BLANK = r"\S"
+
+# Path ids are matched loosely by the URLs ([^/]+) so that a malformed id gets its
+# own 400 code from the view instead of a bare 404; the schema says what is valid.
+UUID_PATH_PARAMETERS = {
+    "project_id": "The project's id (a key's own project; any other id answers 404).",
+    "campaign_id": "A campaign id; not a UUID: 400 INVALID_CAMPAIGN_ID.",
+    "segment_id": "A segment id; not a UUID: 400 INVALID_SEGMENT_ID.",
+}
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -60,6 +77,23 @@ class StaffSessionScheme(OpenApiAuthenticationExtension):
                 "Alias routes (/admin/push...) take the project as `?project_id=<uuid>`."
             ),
         }
+
+
+class DocumentedJSONField(serializers.JSONField):
+    """A stored JSON value, answered as it is and documented with `schema`.
+
+    Output fields of JSON columns (a campaign's actions, a segment's rules) are
+    passed through unchanged - re-serializing them could reshape or fail on a stored
+    value - but clients need their shape, not "any value". `schema` is a raw schema
+    dict or a serializer that describes it; nullable only with allow_null=True.
+    """
+
+    def __init__(
+        self, schema: dict[str, Any] | serializers.Field[Any, Any, Any, Any], **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        # On the instance, re-applied by every copy DRF makes of a declared field.
+        extend_schema_field(schema)(cast(Any, self))
 
 
 class ErrorBodySerializer(serializers.Serializer[object]):
@@ -107,13 +141,29 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
 
 
 class HeraldAutoSchema(AutoSchema):
-    """drf-spectacular's AutoSchema, with list operations named `<path>_list`.
+    """drf-spectacular's AutoSchema: list operations named `<path>_list`, UUID path ids.
 
     drf-spectacular recognises a list by a `many=True` response; ours answer a page
     envelope `{"results", "next"}`, so a list and a detail GET on the same path
     prefix would both be `<path>_retrieve` and collide. Views whose GET answers a
     list set `lists = True`.
     """
+
+    def get_override_parameters(self) -> list[Any]:
+        """The view's own parameters, plus UUID typing for the id path variables."""
+        declared = list(super().get_override_parameters())
+        named = {p.name for p in declared if isinstance(p, OpenApiParameter)}
+        variables = uritemplate.variables(self.path)
+        return [
+            *(
+                OpenApiParameter(
+                    name, OpenApiTypes.UUID, OpenApiParameter.PATH, description=description
+                )
+                for name, description in UUID_PATH_PARAMETERS.items()
+                if name in variables and name not in named
+            ),
+            *declared,
+        ]
 
     def get_operation_id(self) -> str:
         operation_id = super().get_operation_id()

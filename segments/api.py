@@ -19,9 +19,11 @@ from core.errors import InvalidInput
 from core.idempotency import IDEMPOTENCY_ERRORS, idempotent
 from core.pagination import CURSOR_PARAMETER, LIMIT_PARAMETER, parse_limit
 from core.schema import error_responses
+from delivery.models import Provider
 from segments import selectors, services
 from segments.rules import stored_rules, validate_rules
 from segments.serializers import (
+    EXTERNAL_ID_PATH_PATTERN,
     AppUserSerializer,
     AppUserWriteSerializer,
     PreviewSerializer,
@@ -37,6 +39,23 @@ from segments.serializers import (
 ERRORS = error_responses(400, 401, 403, 404, 429, 500)
 # Previews of a saved segment: 409 INVALID_SEGMENT_RULES when its rules no longer validate.
 PREVIEW_ERRORS = {**ERRORS, **error_responses(409)}
+EXTERNAL_ID = OpenApiParameter(
+    "external_id",
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": services.MAX_EXTERNAL_ID,
+        "pattern": EXTERNAL_ID_PATH_PATTERN,
+    },
+    OpenApiParameter.PATH,
+    description="The app's own user id (400 INVALID_EXTERNAL_ID when malformed).",
+)
+TOKEN = OpenApiParameter(
+    "token",
+    {"type": "string", "minLength": 1, "maxLength": services.FCM_TOKEN_MAX},
+    OpenApiParameter.PATH,
+    description="The device token string (404 when this project has no such token).",
+)
 
 
 class SegmentView(ProjectScopedView):
@@ -161,6 +180,7 @@ class AppUserView(RegistrationView):
     failure_codes = {"PUT": "UPSERT_FAILED"}
 
     @extend_schema(
+        parameters=[EXTERNAL_ID],
         request=AppUserWriteSerializer,
         responses={200: AppUserSerializer, 201: AppUserSerializer, **ERRORS},
         summary="Create or update an app user and merge its attributes",
@@ -198,9 +218,13 @@ class TokenDetailView(RegistrationView):
 
     @extend_schema(
         parameters=[
+            TOKEN,
             OpenApiParameter(
-                "provider", str, description="apns|fcm, when the same string exists for both."
-            )
+                "provider",
+                str,
+                enum=Provider.values,
+                description="Only this provider's token, when the same string exists for both.",
+            ),
         ],
         responses={204: None, **ERRORS},
         summary="Unregister a device token (active false, reason 'unregistered')",

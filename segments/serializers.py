@@ -9,7 +9,9 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.schema import NOT_BLANK, DocumentedJSONField
 from delivery.models import Platform, Provider, PushToken
+from segments import services
 from segments.models import AppUser, Segment
 from segments.rules import rules_error
 
@@ -19,12 +21,30 @@ class RulesErrorSerializer(serializers.Serializer[object]):
     reason = serializers.CharField()
 
 
+# services.clean_external_id as a pattern: not blank, no control characters; in a
+# URL path, no "/" either (it would end the path segment).
+EXTERNAL_ID_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+EXTERNAL_ID_PATH_PATTERN = r"^[^\x00-\x1f\x7f/]*[^\s\x00-\x1f\x7f/][^\x00-\x1f\x7f/]*$"
+# Either provider's alphabet (APNs: 64-200 hex digits; FCM: 100-512 of A-Z a-z 0-9 _ - :).
+TOKEN_PATTERN = rf"^[A-Za-z0-9_:-]{{64,{services.FCM_TOKEN_MAX}}}$"
+RULES_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {},
+    "description": (
+        '{"all"|"any": [...]}, {"not": {...}} or {"attr", "op", "value"}; {} = everyone '
+        "(docs/api.md, Segments)."
+    ),
+}
+ATTRIBUTES_SCHEMA = {"type": "object", "additionalProperties": {}}
+
+
 class SegmentSerializer(serializers.ModelSerializer[Segment]):
     project_id = serializers.UUIDField(read_only=True)
     rules_error = serializers.SerializerMethodField(
         help_text="null, or why the stored rules no longer validate (previews and sends "
         "answer 409 INVALID_SEGMENT_RULES until they are fixed)."
     )
+    rules = DocumentedJSONField(RULES_SCHEMA, read_only=True)
 
     class Meta:
         model = Segment
@@ -55,18 +75,20 @@ class SegmentPageSerializer(serializers.Serializer[object]):
 class SegmentWriteSerializer(serializers.Serializer[object]):
     """Documentation of the create/PATCH body; rules use the grammar in segments.rules."""
 
-    name = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True)
-    rules = serializers.JSONField(
-        help_text='{"all"|"any": [...]}, {"not": {...}} or {"attr", "op", "value"}; {} = everyone'
+    name = serializers.RegexField(NOT_BLANK, min_length=1, max_length=services.MAX_SEGMENT_NAME)
+    description = serializers.CharField(
+        required=False, allow_blank=True, max_length=services.MAX_SEGMENT_DESCRIPTION
     )
+    rules = DocumentedJSONField(RULES_SCHEMA)
 
 
 class RulesPreviewRequestSerializer(serializers.Serializer[object]):
-    rules = serializers.JSONField()
+    rules = DocumentedJSONField(RULES_SCHEMA)
 
 
 class SampleUserSerializer(serializers.ModelSerializer[AppUser]):
+    attributes = DocumentedJSONField(ATTRIBUTES_SCHEMA, read_only=True)
+
     class Meta:
         model = AppUser
         fields = ("id", "external_id", "attributes")
@@ -80,6 +102,7 @@ class PreviewSerializer(serializers.Serializer[object]):
 
 class AppUserSerializer(serializers.ModelSerializer[AppUser]):
     project_id = serializers.UUIDField(read_only=True)
+    attributes = DocumentedJSONField(ATTRIBUTES_SCHEMA, read_only=True)
 
     class Meta:
         model = AppUser
@@ -122,14 +145,41 @@ class TokenSerializer(serializers.ModelSerializer[PushToken]):
 
 
 class TokenWriteSerializer(serializers.Serializer[object]):
-    token = serializers.CharField()
+    token = serializers.RegexField(
+        TOKEN_PATTERN,
+        min_length=64,
+        max_length=services.FCM_TOKEN_MAX,
+        help_text=(
+            "APNs: 64-200 hexadecimal characters (stored lower-case); FCM: "
+            f"{services.FCM_TOKEN_MIN}-{services.FCM_TOKEN_MAX} of A-Z a-z 0-9 _ - :."
+        ),
+    )
     provider = serializers.ChoiceField(choices=Provider.choices)
-    platform = serializers.ChoiceField(choices=Platform.choices)
-    external_id = serializers.CharField(
+    platform = serializers.ChoiceField(
+        choices=Platform.choices, help_text="apns: ios only; fcm: android, ios or web."
+    )
+    external_id = serializers.RegexField(
+        EXTERNAL_ID_PATTERN,
+        min_length=1,
+        max_length=services.MAX_EXTERNAL_ID,
         required=False,
         allow_null=True,
         help_text="Owner; omit to keep the current owner, null to detach.",
     )
-    locale = serializers.CharField(required=False)
-    timezone = serializers.CharField(required=False)
-    app_version = serializers.CharField(required=False)
+    locale = serializers.RegexField(
+        r"^[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{1,8})*$",
+        max_length=35,
+        required=False,
+        allow_null=True,
+        help_text="A language tag such as 'fr-FR'; null: not given.",
+    )
+    timezone = serializers.CharField(
+        min_length=1,
+        max_length=64,
+        required=False,
+        allow_null=True,
+        help_text="An IANA time zone such as 'Europe/Paris'; null: not given.",
+    )
+    app_version = serializers.CharField(
+        max_length=services.MAX_APP_VERSION, required=False, allow_null=True, allow_blank=True
+    )

@@ -87,7 +87,16 @@ def test_nothing_reachable_starts_nothing(api, project, people, broker):
         ({}, 400, "VALIDATION_ERROR"),
         ({"device_ids": "abc"}, 400, "VALIDATION_ERROR"),
         ({"device_ids": [True]}, 400, "VALIDATION_ERROR"),
-        ({"user_ids": [""]}, 400, "VALIDATION_ERROR"),
+        ({"device_ids": [0]}, 400, "VALIDATION_ERROR"),
+        ({"device_ids": [-3]}, 400, "VALIDATION_ERROR"),
+        ({"device_ids": [" "]}, 400, "VALIDATION_ERROR"),
+        ({"device_ids": ["x" * 513]}, 400, "VALIDATION_ERROR"),
+        # user_ids are external ids, in the shape registration accepts (one validator)
+        ({"user_ids": [""]}, 400, "INVALID_EXTERNAL_ID"),
+        ({"user_ids": [0]}, 400, "INVALID_EXTERNAL_ID"),
+        ({"user_ids": [" "]}, 400, "INVALID_EXTERNAL_ID"),
+        ({"user_ids": ["ana\x01"]}, 400, "INVALID_EXTERNAL_ID"),
+        ({"user_ids": ["a" * 256]}, 400, "INVALID_EXTERNAL_ID"),
         ({"user_ids": ["ana"], "data": []}, 400, "INVALID_DATA"),
         ({"user_ids": ["ana"], "data": {"x": "y" * 5000}}, 400, "PAYLOAD_TOO_LARGE"),
         ({"user_ids": ["ana"], "extra": 1}, 400, "VALIDATION_ERROR"),
@@ -100,6 +109,28 @@ def test_refused_pushes_change_nothing(api, project, people, broker, payload, st
     assert response.json()["error"]["code"] == code
     assert CampaignRun.objects.count() == 0 and PushDelivery.objects.count() == 0
     assert broker.drain() == []
+
+
+def test_a_user_id_that_is_not_a_string_is_refused_naming_the_entry(api, project, people, broker):
+    """`user_ids: [0]` was pushed as the external id "0"; the schema says strings."""
+    campaign = CampaignFactory(project=project)
+    response = api.client.post(url(project, campaign, "push"), {"user_ids": ["ana", 0]})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "INVALID_EXTERNAL_ID"
+    assert response.json()["error"]["details"] == {"field": "user_ids[1]"}
+    assert CampaignRun.objects.count() == 0 and PushDelivery.objects.count() == 0
+    assert broker.drain() == []
+
+
+def test_device_ids_take_row_ids_as_integers_and_token_strings(api, project, people, broker):
+    campaign = CampaignFactory(project=project)
+    token = people["ana_ios"]
+    response = api.client.post(
+        url(project, campaign, "push"), {"device_ids": [token.id, f" {token.token} "]}
+    )
+    assert response.status_code == 200
+    assert response.json()["invalid_device_ids"] == []
+    assert response.json()["targeted"] == 1
 
 
 @pytest.mark.parametrize(
