@@ -36,6 +36,7 @@ def test_a_segment_with_rules_that_no_longer_validate_fails_the_send_at_once(
     simulators: Simulators, start_worker
 ):
     drain_broker()
+    simulators.reset()
     project = _project(simulators)
     _tokens(project, "apns", 3)
     # Saved around the validator (as the admin used to allow): `equals` is not an op.
