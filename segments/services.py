@@ -196,24 +196,27 @@ def clean_platform(value: Any, provider: str) -> str:
     return str(platform)
 
 
-def clean_token(value: Any, provider: str) -> str:
-    """A token in the shape its provider issues; APNs hex is stored lower-case."""
+def clean_token(value: Any, provider: str, *, field: str = "token") -> str:
+    """A token in the shape its provider issues; APNs hex is stored lower-case.
+
+    Every writer of push_tokens (registration, import, test push) cleans with this,
+    so one device never becomes two rows that differ only in case."""
     if value is None or (isinstance(value, str) and not value):
-        raise _invalid("MISSING_TOKEN", "token", "token is required.")
+        raise _invalid("MISSING_TOKEN", field, f"{field} is required.")
     if not isinstance(value, str):
-        raise _invalid("INVALID_TOKEN_FORMAT", "token", "token must be a string.")
+        raise _invalid("INVALID_TOKEN_FORMAT", field, f"{field} must be a string.")
     if provider == Provider.APNS:
         if not APNS_TOKEN_RE.fullmatch(value):
             raise _invalid(
                 "INVALID_TOKEN_FORMAT",
-                "token",
+                field,
                 "An APNs device token is 64-200 hexadecimal characters.",
             )
         return value.lower()
     if not FCM_TOKEN_RE.fullmatch(value) or not FCM_TOKEN_MIN <= len(value) <= FCM_TOKEN_MAX:
         raise _invalid(
             "INVALID_TOKEN_FORMAT",
-            "token",
+            field,
             f"An FCM registration token is {FCM_TOKEN_MIN}-{FCM_TOKEN_MAX} characters of "
             "A-Z a-z 0-9 _ - :.",
         )
