@@ -2,7 +2,8 @@
 
 Credentials are write-only here as everywhere (DESIGN.md, "Data model"): the form
 never renders a stored key or service account, only whether one is set, and an
-empty secret field keeps the stored value. API keys are minted by
+empty secret field keeps the stored value. Whether a pasted secret is valid, and
+what a project still lacks, is core.credentials' call. API keys are minted by
 `core.services.api_key_create`; the full key is shown once, in the message after
 saving, and only its hash is stored.
 """

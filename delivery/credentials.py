@@ -1,7 +1,9 @@
-"""Project credentials -> provider configs (the only place that reads the secrets).
+"""Project credentials -> provider configs (the only place that hands the secrets to
+a sender).
 
-Whether a project's credentials are complete is core.credentials' call, the same
-one the console shows; a project that lacks something fails with what it lacks.
+Whether a project's credentials are valid and complete is core.credentials' call,
+the same one the console shows; a project that lacks something fails with what it
+lacks.
 """
 
 from __future__ import annotations

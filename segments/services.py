@@ -1,9 +1,10 @@
 """Audience writes: app users and their attributes, device tokens, segments, counts.
 
-Input cleaning lives here too (the `clean_*` functions) because two interfaces share
-it: the registration API and `manage.py import_tokens`. Each raises `InvalidInput`
-with a stable code, so the API answers 400 and the import names a rejection reason,
-and nothing is written before every value has been checked.
+Input cleaning lives here too (the `clean_*` functions) because several interfaces
+share it: the registration API, `manage.py import_tokens` and the test push's
+device token. Each raises `InvalidInput` with a stable code, so the API answers 400
+and the import names a rejection reason, and nothing is written before every value
+has been checked.
 """
 
 from __future__ import annotations
