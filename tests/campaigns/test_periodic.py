@@ -20,22 +20,21 @@ def schedules() -> list[tuple[Any, ...]]:
     )
 
 
+def herald_schedules(*, sweep_every: int, sweep_enabled: bool = True) -> list[tuple[Any, ...]]:
+    refresh = ("herald: refresh segment counts", "segments.refresh_segment_counts")
+    sweep = ("herald: sweep campaigns", "campaigns.sweep")
+    return [
+        (*refresh, 15, "minutes", None, True),
+        (*sweep, sweep_every, "seconds", None, sweep_enabled),
+    ]
+
+
 def test_sync_applies_the_sweep_interval_setting(settings: Any) -> None:
     settings.HERALD_SWEEP_INTERVAL_SECONDS = 7
 
     sync_periodic_tasks()
 
-    assert schedules() == [
-        (
-            "herald: refresh segment counts",
-            "segments.refresh_segment_counts",
-            15,
-            "minutes",
-            None,
-            True,
-        ),
-        ("herald: sweep campaigns", "campaigns.sweep", 7, "seconds", None, True),
-    ]
+    assert schedules() == herald_schedules(sweep_every=7)
 
 
 def test_sync_keeps_a_pause_and_undoes_an_edited_schedule(settings: Any) -> None:
@@ -50,14 +49,4 @@ def test_sync_keeps_a_pause_and_undoes_an_edited_schedule(settings: Any) -> None
 
     sync_periodic_tasks()
 
-    assert schedules() == [
-        (
-            "herald: refresh segment counts",
-            "segments.refresh_segment_counts",
-            15,
-            "minutes",
-            None,
-            True,
-        ),
-        ("herald: sweep campaigns", "campaigns.sweep", 5, "seconds", None, False),
-    ]
+    assert schedules() == herald_schedules(sweep_every=5, sweep_enabled=False)
