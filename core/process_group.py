@@ -170,6 +170,8 @@ class ProcessGroup:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pgid, signal.SIGKILL)
         for child in self.children.values():
+            if child.poll() is None:  # only if it left the group; ours do not
+                child.kill()
             child.wait()
         if self.guard.stdin is not None and not self.guard.stdin.closed:
             self.guard.stdin.close()  # EOF: the guard finds the group empty and exits
