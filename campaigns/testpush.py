@@ -16,8 +16,15 @@ from campaigns.validation import VALIDATORS
 from core.api import refuse_unknown_fields
 from core.errors import ApplicationError, InvalidInput, NotFound
 from core.models import Project
-from delivery.models import Platform, Provider, PushToken
+from delivery.models import PushToken
 from delivery.services import delivery_send_one
+from segments.services import (
+    TokenRegistration,
+    clean_platform,
+    clean_provider,
+    clean_token,
+    token_register,
+)
 
 TARGET_FIELDS = {"app_user_id", "device_token", "provider", "platform"}
 ALLOWED = {*CONTENT_FIELDS, *TARGET_FIELDS}
@@ -52,22 +59,20 @@ def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
                 "app_user_id must be a UUID.", details={"field": "app_user_id"}
             ) from exc
     else:
-        if not isinstance(token, str) or len(token) > 512:
-            raise InvalidInput(
-                "device_token must be a string of at most 512 characters.",
-                details={"field": "device_token"},
-            )
+        # The device is cleaned by the token owner, as a registration would be.
         provider = payload.get("provider")
         if provider in (None, ""):
             raise InvalidInput("device_token needs a provider.", code="MISSING_PROVIDER")
-        if provider not in Provider.values:
-            raise InvalidInput("provider must be 'apns' or 'fcm'.", details={"field": "provider"})
-        platform = payload.get("platform") or ("ios" if provider == "apns" else "android")
-        if platform not in Platform.values:
-            raise InvalidInput(
-                "platform must be ios, android or web.", details={"field": "platform"}
-            )
-        clean.update(device_token=token.strip(), provider=provider, platform=platform)
+        provider = clean_provider(provider)
+        platform = clean_platform(
+            payload.get("platform") or ("ios" if provider == "apns" else "android"), provider
+        )
+        if isinstance(token, str) and not token.strip():
+            raise InvalidInput("device_token is empty.", code="NO_TOKEN")
+        token = clean_token(
+            token.strip() if isinstance(token, str) else token, provider, field="device_token"
+        )
+        clean.update(device_token=token, provider=provider, platform=platform)
     check_content_size(push_content(clean))
     return clean
 
@@ -85,13 +90,16 @@ def _resolve_token(project: Project, fields: Mapping[str, Any]) -> PushToken:
         if token is None:
             raise NotFound("That app user has no active push token.", code="NO_ACTIVE_TOKEN")
         return token
-    if not fields["device_token"]:
-        raise InvalidInput("device_token is empty.", code="NO_TOKEN")
-    token, _ = PushToken.objects.get_or_create(
+    existing = PushToken.objects.filter(
+        project=project, provider=fields["provider"], token=fields["device_token"]
+    ).first()
+    if existing is not None:  # sent as it is: a test push is no sign of life from the device
+        return existing
+    token, _ = token_register(
         project=project,
-        provider=fields["provider"],
-        token=fields["device_token"],
-        defaults={"platform": fields["platform"]},
+        registration=TokenRegistration(
+            token=fields["device_token"], provider=fields["provider"], platform=fields["platform"]
+        ),
     )
     return token
 

@@ -1,11 +1,23 @@
 """The Celery app. Settings come from Django settings under the CELERY_ prefix."""
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import beat_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("herald")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@beat_init.connect
+def sync_periodic_tasks_at_beat_start(**_: Any) -> None:
+    """Beat starts from the current settings (HERALD_SWEEP_INTERVAL_SECONDS ...).
+
+    Celery's Django fix-up has set Django up by the time beat starts."""
+    from campaigns.periodic import sync_periodic_tasks
+
+    sync_periodic_tasks()

@@ -2,19 +2,17 @@
 
 Credentials are write-only here as everywhere (DESIGN.md, "Data model"): the form
 never renders a stored key or service account, only whether one is set, and an
-empty secret field keeps the stored value. API keys are minted by
+empty secret field keeps the stored value. Whether a pasted secret is valid, and
+what a project still lacks, is core.credentials' call. API keys are minted by
 `core.services.api_key_create`; the full key is shown once, in the message after
 saving, and only its hash is stored.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
@@ -26,6 +24,14 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from core.credentials import (
+    InvalidCredentials,
+    apns_status,
+    clean_apns_auth_key,
+    clean_apns_certificate,
+    fcm_status,
+    parse_fcm_service_account,
+)
 from core.models import KEY_PREFIX, ApiKey, Project
 from core.services import (
     PROJECT_WRITABLE_FIELDS,
@@ -36,7 +42,7 @@ from core.services import (
 )
 
 SECRET_WIDGET_ATTRS = {"rows": 4, "cols": 80, "autocomplete": "off", "spellcheck": "false"}
-FCM_REQUIRED_KEYS = ("type", "project_id", "private_key", "client_email", "token_uri")
+T = TypeVar("T")
 
 
 def adopt_saved(target: models.Model, saved: models.Model) -> None:
@@ -99,25 +105,12 @@ def masked_key(key: ApiKey) -> str:
     return f"{KEY_PREFIX}{key.prefix}_…" if key.prefix else "—"
 
 
-def apns_status(project: Project) -> str:
-    if project.has_apns_credentials:
-        auth = "token auth" if project.apns_auth_key else "certificate"
-        environment = "sandbox" if project.apns_use_sandbox else "production"
-        return f"configured ({auth}, {environment})"
-    needed = []
-    if not project.apns_topic:
-        needed.append("topic")
-    if not project.apns_certificate and not (
-        project.apns_team_id and project.apns_key_id and project.apns_auth_key
-    ):
-        needed.append("team id + key id + .p8 key, or a certificate")
-    return f"missing ({'; '.join(needed)})"
-
-
-def fcm_status(project: Project) -> str:
-    if project.has_fcm_credentials:
-        return f"configured (project {(project.fcm_service_account or {}).get('project_id', '?')})"
-    return "missing (service account JSON)"
+def _field_error(clean: Callable[[str], T], value: str) -> T:
+    """Run a core.credentials cleaner; its refusal becomes the form field's error."""
+    try:
+        return clean(value)
+    except InvalidCredentials as exc:
+        raise forms.ValidationError(exc.message) from exc
 
 
 def _secret_field(label: str, help_text: str) -> forms.CharField:
@@ -181,54 +174,18 @@ class ProjectAdminForm(forms.ModelForm):
                 state = "A value is stored." if is_set else "Nothing stored yet."
                 self.fields[name].help_text = f"{state} {self.fields[name].help_text}"
 
+    # The rules are core.credentials'; the form only puts a refusal next to its field.
     def clean_set_apns_auth_key(self) -> str:
         text: str = self.cleaned_data["set_apns_auth_key"]
-        if not text:
-            return text
-        try:
-            key = serialization.load_pem_private_key(text.encode(), password=None)
-        except (ValueError, TypeError) as exc:
-            raise forms.ValidationError(
-                "Not a PEM private key: paste the whole .p8 file, BEGIN/END lines included."
-            ) from exc
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise forms.ValidationError("An APNs .p8 key is an EC (P-256) private key.")
-        return text + "\n"
+        return _field_error(clean_apns_auth_key, text) if text else text
 
     def clean_set_apns_certificate(self) -> str:
         text: str = self.cleaned_data["set_apns_certificate"]
-        if not text:
-            return text
-        try:
-            x509.load_pem_x509_certificate(text.encode())
-        except ValueError as exc:
-            raise forms.ValidationError("No PEM certificate found.") from exc
-        if "PRIVATE KEY-----" not in text:
-            raise forms.ValidationError("Paste the certificate's private key after it (PEM).")
-        return text + "\n"
+        return _field_error(clean_apns_certificate, text) if text else text
 
     def clean_set_fcm_service_account(self) -> dict[str, Any] | None:
         text: str = self.cleaned_data["set_fcm_service_account"]
-        if not text:
-            return None
-        try:
-            info = json.loads(text)
-        except ValueError as exc:
-            raise forms.ValidationError("Not valid JSON.") from exc
-        if not isinstance(info, dict):
-            raise forms.ValidationError("The service account must be a JSON object.")
-        missing = [key for key in FCM_REQUIRED_KEYS if not info.get(key)]
-        if missing:
-            raise forms.ValidationError(f"Missing keys: {', '.join(missing)}.")
-        if info["type"] != "service_account":
-            raise forms.ValidationError('"type" must be "service_account".')
-        try:
-            key = serialization.load_pem_private_key(str(info["private_key"]).encode(), None)
-        except (ValueError, TypeError) as exc:
-            raise forms.ValidationError('"private_key" is not a PEM private key.') from exc
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise forms.ValidationError('"private_key" must be an RSA key.')
-        return info
+        return _field_error(parse_fcm_service_account, text) if text else None
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

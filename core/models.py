@@ -8,6 +8,8 @@ import uuid
 
 from django.db import models
 
+from core.credentials import apns_missing, fcm_missing
+
 
 class DeliveryGuarantee(models.TextChoices):
     """What happens to a push whose worker died with the request in flight."""
@@ -63,13 +65,13 @@ class Project(models.Model):
 
     @property
     def has_apns_credentials(self) -> bool:
-        has_token_auth = bool(self.apns_team_id and self.apns_key_id and self.apns_auth_key)
-        return bool(self.apns_topic) and (has_token_auth or bool(self.apns_certificate))
+        """Complete enough to send to APNs (core.credentials decides)."""
+        return not apns_missing(self)
 
     @property
     def has_fcm_credentials(self) -> bool:
-        info = self.fcm_service_account or {}
-        return bool(info.get("private_key") and info.get("client_email"))
+        """Complete enough to send to FCM (core.credentials decides)."""
+        return not fcm_missing(self)
 
 
 KEY_PREFIX = "hk_"

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core.credentials import clean_credential_fields
 from core.errors import InvalidInput
 from core.models import ApiKey, DeliveryGuarantee, Project
 
@@ -56,6 +57,9 @@ def project_create(*, name: str) -> Project:
 def project_update(*, project: Project, fields: Mapping[str, Any]) -> Project:
     """Set the given fields (settings and credentials) and save only those.
 
+    Credentials are cleaned by core.credentials (INVALID_CREDENTIALS when a secret
+    is malformed), whoever calls: the admin, seed_demo, create_project.
+
     Naming `update_fields` keeps a concurrent edit of other fields (another
     operator, `seed_demo`) from being overwritten with stale values.
     """
@@ -67,7 +71,7 @@ def project_update(*, project: Project, fields: Mapping[str, Any]) -> Project:
         )
     if not fields:
         return project
-    for name, value in fields.items():
+    for name, value in clean_credential_fields(fields).items():
         if name == "name":
             value = _clean_name(value, what="Project")
         elif name == "delivery_guarantee":

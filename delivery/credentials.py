@@ -1,9 +1,16 @@
-"""Project credentials -> provider configs (the only place that reads the secrets)."""
+"""Project credentials -> provider configs (the only place that hands the secrets to
+a sender).
+
+Whether a project's credentials are valid and complete is core.credentials' call,
+the same one the console shows; a project that lacks something fails with what it
+lacks.
+"""
 
 from __future__ import annotations
 
 from django.conf import settings
 
+from core.credentials import apns_missing, fcm_missing
 from core.models import Project
 from delivery.models import Provider
 from delivery.providers.base import ApnsConfig, FcmConfig
@@ -14,8 +21,11 @@ class MissingCredentials(Exception):
 
 
 def apns_config(project: Project) -> ApnsConfig:
-    if not project.has_apns_credentials:
-        raise MissingCredentials("APNs credentials are not configured for this project.")
+    missing = apns_missing(project)
+    if missing:
+        raise MissingCredentials(
+            f"APNs credentials are not configured for this project (missing {'; '.join(missing)})."
+        )
     try:
         return ApnsConfig(
             topic=project.apns_topic,
@@ -34,8 +44,11 @@ def apns_config(project: Project) -> ApnsConfig:
 
 
 def fcm_config(project: Project) -> FcmConfig:
-    if not project.has_fcm_credentials:
-        raise MissingCredentials("FCM credentials are not configured for this project.")
+    missing = fcm_missing(project)
+    if missing:
+        raise MissingCredentials(
+            f"FCM credentials are not configured for this project (missing {'; '.join(missing)})."
+        )
     try:
         return FcmConfig(
             service_account_info=project.fcm_service_account,

@@ -1,9 +1,10 @@
 """Audience writes: app users and their attributes, device tokens, segments, counts.
 
-Input cleaning lives here too (the `clean_*` functions) because two interfaces share
-it: the registration API and `manage.py import_tokens`. Each raises `InvalidInput`
-with a stable code, so the API answers 400 and the import names a rejection reason,
-and nothing is written before every value has been checked.
+Input cleaning lives here too (the `clean_*` functions) because several interfaces
+share it: the registration API, `manage.py import_tokens` and the test push's
+device token. Each raises `InvalidInput` with a stable code, so the API answers 400
+and the import names a rejection reason, and nothing is written before every value
+has been checked.
 """
 
 from __future__ import annotations
@@ -199,24 +200,27 @@ def clean_platform(value: Any, provider: str) -> str:
     return str(platform)
 
 
-def clean_token(value: Any, provider: str) -> str:
-    """A token in the shape its provider issues; APNs hex is stored lower-case."""
+def clean_token(value: Any, provider: str, *, field: str = "token") -> str:
+    """A token in the shape its provider issues; APNs hex is stored lower-case.
+
+    Every writer of push_tokens (registration, import, test push) cleans with this,
+    so one device never becomes two rows that differ only in case."""
     if value is None or (isinstance(value, str) and not value):
-        raise _invalid("MISSING_TOKEN", "token", "token is required.")
+        raise _invalid("MISSING_TOKEN", field, f"{field} is required.")
     if not isinstance(value, str):
-        raise _invalid("INVALID_TOKEN_FORMAT", "token", "token must be a string.")
+        raise _invalid("INVALID_TOKEN_FORMAT", field, f"{field} must be a string.")
     if provider == Provider.APNS:
         if not APNS_TOKEN_RE.fullmatch(value):
             raise _invalid(
                 "INVALID_TOKEN_FORMAT",
-                "token",
+                field,
                 "An APNs device token is 64-200 hexadecimal characters.",
             )
         return value.lower()
     if not FCM_TOKEN_RE.fullmatch(value) or not FCM_TOKEN_MIN <= len(value) <= FCM_TOKEN_MAX:
         raise _invalid(
             "INVALID_TOKEN_FORMAT",
-            "token",
+            field,
             f"An FCM registration token is {FCM_TOKEN_MIN}-{FCM_TOKEN_MAX} characters of "
             "A-Z a-z 0-9 _ - :.",
         )

@@ -15,13 +15,26 @@ from queue import Empty
 from typing import Any, NamedTuple
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
 from rest_framework.test import APIClient
 
 from campaigns.models import CampaignRun, PushCampaign
 from config.celery import app as celery_app
 from core.models import ApiKey, Project
 from delivery.models import PushDelivery
-from tests.factories import ProjectFactory, api_client, create_api_key
+from delivery.simulators.credentials import DemoCredentials, ensure_demo_credentials
+from tests.factories import (
+    AppUserFactory,
+    CampaignFactory,
+    CampaignRunFactory,
+    ProjectFactory,
+    PushDeliveryFactory,
+    PushTokenFactory,
+    SegmentFactory,
+    api_client,
+    create_api_key,
+)
 
 # Nothing listens on port 1: connecting is refused at once, a real broker fault.
 UNREACHABLE_BROKER_URL = "redis://127.0.0.1:1/0"
@@ -152,3 +165,66 @@ def db_state(db: None) -> Callable[[], dict[str, list[Any]]]:
         }
 
     return state
+
+
+# --- the operator console (/ops/) ---------------------------------------------------
+
+
+@pytest.fixture
+def staff(db: None, settings: Any) -> Client:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "ops-password")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture(scope="session")
+def demo_credentials(tmp_path_factory: pytest.TempPathFactory) -> DemoCredentials:
+    return ensure_demo_credentials(tmp_path_factory.mktemp("simulators"))
+
+
+@pytest.fixture
+def configured_project(db: None, demo_credentials: DemoCredentials) -> Project:
+    return ProjectFactory.create(
+        name="Configured",
+        apns_team_id=demo_credentials.team_id,
+        apns_key_id=demo_credentials.key_id,
+        apns_auth_key=demo_credentials.auth_key_pem,
+        apns_topic=demo_credentials.topic,
+        fcm_service_account=demo_credentials.service_account_info,
+    )
+
+
+@pytest.fixture
+def some_of_everything(configured_project: Project) -> dict[str, Any]:
+    key, _ = create_api_key(configured_project, name="ci key")
+    user = AppUserFactory.create(
+        project=configured_project,
+        external_id="u-1",
+        attributes={"country": "FR", "language": "fr"},
+    )
+    token = PushTokenFactory.create(project=configured_project, app_user=user)
+    segment = SegmentFactory.create(
+        project=configured_project,
+        rules={"all": [{"attr": "language", "op": "eq", "value": "fr"}]},
+    )
+    campaign = CampaignFactory.create(
+        project=configured_project,
+        segment=segment,
+        status="sent",
+        current_run=1,
+    )
+    CampaignRunFactory.create(
+        campaign=campaign, number=1, status="sent", targeted=3, sent=2, invalid_tokens=1
+    )
+    delivery = PushDeliveryFactory.create(campaign=campaign, token=token, status="sent")
+    return {
+        "core_project": configured_project,
+        "core_apikey": key,
+        "segments_appuser": user,
+        "segments_segment": segment,
+        "delivery_pushtoken": token,
+        "delivery_pushdelivery": delivery,
+        "campaigns_pushcampaign": campaign,
+    }

@@ -1,18 +1,15 @@
-"""Adds the idempotency-key expiry to databases migrated before it was declared.
-
-The schedule itself is declared with the others in 0002_periodic_tasks.PERIODIC.
-"""
-
-import importlib
+"""Adds the idempotency-key expiry to databases migrated before it was declared
+(the schedules are declared in campaigns/periodic.py)."""
 
 from django.db import migrations
 
-periodic = importlib.import_module("campaigns.migrations.0002_periodic_tasks")
+from campaigns.periodic import sync_periodic_tasks
+
 NAME = "herald: expire idempotency keys"
 
 
 def create(apps, schema_editor):
-    periodic.create(apps, schema_editor, names={NAME})
+    sync_periodic_tasks(apps)
 
 
 def remove(apps, schema_editor):

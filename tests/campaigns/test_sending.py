@@ -68,7 +68,10 @@ def test_missing_credentials_fail_the_run_fast(api, broker):
     drive(campaign, broker)
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.FAILED
-    assert campaign.last_error == "APNs credentials are not configured for this project."
+    assert campaign.last_error == (
+        "APNs credentials are not configured for this project (missing topic; "
+        "team id + key id + .p8 key, or a certificate)."
+    )
     assert CampaignRun.objects.get(campaign=campaign).status == "failed"
     assert PushDelivery.objects.count() == 0
 

@@ -59,6 +59,39 @@ def test_by_device_token(api, project):
     assert PushToken.objects.get(token=APNS_TOKEN).platform == "ios"
 
 
+def test_upper_case_apns_token_is_the_registered_device_not_a_second_row(api, project):
+    registered = api.client.post(
+        f"/v1/projects/{project.id}/tokens",
+        {"token": APNS_TOKEN, "provider": "apns", "platform": "ios", "external_id": "u-1"},
+    )
+    assert registered.status_code == 201, registered.json()
+    token = PushToken.objects.get()
+
+    response = api.client.post(
+        url(project, False),
+        {"title": "T", "body": "B", "device_token": APNS_TOKEN.upper(), "provider": "apns"},
+    )
+
+    assert response.status_code == 200, response.json()
+    assert list(PushToken.objects.values_list("pk", "token", "app_user__external_id")) == [
+        (token.pk, APNS_TOKEN, "u-1")
+    ]
+    delivery = PushDelivery.objects.get(pk=response.json()["delivery_id"])
+    assert delivery.token_id == token.pk
+
+
+def test_a_new_device_is_stored_as_registration_stores_it(api, project):
+    response = api.client.post(
+        url(project, False),
+        {"title": "T", "body": "B", "device_token": APNS_TOKEN.upper(), "provider": "APNS"},
+    )
+
+    assert response.status_code == 200, response.json()
+    assert list(PushToken.objects.values_list("token", "provider", "platform", "active")) == [
+        (APNS_TOKEN, "apns", "ios", True)
+    ]
+
+
 def test_provider_rejection_is_push_failed_and_retires_the_token(api, project):
     PushTokenFactory(project=project, token=DEAD_APNS, provider="apns")
     response = api.client.post(
@@ -106,7 +139,23 @@ def test_missing_credentials_is_push_failed(api):
         (
             {"title": "T", "body": "B", "device_token": "a", "provider": "x"},
             400,
-            "VALIDATION_ERROR",
+            "INVALID_PROVIDER",
+        ),
+        (
+            {"title": "T", "body": "B", "device_token": "abc", "provider": "apns"},
+            400,
+            "INVALID_TOKEN_FORMAT",
+        ),
+        (
+            {"title": "T", "body": "B", "device_token": "x" * 600, "provider": "fcm"},
+            400,
+            "INVALID_TOKEN_FORMAT",
+        ),
+        (
+            {"title": "T", "body": "B", "device_token": APNS_TOKEN, "provider": "apns"}
+            | {"platform": "android"},
+            400,
+            "INVALID_PLATFORM",
         ),
         (
             {"title": "T", "body": "B", "app_user_id": str(uuid.UUID(int=1)), "x": 1},

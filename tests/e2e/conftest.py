@@ -206,6 +206,8 @@ def start_beat(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
 
     def start(env: dict[str, str] | None = None) -> Worker:
         n = len(beats)
+        # Beat applies the sweep interval setting at start (campaigns/periodic.py).
+        env = {"HERALD_SWEEP_INTERVAL_SECONDS": "1", **(env or {})}
         args = [
             "beat",
             "-l",

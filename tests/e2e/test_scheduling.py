@@ -37,7 +37,8 @@ def schedule(project, seconds: float, **extra):
 
 
 def sweeper_every_second() -> None:
-    """What the data migration declares, at a test-friendly interval."""
+    """What campaigns/periodic.py declares, at a test-friendly interval (start_beat
+    applies the same through HERALD_SWEEP_INTERVAL_SECONDS)."""
     every, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.update_or_create(
         name="herald: sweep campaigns", defaults={"task": "campaigns.sweep", "interval": every}
@@ -224,3 +225,30 @@ def test_throttled_campaign_never_exceeds_its_rate(simulators, start_worker):
     assert busiest <= rate
     assert busiest >= rate * 0.8  # it did use its rate, not a trickle
     assert_each_token_once(simulators, tokens)
+
+
+def test_beat_applies_the_sweep_interval_setting_when_it_starts(start_beat):
+    """HERALD_SWEEP_INTERVAL_SECONDS is live: not frozen at migrate time."""
+    PeriodicTask.objects.update_or_create(
+        name="herald: refresh segment counts",
+        defaults={
+            "task": "segments.refresh_segment_counts",
+            "interval": IntervalSchedule.objects.get_or_create(every=9, period="hours")[0],
+            "enabled": False,
+        },
+    )
+
+    start_beat(env={"HERALD_SWEEP_INTERVAL_SECONDS": "7"})
+
+    def schedules():
+        return sorted(
+            PeriodicTask.objects.filter(name__startswith="herald: ").values_list(
+                "name", "task", "interval__every", "interval__period", "enabled"
+            )
+        )
+
+    expected = [
+        ("herald: refresh segment counts", "segments.refresh_segment_counts", 15, "minutes", False),
+        ("herald: sweep campaigns", "campaigns.sweep", 7, "seconds", True),
+    ]
+    assert wait_for(lambda: schedules() == expected, timeout=60), schedules()

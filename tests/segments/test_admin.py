@@ -8,26 +8,18 @@ import json
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from segments.models import Segment
+from tests.console import url
+from tests.factories import AppUserFactory
 from tests.segments.helpers import EQUALS_REASON, EQUALS_RULE, audience_state, make_project
 
 pytestmark = pytest.mark.django_db
 
 US_RULE = {"attr": "country", "op": "eq", "value": "US"}
-
-
-@pytest.fixture
-def staff(settings: Any) -> Client:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "ops-password")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def form(project: Any, **overrides: Any) -> dict[str, Any]:
@@ -140,3 +132,17 @@ def test_a_stored_segment_that_no_longer_validates_is_reported_not_crashed_on(
     assert '<td class="field-rules_status">OK</td>' in text
     assert page.status_code == 200
     assert EQUALS_REASON in page.content.decode()
+
+
+def test_app_user_changelist_shows_attributes_and_searches_external_id(
+    staff: Client, some_of_everything: dict[str, Any]
+) -> None:
+    AppUserFactory.create(project=some_of_everything["core_project"], external_id="someone-else")
+
+    response = staff.get(url("segments_appuser_changelist"), {"q": "u-1"})
+
+    rows = list(response.context["cl"].result_list)
+    assert [u.external_id for u in rows] == ["u-1"]
+    page = response.content.decode()
+    assert '<td class="field-country">FR</td>' in page
+    assert '<td class="field-language">fr</td>' in page

@@ -22,10 +22,10 @@ from django.utils import timezone
 
 from delivery.admin import PushTokenAdmin
 from delivery.models import PushToken
-from segments.management.token_import import import_file
 from segments.models import AppUser
 from segments.rules import ANY_TOKEN_BIT, TOKEN_KIND_BITS
 from segments.services import TokenRegistration, token_register, token_unregister
+from segments.token_import import import_file
 from tests.segments.helpers import apns_token, fcm_token, make_project, make_token, make_user
 
 pytestmark = [

@@ -3,7 +3,9 @@
 Migrates, seeds the demo project (wired to the local provider simulators), makes
 sure an admin login exists, then starts the simulators, the web server, a Celery
 worker and Celery beat, prefixes their output, prints the URLs and credentials,
-and stops everything on Ctrl-C (or as soon as any of them dies).
+and stops everything on Ctrl-C, SIGTERM or SIGHUP, or as soon as any of them dies
+(naming it and its exit code). Nothing it started outlives it, even when it is
+SIGKILLed: see core/process_group.py for how.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.process_group import ProcessGroup, describe_exit
+
 PYTHON = sys.executable
+# Web and beat first so nothing new is enqueued, then the worker (a warm shutdown
+# finishes its current task while the simulators still answer), then the simulators.
+STOP_ORDER = (("web", "beat"), ("worker",), ("simulators",))
+STOP_TIMEOUT_SECONDS = 20.0
 
 
 class Command(BaseCommand):
@@ -76,39 +84,40 @@ class Command(BaseCommand):
             ],
             "beat": [*celery, "beat", "-l", "INFO", "--pidfile="],
         }
-        children: dict[str, subprocess.Popen[str]] = {}
         stopping = threading.Event()
+        group: ProcessGroup | None = None
 
         def stop(*_: object) -> None:
+            if stopping.is_set() and group is not None:
+                group.kill_now()  # asked twice: no more waiting
             stopping.set()
 
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, stop)
+        group = ProcessGroup()
         try:
+            # Every child is started before the first output thread: a fork with
+            # another thread running could copy a lock that thread holds.
             for name, argv in processes.items():
-                children[name] = self._start(name, argv)
+                group.start(name, argv)
+            for name, child in group.children.items():
+                self._pump(name, child)
             base = f"http://{host}:{port}"
-            if not self._wait_healthy(f"{base}/healthz", children, stopping):
-                raise CommandError("The web server did not come up; see the output above.")
-            self._banner(base, demo, password)
+            self._wait_healthy(f"{base}/healthz", group, stopping)
+            if not stopping.is_set():
+                self._banner(base, demo, password)
             while not stopping.is_set():
-                for name, child in children.items():
-                    if child.poll() is not None:
-                        raise CommandError(f"{name} exited with code {child.returncode}.")
+                exited = group.first_exit()
+                if exited is not None:
+                    raise CommandError(f"{describe_exit(*exited)}; stopped the rest.")
                 stopping.wait(0.5)
+            self.stdout.write("Stopping ...")
         finally:
-            self._stop_all(children)
+            group.stop(STOP_ORDER, timeout=STOP_TIMEOUT_SECONDS)
+        self.stdout.write("Stopped.")
 
-    def _start(self, name: str, argv: list[str]) -> subprocess.Popen[str]:
-        child = subprocess.Popen(  # noqa: S603 (our own interpreter and fixed arguments)
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
-        )
-
+    @staticmethod
+    def _pump(name: str, child: subprocess.Popen[str]) -> None:
         def pump() -> None:
             assert child.stdout is not None
             for line in child.stdout:
@@ -116,24 +125,23 @@ class Command(BaseCommand):
                 sys.stdout.flush()
 
         threading.Thread(target=pump, daemon=True).start()
-        return child
 
     @staticmethod
-    def _wait_healthy(
-        url: str, children: dict[str, subprocess.Popen[str]], stopping: threading.Event
-    ) -> bool:
+    def _wait_healthy(url: str, group: ProcessGroup, stopping: threading.Event) -> None:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not stopping.is_set():
-            if any(child.poll() is not None for child in children.values()):
-                return False
+        while not stopping.is_set():
+            exited = group.first_exit()
+            if exited is not None:
+                raise CommandError(f"{describe_exit(*exited)}; stopped the rest.")
+            if time.monotonic() > deadline:
+                raise CommandError("The web server did not come up within 60 s; stopped all.")
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
                     if response.status == 200:
-                        return True
+                        return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.5)
-        return False
 
     def _banner(self, base: str, demo: dict[str, Any], password: str) -> None:
         project, key = demo["project_id"], demo["api_key"]
@@ -161,19 +169,3 @@ class Command(BaseCommand):
             "==================================================================\n"
         )
         self.stdout.flush()
-
-    @staticmethod
-    def _stop_all(children: dict[str, subprocess.Popen[str]]) -> None:
-        # Web and beat first so nothing new is enqueued, then the worker (warm
-        # shutdown finishes its current task), then the simulators.
-        for name in ("web", "beat", "worker", "simulators"):
-            child = children.get(name)
-            if child is not None and child.poll() is None:
-                child.send_signal(signal.SIGTERM)  # the leader stops its own children
-        deadline = time.monotonic() + 20
-        for child in children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.models import Project
-from segments.management.token_import import format_summary, guess_format, import_file
+from segments.token_import import format_summary, guess_format, import_file
 
 
 class Command(BaseCommand):

@@ -1,5 +1,5 @@
-"""The operator console (/ops/): pages render, secrets stay hidden, writes go
-through the same services and validation as the API."""
+"""The console's campaign pages: actions and forms go through the same services and
+validation as the API."""
 
 from __future__ import annotations
 
@@ -7,151 +7,27 @@ import json
 import re
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.messages import get_messages
-from django.db import connection
 from django.test import Client
-from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import CampaignRun, PushCampaign
-from core.admin import EstimatedCountPaginator
-from core.models import ApiKey, Project, hash_secret
-from delivery.models import PushDelivery, PushToken
-from delivery.simulators.credentials import DemoCredentials, ensure_demo_credentials
+from core.models import Project
+from tests.console import messages_of, url
 from tests.factories import (
-    AppUserFactory,
     CampaignFactory,
-    CampaignRunFactory,
     ProjectFactory,
     PushDeliveryFactory,
-    PushTokenFactory,
     SegmentFactory,
-    api_client,
-    create_api_key,
 )
 
 if TYPE_CHECKING:
     from django.test.client import _MonkeyPatchedWSGIResponse as Response
 
-CHANGELISTS = [
-    "core_project",
-    "core_apikey",
-    "segments_appuser",
-    "segments_segment",
-    "delivery_pushtoken",
-    "delivery_pushdelivery",
-    "campaigns_pushcampaign",
-]
-ADDABLE = [name for name in CHANGELISTS if name != "delivery_pushdelivery"]
 DbState = Callable[[], dict[str, list[dict[str, Any]]]]
-
-
-@pytest.fixture
-def staff(db: None, settings: Any) -> Client:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "ops-password")
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture(scope="session")
-def demo_credentials(tmp_path_factory: pytest.TempPathFactory) -> DemoCredentials:
-    return ensure_demo_credentials(tmp_path_factory.mktemp("simulators"))
-
-
-@pytest.fixture
-def configured_project(db: None, demo_credentials: DemoCredentials) -> Project:
-    return ProjectFactory.create(
-        name="Configured",
-        apns_team_id=demo_credentials.team_id,
-        apns_key_id=demo_credentials.key_id,
-        apns_auth_key=demo_credentials.auth_key_pem,
-        apns_topic=demo_credentials.topic,
-        fcm_service_account=demo_credentials.service_account_info,
-    )
-
-
-def messages_of(response: Response) -> list[tuple[str, str]]:
-    return [(m.level_tag, m.message) for m in get_messages(response.wsgi_request)]
-
-
-def url(name: str, *args: Any) -> str:
-    return reverse(f"admin:{name}", args=args)
-
-
-def secret_lines(credentials: DemoCredentials) -> list[str]:
-    """The base64 body lines of both stored private keys."""
-    apns = credentials.auth_key_pem.splitlines()[1:-1]
-    fcm = str(credentials.service_account_info["private_key"]).splitlines()[1:-1]
-    return [line for line in apns + fcm if line]
-
-
-# --- every page renders ------------------------------------------------------------
-
-
-@pytest.fixture
-def some_of_everything(configured_project: Project) -> dict[str, Any]:
-    key, _ = create_api_key(configured_project, name="ci key")
-    user = AppUserFactory.create(
-        project=configured_project,
-        external_id="u-1",
-        attributes={"country": "FR", "language": "fr"},
-    )
-    token = PushTokenFactory.create(project=configured_project, app_user=user)
-    segment = SegmentFactory.create(
-        project=configured_project,
-        rules={"all": [{"attr": "language", "op": "eq", "value": "fr"}]},
-    )
-    campaign = CampaignFactory.create(
-        project=configured_project,
-        segment=segment,
-        status="sent",
-        current_run=1,
-    )
-    CampaignRunFactory.create(
-        campaign=campaign, number=1, status="sent", targeted=3, sent=2, invalid_tokens=1
-    )
-    delivery = PushDeliveryFactory.create(campaign=campaign, token=token, status="sent")
-    return {
-        "core_project": configured_project,
-        "core_apikey": key,
-        "segments_appuser": user,
-        "segments_segment": segment,
-        "delivery_pushtoken": token,
-        "delivery_pushdelivery": delivery,
-        "campaigns_pushcampaign": campaign,
-    }
-
-
-@pytest.mark.parametrize("name", CHANGELISTS)
-def test_changelist_renders(staff: Client, some_of_everything: dict[str, Any], name: str) -> None:
-    response = staff.get(url(f"{name}_changelist"))
-    assert response.status_code == 200
-
-
-@pytest.mark.parametrize("name", CHANGELISTS)
-def test_change_page_renders(staff: Client, some_of_everything: dict[str, Any], name: str) -> None:
-    response = staff.get(url(f"{name}_change", some_of_everything[name].pk))
-    assert response.status_code == 200
-
-
-@pytest.mark.parametrize("name", ADDABLE)
-def test_add_page_renders(staff: Client, name: str) -> None:
-    assert staff.get(url(f"{name}_add")).status_code == 200
-
-
-def test_delivery_log_is_read_only(staff: Client, some_of_everything: dict[str, Any]) -> None:
-    delivery = some_of_everything["delivery_pushdelivery"]
-    assert staff.get(url("delivery_pushdelivery_add")).status_code == 403
-    assert staff.post(url("delivery_pushdelivery_delete", delivery.pk)).status_code == 403
-    page = staff.get(url("delivery_pushdelivery_change", delivery.pk)).content.decode()
-    assert 'name="_save"' not in page
 
 
 def test_campaign_deliveries_link_filters_the_delivery_log(
@@ -169,285 +45,6 @@ def test_campaign_deliveries_link_filters_the_delivery_log(
     shown = [row.pk for row in response.context["cl"].result_list]
     assert shown == [some_of_everything["delivery_pushdelivery"].pk]
     assert other.pk not in shown
-
-
-def test_app_user_changelist_shows_attributes_and_searches_external_id(
-    staff: Client, some_of_everything: dict[str, Any]
-) -> None:
-    AppUserFactory.create(project=some_of_everything["core_project"], external_id="someone-else")
-
-    response = staff.get(url("segments_appuser_changelist"), {"q": "u-1"})
-
-    rows = list(response.context["cl"].result_list)
-    assert [u.external_id for u in rows] == ["u-1"]
-    page = response.content.decode()
-    assert '<td class="field-country">FR</td>' in page
-    assert '<td class="field-language">fr</td>' in page
-
-
-# --- projects: credentials are write-only ------------------------------------------
-
-
-def test_project_change_form_never_shows_stored_secrets(
-    staff: Client, configured_project: Project, demo_credentials: DemoCredentials
-) -> None:
-    response = staff.get(url("core_project_change", configured_project.pk))
-
-    page = response.content.decode()
-    assert response.status_code == 200
-    assert "PRIVATE KEY" not in page
-    assert [line for line in secret_lines(demo_credentials) if line in page] == []
-    assert str(demo_credentials.service_account_info["private_key_id"]) not in page
-    assert "APNs: configured (token auth, production)<br>FCM: configured (project herald-demo)" in (
-        page
-    )
-    assert re.search(r'<textarea name="set_apns_auth_key"[^>]*>\s*</textarea>', page)
-    assert re.search(r'<textarea name="set_fcm_service_account"[^>]*>\s*</textarea>', page)
-
-
-def test_project_credentials_show_missing_for_a_new_project(staff: Client) -> None:
-    project = ProjectFactory.create()
-
-    page = staff.get(url("core_project_change", project.pk)).content.decode()
-
-    assert (
-        "APNs: missing (topic; team id + key id + .p8 key, or a certificate)<br>"
-        "FCM: missing (service account JSON)"
-    ) in page
-
-
-def project_form(project: Project, **overrides: Any) -> dict[str, Any]:
-    data = {
-        "name": project.name,
-        "apns_team_id": project.apns_team_id,
-        "apns_key_id": project.apns_key_id,
-        "set_apns_auth_key": "",
-        "set_apns_certificate": "",
-        "apns_topic": project.apns_topic,
-        "apns_endpoint": project.apns_endpoint,
-        "apns_ca_file": project.apns_ca_file,
-        "set_fcm_service_account": "",
-        "fcm_endpoint": project.fcm_endpoint,
-        "fcm_ca_file": project.fcm_ca_file,
-        "default_timezone": project.default_timezone,
-        "default_quiet_hours": "null",
-        "default_throttle_per_minute": "",
-        "frequency_cap_per_day": "",
-        "delivery_guarantee": project.delivery_guarantee,
-        "api_keys-TOTAL_FORMS": "0",
-        "api_keys-INITIAL_FORMS": "0",
-        "_save": "Save",
-    }
-    data.update(overrides)
-    return data
-
-
-def test_saving_a_project_with_empty_secret_fields_keeps_the_stored_secrets(
-    staff: Client, configured_project: Project, demo_credentials: DemoCredentials
-) -> None:
-    response = staff.post(
-        url("core_project_change", configured_project.pk),
-        project_form(configured_project, name="Renamed", apns_endpoint="127.0.0.1:2197"),
-    )
-
-    assert response.status_code == 302
-    configured_project.refresh_from_db()
-    assert configured_project.name == "Renamed"
-    assert configured_project.apns_endpoint == "127.0.0.1:2197"
-    assert configured_project.apns_auth_key == demo_credentials.auth_key_pem
-    assert configured_project.fcm_service_account == demo_credentials.service_account_info
-
-
-def test_filled_secret_fields_overwrite_and_clear_removes(
-    staff: Client, configured_project: Project, tmp_path: Path
-) -> None:
-    other = ensure_demo_credentials(tmp_path)
-
-    staff.post(
-        url("core_project_change", configured_project.pk),
-        project_form(
-            configured_project,
-            set_apns_auth_key=other.auth_key_pem,
-            clear_fcm_service_account="on",
-        ),
-    )
-
-    configured_project.refresh_from_db()
-    assert configured_project.apns_auth_key == other.auth_key_pem.strip() + "\n"
-    assert configured_project.fcm_service_account == {}
-    assert configured_project.has_apns_credentials
-    assert not configured_project.has_fcm_credentials
-
-
-def test_invalid_credentials_are_refused_and_nothing_changes(
-    staff: Client, configured_project: Project, demo_credentials: DemoCredentials
-) -> None:
-    response = staff.post(
-        url("core_project_change", configured_project.pk),
-        project_form(
-            configured_project,
-            set_apns_auth_key="not a key",
-            set_fcm_service_account='{"type": "service_account"}',
-        ),
-    )
-
-    assert response.status_code == 200
-    errors = response.context["adminform"].form.errors
-    assert errors == {
-        "set_apns_auth_key": [
-            "Not a PEM private key: paste the whole .p8 file, BEGIN/END lines included."
-        ],
-        "set_fcm_service_account": [
-            "Missing keys: project_id, private_key, client_email, token_uri."
-        ],
-    }
-    configured_project.refresh_from_db()
-    assert configured_project.apns_auth_key == demo_credentials.auth_key_pem
-    assert configured_project.fcm_service_account == demo_credentials.service_account_info
-
-
-def test_delivery_guarantee_is_set_in_the_admin_and_a_bad_one_changes_nothing(
-    staff: Client, configured_project: Project
-) -> None:
-    change = url("core_project_change", configured_project.pk)
-
-    refused = staff.post(
-        change, project_form(configured_project, name="Renamed", delivery_guarantee="twice")
-    )
-    assert refused.status_code == 200
-    assert list(refused.context["adminform"].form.errors) == ["delivery_guarantee"]
-    configured_project.refresh_from_db()
-    assert (configured_project.name, configured_project.delivery_guarantee) == (
-        "Configured",
-        "at_most_once",
-    )
-
-    saved = staff.post(change, project_form(configured_project, delivery_guarantee="at_least_once"))
-    assert saved.status_code == 302
-    configured_project.refresh_from_db()
-    assert configured_project.delivery_guarantee == "at_least_once"
-
-
-def test_project_add_creates_through_the_service(
-    staff: Client, demo_credentials: DemoCredentials
-) -> None:
-    data = project_form(
-        Project(name="New app"),
-        set_fcm_service_account=str(demo_credentials.fcm_service_account_file.read_text()),
-    )
-
-    response = staff.post(url("core_project_add"), data)
-
-    assert response.status_code == 302
-    project = Project.objects.get()
-    assert project.name == "New app"
-    assert project.fcm_service_account == demo_credentials.service_account_info
-    assert project.apns_auth_key == ""
-    assert response["Location"] == url("core_project_changelist")
-
-
-# --- API keys: shown once, stored hashed ---------------------------------------------
-
-
-def test_api_key_add_shows_the_key_once_and_stores_only_its_hash(staff: Client) -> None:
-    project = ProjectFactory.create()
-
-    response = staff.post(
-        url("core_apikey_add"),
-        {"project": str(project.pk), "name": "CI", "scope": "client", "_save": "Save"},
-        follow=True,
-    )
-
-    warnings = [text for level, text in messages_of(response) if level == "warning"]
-    page = response.content.decode()
-    match = re.search(r"(hk_[0-9a-f]{12}_[A-Za-z0-9_-]{43})", page)
-    assert match is not None
-    raw = match.group(1)
-    assert warnings == [f"Copy this API key now, it will not be shown again: {raw}"]
-    key = ApiKey.objects.get()
-    assert (key.project_id, key.name, key.scope) == (project.pk, "CI", "client")
-    parts = ApiKey.split(raw)
-    assert parts is not None
-    prefix, secret = parts
-    assert prefix == key.prefix
-    assert key.secret_hash == hash_secret(secret)
-    assert secret not in key.secret_hash
-    assert api_client(raw).get("/admin/push").status_code == 403  # client scope: registration only
-    # Never again: not on the list, not on the key's own page.
-    assert raw not in staff.get(url("core_apikey_changelist")).content.decode()
-    detail = staff.get(url("core_apikey_change", key.pk)).content.decode()
-    assert raw not in detail and secret not in detail
-    assert key.secret_hash not in detail
-    assert f"hk_{key.prefix}_…" in detail
-
-
-def test_api_key_add_prefills_the_project_from_the_project_page_link(
-    staff: Client, configured_project: Project
-) -> None:
-    page = staff.get(url("core_project_change", configured_project.pk)).content.decode()
-    assert f'href="{url("core_apikey_add")}?project={configured_project.pk}"' in page
-
-    add = staff.get(url("core_apikey_add"), {"project": str(configured_project.pk)})
-
-    assert add.context["adminform"].form.initial["project"] == str(configured_project.pk)
-
-
-def test_revoke_action_revokes_only_active_keys(staff: Client) -> None:
-    project = ProjectFactory.create()
-    active, raw = create_api_key(project, name="active")
-    revoked, _ = create_api_key(project, name="old", revoked=True)
-    revoked_at = revoked.revoked_at
-
-    response = staff.post(
-        url("core_apikey_changelist"),
-        {"action": "revoke_keys", "_selected_action": [active.pk, revoked.pk]},
-        follow=True,
-    )
-
-    assert messages_of(response) == [("success", "Revoked 1 API key. 1 already revoked.")]
-    active.refresh_from_db()
-    revoked.refresh_from_db()
-    assert active.revoked_at is not None
-    assert revoked.revoked_at == revoked_at
-    assert api_client(raw).get("/admin/push").status_code == 401
-
-
-# --- tokens ------------------------------------------------------------------------
-
-
-def test_token_deactivate_and_reactivate_actions(staff: Client) -> None:
-    active = PushTokenFactory.create()
-    dead = PushTokenFactory.create(
-        active=False, invalidated_at=timezone.now(), invalid_reason="Unregistered"
-    )
-
-    response = staff.post(
-        url("delivery_pushtoken_changelist"),
-        {"action": "deactivate_tokens", "_selected_action": [active.pk, dead.pk]},
-        follow=True,
-    )
-
-    assert messages_of(response) == [("success", "Deactivated 1 token(s).")]
-    active.refresh_from_db()
-    dead.refresh_from_db()
-    assert (active.active, active.invalid_reason) == (False, "deactivated by ops in the admin")
-    assert active.invalidated_at is not None
-    assert dead.invalid_reason == "Unregistered"
-
-    response = staff.post(
-        url("delivery_pushtoken_changelist"),
-        {"action": "reactivate_tokens", "_selected_action": [active.pk, dead.pk]},
-        follow=True,
-    )
-
-    assert messages_of(response) == [("success", "Reactivated 2 token(s).")]
-    assert list(PushToken.objects.values_list("active", "invalidated_at", "invalid_reason")) == [
-        (True, None, ""),
-        (True, None, ""),
-    ]
-
-
-# --- campaign actions go through the services ----------------------------------------
 
 
 def run_action(staff: Client, action: str, *campaigns: PushCampaign) -> Response:
@@ -877,29 +474,6 @@ def test_edit_refused_by_the_service_shows_its_error(staff: Client, broken_broke
 
 
 # --- big tables -------------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_unfiltered_big_table_pages_use_the_planner_estimate() -> None:
-    PushDeliveryFactory.create_batch(3)
-    queryset = PushDelivery.objects.order_by("-id")
-
-    class SmallThreshold(EstimatedCountPaginator):
-        EXACT_UP_TO = 0
-
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE push_deliveries")
-            cursor.execute(
-                "SELECT reltuples::bigint FROM pg_class WHERE relname = %s", ["push_deliveries"]
-            )
-            estimate = cursor.fetchone()[0]
-        assert SmallThreshold(queryset, 100).count == estimate
-    else:
-        assert SmallThreshold(queryset, 100).count == 3
-    # Filtered lists, and tables under the threshold, are counted exactly.
-    assert SmallThreshold(queryset.filter(status="queued"), 100).count == 3
-    assert EstimatedCountPaginator(queryset, 100).count == 3
 
 
 def test_campaign_forms_keep_csrf_protection(db: None, settings: Any) -> None:
