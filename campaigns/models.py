@@ -1,7 +1,8 @@
 """Push campaigns and their runs.
 
-A campaign's status moves only by conditional UPDATEs in campaigns.services
-(DESIGN.md, "Campaign states"); nothing here changes state on save.
+A campaign's status moves only by conditional UPDATEs in campaigns.services and,
+for everything about a run (start, fail, finish), campaigns.runs (DESIGN.md,
+"Campaign states"); nothing here changes state on save.
 """
 
 from __future__ import annotations
