@@ -40,3 +40,11 @@ def wire(project: Project, sim: SimulatorServer) -> Project:
 def project(api, sim) -> Project:
     """The `api` fixture's project, with credentials pointing at the simulators."""
     return wire(api.project, sim)
+
+
+@pytest.fixture
+def clean_sim(sim: SimulatorServer) -> Iterator[None]:
+    """The shared simulators with their counts and fault knobs reset, before and after."""
+    sim.reset(config=True)
+    yield
+    sim.reset(config=True)

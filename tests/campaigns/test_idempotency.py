@@ -26,14 +26,9 @@ from tests.factories import (
     create_api_key,
 )
 
+pytestmark = pytest.mark.usefixtures("clean_sim")
+
 APNS_TOKENS = [f"{i:02x}" * 32 for i in range(1, 4)]
-
-
-@pytest.fixture(autouse=True)
-def clean_sim(sim):
-    sim.reset(config=True)
-    yield
-    sim.reset(config=True)
 
 
 def campaigns_url(project: Any) -> str:

@@ -15,7 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from campaigns import runs, scheduling, sending, services
-from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
+from campaigns.models import CampaignRun, CampaignStatus, PushCampaign, empty_stats
 from campaigns.runs import campaign_stats
 from campaigns.validation import validate_create
 from core.errors import Conflict
@@ -24,14 +24,7 @@ from segments.models import Segment
 from tests.campaigns.test_sending import drive, send, tokens
 from tests.factories import CampaignFactory, CampaignRunFactory, PushTokenFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def clean_sim(sim):
-    sim.reset(config=True)
-    yield
-    sim.reset(config=True)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_sim")]
 
 
 def _hhmm(delta: timedelta) -> str:
@@ -39,16 +32,7 @@ def _hhmm(delta: timedelta) -> str:
 
 
 def stats(**counts: int) -> dict[str, int]:
-    return {
-        "targeted": 0,
-        "sent": 0,
-        "failed": 0,
-        "invalid_tokens": 0,
-        "skipped": 0,
-        "unknown": 0,
-        "pending": 0,
-        **counts,
-    }
+    return {**empty_stats(), **counts}
 
 
 def test_cancel_with_deferred_rows_settles_exact_stats(project, broker, api):

@@ -20,14 +20,7 @@ from delivery.models import DeliveryClaim, PushDelivery, PushToken
 from delivery.services import UNKNOWN_OUTCOME
 from tests.factories import PushTokenFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def clean_sim(sim):
-    sim.reset(config=True)
-    yield
-    sim.reset(config=True)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_sim")]
 
 
 def send(project, **fields) -> PushCampaign:
