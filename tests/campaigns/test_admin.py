@@ -19,6 +19,7 @@ from core.models import Project
 from tests.console import messages_of, url
 from tests.factories import (
     CampaignFactory,
+    CampaignRunFactory,
     ProjectFactory,
     PushDeliveryFactory,
     SegmentFactory,
@@ -525,3 +526,31 @@ def test_recurring_campaign_links_its_beat_schedule(staff: Client) -> None:
     page = staff.get(url("campaigns_pushcampaign_change", campaign.pk)).content.decode()
     task_url = url("django_celery_beat_periodictask_change", campaign.periodic_task_id)
     assert f'<a href="{task_url}">Periodic task {campaign.periodic_task_id}</a>' in page
+
+
+def test_a_sending_campaign_shows_its_run_live_in_the_list_and_on_its_page(
+    staff: Client, django_assert_max_num_queries: Any
+) -> None:
+    """Issue 9, item 2: the admin read a snapshot written at the end of a run, so it
+    showed targeted 0 / sent 0 for the whole send while the API showed progress."""
+    sending = CampaignFactory.create(name="Going out", status="sending", current_run=2)
+    CampaignRunFactory.create(campaign=sending, number=1, status="sent", targeted=9, sent=9)
+    CampaignRunFactory.create(
+        campaign=sending, number=2, status="sending", targeted=120, sent=45, failed=2
+    )
+    for _ in range(5):  # a page of campaigns costs no query per campaign for its numbers
+        CampaignRunFactory.create(
+            campaign=CampaignFactory.create(status="sent", current_run=1), number=1, status="sent"
+        )
+
+    with django_assert_max_num_queries(12):
+        listing = staff.get(url("campaigns_pushcampaign_changelist"))
+
+    row = next(r for r in listing.context["cl"].result_list if r.pk == sending.pk)
+    admin_row = listing.context["cl"].model_admin
+    assert (admin_row.targeted(row), admin_row.sent(row), admin_row.failed(row)) == (120, 45, 2)
+    page = staff.get(url("campaigns_pushcampaign_change", sending.pk)).content.decode()
+    assert (
+        "targeted 120, sent 45, failed 2, invalid tokens 0, skipped 0, unknown 0, pending 73"
+        in page
+    )
