@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from campaigns import queue, scheduling
@@ -46,7 +46,7 @@ Status = PushDelivery.Status
 COUNTERS = ("sent", "failed", "invalid_tokens", "skipped", "unknown")
 
 
-def _rows(campaign_id: uuid.UUID, run: int) -> Any:
+def _rows(campaign_id: uuid.UUID, run: int) -> QuerySet[PushDelivery]:
     return PushDelivery.objects.filter(campaign_id=campaign_id, run=run)
 
 
