@@ -60,6 +60,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the console's CSS and JS) with DEBUG off, from this process:
+    # runserver in `make run` and any WSGI server in production (docs/decisions.md).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -120,7 +123,18 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# collectstatic's output (var/ by default, like the embedded database); it exists from
+# the start so WhiteNoise, which also reads the apps' folders, has nothing to warn about.
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # collectstatic (run_stack runs it) also writes gzip/brotli copies WhiteNoise serves.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve from the apps' static folders too, so a checkout that has not run
+# collectstatic (tests, a fresh clone) still has a styled console.
+WHITENOISE_USE_FINDERS = True
 
 # --- Redis / Celery ---------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")

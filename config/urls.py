@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny
 
@@ -10,6 +11,8 @@ admin.site.site_title = "Herald operator console"
 admin.site.index_title = "Push campaigns"
 
 urlpatterns = [
+    # The root (and the console's "View site" link) is the operator console.
+    path("", RedirectView.as_view(url="/ops/", permanent=False)),
     path("healthz", healthz),
     path(
         "api/schema",

@@ -48,6 +48,7 @@ class Command(BaseCommand):
         host, port = options["host"], options["port"]
         self.stdout.write("Migrating the database ...")
         call_command("migrate", verbosity=0, interactive=False)
+        call_command("collectstatic", verbosity=0, interactive=False)
         seeded = io.StringIO()
         call_command("seed_demo", users=options["users"], json=True, stdout=seeded)
         demo = json.loads(seeded.getvalue().strip().splitlines()[-1])
