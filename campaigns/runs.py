@@ -46,7 +46,8 @@ Status = PushDelivery.Status
 COUNTERS = ("sent", "failed", "invalid_tokens", "skipped", "unknown")
 
 
-def _rows(campaign_id: uuid.UUID, run: int) -> QuerySet[PushDelivery]:
+def run_rows(campaign_id: uuid.UUID, run: int) -> QuerySet[PushDelivery]:
+    """The delivery rows of one run of a campaign."""
     return PushDelivery.objects.filter(campaign_id=campaign_id, run=run)
 
 
@@ -194,7 +195,7 @@ def run_close(*, campaign_id: uuid.UUID, run: int) -> int:
     if state is None or state == CampaignRun.Status.SENDING:
         return 0
     reason = "campaign cancelled" if state == CampaignRun.Status.CANCELLED else "run failed"
-    closed = deliveries_skip(rows=_rows(campaign_id, run), reason=reason)
+    closed = deliveries_skip(rows=run_rows(campaign_id, run), reason=reason)
     run_maybe_finish(campaign_id=campaign_id, run=run)
     return closed
 
@@ -202,7 +203,7 @@ def run_close(*, campaign_id: uuid.UUID, run: int) -> int:
 def run_stats(campaign_id: uuid.UUID, run: int) -> dict[str, int]:
     """Exact stats of a run, counted from its rows."""
     counts = dict(
-        _rows(campaign_id, run)
+        run_rows(campaign_id, run)
         .order_by()
         .values_list("status")
         .annotate(n=Count("id"))
@@ -234,7 +235,7 @@ def run_maybe_finish(*, campaign_id: uuid.UUID, run: int) -> bool:
         not run_row["fanout_done"] and run_row["status"] == CampaignRun.Status.SENDING
     ):
         return False
-    if _rows(campaign_id, run).filter(status=Status.QUEUED).exists():
+    if run_rows(campaign_id, run).filter(status=Status.QUEUED).exists():
         return False
     stats = run_stats(campaign_id, run)
     now = timezone.now()

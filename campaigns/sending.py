@@ -54,10 +54,6 @@ SHORT_WAIT_SECONDS = 2.0
 MAX_TASK_SECONDS = 60.0
 
 
-def _rows(campaign_id: uuid.UUID, run: int) -> QuerySet[PushDelivery]:
-    return PushDelivery.objects.filter(campaign_id=campaign_id, run=run)
-
-
 def _is_active(campaign_id: uuid.UUID, run: int) -> bool:
     return PushCampaign.objects.filter(
         pk=campaign_id, status=CampaignStatus.SENDING, current_run=run
@@ -93,7 +89,7 @@ class _RowPlanner:
         self.missed = campaign.local_time_missed
         rate = _rate(campaign)
         self.spacing = timedelta(seconds=60 / rate) if rate else None
-        self.index = _rows(campaign.pk, run).count() if self.spacing is not None else 0
+        self.index = runs.run_rows(campaign.pk, run).count() if self.spacing is not None else 0
 
     @property
     def needed(self) -> bool:
@@ -248,7 +244,7 @@ def _fan_out(campaign: PushCampaign, run: int) -> None:
         skipped = sum(1 for row in rows if row.skip_reason)  # e.g. local time passed
         runs.run_progress(campaign_id, run, BatchOutcome(skipped=skipped) if skipped else None)
     CampaignRun.objects.filter(campaign_id=campaign_id, number=run).update(
-        targeted=_rows(campaign_id, run).count(),
+        targeted=runs.run_rows(campaign_id, run).count(),
         fanout_done=True,
         last_progress_at=timezone.now(),
     )
@@ -270,7 +266,9 @@ def run_batch(*, campaign_id: uuid.UUID, run: int, first_token_id: int, last_tok
 
 
 def _send_range(campaign_id: uuid.UUID, run: int, first_token_id: int, last_token_id: int) -> None:
-    rows = _rows(campaign_id, run).filter(token_id__gte=first_token_id, token_id__lte=last_token_id)
+    rows = runs.run_rows(campaign_id, run).filter(
+        token_id__gte=first_token_id, token_id__lte=last_token_id
+    )
     campaign = _active_campaign(campaign_id, run)
     if campaign is None:
         skipped = deliveries_skip(rows=rows, reason="campaign no longer sending")
@@ -407,7 +405,7 @@ def runs_sweep_stalled() -> dict[str, int]:
 
 def _expire_claims(campaign_id: uuid.UUID, run: int) -> None:
     """Rows claimed without a claim row (left by code before delivery_claims)."""
-    orphaned = deliveries_expire_orphaned_claims(rows=_rows(campaign_id, run))
+    orphaned = deliveries_expire_orphaned_claims(rows=runs.run_rows(campaign_id, run))
     if orphaned:
         logger.warning("Closed %d unknown deliveries of %s run %d", orphaned, campaign_id, run)
         runs.run_progress(campaign_id, run, BatchOutcome(unknown=orphaned))
@@ -418,7 +416,7 @@ def _enqueue_due_batches(campaign_id: uuid.UUID, run: int) -> int:
     how many were enqueued."""
     horizon = timezone.now() + timedelta(seconds=settings.HERALD_SCHEDULE_ETA_WINDOW_SECONDS)
     rows = (
-        _rows(campaign_id, run)
+        runs.run_rows(campaign_id, run)
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=horizon))
         .filter(status=Status.QUEUED, claim__isnull=True)
         .order_by("token_id")

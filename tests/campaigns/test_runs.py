@@ -117,7 +117,6 @@ def test_cancel_racing_the_end_of_a_run_never_deadlocks(project):
     """Issue 9, item 3: cancel locked push_campaigns then campaign_runs, the finisher
     the other way round: DeadlockDetected, a 500 CANCEL_FAILED, about 1 in 60."""
     errors: list[BaseException] = []
-    outcomes: set[str] = set()
     for _ in range(60):
         campaign = CampaignFactory(project=project, status="sending", current_run=1)
         CampaignRunFactory(campaign=campaign, number=1, status="sending", fanout_done=True)
@@ -159,8 +158,6 @@ def test_cancel_racing_the_end_of_a_run_never_deadlocks(project):
         assert (campaign.status, run.status) in {("sent", "sent"), ("cancelled", "cancelled")}
         assert run.stats == stats(targeted=1, sent=1)
         assert run.settled_at is not None
-        outcomes.add(campaign.status)
-    assert outcomes  # at least one race was run to the end
 
 
 def test_stored_rules_that_no_longer_validate_fail_the_run_at_once(project, broker):
