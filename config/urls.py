@@ -6,9 +6,6 @@ from rest_framework.permissions import AllowAny
 
 from core.views import healthz
 
-admin.site.site_header = "Herald"
-admin.site.site_title = "Herald operator console"
-admin.site.index_title = "Push campaigns"
 
 urlpatterns = [
     # The root (and the console's "View site" link) is the operator console.

@@ -36,6 +36,9 @@ from tests.factories import (
     create_api_key,
 )
 
+# The console's browser fixtures (`browser`, `console`) and the loud skip report.
+pytest_plugins = ["tests.browser"]
+
 # Nothing listens on port 1: connecting is refused at once, a real broker fault.
 UNREACHABLE_BROKER_URL = "redis://127.0.0.1:1/0"
 
