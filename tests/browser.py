@@ -53,6 +53,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives the console in headless Chromium")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: from the first one on, Playwright's loop counts as running
+    on the test thread, which `asyncio.run` (the provider tests) refuses."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     reason = missing_browser()
     if reason is None:
