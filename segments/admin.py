@@ -277,12 +277,10 @@ class SegmentAdmin(admin.ModelAdmin):
         "updated",
     )
 
-    def get_fields(self, request: HttpRequest, obj: Segment | None = None) -> list[str]:
-        fields = list(super().get_fields(request, obj))
+    def get_fields(self, request: HttpRequest, obj: Segment | None = None) -> tuple[str, ...]:
         if obj is None:  # nothing saved to describe yet: the live panel shows the count
-            hidden = ("id", "rules_problem", "members_now", "member_count_display", "evaluated")
-            fields = [f for f in fields if f not in (*hidden, "created", "updated")]
-        return fields
+            return ("project", "name", "description", "rules")
+        return tuple(str(name) for name in self.fields or ())
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Segment | None = None

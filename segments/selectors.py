@@ -168,9 +168,7 @@ def _attribute_type(value: Any) -> str | None:
     return None
 
 
-def attributes_seen(
-    *, project: Project, users: int = ATTRIBUTE_SCAN_USERS
-) -> list[SeenAttribute]:
+def attributes_seen(*, project: Project, users: int = ATTRIBUTE_SCAN_USERS) -> list[SeenAttribute]:
     """The attribute keys on the project's newest `users` users, sorted by name.
 
     For the segment editor's attribute picker, so bounded on purpose: one query that

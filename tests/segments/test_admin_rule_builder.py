@@ -75,7 +75,7 @@ def test_the_builders_json_round_trips_through_add_and_change(staff: Client) -> 
     # The builder reads the field's value back from the textarea it writes.
     textarea = page.split('name="rules"', 1)[1].split(">", 1)[1].split("</textarea>", 1)[0]
     assert json.loads(html.unescape(textarea)) == NESTED
-    assert 'data-rule-builder' in page and f'data-project="{project.pk}"' in page
+    assert "data-rule-builder" in page and f'data-project="{project.pk}"' in page
     assert "segments/rules.js" in page and "segments/rules.css" in page
     # The saved segment's count is fresh on its page (not "-" until the refresh).
     assert '<div class="readonly">3 (counted just now)</div>' in page

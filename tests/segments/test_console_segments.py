@@ -25,7 +25,7 @@ pytestmark = pytest.mark.browser
 
 # What the clicks below build: France, and either a pro/team plan or an iOS device,
 # and not an app older than 2.10.
-EXPECTED_RULES = {
+EXPECTED_RULES: dict[str, Any] = {
     "all": [
         {"attr": "country", "op": "eq", "value": "FR"},
         {
@@ -41,7 +41,7 @@ EXPECTED_RULES = {
 
 def audience() -> Project:
     project = make_project("Acme")
-    people = [
+    people: list[tuple[str, dict[str, Any], str | None]] = [
         ("fr-pro", {"country": "FR", "plan": "pro", "app_version": "2.10.1"}, None),
         ("fr-team-old", {"country": "FR", "plan": "team", "app_version": "2.9"}, None),
         ("fr-free-ios", {"country": "FR", "plan": "free", "app_version": "3.0"}, "ios"),
@@ -152,7 +152,8 @@ def test_build_a_nested_segment_by_clicks_count_it_live_save_and_reopen(
     ]
     kinds = page.locator(".rb-group").get_by_label("Group type")
     assert [kinds.nth(i).input_value() for i in range(2)] == ["any", "not"]
-    assert page.locator(".rb-cond").nth(1).get_by_label("Value 2", exact=True).input_value() == "team"
+    second_plan = page.locator(".rb-cond").nth(1).get_by_label("Value 2", exact=True)
+    assert second_plan.input_value() == "team"
     members = page.locator(".field-members_now .readonly")
     expect(members).to_have_text(f"{expected} (counted just now)")
     console.assert_fits_width()
@@ -179,7 +180,10 @@ def test_a_refused_rule_is_marked_in_the_builder_with_the_apis_message(
     condition.get_by_label("Operator").select_option("between")
     condition.get_by_label("Value type").select_option("date")
     condition.get_by_label("From", exact=True).fill("2020-01-01")
-    message = "rules.value[1] must be an ISO date ('2024-05-01'), a date-time with offset, or a relative date such as '-7d'."
+    message = (
+        "rules.value[1] must be an ISO date ('2024-05-01'), a date-time with offset, "
+        "or a relative date such as '-7d'."
+    )
     expect(page.locator(".rb-cond.rb-invalid .rb-error")).to_have_text(message)
     expect(page.locator(".rb-status")).to_have_text(message)
     console.shot("refused-in-preview")
