@@ -8,17 +8,39 @@ services, so the console cannot store rules the API refuses.
 
 from __future__ import annotations
 
+import json
+import uuid
+import zoneinfo
+from datetime import datetime
 from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.urls import URLPattern, path, reverse
+from django.utils.safestring import SafeString, mark_safe
 
 from core.admin import EstimatedCountPaginator, adopt_saved
-from core.errors import ApplicationError
-from segments import services
+from core.api import refuse_unknown_fields
+from core.errors import ApplicationError, InvalidInput, NotFound, envelope
+from core.models import Project
+from segments import selectors, services
 from segments.models import AppUser, Segment
-from segments.rules import rules_error
+from segments.rules import rules_error, stored_rules, validate_rules
+from segments.rules.grammar import (
+    ALLOWED_OPS,
+    ATTRIBUTE_KEY_RE,
+    COMPLEMENTS,
+    JSON_BUILTINS,
+    OPERATORS,
+    RESERVED_ATTRS,
+    TOKEN_ATTRS,
+    VERSION_ATTR,
+    VERSION_OPS,
+    attribute_kind,
+)
+from segments.serializers import PreviewSerializer
 
 
 def _attribute(user: AppUser, name: str) -> str:
@@ -54,12 +76,82 @@ class AppUserAdmin(admin.ModelAdmin):
         return _attribute(obj, "language")
 
 
+# ------------------------------------------------------------------------ segments
+#
+# The segment page is a rule builder (segments/static/segments/rules.js) that writes
+# the rules JSON into the form's `rules` field, beside a live member count and sample.
+# The builder only edits JSON: the form validates it with the API's validator, and the
+# live panel asks `preview_view`, which runs the API's preview (`validate_rules` +
+# `selectors.segment_preview`). docs/decisions.md, "Console segment builder".
+
+
+def rule_vocabulary() -> dict[str, Any]:
+    """The grammar's vocabulary for the builder, read from segments.rules.grammar.
+
+    The builder offers what the grammar allows (operators per attribute kind, token
+    choices) without a copy of those tables in JavaScript to drift from them.
+    """
+    builtins = list(dict.fromkeys((*JSON_BUILTINS, *RESERVED_ATTRS)))
+    return {
+        "operators": list(OPERATORS),
+        "complements": COMPLEMENTS,
+        "allowed_ops": {kind: list(ops) for kind, ops in ALLOWED_OPS.items()},
+        "builtins": [
+            {"name": name, "kind": attribute_kind(name), "choices": list(TOKEN_ATTRS.get(name, ()))}
+            for name in builtins
+        ],
+        "version_attr": VERSION_ATTR,
+        "version_ops": list(VERSION_OPS),
+        "attribute_pattern": ATTRIBUTE_KEY_RE.pattern,
+    }
+
+
+class RuleBuilderWidget(forms.Textarea):
+    """The rules JSON in a textarea, with the builder and the live panel around it.
+
+    The textarea is the form's value either way: the builder keeps it in step, and
+    it doubles as the "raw JSON" box (and as the whole editor without JavaScript).
+    Rendered with the project's template engine (templates/admin/segments/segment/).
+    """
+
+    template_name = "admin/segments/segment/rule_builder.html"
+
+    class Media:
+        css = {"all": ("segments/rules.css",)}
+        js = ("segments/rules.js",)
+
+    def __init__(self, *, project_id: str = "") -> None:
+        super().__init__(attrs={"rows": 8, "spellcheck": "false", "class": "rb-json"})
+        self.project_id = project_id
+        self.error_path = ""  # a refusal's details.path, for the builder to mark
+        self.error_message = ""
+
+    def render(
+        self,
+        name: str,
+        value: Any,
+        attrs: dict[str, Any] | None = None,
+        renderer: Any = None,
+    ) -> SafeString:
+        context = self.get_context(name, value, attrs)
+        context["builder"] = {
+            "vocabulary": rule_vocabulary(),
+            "preview_url": reverse("admin:segments_segment_preview"),
+            "attributes_url": reverse("admin:segments_segment_attributes"),
+            "project_id": self.project_id,
+            "error_path": self.error_path,
+            "error_message": self.error_message,
+        }
+        return mark_safe(render_to_string(self.template_name, context))  # noqa: S308
+
+
 class SegmentForm(forms.ModelForm):
     """Validates through `clean_segment_fields`, exactly as the API does.
 
     `clean()` builds the body the API would get (every field on add, the changed
     ones on change, like a PATCH) and keeps the clean values in `segment_fields`
-    for the service; the validator's errors land on their fields.
+    for the service; the validator's errors land on their fields (a rules error's
+    path also goes to the builder, which marks the offending node).
     """
 
     EDITABLE = ("name", "description", "rules")
@@ -73,6 +165,13 @@ class SegmentForm(forms.ModelForm):
         self.segment_fields: services.SegmentFields = {}
         if "name" in self.fields:
             self.fields["name"].required = False  # the validator says MISSING_NAME
+        if "rules" in self.fields:
+            project = "" if self._adding() else str(self.instance.project_id)
+            self.fields["rules"].widget = RuleBuilderWidget(project_id=project)
+            self.fields["rules"].help_text = (
+                "Build the rule with conditions and groups; an empty rule is everyone. "
+                "The count and sample beside it are the API's preview of these rules."
+            )
 
     def _adding(self) -> bool:
         return bool(self.instance._state.adding)
@@ -96,7 +195,49 @@ class SegmentForm(forms.ModelForm):
             field = str(error.details.get("field", ""))
             target = field if field in self.fields else None
             self.add_error(target, f"{error.message} ({error.code})")
+            if target == "rules":
+                widget = self.fields["rules"].widget
+                assert isinstance(widget, RuleBuilderWidget)
+                widget.error_path = str(error.details.get("path", "rules"))
+                widget.error_message = error.message
         return cleaned
+
+
+def _error_response(error: ApplicationError) -> JsonResponse:
+    """The API's error envelope, for the console's JSON views."""
+    body = envelope(error.code, error.message, error.details)
+    return JsonResponse(body, status=error.status, headers=error.headers)
+
+
+def _project_of(value: Any) -> Project:
+    """The project a console JSON request names (`project_id`), as the API's alias does."""
+    if value in (None, ""):
+        raise InvalidInput("project_id is required.", details={"field": "project_id"})
+    try:
+        return Project.objects.get(pk=uuid.UUID(str(value)))
+    except (ValueError, Project.DoesNotExist) as exc:
+        raise NotFound("Project not found.") from exc
+
+
+def _json_object(request: HttpRequest) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("The request body must be JSON.", code="INVALID_BODY") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("The request body must be a JSON object.", code="INVALID_BODY")
+    return body
+
+
+def _in_zone(moment: datetime | None, zone: str) -> str:
+    """A time as operators read it, with its zone: "2026-12-01 09:00 Europe/Paris"."""
+    if moment is None:
+        return "—"
+    try:
+        tz = zoneinfo.ZoneInfo(zone or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        tz, zone = zoneinfo.ZoneInfo("UTC"), "UTC"
+    return f"{moment.astimezone(tz):%Y-%m-%d %H:%M} {zone or 'UTC'}"
 
 
 @admin.register(Segment)
@@ -105,10 +246,10 @@ class SegmentAdmin(admin.ModelAdmin):
     list_display = (
         "name",
         "project",
-        "member_count",
+        "member_count_display",
         "rules_status",
-        "evaluated_at",
-        "updated_at",
+        "evaluated",
+        "updated",
     )
     list_filter = ("project",)
     list_select_related = ("project",)
@@ -116,23 +257,30 @@ class SegmentAdmin(admin.ModelAdmin):
     fields = (
         "id",
         "project",
+        "members_now",
         "name",
         "description",
         "rules",
         "rules_problem",
-        "member_count",
-        "evaluated_at",
-        "created_at",
-        "updated_at",
+        "member_count_display",
+        "evaluated",
+        "created",
+        "updated",
     )
     readonly_fields = (
         "id",
         "rules_problem",
-        "member_count",
-        "evaluated_at",
-        "created_at",
-        "updated_at",
+        "members_now",
+        "member_count_display",
+        "evaluated",
+        "created",
+        "updated",
     )
+
+    def get_fields(self, request: HttpRequest, obj: Segment | None = None) -> tuple[str, ...]:
+        if obj is None:  # nothing saved to describe yet: the live panel shows the count
+            return ("project", "name", "description", "rules")
+        return tuple(str(name) for name in self.fields or ())
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Segment | None = None
@@ -140,6 +288,21 @@ class SegmentAdmin(admin.ModelAdmin):
         # Campaigns of its project point at it: it cannot move to another project.
         base = tuple(self.readonly_fields)
         return base if obj is None else (*base, "project")
+
+    def get_urls(self) -> list[URLPattern]:
+        views = [
+            path(
+                "preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="segments_segment_preview",
+            ),
+            path(
+                "attributes/",
+                self.admin_site.admin_view(self.attributes_view),
+                name="segments_segment_attributes",
+            ),
+        ]
+        return views + super().get_urls()
 
     def save_model(
         self, request: HttpRequest, obj: Segment, form: SegmentForm, change: bool
@@ -154,6 +317,58 @@ class SegmentAdmin(admin.ModelAdmin):
             return  # nothing changed: nothing to write
         adopt_saved(obj, saved)
 
+    # ------------------------------------------------------------ JSON views
+
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        """POST {"project_id", "rules"} -> the API's unsaved-rules preview, same answer.
+
+        Validation and counting are the API's (`validate_rules`,
+        `selectors.segment_preview`); errors come in the API's envelope, a bad rule
+        with `details.path` naming the node for the builder to mark.
+        """
+        try:
+            if request.method != "POST":
+                raise ApplicationError(
+                    "Use POST.", code="METHOD_NOT_ALLOWED", status=405, headers={"Allow": "POST"}
+                )
+            if not self.has_view_permission(request):
+                raise ApplicationError("Forbidden.", code="FORBIDDEN", status=403)
+            body = _json_object(request)
+            refuse_unknown_fields(body, allowed=("project_id", "rules"))
+            project = _project_of(body.get("project_id"))
+            if body.get("rules") is None:
+                raise InvalidInput(
+                    "rules is required.", code="MISSING_RULES", details={"field": "rules"}
+                )
+            rules = validate_rules(body["rules"])
+            preview = selectors.segment_preview(project=project, rules=rules)
+        except ApplicationError as error:
+            return _error_response(error)
+        data = PreviewSerializer({"count": preview.count, "sample": preview.sample}).data
+        for row in data["sample"]:
+            row["url"] = reverse("admin:segments_appuser_change", args=[row["id"]])
+        return JsonResponse(data)
+
+    def attributes_view(self, request: HttpRequest) -> HttpResponse:
+        """GET ?project_id= -> the attribute keys recent users carry (bounded read)."""
+        try:
+            if not self.has_view_permission(request):
+                raise ApplicationError("Forbidden.", code="FORBIDDEN", status=403)
+            project = _project_of(request.GET.get("project_id"))
+        except ApplicationError as error:
+            return _error_response(error)
+        seen = selectors.attributes_seen(project=project)
+        return JsonResponse(
+            {
+                "attributes": [
+                    {"name": a.name, "type": a.type, "examples": a.examples} for a in seen
+                ],
+                "scanned_users": selectors.ATTRIBUTE_SCAN_USERS,
+            }
+        )
+
+    # ------------------------------------------------------------ columns
+
     @admin.display(description="Rules")
     def rules_status(self, obj: Segment) -> str:
         problem = rules_error(obj.rules)
@@ -165,3 +380,28 @@ class SegmentAdmin(admin.ModelAdmin):
         if problem is None:
             return "None: the rules validate."
         return f"{problem['reason']} Previews and sends refuse this segment until it is fixed."
+
+    @admin.display(description="Members now")
+    def members_now(self, obj: Segment) -> str:
+        """Counted as this page loads, by the API's preview of the saved segment."""
+        try:
+            preview = selectors.segment_preview(project=obj.project, rules=stored_rules(obj))
+        except ApplicationError as error:
+            return f"Not counted: {error.message}"
+        return f"{preview.count:,} (counted just now)"
+
+    @admin.display(description="Member count (last refresh)", ordering="member_count")
+    def member_count_display(self, obj: Segment) -> str:
+        return "—" if obj.member_count is None else f"{obj.member_count:,}"
+
+    @admin.display(description="Counted at", ordering="evaluated_at")
+    def evaluated(self, obj: Segment) -> str:
+        return _in_zone(obj.evaluated_at, obj.project.default_timezone)
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: Segment) -> str:
+        return _in_zone(obj.created_at, obj.project.default_timezone)
+
+    @admin.display(description="Updated", ordering="updated_at")
+    def updated(self, obj: Segment) -> str:
+        return _in_zone(obj.updated_at, obj.project.default_timezone)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ from core.pagination import NEWEST_FIRST, keyset_page
 from delivery.models import Platform, Provider, PushToken
 from segments.models import AppUser, Segment
 from segments.rules import compile_rules
+from segments.rules.values import STORED_DATE_RE
 
 PREVIEW_SAMPLE_SIZE = 10
 # Token row ids are bigints; a token string is never this short or all digits.
@@ -137,3 +139,67 @@ def explicit_tokens(
         selection |= Q(app_user__external_id__in=users)
     tokens = active.filter(selection) if devices or users else active.none()
     return tokens, invalid
+
+
+# How many of a project's newest users the console reads to learn its attribute keys.
+ATTRIBUTE_SCAN_USERS = 500
+ATTRIBUTE_EXAMPLES = 20
+_EXAMPLE_MAX_CHARS = 64
+
+
+@dataclass(frozen=True)
+class SeenAttribute:
+    """An attribute key found on recent users: its commonest JSON type and a few values."""
+
+    name: str
+    type: str  # string | number | boolean | date | array
+    examples: list[Any]
+
+
+def _attribute_type(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "date" if STORED_DATE_RE.fullmatch(value) else "string"
+    if isinstance(value, list):
+        return "array"
+    return None
+
+
+def attributes_seen(*, project: Project, users: int = ATTRIBUTE_SCAN_USERS) -> list[SeenAttribute]:
+    """The attribute keys on the project's newest `users` users, sorted by name.
+
+    For the segment editor's attribute picker, so bounded on purpose: one query that
+    stops after `users` rows of the (project, created_at) index, whatever the size of
+    app_users; a key only older users carry can still be typed by hand. Each key
+    comes with its commonest type and up to ATTRIBUTE_EXAMPLES distinct short values
+    (array attributes: their elements), to suggest values.
+    """
+    rows = (
+        AppUser.objects.filter(project=project)
+        .order_by("-created_at", "-id")
+        .values_list("attributes", flat=True)[:users]
+    )
+    types: dict[str, Counter[str]] = {}
+    examples: dict[str, dict[Any, None]] = {}
+    for attributes in rows:
+        for key, value in (attributes or {}).items():
+            kind = _attribute_type(value)
+            if kind is None:
+                continue
+            types.setdefault(key, Counter())[kind] += 1
+            seen = examples.setdefault(key, {})
+            for item in value if isinstance(value, list) else [value]:
+                short = not isinstance(item, str) or len(item) <= _EXAMPLE_MAX_CHARS
+                if short and len(seen) < ATTRIBUTE_EXAMPLES and not isinstance(item, list):
+                    seen[item] = None
+    return [
+        SeenAttribute(
+            name=key,
+            type=types[key].most_common(1)[0][0],
+            examples=sorted(examples[key], key=lambda v: (str(type(v)), v)),
+        )
+        for key in sorted(types)
+    ]
