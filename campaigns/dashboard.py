@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any
 
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDate
@@ -124,12 +125,12 @@ def sends_per_day(
         .values("day")
         .annotate(**{name: Sum(name) for name in DAY_COUNTERS})
     )
-    by_day = {row["day"]: row for row in rows}
+    by_day: dict[date, dict[str, Any]] = {row["day"]: dict(row) for row in rows}
     first = start.date()
     result = []
     for offset in range(days):
         day = first + timedelta(days=offset)
-        row = by_day.get(day, {})
+        row: dict[str, Any] = by_day.get(day, {})
         result.append(DaySends(day, **{name: int(row.get(name) or 0) for name in DAY_COUNTERS}))
     return result
 

@@ -97,16 +97,15 @@ class HeraldAdminSite(admin.AdminSite):
         admin_class: type[admin.ModelAdmin[Any]] | None = None,
         **options: Any,
     ) -> None:
-        models = (
+        models: list[Any] = (
             [model_or_iterable]
             if isinstance(model_or_iterable, ModelBase)
             else list(model_or_iterable)
         )
         for model in models:
             chosen = admin_class or admin.ModelAdmin
-            if model._meta.app_label in SUPERUSER_ONLY_APPS and not issubclass(
-                chosen, SuperuserOnlyAdmin
-            ):
+            system = model._meta.app_label in SUPERUSER_ONLY_APPS
+            if system and not issubclass(chosen, SuperuserOnlyAdmin):
                 chosen = type(f"SuperuserOnly{chosen.__name__}", (SuperuserOnlyAdmin, chosen), {})
             super().register(model, chosen, **options)
 
