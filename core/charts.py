@@ -48,12 +48,14 @@ class BarChart:
 
 
 def _round_up(value: int) -> int:
-    """A scale top at or above `value`: 1, 2 or 5 times a power of ten."""
+    """A scale top at or above `value` that reads well: 1, 1.2, 1.5, 2, 2.5, 3, 4, 5,
+    6 or 8 times a power of ten (close enough that bars use most of the height)."""
     scale = 1
     while True:
-        for step in (1, 2, 5):
-            if step * scale >= value:
-                return step * scale
+        for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8):
+            top = int(step * scale)
+            if top >= value and top == step * scale:
+                return top
         scale *= 10
 
 
