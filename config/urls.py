@@ -6,7 +6,6 @@ from rest_framework.permissions import AllowAny
 
 from core.views import healthz
 
-
 urlpatterns = [
     # The root (and the console's "View site" link) is the operator console.
     path("", RedirectView.as_view(url="/ops/", permanent=False)),

@@ -13,6 +13,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from campaigns.models import CampaignRun, PushCampaign
 from campaigns.runs import campaign_stats, run_maybe_finish
@@ -211,9 +212,14 @@ def test_staff_do_not_see_system_models_and_are_refused_them(operator: Client) -
     ]
     assert sections[-1] == ("System", ["group", "user"])  # accounts, by their permissions
     for model in BEAT_MODELS_ALL:
-        for view, args in (("changelist", []), ("add", [])):
-            response = operator.get(reverse(f"admin:django_celery_beat_{model}_{view}", args=args))
+        for view in ("changelist", "add"):
+            response = operator.get(reverse(f"admin:django_celery_beat_{model}_{view}"))
             assert response.status_code == 403, (model, view)
+    sweeper = PeriodicTask.objects.get(name="herald: sweep campaigns")
+    change = reverse("admin:django_celery_beat_periodictask_change", args=[sweeper.pk])
+    assert operator.get(change).status_code == 403
+    assert operator.post(change, {"enabled": ""}).status_code == 403
+    assert PeriodicTask.objects.get(pk=sweeper.pk).enabled is True
     assert operator.get(reverse("admin:app_list", args=["django_celery_beat"])).status_code == 404
 
 
