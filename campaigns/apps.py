@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class CampaignsConfig(AppConfig):
     name = "campaigns"
     verbose_name = "Campaigns"
+
+    def ready(self) -> None:
+        # The console's dashboard and the user page's test push are campaigns' reads
+        # and sends; core's admin site cannot import them, so they are plugged in here.
+        from campaigns.console_hooks import connect
+
+        connect()

@@ -40,6 +40,7 @@ from core.services import (
     project_create,
     project_update,
 )
+from core.timefmt import zoned
 
 SECRET_WIDGET_ATTRS = {"rows": 4, "cols": 80, "autocomplete": "off", "spellcheck": "false"}
 T = TypeVar("T")
@@ -218,8 +219,11 @@ class ApiKeyInline(admin.TabularInline):
     """The project's keys at a glance; keys are created and revoked on their own page."""
 
     model = ApiKey
-    fields = ("name", "scope", "key", "created_at", "last_used_at", "revoked_at")
+    fields = ("name", "scope", "key", "created", "last_used", "revoked")
     readonly_fields = fields
+    created = zoned("created_at", "Created")
+    last_used = zoned("last_used_at", "Last used")
+    revoked = zoned("revoked_at", "Revoked")
     extra = 0
     can_delete = False
     show_change_link = True
@@ -238,12 +242,12 @@ class ApiKeyInline(admin.TabularInline):
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     form = ProjectAdminForm
-    list_display = ("name", "apns_configured", "fcm_configured", "created_at", "id")
+    list_display = ("name", "apns_configured", "fcm_configured", "created", "id")
     search_fields = ("name",)
-    readonly_fields = ("id", "created_at", "credentials", "api_keys")
+    readonly_fields = ("id", "created", "credentials", "api_keys")
     inlines = (ApiKeyInline,)
     fieldsets = (
-        (None, {"fields": ("name", "id", "created_at", "credentials", "api_keys")}),
+        (None, {"fields": ("name", "id", "created", "credentials", "api_keys")}),
         (
             "APNs (iOS)",
             {
@@ -292,6 +296,8 @@ class ProjectAdmin(admin.ModelAdmin):
             },
         ),
     )
+
+    created = zoned("created_at", "Created")
 
     @admin.display(description="APNs", boolean=True)
     def apns_configured(self, obj: Project) -> bool:
@@ -344,9 +350,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "project",
         "scope",
         "key",
-        "created_at",
-        "last_used_at",
-        "revoked_at",
+        "created",
+        "last_used",
+        "revoked",
     )
     list_filter = (RevokedFilter, "scope", "project")
     list_select_related = ("project",)
@@ -356,12 +362,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         if obj is None:
             return ("project", "name", "scope")
-        return ("project", "name", "scope", "key", "created_at", "last_used_at", "revoked_at")
+        return ("project", "name", "scope", "key", "created", "last_used", "revoked")
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: ApiKey | None = None
     ) -> tuple[str, ...]:
-        return () if obj is None else ("key", "created_at", "last_used_at", "revoked_at")
+        return () if obj is None else ("key", "created", "last_used", "revoked")
+
+    created = zoned("created_at", "Created")
+    last_used = zoned("last_used_at", "Last used")
+    revoked = zoned("revoked_at", "Revoked")
 
     def has_change_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
         # The change page is view-only; revoking is an action (needs change on the model).

@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class CoreConfig(AppConfig):
     name = "core"
-    verbose_name = "Projects and API keys"
+    verbose_name = "Projects & keys"
 
     def ready(self) -> None:
         # drf-spectacular finds extensions only once their module is imported.

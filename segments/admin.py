@@ -16,15 +16,18 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
-from django.urls import URLPattern, path, reverse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.safestring import SafeString, mark_safe
 
 from core.admin import EstimatedCountPaginator, adopt_saved
 from core.api import refuse_unknown_fields
 from core.errors import ApplicationError, InvalidInput, NotFound, envelope
 from core.models import Project
+from core.timefmt import zoned
+from delivery.selectors import USER_DELIVERIES_LIMIT, deliveries_of_user, tokens_of_user
 from segments import selectors, services
 from segments.models import AppUser, Segment
 from segments.rules import rules_error, stored_rules, validate_rules
@@ -50,22 +53,51 @@ def _attribute(user: AppUser, name: str) -> str:
 
 @admin.register(AppUser)
 class AppUserAdmin(admin.ModelAdmin):
-    list_display = ("external_id", "project", "country", "language", "created_at", "last_seen_at")
+    """A user's page also lists their devices and newest deliveries and, when the
+    campaigns app plugs it in (campaigns.console_hooks), sends them a test push."""
+
+    list_display = ("external_id", "project", "country", "language", "created", "last_seen")
     list_filter = ("project",)
     list_select_related = ("project",)
     search_fields = ("^external_id",)
-    readonly_fields = ("id", "created_at")
-    fields = ("id", "project", "external_id", "attributes", "created_at", "last_seen_at")
+    fields = ("id", "project", "external_id", "attributes", "created", "last_seen")
     ordering = ("-created_at",)
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    change_form_template = "admin/segments/appuser/change_form.html"
+
+    created = zoned("created_at", "Created")
+    last_seen = zoned("last_seen_at", "Last seen")
+
+    def get_fields(self, request: HttpRequest, obj: AppUser | None = None) -> tuple[str, ...]:
+        # last_seen_at is written by device registration; on add there is nothing to show.
+        return ("project", "external_id", "attributes") if obj is None else self.fields
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: AppUser | None = None
     ) -> tuple[str, ...]:
         # Moving a user to another project would orphan its tokens' project.
-        base = ("id", "created_at")
+        base = ("id", "created", "last_seen")
         return base if obj is None else (*base, "project")
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        user = self.get_object(request, unquote(object_id))
+        if user is not None:
+            context.update(
+                user_tokens=list(tokens_of_user(user.pk)),
+                user_deliveries=deliveries_of_user(user.pk),
+                deliveries_limit=USER_DELIVERIES_LIMIT,
+                deliveries_url=reverse("admin:delivery_pushdelivery_changelist"),
+                test_push_url=_optional_url("admin:app_user_test_push", user.pk),
+            )
+        return super().change_view(request, object_id, form_url, context)
 
     @admin.display(description="Country")
     def country(self, obj: AppUser) -> str:
@@ -74,6 +106,14 @@ class AppUserAdmin(admin.ModelAdmin):
     @admin.display(description="Language")
     def language(self, obj: AppUser) -> str:
         return _attribute(obj, "language")
+
+
+def _optional_url(name: str, *args: Any) -> str | None:
+    """A console URL another app may or may not have plugged in."""
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return None
 
 
 # ------------------------------------------------------------------------ segments

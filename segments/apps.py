@@ -4,7 +4,7 @@ from django.db.backends.signals import connection_created
 
 class SegmentsConfig(AppConfig):
     name = "segments"
-    verbose_name = "Audience"
+    verbose_name = "Segments & users"
 
     def ready(self) -> None:
         # SQLite gets the version comparison the compiled rules call, on every
