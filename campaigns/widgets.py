@@ -105,10 +105,12 @@ class CommaListField(forms.CharField):
 
 
 class _Multi(forms.MultiWidget):
-    template_name = "django/forms/widgets/multiwidget.html"
+    """A MultiWidget whose parts carry `data-part` (composer.js lays them out in a row)."""
 
-    def __init__(self, widgets: Sequence[forms.Widget], css: str) -> None:
-        super().__init__(widgets, attrs={"class": css})
+    def __init__(self, widgets: Sequence[forms.Widget], part: str) -> None:
+        for widget in widgets:
+            widget.attrs["data-part"] = part
+        super().__init__(widgets)
 
 
 class QuietHoursWidget(_Multi):
@@ -124,7 +126,7 @@ class QuietHoursWidget(_Multi):
                     "During quiet hours",
                 ),
             ],
-            "composer-inline composer-quiet",
+            "quiet_hours",
         )
 
     def decompress(self, value: Any) -> list[Any]:
@@ -186,7 +188,7 @@ class RecurrenceWidget(_Multi):
                 ),
                 _labelled(forms.Select(choices=timezone_choices()), "Recurrence time zone"),
             ],
-            "composer-inline composer-recurrence",
+            "recurrence",
         )
 
     def decompress(self, value: Any) -> list[Any]:
@@ -238,7 +240,7 @@ class DurationWidget(_Multi):
                 _labelled(forms.NumberInput(attrs={"min": "0", "class": "vIntegerField"}), "TTL"),
                 _labelled(forms.Select(choices=[(u, u) for u, _ in _UNITS]), "TTL unit"),
             ],
-            "composer-inline",
+            "ttl",
         )
 
     def decompress(self, value: Any) -> list[Any]:

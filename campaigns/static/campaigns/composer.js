@@ -274,10 +274,9 @@
 
   // ------------------------------------------------------------------- recurrence
   function recurrenceBuilder(root) {
-    const box = $(".composer-recurrence");
+    const box = $(".composer-inline[data-parts=recurrence]");
     if (!box) return;
-    const parts = $$("input, select", box);
-    const [kind, every, at, cron, zone] = parts;
+    const [kind, every, at, cron, zone] = $$("[data-part]", box);
     const reading = el("div", { class: "composer-reading herald-quiet", "aria-live": "polite" });
     box.after(reading);
     const show = () => {
@@ -397,6 +396,11 @@
       const mine = ++seq;
       const body = content();
       languages(body.localizations);
+      if (!body.title.trim() && !body.body.trim()) {
+        message.textContent = "Type a title and a body to see the notification.";
+        message.hidden = false;
+        return;
+      }
       try {
         const p = await Herald.json(root.dataset.previewUrl, { method: "POST", body: { project: projectId(), language: langSelect.value, content: body } });
         if (mine !== seq) return;
@@ -435,9 +439,21 @@
     document.body.appendChild(list);
   }
 
+  // A MultiWidget's parts (recurrence, quiet hours, TTL) side by side in one row.
+  function groupParts() {
+    ["recurrence", "quiet_hours", "ttl"].forEach((part) => {
+      const parts = $$("[data-part=" + part + "]");
+      if (!parts.length) return;
+      const row = el("div", { class: "composer-inline", "data-parts": part });
+      parts[0].before(row);
+      parts.forEach((p) => row.appendChild(p));
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const root = $("#composer");
     if (!root) return;
+    groupParts();
     languageSuggestions();
     buildEditors();
     recurrenceBuilder(root);
