@@ -58,24 +58,20 @@ class ComposerViews(_Base):
     """Mixed into PushCampaignAdmin: `_composer_urls()` goes first in its get_urls."""
 
     def _composer_urls(self) -> list[URLPattern]:
-        info = (self.opts.app_label, self.opts.model_name)
-        views = (("estimate", self.estimate_view), ("preview", self.preview_view))
-        patterns = [
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}_composer"
+        views = (
+            ("estimate", self.estimate_view),
+            ("preview", self.preview_view),
+            ("recurrence", self.recurrence_view),
+        )
+        return [
             path(
                 f"<str:object_id>/composer/{name}/",
                 self.admin_site.admin_view(require_POST(view)),
-                name="%s_%s_composer_" % info + name,
+                name=f"{prefix}_{name}",
             )
             for name, view in views
         ]
-        patterns.append(
-            path(
-                "<str:object_id>/composer/recurrence/",
-                self.admin_site.admin_view(require_POST(self.recurrence_view)),
-                name="%s_%s_composer_recurrence" % info,
-            )
-        )
-        return patterns
 
     def _composing(
         self, request: HttpRequest, object_id: str, body: dict[str, Any]
@@ -87,7 +83,8 @@ class ComposerViews(_Base):
         if object_id == "add":
             if not self.has_add_permission(request):
                 raise NotFound("Not found.")
-            project = Project.objects.filter(pk=_uuid_or_none(body.get("project"))).first()
+            project_id = _uuid_or_none(body.get("project"))
+            project = None if project_id is None else Project.objects.filter(pk=project_id).first()
             if project is None:
                 raise InvalidInput("Choose a project.", details={"field": "project"})
             return project, None
@@ -119,7 +116,9 @@ class ComposerViews(_Base):
                 raise InvalidInput("content must be an object.", details={"field": "content"})
             language = body.get("language") or ""
             if not isinstance(language, str) or len(language) > 35:
-                raise InvalidInput("language must be a language tag.", details={"field": "language"})
+                raise InvalidInput(
+                    "language must be a language tag.", details={"field": "language"}
+                )
             wanted = {k: v for k, v in content_body.items() if k in CONTENT_FIELDS}
             fields = validate_create(wanted)
             campaign_id = str(campaign.pk) if campaign is not None else UNSAVED_ID

@@ -23,9 +23,6 @@ from django import forms
 from campaigns import services
 from campaigns.models import PushCampaign
 from campaigns.validation import CampaignFields, validate_create, validate_update
-from core.errors import ApplicationError
-from core.models import Project
-from segments.models import Segment
 from campaigns.widgets import (
     CommaListField,
     DurationField,
@@ -35,6 +32,9 @@ from campaigns.widgets import (
     RecurrenceField,
     timezone_choices,
 )
+from core.errors import ApplicationError
+from core.models import Project
+from segments.models import Segment
 
 # Form fields that are written through the validator, in form order. `segment`
 # is sent as the API's `segment_id`.
@@ -200,9 +200,9 @@ class PushCampaignForm(forms.ModelForm):
             self.fields["targeting"].widget = JsonEditorWidget(
                 "targeting", {"segments": _segment_options(segments)}
             )
-            self.fields["targeting"].help_text = (
-                "Every condition must hold: include lists pick, exclude lists remove."
-            )
+            self.fields[
+                "targeting"
+            ].help_text = "Every condition must hold: include lists pick, exclude lists remove."
         self._set_schedule_zone(project)
 
     # --- the schedule's zone ----------------------------------------------------------

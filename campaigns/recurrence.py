@@ -78,7 +78,21 @@ def _cron_next(expression: str, start: datetime, zone: ZoneInfo) -> datetime:
 
 
 _DAY_NAMES = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
-_MONTH_NAMES = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_NAMES = (
+    "",
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
 
 
 def _join(words: list[str]) -> str:
@@ -134,7 +148,9 @@ def _cron_reading(expression: str) -> str:
     if minutes != star and hours != star and len(minutes) * len(hours) <= 6:
         when = "at " + _join([f"{h:02d}:{m:02d}" for h in hours for m in minutes])
     elif hours == star or hour_step == 1:
-        when = _every(minute_step, "minute") if minute_step else f"every hour at minute {minute_list}"
+        when = (
+            _every(minute_step, "minute") if minute_step else f"every hour at minute {minute_list}"
+        )
     elif hour_step and len(minutes) == 1 and minutes != star:
         when = f"{_every(hour_step, 'hour')} at minute {minute_list}"
     else:

@@ -82,7 +82,9 @@ class PlatformsField(forms.MultipleChoiceField):
     widget = forms.CheckboxSelectMultiple
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("choices", [(p, {"ios": "iOS"}.get(p, p.capitalize())) for p in PLATFORMS])
+        kwargs.setdefault(
+            "choices", [(p, {"ios": "iOS"}.get(p, p.capitalize())) for p in PLATFORMS]
+        )
         kwargs.setdefault("required", False)
         kwargs.setdefault("help_text", "None ticked: every platform.")
         super().__init__(**kwargs)
@@ -92,7 +94,7 @@ class PlatformsField(forms.MultipleChoiceField):
 
 
 class CommaListField(forms.CharField):
-    """"vip, spring sale" <-> ["vip", "spring sale"] (tags)."""
+    """ "vip, spring sale" <-> ["vip", "spring sale"] (tags)."""
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, list | tuple):
@@ -100,7 +102,7 @@ class CommaListField(forms.CharField):
         return value
 
     def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
-        text = super().to_python(value)
+        text = super().to_python(value) or ""
         return [part.strip() for part in text.split(",") if part.strip()]
 
 

@@ -73,13 +73,20 @@ def test_every_widget_round_trips_into_the_api_payload(staff: Client) -> None:
     [
         ({"recurrence_0": "minutes", "recurrence_1": "15"}, {"every_seconds": 900}),
         (
-            {"recurrence_0": "days", "recurrence_1": "2", "recurrence_2": "07:30",
-             "recurrence_4": "Asia/Tokyo"},
+            {
+                "recurrence_0": "days",
+                "recurrence_1": "2",
+                "recurrence_2": "07:30",
+                "recurrence_4": "Asia/Tokyo",
+            },
             {"every_days": 2, "at": "07:30", "timezone": "Asia/Tokyo"},
         ),
         (
-            {"recurrence_0": "cron", "recurrence_3": "0 12 * * 1,5",
-             "recurrence_4": "Europe/Paris"},
+            {
+                "recurrence_0": "cron",
+                "recurrence_3": "0 12 * * 1,5",
+                "recurrence_4": "Europe/Paris",
+            },
             {"cron": "0 12 * * 1,5", "timezone": "Europe/Paris"},
         ),
     ],
@@ -119,12 +126,8 @@ def test_every_refused_widget_shows_its_error_at_once_and_nothing_is_written(
     assert form_errors(response) == {
         "title": ["title is required. (MISSING_TITLE)"],
         "platforms": ["Unknown platform(s): watch. (VALIDATION_ERROR)"],
-        "targeting": [
-            "targeting.countries.include must be a list of strings. (VALIDATION_ERROR)"
-        ],
-        "recurrence": [
-            "'every monday' is not a 5-field cron expression. (VALIDATION_ERROR)"
-        ],
+        "targeting": ["targeting.countries.include must be a list of strings. (VALIDATION_ERROR)"],
+        "recurrence": ["'every monday' is not a 5-field cron expression. (VALIDATION_ERROR)"],
         "quiet_hours": ["quiet_hours.end must be 'HH:MM'. (VALIDATION_ERROR)"],
         "ttl_seconds": ["ttl_seconds must be between 0 and 2419200. (VALIDATION_ERROR)"],
     }
@@ -181,13 +184,21 @@ def post(staff: Client, name: str, object_id: str, body: dict[str, Any]) -> Any:
 
 def test_estimate_counts_unsaved_targeting_like_the_audience_api(staff: Client) -> None:
     project = ProjectFactory.create()
-    for country, platform, provider in [("FR", "ios", "apns"), ("FR", "web", "fcm"),
-                                        ("DE", "android", "fcm")]:
+    for country, platform, provider in [
+        ("FR", "ios", "apns"),
+        ("FR", "web", "fcm"),
+        ("DE", "android", "fcm"),
+    ]:
         user = AppUserFactory.create(project=project, attributes={"country": country})
-        PushTokenFactory.create(project=project, app_user=user, platform=platform,
-                                provider=provider)
-    body = {"project": str(project.pk), "platforms": ["ios", "web"],
-            "targeting": {"countries": {"include": ["fr"]}}, "segment_id": None}
+        PushTokenFactory.create(
+            project=project, app_user=user, platform=platform, provider=provider
+        )
+    body = {
+        "project": str(project.pk),
+        "platforms": ["ios", "web"],
+        "targeting": {"countries": {"include": ["fr"]}},
+        "segment_id": None,
+    }
 
     answer = post(staff, "estimate", "add", body)
 
@@ -198,8 +209,9 @@ def test_estimate_counts_unsaved_targeting_like_the_audience_api(staff: Client) 
         "by_platform": {"ios": 1, "android": 0, "web": 1},
     }
     # Saved, the same campaign answers the same through the API's function.
-    saved = CampaignFactory.create(project=project, platforms=["ios", "web"],
-                                   targeting={"countries": {"include": ["fr"]}})
+    saved = CampaignFactory.create(
+        project=project, platforms=["ios", "web"], targeting={"countries": {"include": ["fr"]}}
+    )
     assert services.campaign_audience(project=project, campaign_id=saved.pk) == answer.json()
     assert post(staff, "estimate", str(saved.pk), {}).json()["total"] == 3
 
@@ -209,8 +221,12 @@ def test_estimate_counts_unsaved_targeting_like_the_audience_api(staff: Client) 
     [
         ({"targeting": {"countries": "FR"}}, 400, "VALIDATION_ERROR", "targeting.countries"),
         ({"segment_id": "nope"}, 400, "INVALID_SEGMENT_ID", "segment_id"),
-        ({"targeting": {"user_data": {"include": {"platform": "ios"}}}}, 400,
-         "VALIDATION_ERROR", "targeting.user_data.include"),
+        (
+            {"targeting": {"user_data": {"include": {"platform": "ios"}}}},
+            400,
+            "VALIDATION_ERROR",
+            "targeting.user_data.include",
+        ),
     ],
 )
 def test_estimate_refuses_what_the_api_refuses(
@@ -229,8 +245,9 @@ def test_estimate_of_another_projects_segment_is_refused(staff: Client) -> None:
     project = ProjectFactory.create()
     foreign = SegmentFactory.create()
 
-    answer = post(staff, "estimate", "add",
-                  {"project": str(project.pk), "segment_id": str(foreign.pk)})
+    answer = post(
+        staff, "estimate", "add", {"project": str(project.pk), "segment_id": str(foreign.pk)}
+    )
 
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "INVALID_SEGMENT_ID"
@@ -239,7 +256,8 @@ def test_estimate_of_another_projects_segment_is_refused(staff: Client) -> None:
 def test_preview_builds_the_localized_payload_with_the_real_builders(staff: Client) -> None:
     campaign = CampaignFactory.create()
     content = {
-        "title": "Sale", "body": "Now",
+        "title": "Sale",
+        "body": "Now",
         "localizations": {"fr": {"title": "Soldes"}},
         "actions": [{"id": "go", "title": "Go"}],
         "image_url": "https://example.com/a.png",
@@ -260,14 +278,14 @@ def test_preview_reports_the_same_overflow_a_save_refuses(staff: Client) -> None
     project = ProjectFactory.create()
     content = {"title": "T", "body": "x" * 4000}
 
-    answer = post(staff, "preview", "add",
-                  {"project": str(project.pk), "language": "", "content": content})
+    answer = post(
+        staff, "preview", "add", {"project": str(project.pk), "language": "", "content": content}
+    )
 
     assert answer.status_code == 200
     assert answer.json()["largest"] > 4096
     assert {r["provider"] for r in answer.json()["too_large"]} == {"apns", "fcm"}
-    missing = post(staff, "preview", "add",
-                   {"project": str(project.pk), "content": {"body": "b"}})
+    missing = post(staff, "preview", "add", {"project": str(project.pk), "content": {"body": "b"}})
     assert (missing.status_code, missing.json()["error"]["code"]) == (400, "MISSING_TITLE")
 
 
@@ -275,15 +293,15 @@ def test_recurrence_reading_and_refusal(staff: Client) -> None:
     project = ProjectFactory.create()
     recurrence = {"cron": "0 12 * * 1,5", "timezone": "Europe/Paris"}
 
-    answer = post(staff, "recurrence", "add",
-                  {"project": str(project.pk), "recurrence": recurrence})
-    bad = post(staff, "recurrence", "add",
-               {"project": str(project.pk), "recurrence": {"cron": "0 12 * *"}})
+    answer = post(
+        staff, "recurrence", "add", {"project": str(project.pk), "recurrence": recurrence}
+    )
+    bad = post(
+        staff, "recurrence", "add", {"project": str(project.pk), "recurrence": {"cron": "0 12 * *"}}
+    )
 
     assert answer.json()["text"] == "at 12:00 on Mon and Fri, Europe/Paris"
-    assert (bad.status_code, bad.json()["error"]["details"]["field"]) == (
-        400, "recurrence.cron"
-    )
+    assert (bad.status_code, bad.json()["error"]["details"]["field"]) == (400, "recurrence.cron")
 
 
 @pytest.mark.parametrize(
@@ -294,8 +312,10 @@ def test_recurrence_reading_and_refusal(staff: Client) -> None:
         ({"cron": "0 */2 * * *", "timezone": "UTC"}, "every 2 hours at minute 00, UTC"),
         ({"cron": "0 9 1 1 *", "timezone": "UTC"}, "at 09:00 on day 1 of the month in Jan, UTC"),
         ({"every_seconds": 7200}, "every 2 hours"),
-        ({"every_days": 1, "at": "09:00", "timezone": "Asia/Tokyo"},
-         "every day at 09:00, Asia/Tokyo"),
+        (
+            {"every_days": 1, "at": "09:00", "timezone": "Asia/Tokyo"},
+            "every day at 09:00, Asia/Tokyo",
+        ),
     ],
 )
 def test_describe_recurrence(recurrence: dict[str, Any], text: str) -> None:
@@ -307,6 +327,9 @@ def test_composer_views_hide_other_campaigns_and_need_a_login(
 ) -> None:
     unknown = post(staff, "estimate", "00000000-0000-0000-0000-000000000000", {})
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "NOT_FOUND")
-    anonymous = client.post(url("campaigns_pushcampaign_composer_estimate", "add"), "{}",
-                            content_type="application/json")
+    anonymous = client.post(
+        url("campaigns_pushcampaign_composer_estimate", "add"),
+        "{}",
+        content_type="application/json",
+    )
     assert anonymous.status_code == 302  # to the login page

@@ -58,7 +58,9 @@ def _audience(project: Any) -> None:
             external_id=f"user-{i}",
             attributes={"country": country, "language": "fr" if country == "FR" else "de"},
         )
-        PushTokenFactory.create(project=project, app_user=user, platform=platform, provider=provider)
+        PushTokenFactory.create(
+            project=project, app_user=user, platform=platform, provider=provider
+        )
 
 
 def test_compose_a_campaign_with_widgets_only(console: Console) -> None:
@@ -110,9 +112,10 @@ def test_compose_a_campaign_with_widgets_only(console: Console) -> None:
     page.wait_for_function(
         "document.querySelector('#composer-estimate [data-estimate=message]').hidden === false"
     )
-    assert "not a custom attribute name" in page.locator(
-        "#composer-estimate [data-estimate=message]"
-    ).text_content()
+    assert (
+        "not a custom attribute name"
+        in page.locator("#composer-estimate [data-estimate=message]").text_content()
+    )
     page.get_by_label("Condition 1 attribute", exact=True).fill("plan")
     page.get_by_label("Condition 1 values", exact=True).fill("gold, silver")
     page.wait_for_function(
@@ -157,7 +160,10 @@ def test_compose_a_campaign_with_widgets_only(console: Console) -> None:
     )
     assert preview.locator(".android [data-preview=title]").text_content() == "Soldes de printemps"
     assert preview.locator(".web [data-preview=actions]").text_content() == "Shop now"
-    assert re.match(r"Largest payload: \d{3} of 4,096 bytes", preview.locator("[data-preview=size]").text_content())
+    assert re.match(
+        r"Largest payload: \d{3} of 4,096 bytes",
+        preview.locator("[data-preview=size]").text_content(),
+    )
     console.assert_fits_width()
     console.shot("composer-filled")
     preview.scroll_into_view_if_needed()
@@ -171,7 +177,9 @@ def test_compose_a_campaign_with_widgets_only(console: Console) -> None:
     api_payload = {
         "title": "Spring sale",
         "body": "Everything -20% this weekend",
-        "localizations": {"fr": {"title": "Soldes de printemps", "body": "Tout à -20 % ce week-end"}},
+        "localizations": {
+            "fr": {"title": "Soldes de printemps", "body": "Tout à -20 % ce week-end"}
+        },
         "image_url": image_url,
         "actions": [{"id": "shop", "title": "Shop now", "url": "myapp://shop"}],
         "platforms": ["ios", "android"],
