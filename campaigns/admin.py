@@ -13,29 +13,32 @@ outer transaction would let a worker wake up before the row is visible.
 
 from __future__ import annotations
 
-import copy
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import csrf_protect_m
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from campaigns import services
+from campaigns.admin_composer import ComposerViews
+from campaigns.admin_forms import (
+    CONTENT_FIELDS,
+    OPTION_FIELDS,
+    SCHEDULE_FIELDS,
+    SCHEDULE_ZONE,
+    TARGETING_FIELDS,
+    PushCampaignForm,
+)
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.runs import campaign_stats
 from campaigns.selectors import with_current_run
-from campaigns.validation import CampaignFields, validate_create, validate_update
 from core.admin import adopt_saved
 from core.errors import ApplicationError
-from core.models import Project
-from segments.models import Segment
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldOpts, _FieldsetSpec
@@ -48,43 +51,6 @@ STATUS_COLOURS: dict[str, str] = {
     CampaignStatus.SENT: "#15803d",
     CampaignStatus.CANCELLED: "#374151",
     CampaignStatus.FAILED: "#b91c1c",
-}
-# Form fields that are written through the validator, in form order. `segment`
-# is sent as the API's `segment_id`.
-CONTENT_FIELDS: tuple[str, ...] = (
-    "name",
-    "title",
-    "body",
-    "data",
-    "localizations",
-    "image_url",
-    "url",
-    "actions",
-    "sound",
-    "badge",
-)
-TARGETING_FIELDS: tuple[str, ...] = ("segment", "platforms", "targeting", "tags")
-SCHEDULE_FIELDS: tuple[str, ...] = (
-    "scheduled_at",
-    "recurrence",
-    "end_at",
-    "quiet_hours",
-    "deliver_in_user_timezone",
-    "local_time_missed",
-    "throttle_per_minute",
-)
-OPTION_FIELDS: tuple[str, ...] = ("priority", "ttl_seconds", "collapse_key")
-WRITABLE = CONTENT_FIELDS + TARGETING_FIELDS + SCHEDULE_FIELDS + OPTION_FIELDS
-# What an empty JSON input means for each JSON field (the model's default).
-EMPTY_JSON: dict[str, Any] = {
-    "data": {},
-    "localizations": {},
-    "actions": [],
-    "platforms": [],
-    "targeting": {},
-    "tags": [],
-    "recurrence": None,
-    "quiet_hours": None,
 }
 BOOKKEEPING = (
     "status_badge",
@@ -113,127 +79,6 @@ class ServiceRefused(Exception):
 
 def describe(error: ApplicationError) -> str:
     return f"{error.code}: {error.message}"
-
-
-def _form_field_for(api_field: str) -> str:
-    """`segment_id` -> `segment`; `actions[0].title` / `recurrence.cron` -> the root."""
-    root = re.split(r"[.\[]", api_field, maxsplit=1)[0]
-    return "segment" if root == "segment_id" else root
-
-
-class SegmentChoiceField(forms.ModelChoiceField):
-    """Segments are per project; on the add page the label says which project."""
-
-    def label_from_instance(self, obj: Any) -> str:
-        return f"{obj.name} ({obj.project.name})"
-
-
-class PushCampaignForm(forms.ModelForm):
-    """Validates through `campaigns.validation`, exactly as the API does.
-
-    `clean()` builds the JSON payload the API would receive (all fields on create,
-    only the changed ones on update, like a PATCH), validates it, then runs the
-    validator's checks on the whole campaign (`campaign_segment`: a segment of this
-    project; `check_campaign`: end_at after scheduled_at, the 4096-byte payload
-    limit) so that they, too, show up as form errors rather than after the save.
-    The clean values are kept in `campaign_fields` for the service.
-    """
-
-    # The validator decides what a valid URL is (same as the API), not Django's URLField.
-    image_url = forms.CharField(required=False, max_length=2000, label="Image URL")
-    segment = SegmentChoiceField(
-        queryset=Segment.objects.select_related("project").order_by("project__name", "name"),
-        required=False,
-        help_text="Empty means everyone in the project.",
-    )
-
-    class Meta:
-        model = PushCampaign
-        fields = ("project", *WRITABLE)
-        labels = {"url": "URL (deep link)", "ttl_seconds": "TTL (seconds)"}
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.campaign_fields: CampaignFields = {}
-        # The validator reports missing text with the API's codes (MISSING_TITLE, ...).
-        for name in ("name", "title", "body"):
-            if name in self.fields:
-                self.fields[name].required = False
-        if "name" in self.fields:
-            self.fields["name"].help_text = "Defaults to the title."
-        if "scheduled_at" in self.fields:
-            self.fields["scheduled_at"].help_text = (
-                "UTC. With delivery in the user's time zone, the wall-clock time each "
-                "user receives it at (e.g. 09:00 everywhere)."
-            )
-        segment_field = self.fields.get("segment")
-        if isinstance(segment_field, SegmentChoiceField) and self.instance.project_id is not None:
-            segment_field.queryset = Segment.objects.select_related("project").filter(
-                project_id=self.instance.project_id
-            )
-
-    def _project(self) -> Project | None:
-        if self.instance.project_id is not None:
-            return self.instance.project
-        project = self.cleaned_data.get("project")
-        return project if isinstance(project, Project) else None
-
-    def _api_value(self, name: str) -> Any:
-        value = self.cleaned_data.get(name)
-        if name == "segment":
-            return None if value is None else str(value.pk)
-        if name in ("scheduled_at", "end_at"):
-            return None if value is None else value.isoformat()
-        if name in EMPTY_JSON and value is None:
-            return copy.deepcopy(EMPTY_JSON[name])
-        return value
-
-    def api_payload(self) -> dict[str, Any]:
-        """The request body the API would get for this form submission."""
-        names = [n for n in WRITABLE if n in self.fields]
-        if not self._state_adding():
-            names = [n for n in names if n in self.changed_data]
-        payload = {("segment_id" if n == "segment" else n): self._api_value(n) for n in names}
-        if self._state_adding() and not payload.get("name"):
-            payload.pop("name", None)  # the API defaults it to the title
-        return payload
-
-    def _state_adding(self) -> bool:
-        return bool(self.instance._state.adding)
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        if self.errors:
-            return cleaned  # field-level errors first; the payload would be incomplete
-        payload = self.api_payload()
-        if not self._state_adding() and not payload:
-            self.campaign_fields = {}
-            return cleaned
-        try:
-            fields = validate_create(payload) if self._state_adding() else validate_update(payload)
-            self._check_against_database(fields)
-        except ApplicationError as error:
-            self._add_application_error(error)
-            return cleaned
-        self.campaign_fields = fields
-        return cleaned
-
-    def _check_against_database(self, fields: CampaignFields) -> None:
-        """The service's own checks (`campaigns.validation`), run early so they land
-        on the form."""
-        project = self._project()
-        if project is not None:
-            services.campaign_check(
-                project=project,
-                campaign=None if self._state_adding() else self.instance,
-                fields=fields,
-            )
-
-    def _add_application_error(self, error: ApplicationError) -> None:
-        api_field = str(error.details.get("field", ""))
-        target = _form_field_for(api_field) if api_field else None
-        message = f"{error.message} ({error.code})"
-        self.add_error(target if target in self.fields else None, message)
 
 
 class CampaignRunInline(admin.TabularInline):
@@ -267,7 +112,7 @@ class CampaignRunInline(admin.TabularInline):
 
 
 @admin.register(PushCampaign)
-class PushCampaignAdmin(admin.ModelAdmin):
+class PushCampaignAdmin(ComposerViews, admin.ModelAdmin):
     form = PushCampaignForm
     list_display = (
         "name",
@@ -286,6 +131,9 @@ class PushCampaignAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[PushCampaign]:
         return with_current_run(super().get_queryset(request))
 
+    def get_urls(self) -> list[URLPattern]:
+        return [*self._composer_urls(), *super().get_urls()]
+
     search_fields = ("name", "title")
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
@@ -298,7 +146,7 @@ class PushCampaignAdmin(admin.ModelAdmin):
         fieldsets: list[tuple[str | _StrPromise | None, _FieldOpts]] = [
             ("Content", {"fields": CONTENT_FIELDS}),
             ("Targeting", {"fields": targeting}),
-            ("Schedule", {"fields": SCHEDULE_FIELDS}),
+            ("Schedule", {"fields": (*SCHEDULE_FIELDS[:2], SCHEDULE_ZONE, *SCHEDULE_FIELDS[2:])}),
             ("Options", {"fields": OPTION_FIELDS, "classes": ("collapse",)}),
         ]
         if obj is not None:

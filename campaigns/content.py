@@ -9,11 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from campaigns.models import PushCampaign
 from core.errors import InvalidInput
-from delivery.payloads import PRIORITY_HIGH, Action, PushContent, payload_size_report
+from delivery.payloads import (
+    FCM_PLATFORMS,
+    MAX_PAYLOAD_BYTES,
+    PRIORITY_HIGH,
+    Action,
+    PushContent,
+    Recipient,
+    build_apns,
+    build_fcm,
+    encode_json,
+    payload_size_report,
+    select_text,
+)
 
 # The fields a push's content is made of, a campaign's and a test push's alike: the
 # builders' input minus what Herald derives itself (collapse id, category, campaign id).
@@ -92,3 +105,34 @@ def check_payload_size(
 ) -> None:
     """``check_content_size`` for a campaign as it would be sent (see there)."""
     check_content_size(campaign_content(campaign, data_override=data_override))
+
+
+def payload_preview(content: PushContent, *, language: str, now: datetime) -> dict[str, Any]:
+    """What a recipient whose language is `language` gets, built by the real builders.
+
+    The text after localization fallback (what the console's iOS / Android / web
+    mock-ups show), and the byte size of each payload sent for that language (APNs,
+    and FCM's message per platform) against the 4096-byte limit, plus every payload
+    of any language that is over it (`payload_size_report`, the check a save makes).
+    """
+    title, body = select_text(content, language)
+    apns_payload, _ = build_apns(content, Recipient(language=language, platform="ios"), now=now)
+    sizes = {"apns": len(encode_json(apns_payload))}
+    for platform in FCM_PLATFORMS:
+        message = build_fcm(content, Recipient(language=language, platform=platform), now=now)
+        sizes[f"fcm_{platform}"] = len(encode_json(message))
+    return {
+        "language": language,
+        "title": title,
+        "body": body,
+        "image_url": content.image_url,
+        "url": content.url,
+        "actions": [{"id": a.id, "title": a.title} for a in content.actions],
+        "sizes": sizes,
+        "largest": max(sizes.values()),
+        "limit": MAX_PAYLOAD_BYTES,
+        "too_large": [
+            {"provider": r.provider, "language": r.language or None, "size": r.size}
+            for r in payload_size_report(content)
+        ],
+    }

@@ -27,6 +27,7 @@ from core.errors import ApplicationError, Conflict, NotFound, UpstreamFailure
 from core.models import Project
 from delivery.services import NewDelivery, deliveries_create
 from segments.audience import resolve_audience
+from segments.models import Segment
 from segments.selectors import audience_counts, explicit_tokens
 from segments.targeting import validate_targeting
 
@@ -355,13 +356,41 @@ def campaign_push_explicit(
     return ExplicitPush(run=run, targeted=len(targets), invalid_device_ids=invalid)
 
 
+def audience_of(
+    *,
+    project: Project,
+    segment: Segment | None,
+    targeting: dict[str, Any] | None,
+    platforms: list[str] | None,
+) -> dict[str, Any]:
+    """How many active tokens a segment + targeting + platforms reach now, by provider
+    and platform: the one count behind the API's /audience and the console's estimate."""
+    tokens = resolve_audience(
+        project=project, segment=segment, targeting=targeting, platforms=platforms
+    )
+    return audience_counts(tokens)
+
+
 def campaign_audience(*, project: Project, campaign_id: uuid.UUID) -> dict[str, Any]:
     """How many active tokens the campaign would reach if it were sent now."""
     campaign = _get(project, campaign_id)
-    tokens = resolve_audience(
+    return audience_of(
         project=project,
         segment=campaign.segment,
         targeting=campaign.targeting,
         platforms=campaign.platforms,
     )
-    return audience_counts(tokens)
+
+
+def audience_estimate(*, project: Project, fields: CampaignFields) -> dict[str, Any]:
+    """The audience of unsaved targeting (clean `segment_id`, `targeting`, `platforms`
+    from `campaigns.validation`), checked against the project as a save would check it
+    (INVALID_SEGMENT_ID, user_data keys): the console's live estimate."""
+    targeting = fields.get("targeting") or {}
+    validate_targeting(project=project, targeting=targeting)
+    return audience_of(
+        project=project,
+        segment=campaign_segment(project=project, segment_id=fields.get("segment_id")),
+        targeting=targeting,
+        platforms=fields.get("platforms") or [],
+    )

@@ -174,19 +174,22 @@ def campaign_form(project: Project | None, **overrides: Any) -> dict[str, Any]:
         "sound": "",
         "badge": "",
         "segment": "",
-        "platforms": "[]",
         "targeting": "{}",
-        "tags": "[]",
+        "tags": "",
         "scheduled_at_0": "",
         "scheduled_at_1": "",
-        "recurrence": "null",
+        "schedule_timezone": "UTC",
+        "recurrence_0": "",
         "end_at_0": "",
         "end_at_1": "",
-        "quiet_hours": "null",
+        "quiet_hours_0": "",
+        "quiet_hours_1": "",
+        "quiet_hours_2": "defer",
         "local_time_missed": "next_day",
         "throttle_per_minute": "",
         "priority": "high",
-        "ttl_seconds": "",
+        "ttl_seconds_0": "",
+        "ttl_seconds_1": "hours",
         "collapse_key": "",
         "runs-TOTAL_FORMS": "0",
         "runs-INITIAL_FORMS": "0",
@@ -212,7 +215,7 @@ def test_admin_creates_a_draft_through_the_service(staff: Client) -> None:
             project,
             data='{"screen": "home"}',
             localizations='{"fr": {"title": "Bonjour"}}',
-            platforms='["IOS", "ios"]',
+            platforms=["web", "ios"],
         ),
     )
 
@@ -226,7 +229,7 @@ def test_admin_creates_a_draft_through_the_service(staff: Client) -> None:
     )
     assert campaign.data == {"screen": "home"}
     assert campaign.localizations == {"fr": {"title": "Bonjour"}}
-    assert campaign.platforms == ["ios"]  # normalised by the validator
+    assert campaign.platforms == ["ios", "web"]  # normalised by the validator
 
 
 def test_admin_creates_a_scheduled_campaign(staff: Client) -> None:
@@ -279,7 +282,7 @@ def test_admin_creates_a_scheduled_campaign(staff: Client) -> None:
             {"localizations": ["localizations.fr has unknown keys: subtitle. (VALIDATION_ERROR)"]},
         ),
         (
-            {"recurrence": '{"every_days": 1}', "deliver_in_user_timezone": "on"},
+            {"recurrence_0": "days", "recurrence_1": "1", "deliver_in_user_timezone": "on"},
             {
                 "deliver_in_user_timezone": [
                     "deliver_in_user_timezone applies to one-shot schedules, not to "
@@ -498,7 +501,8 @@ def test_recurrence_without_an_occurrence_before_end_at_is_refused(staff: Client
         url("campaigns_pushcampaign_add"),
         campaign_form(
             project,
-            recurrence='{"cron": "0 9 1 1 *"}',  # every 1 January, 09:00 UTC
+            recurrence_0="cron",  # every 1 January, 09:00 UTC
+            recurrence_3="0 9 1 1 *",
             end_at_0=end.strftime("%Y-%m-%d"),
             end_at_1=end.strftime("%H:%M:%S"),
         ),
@@ -515,7 +519,7 @@ def test_recurring_campaign_links_its_beat_schedule(staff: Client) -> None:
 
     response = staff.post(
         url("campaigns_pushcampaign_add"),
-        campaign_form(project, recurrence='{"every_days": 1, "at": "09:00"}'),
+        campaign_form(project, recurrence_0="days", recurrence_1="1", recurrence_2="09:00"),
     )
 
     assert response.status_code == 302

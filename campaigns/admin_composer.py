@@ -1,0 +1,149 @@
+"""The composer's live parts: JSON views for the audience estimate, the payload preview
+and the recurrence's reading, on the campaign add/change page.
+
+Doors, not owners (STYLE.md): each view validates the form's current (unsaved) values
+with `campaigns.validation`, as the API would, then calls the function the API uses —
+`services.audience_estimate` (the count behind GET .../audience), `content.push_content`
++ `content.payload_preview` (the real payload builders), `recurrence.describe_recurrence`.
+Refusals answer the API's error envelope. Session-authenticated admin views under
+`<campaign id or "add">/composer/...`, POST with the CSRF token (composer.js).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from campaigns import services
+from campaigns.content import CONTENT_FIELDS, payload_preview, push_content
+from campaigns.models import PushCampaign
+from campaigns.recurrence import describe_recurrence
+from campaigns.validation import validate_create, validate_update
+from core.errors import ApplicationError, InvalidInput, NotFound, envelope
+from core.models import Project
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+    _Base = ModelAdmin[PushCampaign]
+else:
+    _Base = object
+
+TARGETING_KEYS = ("segment_id", "platforms", "targeting")
+# A new campaign has no id yet; its payloads will carry one of this length.
+UNSAVED_ID = str(uuid.UUID(int=0))
+
+
+def _error(error: ApplicationError) -> JsonResponse:
+    return JsonResponse(envelope(error.code, error.message, error.details), status=error.status)
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError as exc:
+        raise InvalidInput("The body is not JSON.", code="INVALID_BODY") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("The body must be a JSON object.", code="INVALID_BODY")
+    return body
+
+
+class ComposerViews(_Base):
+    """Mixed into PushCampaignAdmin: `_composer_urls()` goes first in its get_urls."""
+
+    def _composer_urls(self) -> list[URLPattern]:
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}_composer"
+        views = (
+            ("estimate", self.estimate_view),
+            ("preview", self.preview_view),
+            ("recurrence", self.recurrence_view),
+        )
+        return [
+            path(
+                f"<str:object_id>/composer/{name}/",
+                self.admin_site.admin_view(require_POST(view)),
+                name=f"{prefix}_{name}",
+            )
+            for name, view in views
+        ]
+
+    def _composing(
+        self, request: HttpRequest, object_id: str, body: dict[str, Any]
+    ) -> tuple[Project, PushCampaign | None]:
+        """The project (and campaign) being composed, if the operator may compose it.
+
+        Unknown, foreign or forbidden campaigns are NOT_FOUND, as in the API.
+        """
+        if object_id == "add":
+            if not self.has_add_permission(request):
+                raise NotFound("Not found.")
+            project_id = _uuid_or_none(body.get("project"))
+            project = None if project_id is None else Project.objects.filter(pk=project_id).first()
+            if project is None:
+                raise InvalidInput("Choose a project.", details={"field": "project"})
+            return project, None
+        campaign = self.get_object(request, object_id)
+        if campaign is None or not self.has_view_permission(request, campaign):
+            raise NotFound("Campaign not found.")
+        return campaign.project, campaign
+
+    def estimate_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """`{total, by_provider, by_platform}` for the form's segment, platforms and
+        targeting, as GET .../audience counts a saved campaign."""
+        try:
+            body = _body(request)
+            project, _ = self._composing(request, object_id, body)
+            given = {k: body[k] for k in TARGETING_KEYS if k in body}
+            fields = validate_update(given) if given else {}
+            return JsonResponse(services.audience_estimate(project=project, fields=fields))
+        except ApplicationError as error:
+            return _error(error)
+
+    def preview_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """The notification for `language` and its payload sizes, built by the real
+        builders from the form's content fields (validated as a create would be)."""
+        try:
+            body = _body(request)
+            _, campaign = self._composing(request, object_id, body)
+            content_body = body.get("content")
+            if not isinstance(content_body, dict):
+                raise InvalidInput("content must be an object.", details={"field": "content"})
+            language = body.get("language") or ""
+            if not isinstance(language, str) or len(language) > 35:
+                raise InvalidInput(
+                    "language must be a language tag.", details={"field": "language"}
+                )
+            wanted = {k: v for k, v in content_body.items() if k in CONTENT_FIELDS}
+            fields = validate_create(wanted)
+            campaign_id = str(campaign.pk) if campaign is not None else UNSAVED_ID
+            content = push_content(
+                fields, collapse_id_default=f"c-{campaign_id}", campaign_id=campaign_id
+            )
+            preview = payload_preview(content, language=language, now=timezone.now())
+            return JsonResponse(preview)
+        except ApplicationError as error:
+            return _error(error)
+
+    def recurrence_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """The builder's recurrence in words ("at 12:00 on Mon and Fri, Europe/Paris")."""
+        try:
+            body = _body(request)
+            self._composing(request, object_id, body)
+            recurrence = validate_update({"recurrence": body.get("recurrence")})["recurrence"]
+            text = "Does not repeat" if recurrence is None else describe_recurrence(recurrence)
+            return JsonResponse({"text": text, "recurrence": recurrence})
+        except ApplicationError as error:
+            return _error(error)
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

@@ -1,0 +1,322 @@
+"""The campaign composer's form: widgets in, the API's payload out, the API's validator.
+
+`PushCampaignForm` builds the JSON body the API would receive from its widgets
+(campaigns/widgets.py) and runs `campaigns.validation` on it. Each field is validated
+on its own first, so every refused field shows its error at once next to its widget;
+then the whole payload and the service's own checks run (`campaign_check`: segment
+ownership, end_at after scheduled_at, the 4096-byte payload). An error's API path
+(`targeting.countries.include`, `actions[0].title`) goes on the widget too, for
+composer.js to mark the row it names.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import zoneinfo
+from datetime import UTC, datetime
+from typing import Any
+
+from django import forms
+
+from campaigns import services
+from campaigns.models import PushCampaign
+from campaigns.validation import CampaignFields, validate_create, validate_update
+from campaigns.widgets import (
+    CommaListField,
+    DurationField,
+    JsonEditorWidget,
+    PlatformsField,
+    QuietHoursField,
+    RecurrenceField,
+    timezone_choices,
+)
+from core.errors import ApplicationError
+from core.models import Project
+from segments.models import Segment
+
+# Form fields that are written through the validator, in form order. `segment`
+# is sent as the API's `segment_id`.
+CONTENT_FIELDS: tuple[str, ...] = (
+    "name",
+    "title",
+    "body",
+    "localizations",
+    "image_url",
+    "url",
+    "actions",
+    "data",
+    "sound",
+    "badge",
+)
+TARGETING_FIELDS: tuple[str, ...] = ("segment", "platforms", "targeting")
+SCHEDULE_FIELDS: tuple[str, ...] = (
+    "scheduled_at",
+    "end_at",
+    "recurrence",
+    "quiet_hours",
+    "deliver_in_user_timezone",
+    "local_time_missed",
+    "throttle_per_minute",
+)
+OPTION_FIELDS: tuple[str, ...] = ("priority", "ttl_seconds", "collapse_key", "tags")
+WRITABLE = CONTENT_FIELDS + TARGETING_FIELDS + SCHEDULE_FIELDS + OPTION_FIELDS
+# Not an API field: the zone scheduled_at and end_at are picked in.
+SCHEDULE_ZONE = "schedule_timezone"
+# What an empty JSON input means for each JSON field (the model's default).
+EMPTY_JSON: dict[str, Any] = {
+    "data": {},
+    "localizations": {},
+    "actions": [],
+    "targeting": {},
+}
+DATA_EXAMPLE = '{"screen": "offers", "offer_id": 42}'
+
+
+def form_field_for(api_field: str) -> str:
+    """`segment_id` -> `segment`; `actions[0].title` / `recurrence.cron` -> the root."""
+    root = re.split(r"[.\[]", api_field, maxsplit=1)[0]
+    return "segment" if root == "segment_id" else root
+
+
+class SegmentChoiceField(forms.ModelChoiceField):
+    """Segments are per project; on the add page the label says which project."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} ({obj.project.name})"
+
+
+def _segment_options(segments: Any) -> list[dict[str, str]]:
+    return [{"id": str(s.pk), "name": s.name, "project": str(s.project_id)} for s in segments]
+
+
+def _wall_clock(value: datetime, zone: str) -> datetime:
+    """A stored instant as its wall clock in `zone`, labelled UTC: what the admin's
+    split date/time widget (which shows the current zone, UTC) must display."""
+    return value.astimezone(zoneinfo.ZoneInfo(zone)).replace(tzinfo=UTC)
+
+
+def _in_zone(value: datetime, zone: str) -> datetime:
+    """The widget's date and time (parsed as UTC) read as a wall clock in `zone`."""
+    try:
+        tz = zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        tz = zoneinfo.ZoneInfo("UTC")
+    return value.astimezone(UTC).replace(tzinfo=tz, fold=0)
+
+
+class PushCampaignForm(forms.ModelForm):
+    """The composer: every field a widget, validated through `campaigns.validation`.
+
+    `clean()` builds the JSON payload the API would receive (all fields on create,
+    only the changed ones on update, like a PATCH), validates each field, then the
+    whole, then runs the service's checks on the whole campaign, so that they, too,
+    show up as form errors rather than after the save. The clean values are kept in
+    `campaign_fields` for the service.
+    """
+
+    # The validator decides what a valid URL is (same as the API), not Django's URLField.
+    image_url = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Image URL",
+        widget=forms.URLInput(attrs={"class": "vURLField", "placeholder": "https://…/banner.png"}),
+    )
+    url = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="URL (deep link)",
+        help_text="Opened on tap: https://… or an app link such as myapp://offers.",
+        widget=forms.TextInput(attrs={"class": "vURLField", "placeholder": "myapp://offers"}),
+    )
+    segment = SegmentChoiceField(
+        queryset=Segment.objects.select_related("project").order_by("project__name", "name"),
+        required=False,
+        help_text="Empty means everyone in the project.",
+    )
+    platforms = PlatformsField()
+    tags = CommaListField(
+        required=False, help_text="Comma-separated, e.g. spring, promo (at most 20)."
+    )
+    quiet_hours = QuietHoursField(
+        help_text="In each user's own time zone (the project's zone when unknown); "
+        "empty: the project's default quiet hours."
+    )
+    recurrence = RecurrenceField()
+    ttl_seconds = DurationField(
+        label="Time to live", help_text="How long providers keep trying; empty: their default."
+    )
+    schedule_timezone = forms.ChoiceField(
+        label="Time zone",
+        required=False,
+        choices=timezone_choices,
+        help_text="The zone of the scheduled and end times above.",
+    )
+
+    class Media:
+        css = {"all": ("campaigns/composer.css",)}
+        js = ("campaigns/composer.js",)
+
+    class Meta:
+        model = PushCampaign
+        fields = ("project", *WRITABLE)
+        widgets = {
+            "localizations": JsonEditorWidget("localizations"),
+            "actions": JsonEditorWidget("actions"),
+            "data": forms.Textarea(
+                attrs={"rows": 3, "class": "vLargeTextField", "placeholder": DATA_EXAMPLE}
+            ),
+        }
+        help_texts = {
+            "data": f"Custom key/values for the app, as a JSON object, e.g. {DATA_EXAMPLE}.",
+            "localizations": "One row per language; a language without a row gets the "
+            "title and body above.",
+            "actions": "Up to 3 buttons.",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.campaign_fields: CampaignFields = {}
+        # The validator reports missing text with the API's codes (MISSING_TITLE, ...).
+        for name in ("name", "title", "body"):
+            if name in self.fields:
+                self.fields[name].required = False
+        if "name" in self.fields:
+            self.fields["name"].help_text = "Defaults to the title."
+        if "scheduled_at" in self.fields:
+            self.fields["scheduled_at"].help_text = (
+                "In the time zone below. With delivery in the user's time zone, the "
+                "wall-clock time each user receives it at (e.g. 09:00 everywhere)."
+            )
+        project = self.instance.project if self.instance.project_id is not None else None
+        segments = Segment.objects.select_related("project").order_by("name")
+        if project is not None:
+            segments = segments.filter(project=project)
+            segment_field = self.fields.get("segment")
+            if isinstance(segment_field, SegmentChoiceField):
+                segment_field.queryset = segments
+        if "targeting" in self.fields:
+            self.fields["targeting"].widget = JsonEditorWidget(
+                "targeting", {"segments": _segment_options(segments)}
+            )
+            self.fields[
+                "targeting"
+            ].help_text = "Every condition must hold: include lists pick, exclude lists remove."
+        self._set_schedule_zone(project)
+
+    # --- the schedule's zone ----------------------------------------------------------
+
+    def _default_zone(self, project: Project | None) -> str:
+        if self.instance.recurrence and self.instance.recurrence.get("timezone"):
+            return str(self.instance.recurrence["timezone"])
+        if project is None:
+            initial = self.initial.get("project")
+            project = Project.objects.filter(pk=initial).first() if initial else None
+        return project.default_timezone if project is not None else "UTC"
+
+    def _set_schedule_zone(self, project: Project | None) -> None:
+        if SCHEDULE_ZONE not in self.fields:
+            return
+        zone = self._default_zone(project)
+        self.initial[SCHEDULE_ZONE] = zone
+        zones = dict(Project.objects.values_list("pk", "default_timezone"))
+        self.fields[SCHEDULE_ZONE].widget.attrs["data-project-zones"] = _json_map(zones)
+        for name in ("scheduled_at", "end_at"):
+            stored = getattr(self.instance, name, None)
+            if name in self.fields and stored is not None:
+                self.initial[name] = _wall_clock(stored, zone)
+
+    def _zone(self) -> str:
+        return str(self.cleaned_data.get(SCHEDULE_ZONE) or "UTC")
+
+    # --- the API payload -------------------------------------------------------------
+
+    def _project(self) -> Project | None:
+        if self.instance.project_id is not None:
+            return self.instance.project
+        project = self.cleaned_data.get("project")
+        return project if isinstance(project, Project) else None
+
+    def _api_value(self, name: str) -> Any:
+        value = self.cleaned_data.get(name)
+        if name == "segment":
+            return None if value is None else str(value.pk)
+        if name in ("scheduled_at", "end_at"):
+            return None if value is None else _in_zone(value, self._zone()).isoformat()
+        if name in EMPTY_JSON and value is None:
+            return copy.deepcopy(EMPTY_JSON[name])
+        return value
+
+    def _changed(self) -> set[str]:
+        changed = set(self.changed_data)
+        if SCHEDULE_ZONE in changed:  # the same wall clock in another zone is another time
+            changed |= {n for n in ("scheduled_at", "end_at") if self.cleaned_data.get(n)}
+        return changed
+
+    def api_payload(self) -> dict[str, Any]:
+        """The request body the API would get for this form submission."""
+        names = [n for n in WRITABLE if n in self.fields]
+        if not self._state_adding():
+            changed = self._changed()
+            names = [n for n in names if n in changed]
+        payload = {("segment_id" if n == "segment" else n): self._api_value(n) for n in names}
+        if self._state_adding() and not payload.get("name"):
+            payload.pop("name", None)  # the API defaults it to the title
+        return payload
+
+    def _state_adding(self) -> bool:
+        return bool(self.instance._state.adding)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.errors:
+            return cleaned  # field-level errors first; the payload would be incomplete
+        payload = self.api_payload()
+        if not self._state_adding() and not payload:
+            self.campaign_fields = {}
+            return cleaned
+        # Each field alone first, so that every refused field shows its error at once.
+        refused = False
+        for name, value in payload.items():
+            try:
+                validate_update({name: value})
+            except ApplicationError as error:
+                self._add_application_error(error)
+                refused = True
+        if refused:
+            return cleaned
+        try:
+            fields = validate_create(payload) if self._state_adding() else validate_update(payload)
+            self._check_against_database(fields)
+        except ApplicationError as error:
+            self._add_application_error(error)
+            return cleaned
+        self.campaign_fields = fields
+        return cleaned
+
+    def _check_against_database(self, fields: CampaignFields) -> None:
+        """The service's own checks (`campaigns.validation`), run early so they land
+        on the form."""
+        project = self._project()
+        if project is not None:
+            services.campaign_check(
+                project=project,
+                campaign=None if self._state_adding() else self.instance,
+                fields=fields,
+            )
+
+    def _add_application_error(self, error: ApplicationError) -> None:
+        api_field = str(error.details.get("field", ""))
+        target = form_field_for(api_field) if api_field else None
+        message = f"{error.message} ({error.code})"
+        if target in self.fields:
+            # composer.js marks the row or input the path names (e.g. actions[0].title).
+            self.fields[target].widget.attrs["data-error-path"] = api_field
+            self.add_error(target, message)
+        else:
+            self.add_error(None, message)
+
+
+def _json_map(mapping: dict[Any, Any]) -> str:
+    return json.dumps({str(k): str(v) for k, v in mapping.items()})
