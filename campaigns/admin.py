@@ -23,11 +23,12 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import csrf_protect_m
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from campaigns import services
+from campaigns.admin_page import CampaignPageAdmin
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.runs import campaign_stats
 from campaigns.selectors import with_current_run
@@ -267,7 +268,7 @@ class CampaignRunInline(admin.TabularInline):
 
 
 @admin.register(PushCampaign)
-class PushCampaignAdmin(admin.ModelAdmin):
+class PushCampaignAdmin(CampaignPageAdmin, admin.ModelAdmin):
     form = PushCampaignForm
     list_display = (
         "name",
@@ -303,12 +304,16 @@ class PushCampaignAdmin(admin.ModelAdmin):
         ]
         if obj is not None:
             fieldsets.insert(0, ("Status", {"fields": ("project", *BOOKKEEPING)}))
+            fieldsets.insert(0, ("Results", {"fields": ("results_panel",)}))
         return fieldsets
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: PushCampaign | None = None
     ) -> tuple[str, ...]:
-        return BOOKKEEPING if obj is None else ("project", *BOOKKEEPING)
+        return BOOKKEEPING if obj is None else ("project", "results_panel", *BOOKKEEPING)
+
+    def get_urls(self) -> list[URLPattern]:
+        return [*self._page_urls(), *super().get_urls()]
 
     def has_change_permission(self, request: HttpRequest, obj: PushCampaign | None = None) -> bool:
         # Sending, sent, cancelled and failed campaigns are history: view-only.
