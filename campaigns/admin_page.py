@@ -178,6 +178,9 @@ class CampaignPageAdmin(_Base):
             run["started_at"] = zoned(run["started_at"], zone)
             run["completed_at"] = zoned(run["completed_at"], zone)
         progress["status_label"] = campaign.get_status_display()
+        # Which state buttons still apply (the page hides the others as the run moves).
+        progress["can_send"] = campaign.status in services.SENDABLE
+        progress["can_cancel"] = campaign.status in services.CANCELLABLE
         progress["updated_at"] = zoned(now, zone)
         return progress
 

@@ -45,11 +45,13 @@
       if (dd) dd.textContent = Herald.number(p.stats[key]);
     });
     panel.querySelector("[role=progressbar]").setAttribute("aria-valuenow", p.percent);
-    field("percent").textContent = p.percent + "%";
+    field("percent").textContent = (Number.isInteger(p.percent) ? p.percent : p.percent.toFixed(1)) + "%";
     field("rate").textContent = p.rate_per_second === null ? "–" : Herald.number(p.rate_per_second) + "/s";
     field("eta").textContent = p.sending ? (p.eta_seconds === null ? "–" : duration(p.eta_seconds) + (run && !run.fanout_done ? " (audience still being resolved)" : "")) : (run ? "done" : "–");
     field("updated").textContent = p.updated_at;
     panel.dataset.sending = p.sending ? "1" : "0";
+    document.querySelectorAll('[data-tool="send"]').forEach(function (t) { t.hidden = !p.can_send; });
+    document.querySelectorAll('[data-tool="cancel"]').forEach(function (t) { t.hidden = !p.can_cancel; });
   }
 
   // --- per-run results -------------------------------------------------------------
