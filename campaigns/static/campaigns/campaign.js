@@ -137,6 +137,7 @@
     const url = panel.dataset.breakdownUrl.replace(/\/runs\/0\/breakdown\/$/, "/runs/" + picker.value + "/breakdown/");
     try {
       const b = await Herald.json(url);
+      panel.dataset.resultsTotal = b.total;
       renderTables(panel, b);
       renderChart(panel, b);
     } catch (e) {
@@ -163,7 +164,9 @@
         picker.value = String(p.run.number);
       }
       lastRun = p.run ? String(p.run.number) : lastRun;
-      if (current && (!p.sending || ticks % 5 === 0)) loadBreakdown(panel);
+      // Small runs are recounted on every poll; big ones (aggregates over many rows) every 5th.
+      const every = Number(panel.dataset.resultsTotal || 0) > 10000 ? 5 : 1;
+      if (current && (!p.sending || ticks % every === 0)) loadBreakdown(panel);
       return p.sending;
     }, Number(panel.dataset.pollMs) || 2000);
   }
