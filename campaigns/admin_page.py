@@ -262,6 +262,7 @@ class CampaignPageAdmin(_Base):
             **self.admin_site.each_context(request),
             "title": f'Send "{campaign.name}" now?',
             "opts": self.opts,
+            "media": self.media,
             "campaign": campaign,
             "audience": audience,
             "problem": problem,
