@@ -108,7 +108,7 @@
     points.forEach(function (p, i) {
       let y = H - bottom;
       const x = left + i * step + Math.min(2, step * 0.1);
-      const width = Math.max(1, step - 2 * Math.min(2, step * 0.1));
+      const width = Math.min(48, Math.max(1, step - 2 * Math.min(2, step * 0.1)));  // few buckets: slim bars
       SERIES.forEach(function ([key, label, colour]) {
         const n = p[key] || 0;
         if (!n) return;
