@@ -34,6 +34,7 @@ from campaigns.admin_forms import (
     TARGETING_FIELDS,
     PushCampaignForm,
 )
+from campaigns.admin_page import CampaignPageAdmin
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.runs import campaign_stats
 from campaigns.selectors import with_current_run
@@ -112,7 +113,7 @@ class CampaignRunInline(admin.TabularInline):
 
 
 @admin.register(PushCampaign)
-class PushCampaignAdmin(ComposerViews, admin.ModelAdmin):
+class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
     form = PushCampaignForm
     list_display = (
         "name",
@@ -132,7 +133,8 @@ class PushCampaignAdmin(ComposerViews, admin.ModelAdmin):
         return with_current_run(super().get_queryset(request))
 
     def get_urls(self) -> list[URLPattern]:
-        return [*self._composer_urls(), *super().get_urls()]
+        # The composer's and the campaign page's own views, before the admin's catch-all.
+        return [*self._composer_urls(), *self._page_urls(), *super().get_urls()]
 
     search_fields = ("name", "title")
     ordering = ("-created_at",)
@@ -151,12 +153,13 @@ class PushCampaignAdmin(ComposerViews, admin.ModelAdmin):
         ]
         if obj is not None:
             fieldsets.insert(0, ("Status", {"fields": ("project", *BOOKKEEPING)}))
+            fieldsets.insert(0, ("Results", {"fields": ("results_panel",)}))
         return fieldsets
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: PushCampaign | None = None
     ) -> tuple[str, ...]:
-        return BOOKKEEPING if obj is None else ("project", *BOOKKEEPING)
+        return BOOKKEEPING if obj is None else ("project", "results_panel", *BOOKKEEPING)
 
     def has_change_permission(self, request: HttpRequest, obj: PushCampaign | None = None) -> bool:
         # Sending, sent, cancelled and failed campaigns are history: view-only.

@@ -1,0 +1,221 @@
+// The console's campaign page (campaigns/admin_page.py): live progress, per-run
+// results with a chart (SVG built here from the JSON), cancel confirmation and the
+// test-push dialog. Plain JS on top of console.js (window.Herald); no framework.
+"use strict";
+(function () {
+  const SVG = "http://www.w3.org/2000/svg";
+  const BARS = ["sent", "failed", "invalid_tokens", "skipped", "unknown"];
+  const SERIES = [["sent", "Sent", "#15803d"], ["failed", "Failed", "#b91c1c"], ["invalid_token", "Invalid token", "#7c3aed"], ["unknown", "Unknown", "#b45309"]];
+  const STATUS_LABELS = { queued: "Queued", sent: "Sent", failed: "Failed", invalid_token: "Invalid token", skipped: "Skipped", unknown: "Unknown" };
+  const PROVIDER_LABELS = { apns: "APNs", fcm: "FCM" };
+  const PLATFORM_LABELS = { ios: "iOS", android: "Android", web: "Web" };
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(function ([k, v]) { if (v !== null && v !== undefined) node.setAttribute(k, v); });
+    (children || []).forEach(function (c) { node.append(c); });
+    return node;
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    if (seconds < 60) return seconds + " s";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min " + (seconds % 60) + " s";
+    return Math.floor(seconds / 3600) + " h " + Math.round((seconds % 3600) / 60) + " min";
+  }
+
+  // --- live progress -------------------------------------------------------------
+
+  function renderProgress(panel, p) {
+    const field = function (name) { return panel.querySelector('[data-field="' + name + '"]'); };
+    const status = field("status");
+    status.textContent = p.status_label;
+    status.className = "herald-badge herald-status-" + p.status;
+    const run = p.run;
+    field("run").textContent = run
+      ? "Run " + run.number + " · " + run.trigger_label + " · started " + run.started_at + (run.completed_at ? " · ended " + run.completed_at : "")
+      : "Not sent yet";
+    const targeted = p.stats.targeted;
+    BARS.forEach(function (key) {
+      const share = targeted ? (100 * p.stats[key]) / targeted : 0;
+      panel.querySelector('[data-bar="' + key + '"]').style.width = share + "%";
+    });
+    Object.keys(p.stats).forEach(function (key) {
+      const dd = panel.querySelector('[data-count="' + key + '"]');
+      if (dd) dd.textContent = Herald.number(p.stats[key]);
+    });
+    panel.querySelector("[role=progressbar]").setAttribute("aria-valuenow", p.percent);
+    field("percent").textContent = (Number.isInteger(p.percent) ? p.percent : p.percent.toFixed(1)) + "%";
+    field("rate").textContent = p.rate_per_second === null ? "–" : Herald.number(p.rate_per_second) + "/s";
+    field("eta").textContent = p.sending ? (p.eta_seconds === null ? "–" : duration(p.eta_seconds) + (run && !run.fanout_done ? " (audience still being resolved)" : "")) : (run ? "done" : "–");
+    field("updated").textContent = p.updated_at;
+    panel.dataset.sending = p.sending ? "1" : "0";
+    document.querySelectorAll('[data-tool="send"]').forEach(function (t) { t.hidden = !p.can_send; });
+    document.querySelectorAll('[data-tool="cancel"]').forEach(function (t) { t.hidden = !p.can_cancel; });
+  }
+
+  // --- per-run results -------------------------------------------------------------
+
+  function table(caption, rows) {
+    const body = el("tbody", {}, rows.map(function (r) {
+      const name = r.href ? el("a", { href: r.href }, [r.label]) : r.label;
+      return el("tr", {}, [el("td", { class: r.wrap ? "reason" : null }, [name]), el("td", { class: "n" }, [Herald.number(r.count)])]);
+    }));
+    return el("div", { class: "herald-card" }, [el("table", {}, [el("caption", {}, [caption]), body])]);
+  }
+
+  function renderTables(panel, b) {
+    const links = b.links;
+    const byStatus = Object.entries(b.by_status).map(function ([k, n]) { return { label: STATUS_LABELS[k] || k, count: n, href: links.status[k] }; });
+    const byProvider = Object.entries(b.by_provider).map(function ([k, n]) { return { label: PROVIDER_LABELS[k] || k, count: n, href: links.provider[k] }; });
+    const byPlatform = Object.entries(b.by_platform).map(function ([k, n]) { return { label: PLATFORM_LABELS[k] || k, count: n }; });
+    const reasons = b.reasons.map(function (r, i) { return { label: r.reason + " (" + (STATUS_LABELS[r.status] || r.status) + ")", count: r.count, href: links.reasons[i], wrap: true }; });
+    const holder = panel.querySelector('[data-field="tables"]');
+    holder.replaceChildren(
+      table("By status", byStatus.concat([{ label: "Total", count: b.total, href: links.all }])),
+      table("By provider", byProvider),
+      table("By platform", byPlatform),
+      reasons.length ? table("Error reasons", reasons) : el("div", { class: "herald-card" }, [el("h3", {}, ["Error reasons"]), el("p", { class: "herald-quiet" }, ["None."])])
+    );
+    panel.querySelector('[data-link="all"]').setAttribute("href", links.all);
+  }
+
+  // Stacked bars, one per time bucket; the y axis is deliveries per bucket.
+  function renderChart(panel, b) {
+    const holder = panel.querySelector('[data-field="chart"]');
+    const points = b.timeline.points;
+    panel.querySelector('[data-field="chart-unit"]').textContent = "(per " + b.timeline.unit + ", " + b.zone + ")";
+    if (!points.length) { holder.replaceChildren(el("p", { class: "herald-quiet" }, ["Nothing attempted yet."])); return; }
+    const W = 960, H = 220, left = 48, right = 12, top = 12, bottom = 40;
+    const max = Math.max.apply(null, points.map(function (p) { return SERIES.reduce(function (s, [k]) { return s + (p[k] || 0); }, 0); })) || 1;
+    const step = (W - left - right) / points.length;
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "Deliveries per " + b.timeline.unit + ", from " + points[0].label + " to " + points[points.length - 1].label);
+    const add = function (tag, attrs, text) {
+      const node = document.createElementNS(SVG, tag);
+      Object.entries(attrs).forEach(function ([k, v]) { node.setAttribute(k, v); });
+      if (text !== undefined) node.textContent = text;
+      svg.append(node);
+      return node;
+    };
+    [0, 0.5, 1].forEach(function (f) {
+      const y = top + (H - top - bottom) * (1 - f);
+      add("line", { x1: left, x2: W - right, y1: y, y2: y, class: "grid" });
+      add("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "axis" }, Herald.number(Math.round(max * f)));
+    });
+    points.forEach(function (p, i) {
+      let y = H - bottom;
+      const x = left + i * step + Math.min(2, step * 0.1);
+      const width = Math.min(48, Math.max(1, step - 2 * Math.min(2, step * 0.1)));  // few buckets: slim bars
+      SERIES.forEach(function ([key, label, colour]) {
+        const n = p[key] || 0;
+        if (!n) return;
+        const h = ((H - top - bottom) * n) / max;
+        y -= h;
+        const rect = add("rect", { x: x, y: y, width: width, height: h, fill: colour, "data-series": key });
+        const title = document.createElementNS(SVG, "title");
+        title.textContent = p.label + ": " + Herald.number(n) + " " + label.toLowerCase();
+        rect.append(title);
+      });
+    });
+    add("text", { x: left, y: H - bottom + 16, class: "axis" }, points[0].label);
+    if (points.length > 1) add("text", { x: W - right, y: H - bottom + 16, "text-anchor": "end", class: "axis" }, points[points.length - 1].label);
+    let lx = left;
+    SERIES.forEach(function ([, label, colour]) {
+      add("rect", { x: lx, y: H - 14, width: 10, height: 10, fill: colour });
+      add("text", { x: lx + 14, y: H - 5, class: "axis" }, label);
+      lx += 30 + label.length * 7;
+    });
+    holder.replaceChildren(svg);
+  }
+
+  async function loadBreakdown(panel) {
+    const picker = panel.querySelector('[data-field="run-picker"]');
+    if (!picker) return;
+    const url = panel.dataset.breakdownUrl.replace(/\/runs\/0\/breakdown\/$/, "/runs/" + picker.value + "/breakdown/");
+    try {
+      const b = await Herald.json(url);
+      panel.dataset.resultsTotal = b.total;
+      renderTables(panel, b);
+      renderChart(panel, b);
+    } catch (e) {
+      panel.querySelector('[data-field="tables"]').replaceChildren(el("p", { class: "errornote" }, ["Could not load the results: " + e.message]));
+    }
+  }
+
+  function startPanel(panel) {
+    const picker = panel.querySelector('[data-field="run-picker"]');
+    let ticks = 0;
+    let lastRun = picker ? picker.value : null;
+    if (picker) picker.addEventListener("change", function () { loadBreakdown(panel); });
+    renderProgress(panel, JSON.parse(document.getElementById("herald-progress-data").textContent));
+    loadBreakdown(panel);
+    if (panel.dataset.sending !== "1") return;
+    Herald.poll(async function () {
+      const p = await Herald.json(panel.dataset.progressUrl);
+      renderProgress(panel, p);
+      ticks += 1;
+      // The results follow the current run: every 5th poll while sending, and once at the end.
+      const current = picker && p.run && picker.value === String(p.run.number);
+      if (picker && p.run && String(p.run.number) !== lastRun && !picker.querySelector('option[value="' + p.run.number + '"]')) {
+        picker.prepend(el("option", { value: p.run.number }, ["Run " + p.run.number]));
+        picker.value = String(p.run.number);
+      }
+      lastRun = p.run ? String(p.run.number) : lastRun;
+      // Small runs are recounted on every poll; big ones (aggregates over many rows) every 5th.
+      const every = Number(panel.dataset.resultsTotal || 0) > 10000 ? 5 : 1;
+      if (current && (!p.sending || ticks % every === 0)) loadBreakdown(panel);
+      return p.sending;
+    }, Number(panel.dataset.pollMs) || 2000);
+  }
+
+  // --- buttons ----------------------------------------------------------------------
+
+  function startTestPush(dialog) {
+    const form = dialog.querySelector("form[data-test-push]");
+    const result = dialog.querySelector('[data-field="test-result"]');
+    const show = function () {
+      const target = form.elements.target.value;
+      dialog.querySelectorAll("[data-target]").forEach(function (part) { part.hidden = part.dataset.target !== target; });
+    };
+    form.querySelectorAll("input[name=target]").forEach(function (r) { r.addEventListener("change", show); });
+    dialog.querySelector('[data-action="close"]').addEventListener("click", function () { dialog.close(); });
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const body = form.elements.target.value === "user"
+        ? { external_id: form.elements.external_id.value }
+        : { device_token: form.elements.device_token.value, provider: form.elements.provider.value, platform: form.elements.platform.value };
+      const button = form.querySelector('[data-action="send-test"]');
+      button.disabled = true;
+      result.className = "";
+      result.textContent = "Sending…";
+      try {
+        const r = await Herald.json(dialog.dataset.url, { method: "POST", body: body });
+        result.className = "ok";
+        result.textContent = "Sent through " + (PROVIDER_LABELS[r.provider] || r.provider) + " (delivery " + r.delivery_id + ", provider message id " + (r.provider_message_id || "–") + ").";
+      } catch (e) {
+        const error = (e.data && e.data.error) || { code: "ERROR", message: e.message };
+        result.className = "bad";
+        result.textContent = "Not sent: " + error.message + " (" + error.code + ")";
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const panel = document.getElementById("herald-campaign-panel");
+    if (panel) startPanel(panel);
+    document.querySelectorAll("[data-open-dialog]").forEach(function (button) {
+      const dialog = document.getElementById(button.dataset.openDialog);
+      if (!dialog) return;
+      startTestPush(dialog);
+      button.addEventListener("click", function () { dialog.showModal(); });
+    });
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) { if (!window.confirm(form.dataset.confirm)) event.preventDefault(); });
+    });
+  });
+})();
