@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast schema-check lint format bench clean setup
+.PHONY: run test test-fast schema-check screenshots lint format bench clean setup
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test-fast: $(STAMP)
 ## schema-check: schemathesis against a live server on a fresh database (docs/decisions.md)
 schema-check: $(STAMP)
 	$(PY) .ci/schemathesis.py $(SCHEMA_CHECK_ARGS)
+
+## screenshots: retake the README's console screenshots (docs/console-*.png) with the browser flow
+screenshots: $(STAMP)
+	HERALD_DOCS_SCREENSHOTS=1 HERALD_REQUIRE_BROWSER=1 $(PY) -m pytest -p no:cacheprovider -q tests/e2e/test_console_flow.py
 
 ## lint: ruff (lint + format check) and mypy
 lint: $(STAMP)

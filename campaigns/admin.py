@@ -40,6 +40,8 @@ from campaigns.runs import campaign_stats
 from campaigns.selectors import with_current_run
 from core.admin import adopt_saved
 from core.errors import ApplicationError
+from core.models import Project
+from core.timefmt import zoned
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldOpts, _FieldsetSpec
@@ -56,16 +58,16 @@ STATUS_COLOURS: dict[str, str] = {
 BOOKKEEPING = (
     "status_badge",
     "stats_summary",
-    "fire_at",
-    "recurrence_anchor",
+    "fire_at_zoned",
+    "recurrence_anchor_zoned",
     "local_wall_clock",
     "periodic_task_link",
     "current_run",
     "last_error",
-    "sent_at",
-    "completed_at",
-    "created_at",
-    "updated_at",
+    "sent_at_zoned",
+    "completed_at_zoned",
+    "created_at_zoned",
+    "updated_at_zoned",
     "deliveries_link",
 )
 
@@ -81,6 +83,18 @@ class ServiceRefused(Exception):
 def describe(error: ApplicationError) -> str:
     return f"{error.code}: {error.message}"
 
+# Shown (and kept current while sending) by the Results panel on the campaign page.
+LIVE_IN_RESULTS = ("status_badge", "stats_summary")
+
+
+def _campaign_zone(obj: PushCampaign) -> str | None:
+    """Times on a campaign's pages are on its project's clock (its default zone)."""
+    return obj.project.default_timezone
+
+
+def _run_zone(obj: CampaignRun) -> str | None:
+    return obj.campaign.project.default_timezone
+
 
 class CampaignRunInline(admin.TabularInline):
     """Each send, scheduled fire or recurrence, with its own counters (read-only)."""
@@ -89,21 +103,30 @@ class CampaignRunInline(admin.TabularInline):
     fields = (
         "number",
         "trigger",
-        "occurrence",
+        "occurrence_zoned",
         "status",
         "targeted",
         "sent",
         "failed",
         "invalid_tokens",
         "skipped",
-        "started_at",
-        "completed_at",
+        "unknown",
+        "started_at_zoned",
+        "completed_at_zoned",
         "error",
     )
     readonly_fields = fields
+    verbose_name_plural = "Runs (as of page load; the Results panel above is live)"
+    classes = ("collapse",)
+    occurrence_zoned = zoned("occurrence", "Occurrence", _run_zone)
+    started_at_zoned = zoned("started_at", "Started", _run_zone)
+    completed_at_zoned = zoned("completed_at", "Completed", _run_zone)
     extra = 0
     can_delete = False
     ordering = ("-number",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CampaignRun]:
+        return super().get_queryset(request).select_related("campaign__project")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -118,16 +141,23 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
     list_display = (
         "name",
         "status_badge",
-        "scheduled_at",
+        "scheduled_at_zoned",
         "segment",
         "targeted",
         "sent",
         "failed",
         "invalid",
-        "created_at",
+        "created_at_zoned",
     )
     list_filter = ("status", "priority", "project")
-    list_select_related = ("segment",)
+    list_select_related = ("segment", "project")
+    scheduled_at_zoned = zoned("scheduled_at", "Scheduled at", _campaign_zone)
+    fire_at_zoned = zoned("fire_at", "Fire at", _campaign_zone)
+    recurrence_anchor_zoned = zoned("recurrence_anchor", "Recurrence anchor", _campaign_zone)
+    sent_at_zoned = zoned("sent_at", "Sent at", _campaign_zone)
+    completed_at_zoned = zoned("completed_at", "Completed at", _campaign_zone)
+    created_at_zoned = zoned("created_at", "Created at", _campaign_zone)
+    updated_at_zoned = zoned("updated_at", "Updated at", _campaign_zone)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PushCampaign]:
         return with_current_run(super().get_queryset(request))
@@ -141,6 +171,19 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = BOOKKEEPING
     inlines = (CampaignRunInline,)
+
+    def get_inlines(self, request: HttpRequest, obj: PushCampaign | None) -> list[Any]:
+        return list(self.inlines) if obj is not None else []  # a new campaign has no runs
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        if "project" not in initial:
+            # The usual case, one project: it is already chosen.
+            only = list(Project.objects.values_list("pk", flat=True)[:2])
+            if len(only) == 1:
+                initial["project"] = str(only[0])
+        return initial
+
     actions = ("send_now", "cancel", "duplicate")
 
     def get_fieldsets(self, request: HttpRequest, obj: PushCampaign | None = None) -> _FieldsetSpec:
@@ -152,7 +195,9 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
             ("Options", {"fields": OPTION_FIELDS, "classes": ("collapse",)}),
         ]
         if obj is not None:
-            fieldsets.insert(0, ("Status", {"fields": ("project", *BOOKKEEPING)}))
+            # Status and counts are in the Results panel above, live; not twice here.
+            status = [f for f in BOOKKEEPING if f not in LIVE_IN_RESULTS]
+            fieldsets.insert(0, ("Status", {"fields": ("project", *status)}))
             fieldsets.insert(0, ("Results", {"fields": ("results_panel",)}))
         return fieldsets
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,7 @@ def console(
     context.set_default_timeout(15_000)
     page = context.new_page()
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:120]
+    shutil.rmtree(ARTIFACTS / name, ignore_errors=True)  # only this run's screenshots
     console = Console(page, live_server.url, ARTIFACTS / name)
     page.on(
         "console", lambda m: console.console_errors.append(m.text) if m.type == "error" else None
