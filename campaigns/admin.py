@@ -83,6 +83,7 @@ class ServiceRefused(Exception):
 def describe(error: ApplicationError) -> str:
     return f"{error.code}: {error.message}"
 
+
 # Shown (and kept current while sending) by the Results panel on the campaign page.
 LIVE_IN_RESULTS = ("status_badge", "stats_summary")
 
