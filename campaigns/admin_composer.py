@@ -11,7 +11,6 @@ Refusals answer the API's error envelope. Session-authenticated admin views unde
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,8 @@ from campaigns.content import CONTENT_FIELDS, payload_preview, push_content
 from campaigns.models import PushCampaign
 from campaigns.recurrence import describe_recurrence
 from campaigns.validation import validate_create, validate_update
-from core.errors import ApplicationError, InvalidInput, NotFound, envelope
+from core.console_json import error_response, request_object
+from core.errors import ApplicationError, InvalidInput, NotFound
 from core.models import Project
 
 if TYPE_CHECKING:
@@ -38,20 +38,6 @@ else:
 TARGETING_KEYS = ("segment_id", "platforms", "targeting")
 # A new campaign has no id yet; its payloads will carry one of this length.
 UNSAVED_ID = str(uuid.UUID(int=0))
-
-
-def _error(error: ApplicationError) -> JsonResponse:
-    return JsonResponse(envelope(error.code, error.message, error.details), status=error.status)
-
-
-def _body(request: HttpRequest) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError as exc:
-        raise InvalidInput("The body is not JSON.", code="INVALID_BODY") from exc
-    if not isinstance(body, dict):
-        raise InvalidInput("The body must be a JSON object.", code="INVALID_BODY")
-    return body
 
 
 class ComposerViews(_Base):
@@ -97,19 +83,19 @@ class ComposerViews(_Base):
         """`{total, by_provider, by_platform}` for the form's segment, platforms and
         targeting, as GET .../audience counts a saved campaign."""
         try:
-            body = _body(request)
+            body = request_object(request)
             project, _ = self._composing(request, object_id, body)
             given = {k: body[k] for k in TARGETING_KEYS if k in body}
             fields = validate_update(given) if given else {}
             return JsonResponse(services.audience_estimate(project=project, fields=fields))
         except ApplicationError as error:
-            return _error(error)
+            return error_response(error)
 
     def preview_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """The notification for `language` and its payload sizes, built by the real
         builders from the form's content fields (validated as a create would be)."""
         try:
-            body = _body(request)
+            body = request_object(request)
             _, campaign = self._composing(request, object_id, body)
             content_body = body.get("content")
             if not isinstance(content_body, dict):
@@ -128,18 +114,18 @@ class ComposerViews(_Base):
             preview = payload_preview(content, language=language, now=timezone.now())
             return JsonResponse(preview)
         except ApplicationError as error:
-            return _error(error)
+            return error_response(error)
 
     def recurrence_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """The builder's recurrence in words ("at 12:00 on Mon and Fri, Europe/Paris")."""
         try:
-            body = _body(request)
+            body = request_object(request)
             self._composing(request, object_id, body)
             recurrence = validate_update({"recurrence": body.get("recurrence")})["recurrence"]
             text = "Does not repeat" if recurrence is None else describe_recurrence(recurrence)
             return JsonResponse({"text": text, "recurrence": recurrence})
         except ApplicationError as error:
-            return _error(error)
+            return error_response(error)
 
 
 def _uuid_or_none(value: Any) -> uuid.UUID | None:

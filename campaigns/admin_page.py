@@ -14,8 +14,6 @@ the campaign is sending): docs/decisions.md, "Console campaign page".
 
 from __future__ import annotations
 
-import json
-import zoneinfo
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -36,7 +34,9 @@ from django.utils import timezone
 from campaigns import selectors, services, testpush
 from campaigns.content import CONTENT_FIELDS
 from campaigns.models import CampaignRun, PushCampaign
-from core.errors import ApplicationError, InvalidInput, NotFound, envelope
+from core.console_json import error_response, request_object
+from core.errors import ApplicationError, InvalidInput, NotFound
+from core.timefmt import format_time
 from segments.models import AppUser
 
 if TYPE_CHECKING:
@@ -52,28 +52,8 @@ RUN_CHOICES = 50
 
 
 def zoned(moment: datetime | None, zone: str) -> str:
-    """'2026-12-01 09:00:05 Europe/Paris': every time shown carries its zone."""
-    if moment is None:
-        return ""
-    try:
-        tz = zoneinfo.ZoneInfo(zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        tz, zone = zoneinfo.ZoneInfo("UTC"), "UTC"
-    return f"{moment.astimezone(tz):%Y-%m-%d %H:%M:%S} {zone}"
-
-
-def _error(error: ApplicationError) -> JsonResponse:
-    return JsonResponse(envelope(error.code, error.message, error.details), status=error.status)
-
-
-def _json_object(request: HttpRequest) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("The body is not valid JSON.", code="INVALID_BODY") from exc
-    if not isinstance(body, dict):
-        raise InvalidInput("The body must be a JSON object.", code="INVALID_BODY")
-    return body
+    """'2026-12-01 09:00:05 Europe/Paris' (core.timefmt, with seconds); "" for never."""
+    return "" if moment is None else format_time(moment, zone, seconds=True)
 
 
 class Forbidden(ApplicationError):
@@ -186,11 +166,11 @@ class CampaignPageAdmin(_Base):
 
     def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         if request.method != "GET":
-            return _error(_not_allowed(request, "GET"))
+            return error_response(_not_allowed(request, "GET"))
         try:
             campaign = self._campaign(request, object_id)
         except ApplicationError as error:
-            return _error(error)
+            return error_response(error)
         campaign = selectors.with_current_run(PushCampaign.objects.select_related("project")).get(
             pk=campaign.pk
         )
@@ -199,14 +179,14 @@ class CampaignPageAdmin(_Base):
     def breakdown_view(self, request: HttpRequest, object_id: str, run: int) -> JsonResponse:
         """Per-run results; run 0 means the campaign's current run."""
         if request.method != "GET":
-            return _error(_not_allowed(request, "GET"))
+            return error_response(_not_allowed(request, "GET"))
         try:
             campaign = self._campaign(request, object_id)
             number = run or campaign.current_run
             if not CampaignRun.objects.filter(campaign=campaign, number=number).exists():
                 raise NotFound(f"The campaign has no run {number}.", code="NO_SUCH_RUN")
         except ApplicationError as error:
-            return _error(error)
+            return error_response(error)
         breakdown = selectors.run_breakdown(campaign_id=campaign.pk, run=number)
         zone = campaign.project.default_timezone
         for point in breakdown["timeline"]["points"]:
@@ -318,16 +298,16 @@ class CampaignPageAdmin(_Base):
         {"device_token": ..., "provider": ..., "platform": ...}; answers what the API's
         /campaigns/test answers, errors included."""
         if request.method != "POST":
-            return _error(_not_allowed(request, "POST"))
+            return error_response(_not_allowed(request, "POST"))
         try:
             campaign = self._campaign(request, object_id)
             if not self.has_change_permission(request):
                 raise Forbidden("You may not send test pushes.")
-            payload = _test_push_payload(campaign, _json_object(request))
+            payload = _test_push_payload(campaign, request_object(request))
             fields = testpush.validate_test_push(payload)
             result = testpush.test_push_send(project=campaign.project, fields=fields)
         except ApplicationError as error:
-            return _error(error)
+            return error_response(error)
         return JsonResponse(result)
 
 

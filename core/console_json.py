@@ -35,6 +35,12 @@ def request_object(request: HttpRequest) -> dict[str, Any]:
     return data
 
 
+def error_response(error: ApplicationError) -> JsonResponse:
+    """An ApplicationError as the API answers it: its status and envelope."""
+    body = envelope(error.code, error.message, error.details)
+    return JsonResponse(body, status=error.status, headers=error.headers)
+
+
 def console_json(*, methods: Collection[str]) -> Callable[[JsonView], Callable[..., JsonResponse]]:
     """Wrap a view returning a JSON-able answer: 200 with it, or the error envelope."""
 
@@ -50,9 +56,7 @@ def console_json(*, methods: Collection[str]) -> Callable[[JsonView], Callable[.
             try:
                 return JsonResponse(view(request, *args, **kwargs))
             except ApplicationError as error:
-                return JsonResponse(
-                    envelope(error.code, error.message, error.details), status=error.status
-                )
+                return error_response(error)
 
         return wrapper
 

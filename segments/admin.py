@@ -8,10 +8,7 @@ services, so the console cannot store rules the API refuses.
 
 from __future__ import annotations
 
-import json
 import uuid
-import zoneinfo
-from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -24,9 +21,10 @@ from django.utils.safestring import SafeString, mark_safe
 
 from core.admin import EstimatedCountPaginator, adopt_saved
 from core.api import refuse_unknown_fields
-from core.errors import ApplicationError, InvalidInput, NotFound, envelope
+from core.console_json import error_response, request_object
+from core.errors import ApplicationError, InvalidInput, NotFound
 from core.models import Project
-from core.timefmt import zoned
+from core.timefmt import format_time, zoned
 from delivery.selectors import USER_DELIVERIES_LIMIT, deliveries_of_user, tokens_of_user
 from segments import selectors, services
 from segments.models import AppUser, Segment
@@ -243,12 +241,6 @@ class SegmentForm(forms.ModelForm):
         return cleaned
 
 
-def _error_response(error: ApplicationError) -> JsonResponse:
-    """The API's error envelope, for the console's JSON views."""
-    body = envelope(error.code, error.message, error.details)
-    return JsonResponse(body, status=error.status, headers=error.headers)
-
-
 def _project_of(value: Any) -> Project:
     """The project a console JSON request names (`project_id`), as the API's alias does."""
     if value in (None, ""):
@@ -257,27 +249,6 @@ def _project_of(value: Any) -> Project:
         return Project.objects.get(pk=uuid.UUID(str(value)))
     except (ValueError, Project.DoesNotExist) as exc:
         raise NotFound("Project not found.") from exc
-
-
-def _json_object(request: HttpRequest) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("The request body must be JSON.", code="INVALID_BODY") from exc
-    if not isinstance(body, dict):
-        raise InvalidInput("The request body must be a JSON object.", code="INVALID_BODY")
-    return body
-
-
-def _in_zone(moment: datetime | None, zone: str) -> str:
-    """A time as operators read it, with its zone: "2026-12-01 09:00 Europe/Paris"."""
-    if moment is None:
-        return "—"
-    try:
-        tz = zoneinfo.ZoneInfo(zone or "UTC")
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        tz, zone = zoneinfo.ZoneInfo("UTC"), "UTC"
-    return f"{moment.astimezone(tz):%Y-%m-%d %H:%M} {zone or 'UTC'}"
 
 
 @admin.register(Segment)
@@ -373,7 +344,7 @@ class SegmentAdmin(admin.ModelAdmin):
                 )
             if not self.has_view_permission(request):
                 raise ApplicationError("Forbidden.", code="FORBIDDEN", status=403)
-            body = _json_object(request)
+            body = request_object(request)
             refuse_unknown_fields(body, allowed=("project_id", "rules"))
             project = _project_of(body.get("project_id"))
             if body.get("rules") is None:
@@ -383,7 +354,7 @@ class SegmentAdmin(admin.ModelAdmin):
             rules = validate_rules(body["rules"])
             preview = selectors.segment_preview(project=project, rules=rules)
         except ApplicationError as error:
-            return _error_response(error)
+            return error_response(error)
         data = PreviewSerializer({"count": preview.count, "sample": preview.sample}).data
         for row in data["sample"]:
             row["url"] = reverse("admin:segments_appuser_change", args=[row["id"]])
@@ -396,7 +367,7 @@ class SegmentAdmin(admin.ModelAdmin):
                 raise ApplicationError("Forbidden.", code="FORBIDDEN", status=403)
             project = _project_of(request.GET.get("project_id"))
         except ApplicationError as error:
-            return _error_response(error)
+            return error_response(error)
         seen = selectors.attributes_seen(project=project)
         return JsonResponse(
             {
@@ -436,12 +407,12 @@ class SegmentAdmin(admin.ModelAdmin):
 
     @admin.display(description="Counted at", ordering="evaluated_at")
     def evaluated(self, obj: Segment) -> str:
-        return _in_zone(obj.evaluated_at, obj.project.default_timezone)
+        return format_time(obj.evaluated_at, obj.project.default_timezone)
 
     @admin.display(description="Created", ordering="created_at")
     def created(self, obj: Segment) -> str:
-        return _in_zone(obj.created_at, obj.project.default_timezone)
+        return format_time(obj.created_at, obj.project.default_timezone)
 
     @admin.display(description="Updated", ordering="updated_at")
     def updated(self, obj: Segment) -> str:
-        return _in_zone(obj.updated_at, obj.project.default_timezone)
+        return format_time(obj.updated_at, obj.project.default_timezone)
