@@ -21,8 +21,8 @@ from django.contrib.admin.options import csrf_protect_m
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, reverse
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 
 from campaigns import services
 from campaigns.admin_composer import ComposerViews
@@ -36,6 +36,7 @@ from campaigns.admin_forms import (
 )
 from campaigns.admin_page import CampaignPageAdmin
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
+from campaigns.recurrence import describe_recurrence
 from campaigns.runs import campaign_stats
 from campaigns.selectors import with_current_run
 from core.admin import adopt_saved
@@ -82,6 +83,38 @@ class ServiceRefused(Exception):
 
 def describe(error: ApplicationError) -> str:
     return f"{error.code}: {error.message}"
+
+
+# On a campaign that can no longer be edited (sending, sent...), these fields are shown
+# in words (the display methods below) rather than as the JSON the API stores.
+READABLE = {
+    "platforms": "platforms_shown",
+    "localizations": "localizations_shown",
+    "actions": "actions_shown",
+    "targeting": "targeting_shown",
+    "tags": "tags_shown",
+    "recurrence": "recurrence_shown",
+    "quiet_hours": "quiet_hours_shown",
+    SCHEDULE_ZONE: "schedule_zone_shown",
+}
+PLATFORM_NAMES = {"ios": "iOS", "android": "Android", "web": "Web"}
+
+
+def _listing(values: Any) -> str:
+    return ", ".join(str(v) for v in values) if values else "—"
+
+
+def _targeting_part(value: Any) -> str:
+    if isinstance(value, dict) and set(value) <= {"include", "exclude"}:
+        parts = [
+            f"{side} {_listing(value[side])}" for side in ("include", "exclude") if value.get(side)
+        ]
+        return " · ".join(parts) or "—"
+    if isinstance(value, list):
+        return "; ".join(_targeting_part(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_targeting_part(v)}" for k, v in value.items())
+    return str(value)
 
 
 # Shown (and kept current while sending) by the Results panel on the campaign page.
@@ -173,6 +206,70 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
     readonly_fields = BOOKKEEPING
     inlines = (CampaignRunInline,)
 
+    @admin.display(description="Platforms")
+    def platforms_shown(self, obj: PushCampaign) -> str:
+        return (
+            _listing([PLATFORM_NAMES.get(p, p) for p in obj.platforms])
+            if obj.platforms
+            else ("Every platform")
+        )
+
+    @admin.display(description="Localizations")
+    def localizations_shown(self, obj: PushCampaign) -> SafeString | str:
+        if not obj.localizations:
+            return "—"
+        return format_html_join(
+            mark_safe("<br>"),
+            "<b>{}</b>: {} — {}",
+            (
+                (language, text.get("title", ""), text.get("body", ""))
+                for language, text in obj.localizations.items()
+            ),
+        )
+
+    @admin.display(description="Actions")
+    def actions_shown(self, obj: PushCampaign) -> SafeString | str:
+        if not obj.actions:
+            return "—"
+        return format_html_join(
+            mark_safe("<br>"),
+            "{} ({}){}",
+            (
+                (a.get("title", ""), a.get("id", ""), f" → {a['url']}" if a.get("url") else "")
+                for a in obj.actions
+            ),
+        )
+
+    @admin.display(description="Targeting")
+    def targeting_shown(self, obj: PushCampaign) -> SafeString | str:
+        if not obj.targeting:
+            return "Everyone the segment and platforms reach"
+        return format_html_join(
+            mark_safe("<br>"),
+            "<b>{}</b>: {}",
+            ((key.replace("_", " "), _targeting_part(v)) for key, v in obj.targeting.items()),
+        )
+
+    @admin.display(description="Tags")
+    def tags_shown(self, obj: PushCampaign) -> str:
+        return _listing(obj.tags)
+
+    @admin.display(description="Recurrence")
+    def recurrence_shown(self, obj: PushCampaign) -> str:
+        return describe_recurrence(obj.recurrence) if obj.recurrence else "Does not repeat"
+
+    @admin.display(description="Quiet hours")
+    def quiet_hours_shown(self, obj: PushCampaign) -> str:
+        quiet = obj.quiet_hours
+        if not quiet:
+            return "The project's default"
+        action = quiet.get("action", "defer")
+        return f"{quiet.get('start')} to {quiet.get('end')} in each user's zone ({action})"
+
+    @admin.display(description="Time zone")
+    def schedule_zone_shown(self, obj: PushCampaign) -> str:
+        return str((obj.recurrence or {}).get("timezone") or obj.project.default_timezone or "UTC")
+
     def get_inlines(self, request: HttpRequest, obj: PushCampaign | None) -> list[Any]:
         return list(self.inlines) if obj is not None else []  # a new campaign has no runs
 
@@ -195,6 +292,12 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
             ("Schedule", {"fields": (*SCHEDULE_FIELDS[:2], SCHEDULE_ZONE, *SCHEDULE_FIELDS[2:])}),
             ("Options", {"fields": OPTION_FIELDS, "classes": ("collapse",)}),
         ]
+        if obj is not None and not obj.is_editable:
+            # History is read, not edited: each field in words rather than as JSON.
+            fieldsets = [
+                (name, {**opts, "fields": tuple(READABLE.get(str(f), f) for f in opts["fields"])})
+                for name, opts in fieldsets
+            ]
         if obj is not None:
             # Status and counts are in the Results panel above, live; not twice here.
             status = [f for f in BOOKKEEPING if f not in LIVE_IN_RESULTS]

@@ -563,3 +563,25 @@ def test_a_sending_campaign_shows_its_run_live_in_the_list_and_on_its_page(
         "pending": 73,
     }.items():
         assert f'data-count="{key}">{value}<' in page
+
+
+def test_a_sent_campaign_reads_in_words_not_json(staff: Client) -> None:
+    """Issue 10: a campaign that can no longer be edited showed its fields as raw JSON."""
+    campaign = CampaignFactory.create(
+        status="sent",
+        platforms=["ios", "android"],
+        localizations={"fr": {"title": "Soldes", "body": "Tout à -20 %"}},
+        actions=[{"id": "shop", "title": "Shop now", "url": "myapp://shop"}],
+        targeting={"countries": {"include": ["FR", "BE"], "exclude": ["DE"]}},
+        tags=["spring"],
+        recurrence={"cron": "0 12 * * 1,5", "timezone": "Europe/Paris"},
+        quiet_hours={"start": "22:00", "end": "08:00", "action": "defer"},
+    )
+    page = staff.get(url("campaigns_pushcampaign_change", campaign.pk)).content.decode()
+    assert "iOS, Android" in page
+    assert "<b>fr</b>: Soldes — Tout à -20 %" in page
+    assert "Shop now (shop) → myapp://shop" in page
+    assert "<b>countries</b>: include FR, BE · exclude DE" in page
+    assert "at 12:00 on Mon and Fri, Europe/Paris" in page
+    assert "22:00 to 08:00 in each user&#x27;s zone (defer)" in page
+    assert "{&quot;fr&quot;" not in page and '{"fr"' not in page
