@@ -184,6 +184,11 @@ class PushCampaignForm(forms.ModelForm):
                 self.fields[name].required = False
         if "name" in self.fields:
             self.fields["name"].help_text = "Defaults to the title."
+        # Django's split date/time widget prints "Date:" / "Time:" without <label>s.
+        for name, label in (("scheduled_at", "Scheduled"), ("end_at", "End")):
+            widget = self.fields[name].widget if name in self.fields else None
+            for part, sub in zip(("date", "time"), getattr(widget, "widgets", ()), strict=False):
+                sub.attrs["aria-label"] = f"{label} {part}"
         if "scheduled_at" in self.fields:
             self.fields["scheduled_at"].help_text = (
                 "In the time zone below. With delivery in the user's time zone, the "

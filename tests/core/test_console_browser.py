@@ -6,6 +6,7 @@ Issue 10 as an operator met it: with DEBUG off every /static/admin/* file answer
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -33,3 +34,42 @@ def test_the_console_is_styled_and_its_assets_load(console: Console) -> None:
     console.shot("home")
     assert failed == []
     assert console.console_errors == []
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
+  .filter(e => !['hidden', 'submit', 'button', 'reset', 'image'].includes(e.type))
+  .filter(e => e.offsetParent !== null)
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+               && !e.getAttribute('aria-labelledby') && !e.title)
+  .map(e => `${e.tagName.toLowerCase()}#${e.id || e.name || '?'}`)"""
+
+
+def test_every_input_has_a_label_and_pages_fit_1280(
+    console: Console, some_of_everything: dict[str, Any]
+) -> None:
+    """Issue 10, "accessible and responsive": labels on every input, no sideways scroll."""
+    campaign = some_of_everything["campaigns_pushcampaign"]
+    segment = some_of_everything["segments_segment"]
+    user = some_of_everything["segments_appuser"]
+    pages = [
+        "/ops/",
+        "/ops/campaigns/pushcampaign/",
+        "/ops/campaigns/pushcampaign/add/",
+        f"/ops/campaigns/pushcampaign/{campaign.pk}/change/",
+        "/ops/segments/segment/add/",
+        f"/ops/segments/segment/{segment.pk}/change/",
+        f"/ops/segments/appuser/{user.pk}/change/",
+        "/ops/delivery/pushdelivery/",
+        "/ops/delivery/pushtoken/",
+    ]
+    problems: dict[str, Any] = {}
+    for path in pages:
+        console.goto(path)
+        console.page.wait_for_load_state("networkidle")
+        unlabelled = console.page.evaluate(UNLABELLED)
+        overflow = console.page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        if unlabelled or overflow > 0:
+            problems[path] = {"unlabelled": unlabelled, "overflow": overflow}
+    assert problems == {}, json.dumps(problems, indent=1)
