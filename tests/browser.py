@@ -86,7 +86,6 @@ def browser(django_db_setup: None) -> Iterator[Any]:
     if reason is not None:
         if REQUIRED:
             pytest.fail(f"HERALD_REQUIRE_BROWSER=1 but {reason}")
-        _skipped.append(reason)
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
@@ -179,6 +178,8 @@ def console(
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    if report.skipped and item.get_closest_marker("browser") is not None:
+        _skipped.append(item.nodeid)
     if report.when == "call":
         item.herald_call_report = report  # type: ignore[attr-defined]
     return report
