@@ -184,9 +184,11 @@ class Stack:
     def wait_all_gone(self) -> tuple[dict[int, str], list[int]]:
         """(descendants still alive, ports still taken) once all are gone or at the deadline."""
         deadline = time.monotonic() + GONE_TIMEOUT
+        # The port this test itself holds (block_port) stays taken: not the stack's.
+        blocked = {self.blocker.getsockname()[1]} if self.blocker is not None else set()
         while True:
             alive = self.descendants()
-            taken = [port for port in self.ports if not port_is_free(port)]
+            taken = [p for p in self.ports if p not in blocked and not port_is_free(p)]
             if (not alive and not taken) or time.monotonic() > deadline:
                 return alive, taken
             time.sleep(0.2)
