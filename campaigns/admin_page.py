@@ -253,7 +253,10 @@ class CampaignPageAdmin(_Base):
             request, "admin/campaigns/pushcampaign/send_confirmation.html", context
         )
 
-    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+    def _button_target(
+        self, request: HttpRequest, object_id: str, allowed: bool
+    ) -> PushCampaign | HttpResponse:
+        """A page button's campaign (POST only, permitted), or the answer refusing it."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         try:
@@ -261,8 +264,12 @@ class CampaignPageAdmin(_Base):
         except NotFound as error:
             self.message_user(request, error.message, messages.ERROR)
             return HttpResponseRedirect(reverse("admin:campaigns_pushcampaign_changelist"))
-        if not self.has_change_permission(request):
-            return HttpResponse(status=403)
+        return campaign if allowed else HttpResponse(status=403)
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        campaign = self._button_target(request, object_id, self.has_change_permission(request))
+        if isinstance(campaign, HttpResponse):
+            return campaign
         try:
             services.campaign_cancel(project=campaign.project, campaign_id=campaign.pk)
         except ApplicationError as error:
@@ -276,15 +283,9 @@ class CampaignPageAdmin(_Base):
         return HttpResponseRedirect(self._change_url(campaign))
 
     def duplicate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        try:
-            campaign = self._campaign(request, object_id)
-        except NotFound as error:
-            self.message_user(request, error.message, messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:campaigns_pushcampaign_changelist"))
-        if not self.has_add_permission(request):
-            return HttpResponse(status=403)
+        campaign = self._button_target(request, object_id, self.has_add_permission(request))
+        if isinstance(campaign, HttpResponse):
+            return campaign
         copy = services.campaign_duplicate(campaign=campaign)
         self.message_user(
             request, f'Duplicated "{campaign.name}" as a new draft.', messages.SUCCESS

@@ -26,32 +26,14 @@ from campaigns.models import CampaignStatus, PushCampaign
 from campaigns.runs import campaign_stats
 from core.models import Project
 from delivery.models import PushDelivery
-from delivery.simulators.credentials import ensure_demo_credentials
 from segments.models import AppUser
 from tests.browser import Console
 from tests.e2e.conftest import Simulators, drain_broker, wait_for
+from tests.e2e.test_delivery import _project
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-
-
-def _project(simulators: Simulators) -> Project:
-    info = simulators.info
-    creds = ensure_demo_credentials(Path(info["cert_dir"]), fcm_base_url=info["fcm_endpoint"])
-    return Project.objects.create(
-        name="Shop",
-        default_timezone="Europe/Paris",
-        apns_team_id=creds.team_id,
-        apns_key_id=creds.key_id,
-        apns_auth_key=creds.auth_key_pem,
-        apns_topic=creds.topic,
-        apns_endpoint=info["apns_endpoint"],
-        apns_ca_file=str(creds.ca_file),
-        fcm_service_account=creds.service_account_info,
-        fcm_endpoint=info["fcm_endpoint"],
-        fcm_ca_file=str(creds.ca_file),
-    )
 
 
 def _audience(project: Project) -> None:
@@ -96,7 +78,9 @@ def test_an_operator_composes_tests_sends_watches_and_cancels(
 ) -> None:
     simulators.reset()
     drain_broker()
-    project = _project(simulators)
+    project = _project(simulators)  # wired to the simulators, as every e2e test's
+    project.name, project.default_timezone = "Shop", "Europe/Paris"
+    project.save(update_fields=["name", "default_timezone"])
     _audience(project)
     start_worker()
     page: Any = console.page
