@@ -169,7 +169,7 @@ def print_ready(server: SimulatorServer, out: Output, *, as_json: bool) -> None:
             "Herald provider simulators running (Ctrl-C to stop)\n"
             f"  APNs (HTTP/2, TLS)   https://{info['apns_endpoint']}\n"
             f"  FCM  (HTTP v1, TLS)  {info['fcm_endpoint']}\n"
-            f"  control (HTTP)       {info['control_url']}/stats  /reset  /config  /healthz\n"
+            f"  control (HTTP)       {info['control_url']}/stats  /reset  /config  /reporting  /healthz\n"
             f"  CA to trust          {info['ca_file']}\n"
             f"  APNs key (.p8)       {info['apns_key_file']}  team={info['apns_team_id']} "
             f"key_id={info['apns_key_id']} topic={info['apns_topic']}\n"
