@@ -257,6 +257,10 @@ HERALD_SIMULATOR_APNS_PORT = env_int("HERALD_SIMULATOR_APNS_PORT", 2197)
 HERALD_SIMULATOR_FCM_PORT = env_int("HERALD_SIMULATOR_FCM_PORT", 2198)
 HERALD_SIMULATOR_CONTROL_PORT = env_int("HERALD_SIMULATOR_CONTROL_PORT", 2199)
 HERALD_SIMULATOR_DIR = Path(os.environ.get("HERALD_SIMULATOR_DIR", VAR_DIR / "simulators"))
+# make run's device behaviour: the simulators report opens, clicks and this goal event
+# for the demo project's pushes (delivery/simulators/reporting.py, README "Two commands").
+HERALD_DEMO_DEVICE_BEHAVIOUR = env_bool("HERALD_DEMO_DEVICE_BEHAVIOUR", True)
+HERALD_DEMO_GOAL_EVENT = os.environ.get("HERALD_DEMO_GOAL_EVENT", "purchase")
 
 # --- Provider senders ---------------------------------------------------------
 HERALD_APNS_CONCURRENCY = env_int("HERALD_APNS_CONCURRENCY", 500)

@@ -33,7 +33,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -120,9 +120,14 @@ class ProcessGroup:
         self.pgid = self.guard.pid
         self.children: dict[str, subprocess.Popen[str]] = {}
 
-    def start(self, name: str, argv: Sequence[str]) -> subprocess.Popen[str]:
+    def start(
+        self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[str]:
+        """``env`` is added to this process's environment for that child only (secrets
+        go there, not into ``argv``, which every local user can read)."""
         child = subprocess.Popen(  # noqa: S603 (our own interpreter and fixed arguments)
             argv,
+            env={**os.environ, **env} if env else None,
             stdin=subprocess.DEVNULL,  # a background group reading the terminal would stop
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

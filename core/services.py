@@ -106,6 +106,19 @@ def api_key_create(
 
 
 @transaction.atomic
+def api_key_replace(*, project: Project, name: str, scope: str) -> tuple[ApiKey, str]:
+    """Revoke the project's live keys called ``name`` and create a new one.
+
+    For a key a program holds rather than a person (the demo's device behaviour gets
+    one at every `run_stack` start, by environment variable): at most one stays valid,
+    and a key that leaked with an old process stops working at the next start.
+    """
+    for old in ApiKey.objects.filter(project=project, name=name, revoked_at__isnull=True):
+        api_key_revoke(key=old)
+    return api_key_create(project=project, name=name, scope=scope)
+
+
+@transaction.atomic
 def api_key_revoke(*, key: ApiKey) -> None:
     """Revoke a key; revoking twice keeps the first revocation time.
 

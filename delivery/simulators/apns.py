@@ -103,6 +103,8 @@ class ApnsSimulator:
         self.public_key_pem = public_key_pem
         self.behaviour = behaviour or Behaviour()
         self.stats = ProviderStats("apns")
+        # Accepted pushes for the device behaviour (reporting.py); None when it is off.
+        self.report_sink: list[tuple[str, Any]] | None = None
         self.protocols: set[ApnsServerProtocol] = set()
         # header value -> iat of a verified token (bounded, see _verify_jwt)
         self._verified: dict[bytes, int] = {}
@@ -220,6 +222,8 @@ class ApnsSimulator:
             return 410, apns_id, _error_body("Unregistered", int(time.time() * 1000))
         collapse_id = headers.get(b"apns-collapse-id", b"").decode("utf-8", "replace")
         self.stats.record(200, token, collapse_id)
+        if self.report_sink is not None:
+            self.report_sink.append(("apns", body))
         return 200, apns_id, b""
 
     def _payload_ok(self, body: bytes) -> bool:

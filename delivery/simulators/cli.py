@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from delivery.simulators.reporting import API_KEY_ENV, ReportingConfig
 from delivery.simulators.server import (
     DEFAULT_APNS_PORT,
     DEFAULT_CERT_DIR,
@@ -55,6 +57,31 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print one JSON line with ports and credential paths once ready",
     )
+    device = parser.add_argument_group(
+        "device behaviour",
+        "Report opens, clicks and a goal event for received pushes to Herald's events "
+        f"API (off unless --report-url is given; the API key is read from ${API_KEY_ENV}).",
+    )
+    device.add_argument(
+        "--report-url", default=None, help="e.g. http://127.0.0.1:8000/v1/projects/<id>/events"
+    )
+    device.add_argument("--report-open-share", type=float, default=None, help="default 0.6")
+    device.add_argument(
+        "--report-click-share", type=float, default=None, help="of opened pushes; default 0.3"
+    )
+    device.add_argument(
+        "--report-goal-share", type=float, default=None, help="of opened pushes; default 0.2"
+    )
+    device.add_argument("--report-goal-event", default=None, help='default "purchase"')
+    device.add_argument(
+        "--report-goal-properties",
+        type=json.loads,
+        default=None,
+        help='JSON object; default {"value": 9.99, "currency": "EUR"}',
+    )
+    device.add_argument("--report-delay-min", type=float, default=None, help="seconds; default 1")
+    device.add_argument("--report-delay-max", type=float, default=None, help="seconds; default 5")
+    device.add_argument("--report-seed", type=int, default=None, help="default: random")
 
 
 def read_token_file(path: Path) -> list[str]:
@@ -66,8 +93,37 @@ def read_token_file(path: Path) -> list[str]:
     return tokens
 
 
+REPORT_OPTIONS = {
+    "report_url": "url",
+    "report_open_share": "open_share",
+    "report_click_share": "click_share",
+    "report_goal_share": "goal_share",
+    "report_goal_event": "goal_event",
+    "report_goal_properties": "goal_properties",
+    "report_delay_min": "delay_min_seconds",
+    "report_delay_max": "delay_max_seconds",
+    "report_seed": "seed",
+}
+
+
+def reporting_from_options(
+    options: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> ReportingConfig:
+    """The device behaviour asked for on the command line (ValueError if invalid)."""
+    environ = os.environ if environ is None else environ
+    knobs = {
+        knob: options[option]
+        for option, knob in REPORT_OPTIONS.items()
+        if options.get(option) is not None
+    }
+    if knobs.get("url"):
+        knobs["api_key"] = environ.get(API_KEY_ENV, "")
+    return ReportingConfig().updated(knobs)
+
+
 def server_from_options(options: Mapping[str, Any]) -> SimulatorServer:
     invalid_file = options.get("invalid_tokens_file")
+    reporting = reporting_from_options(options)
     return SimulatorServer(
         host=options["host"],
         apns_port=options["apns_port"],
@@ -79,6 +135,7 @@ def server_from_options(options: Mapping[str, Any]) -> SimulatorServer:
         error_rate_5xx=options["error_rate_5xx"],
         seed=options.get("seed"),
         invalid_tokens=read_token_file(Path(invalid_file)) if invalid_file else [],
+        reporting=reporting,
     )
 
 
@@ -99,6 +156,7 @@ def describe(server: SimulatorServer) -> dict[str, Any]:
         "fcm_service_account_file": str(credentials.fcm_service_account_file),
         "fcm_project_id": str(credentials.service_account_info["project_id"]),
         "cert_dir": str(credentials.directory),
+        "reporting": server.reporter is not None,
     }
 
 
@@ -111,16 +169,23 @@ def print_ready(server: SimulatorServer, out: Output, *, as_json: bool) -> None:
             "Herald provider simulators running (Ctrl-C to stop)\n"
             f"  APNs (HTTP/2, TLS)   https://{info['apns_endpoint']}\n"
             f"  FCM  (HTTP v1, TLS)  {info['fcm_endpoint']}\n"
-            f"  control (HTTP)       {info['control_url']}/stats  /reset  /config  /healthz\n"
+            f"  control (HTTP)       {info['control_url']}/stats  /reset  /config  "
+            "/reporting  /healthz\n"
             f"  CA to trust          {info['ca_file']}\n"
             f"  APNs key (.p8)       {info['apns_key_file']}  team={info['apns_team_id']} "
             f"key_id={info['apns_key_id']} topic={info['apns_topic']}\n"
             f"  FCM service account  {info['fcm_service_account_file']}  "
             f"project={info['fcm_project_id']}\n"
         )
+        if server.reporter is not None:
+            config = server.reporter.config
+            out.write(f"  device behaviour     {config.summary()} -> {config.url}\n")
     out.flush()
 
 
 def run(options: Mapping[str, Any], out: Output) -> None:
-    server = server_from_options(options)
+    try:
+        server = server_from_options(options)
+    except ValueError as exc:
+        raise SystemExit(f"simulators: {exc}") from exc
     serve_forever(server, on_ready=lambda s: print_ready(s, out, as_json=bool(options.get("json"))))

@@ -194,6 +194,8 @@ class FcmSimulator:
         self.public_key_pem = public_key_pem
         self.behaviour = behaviour or Behaviour()
         self.stats = ProviderStats("fcm")
+        # Accepted messages for the device behaviour (reporting.py); None when it is off.
+        self.report_sink: list[tuple[str, Any]] | None = None
         self._access_tokens: dict[str, float] = {}  # token -> expiry (monotonic)
         self._message_ids = itertools.count(1)
         self._verdicts: dict[bytes, _Invalid | None] = {}
@@ -333,6 +335,8 @@ class FcmSimulator:
         android = message.get("android")
         collapse_key = android.get("collapse_key", "") if isinstance(android, dict) else ""
         self.stats.record(200, token, str(collapse_key))
+        if self.report_sink is not None:
+            self.report_sink.append(("fcm", message))
         name = f"projects/{self.project_id}/messages/0:{time.time_ns()}%{next(self._message_ids):x}"
         return web.Response(
             body=json.dumps({"name": name}).encode(), content_type="application/json"

@@ -13,6 +13,9 @@ Control server (plain HTTP, its own port), used by tests and the e2e suite:
 * ``POST /reset`` -> clear counters; body ``{"config": true}`` also restores knobs
 * ``GET /config``, ``POST /config`` with ``{"apns": {knobs}, "fcm": {knobs}}`` or
   ``{"all": {knobs}}`` (see :class:`~delivery.simulators.behaviour.Behaviour`)
+* ``GET /reporting`` -> the device behaviour's knobs (never the API key) and counters;
+  ``POST /reporting`` with ``{knobs}`` changes them, ``{"url": ""}`` turns it off
+  (see :mod:`delivery.simulators.reporting`)
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from delivery.simulators.apns import ApnsSimulator, apns_server_ssl_context
 from delivery.simulators.behaviour import Behaviour
 from delivery.simulators.credentials import DemoCredentials, ensure_demo_credentials
 from delivery.simulators.fcm import FcmSimulator, fcm_server_ssl_context
+from delivery.simulators.reporting import DeviceReporter, ReportingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +89,8 @@ class SimulatorServer:
     """Both provider simulators plus the control server, on one event loop.
 
     ``behaviour`` knobs passed here apply to both providers at start (and are what
-    ``reset(config=True)`` restores).
+    ``reset(config=True)`` restores), as does ``reporting`` (the device behaviour,
+    off unless it has a URL).
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class SimulatorServer:
         fcm_port: int = 0,
         control_port: int = 0,
         cert_dir: Path = DEFAULT_CERT_DIR,
+        reporting: ReportingConfig | None = None,
         **behaviour: Any,
     ) -> None:
         self.host = host
@@ -103,6 +109,8 @@ class SimulatorServer:
         self.cert_dir = Path(cert_dir)
         Behaviour(**behaviour)  # validate now, in the caller's thread
         self._initial_behaviour = dict(behaviour)
+        self._initial_reporting = reporting or ReportingConfig()
+        self.reporter: DeviceReporter | None = None
         self._addresses: SimulatorAddresses | None = None
         self._credentials: DemoCredentials | None = None
         self.apns: ApnsSimulator | None = None
@@ -110,6 +118,7 @@ class SimulatorServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._cleanup: list[Callable[[], Any]] = []
+        self._closing_reporters: set[asyncio.Task[None]] = set()
 
     # --- addresses and credentials --------------------------------------------
 
@@ -206,9 +215,15 @@ class SimulatorServer:
             await control_runner.cleanup()
 
         self._cleanup.append(close)
+        self._set_reporting(self._initial_reporting)
         return self._addresses
 
     async def stop_async(self) -> None:
+        if self.reporter is not None:
+            reporter, self.reporter = self.reporter, None
+            await reporter.close()
+        for task in list(self._closing_reporters):
+            await task
         while self._cleanup:
             result = self._cleanup.pop()()
             if asyncio.iscoroutine(result):
@@ -285,6 +300,8 @@ class SimulatorServer:
                 sim.stats.reset()
                 if config:
                     sim.behaviour = Behaviour(**self._initial_behaviour)
+            if config:
+                self._set_reporting(self._initial_reporting)
 
         self._call(do_reset)
 
@@ -317,6 +334,45 @@ class SimulatorServer:
         return self._call(
             lambda: {name: sim.behaviour.as_dict() for name, sim in self._simulators().items()}
         )
+
+    def reporting(self) -> dict[str, Any]:
+        """The device behaviour's knobs (the API key only as "set") and counters."""
+        return self._call(self._describe_reporting)
+
+    def configure_reporting(self, knobs: Mapping[str, Any]) -> dict[str, Any]:
+        """Change device-behaviour knobs (all-or-nothing); an empty url turns it off."""
+
+        def apply() -> dict[str, Any]:
+            current = self.reporter.config if self.reporter is not None else None
+            self._set_reporting((current or self._initial_reporting).updated(knobs))
+            return self._describe_reporting()
+
+        return self._call(apply)
+
+    def _describe_reporting(self) -> dict[str, Any]:
+        if self.reporter is None:
+            return {"enabled": False}
+        return self.reporter.describe()
+
+    def _set_reporting(self, config: ReportingConfig) -> None:
+        """On the loop: start, retune or stop the reporter and hand the simulators
+        its sink (or None, so they do nothing per push)."""
+        reporter = self.reporter
+        if config.enabled and reporter is not None:
+            reporter.reconfigure(config)
+        elif config.enabled:
+            reporter = DeviceReporter(config)
+            reporter.start()
+        else:
+            if reporter is not None:
+                task = asyncio.get_running_loop().create_task(reporter.close())
+                self._closing_reporters.add(task)
+                task.add_done_callback(self._closing_reporters.discard)
+            reporter = None
+        self.reporter = reporter
+        sink = reporter.received if reporter is not None else None
+        for sim in self._simulators().values():
+            sim.report_sink = sink
 
     def _apply_config(self, knobs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         simulators = self._simulators()
@@ -372,6 +428,19 @@ class SimulatorServer:
         app.router.add_post("/reset", reset)
         app.router.add_get("/config", get_config)
         app.router.add_post("/config", post_config)
+
+        async def get_reporting(request: web.Request) -> web.Response:
+            return web.json_response(self.reporting())
+
+        async def post_reporting(request: web.Request) -> web.Response:
+            body = await _json_body(request)
+            try:
+                return web.json_response(self.configure_reporting(body))
+            except (ValueError, TypeError) as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+
+        app.router.add_get("/reporting", get_reporting)
+        app.router.add_post("/reporting", post_reporting)
         return app
 
 

@@ -17,9 +17,11 @@ from pytest_django.fixtures import Settings
 
 from campaigns.management.commands.seed_demo import demo_devices
 from campaigns.models import PushCampaign
+from core.management.commands.run_stack import REPORT_KEY_ENV, device_behaviour
 from core.models import ApiKey, Project, hash_secret
 from delivery.models import PushToken
 from delivery.simulators.credentials import ensure_demo_credentials
+from delivery.simulators.reporting import API_KEY_ENV
 from segments.models import AppUser, Segment
 from tests.factories import api_client
 
@@ -282,6 +284,58 @@ def test_seed_demo_refuses_a_negative_user_count(demo_settings: Settings) -> Non
     with pytest.raises(CommandError, match=r"^--users must be 0 or more\.$"):
         run("seed_demo", users=-1)
     assert Project.objects.count() == 0
+
+
+# --- run_stack's device behaviour ----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_device_behaviour_gets_a_fresh_client_key_by_environment_only(
+    demo_settings: Settings,
+) -> None:
+    demo = json.loads(run("seed_demo", users=0, json=True))
+    options = {
+        "project_id": demo["project_id"],
+        "base_url": "http://127.0.0.1:8300",
+        "open_share": 0.5,
+        "click_share": 0.25,
+        "goal_share": 0.1,
+        "goal_event": "signup",
+    }
+
+    first_argv, first_env, _ = device_behaviour(**options)
+    argv, env, line = device_behaviour(**options)
+
+    project = Project.objects.get()
+    assert set(env) == {REPORT_KEY_ENV} == {API_KEY_ENV}
+    assert argv == [
+        "--report-url",
+        f"http://127.0.0.1:8300/v1/projects/{project.id}/events",
+        "--report-open-share",
+        "0.5",
+        "--report-click-share",
+        "0.25",
+        "--report-goal-share",
+        "0.1",
+        "--report-goal-event",
+        "signup",
+    ]
+    assert first_argv == argv and "hk_" not in " ".join(argv)
+    assert (
+        line == 'device behaviour on: 50% of pushes opened, 25% of those clicked, 10% send "signup"'
+    )
+    old, new = stored_key(first_env[REPORT_KEY_ENV]), stored_key(env[REPORT_KEY_ENV])
+    assert old.revoked_at is not None and new.revoked_at is None  # one valid at a time
+    assert (new.project_id, new.name, new.scope) == (project.id, "demo device behaviour", "client")
+    # The demo's admin key is not touched; the device key may only do what an app does.
+    assert stored_key(demo["api_key"]).revoked_at is None
+    device = api_client(env[REPORT_KEY_ENV])
+    assert device.put(f"/v1/projects/{project.id}/users/demo-user-9999", {}).status_code in (
+        200,
+        201,
+    )
+    assert device.get("/admin/push").status_code == 403
+    assert api_client(first_env[REPORT_KEY_ENV]).get("/admin/push").status_code == 401
 
 
 # --- ensure_admin ------------------------------------------------------------------

@@ -234,6 +234,19 @@ def test_sigkill_of_run_stack_takes_every_child_and_grandchild_with_it(
     assert set(children) >= ROLES
     pool = set(stack.descendants()) - {*children.values()}
     assert len(pool) == 1  # the worker's prefork pool process (--concurrency 1)
+    # The simulators play the demo's devices, with a key passed by environment only.
+    assert (
+        "   Device events   device behaviour on: 60% of pushes opened, 30% of those "
+        'clicked, 20% send "purchase"\n'
+    ) in stack.output
+    simulators = children["simulators"]
+    argv = Path(f"/proc/{simulators}/cmdline").read_bytes().split(b"\0")
+    url = f"http://127.0.0.1:{stack.web_port}/v1/projects/".encode()
+    assert argv[argv.index(b"--report-url") + 1].startswith(url)
+    assert not [arg for arg in argv if b"hk_" in arg]
+    environ = Path(f"/proc/{simulators}/environ").read_bytes().split(b"\0")
+    [device_key] = [v[22:] for v in environ if v.startswith(b"HERALD_REPORT_API_KEY=")]
+    assert device_key.startswith(b"hk_") and device_key.decode() not in stack.output
 
     stack.process.kill()
 

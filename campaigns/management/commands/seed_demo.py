@@ -85,6 +85,12 @@ def _campaign_payloads(pro_segment: Segment) -> list[dict[str, Any]]:
             "body": "Take the two-minute tour and set up your first project.",
             "data": {"screen": "tour"},
             "url": "herald-demo://tour",
+            # Buttons, so the simulated devices' clicks (run_stack's device behaviour:
+            # push_clicked needs an action id) show on this campaign too.
+            "actions": [
+                {"id": "start", "title": "Start the tour", "url": "herald-demo://tour/start"},
+                {"id": "later", "title": "Later"},
+            ],
             "localizations": {
                 "fr": {"title": "Bienvenue sur Herald Demo", "body": "Suivez la visite guidée."},
                 "de": {"title": "Willkommen bei Herald Demo", "body": "Starten Sie die Tour."},

@@ -6,10 +6,16 @@ worker and Celery beat, prefixes their output, prints the URLs and credentials,
 and stops everything on Ctrl-C, SIGTERM or SIGHUP, or as soon as any of them dies
 (naming it and its exit code). Nothing it started outlives it, even when it is
 SIGKILLed: see core/process_group.py for how.
+
+The simulators also play the demo's devices (delivery/simulators/reporting.py): they
+report opens, clicks and a goal event for received pushes to the events API, with a
+client-scoped key minted at each start (the previous one revoked) and handed to them
+by environment variable only, so it is never printed, stored or visible in `ps`.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -26,13 +32,72 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.models import ApiKey, Project
 from core.process_group import ProcessGroup, describe_exit
+from core.services import api_key_replace
 
 PYTHON = sys.executable
 # Web and beat first so nothing new is enqueued, then the worker (a warm shutdown
 # finishes its current task while the simulators still answer), then the simulators.
 STOP_ORDER = (("web", "beat"), ("worker",), ("simulators",))
 STOP_TIMEOUT_SECONDS = 20.0
+DEVICE_KEY_NAME = "demo device behaviour"
+# The simulators read their events API key from this variable (delivery/simulators/
+# reporting.API_KEY_ENV; core imports no other app, so it is named here like the
+# simulators' command-line flags below).
+REPORT_KEY_ENV = "HERALD_REPORT_API_KEY"
+DEFAULT_OPEN_SHARE = 0.6
+DEFAULT_CLICK_SHARE = 0.3  # of opened pushes
+DEFAULT_GOAL_SHARE = 0.2  # of opened pushes
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def device_behaviour(
+    *,
+    project_id: str,
+    base_url: str,
+    open_share: float,
+    click_share: float,
+    goal_share: float,
+    goal_event: str,
+) -> tuple[list[str], dict[str, str], str]:
+    """The simulators' extra arguments and environment for reporting the demo
+    project's pushes, and the banner's line about it. Mints a fresh client key (the
+    previous demo device key is revoked): it goes in the environment, never argv."""
+    project = Project.objects.get(pk=project_id)
+    _, key = api_key_replace(project=project, name=DEVICE_KEY_NAME, scope=ApiKey.Scope.CLIENT)
+    argv = [
+        "--report-url",
+        f"{base_url}/v1/projects/{project_id}/events",
+        "--report-open-share",
+        str(open_share),
+        "--report-click-share",
+        str(click_share),
+        "--report-goal-share",
+        str(goal_share),
+        "--report-goal-event",
+        goal_event,
+    ]
+    line = (
+        f"device behaviour on: {open_share:.0%} of pushes opened, {click_share:.0%} of "
+        f'those clicked, {goal_share:.0%} send "{goal_event}"'
+    )
+    return argv, {REPORT_KEY_ENV: key}, line
+
+
+def _local_url(host: str, port: int) -> str:
+    """Where a process on this machine reaches the web server."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 (reading the bind address, not binding)
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 class Command(BaseCommand):
@@ -43,6 +108,20 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("HERALD_PORT", "8000")))
         parser.add_argument("--users", type=int, default=200, help="demo users to seed")
         parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+        parser.add_argument(
+            "--device-behaviour",
+            action=argparse.BooleanOptionalAction,
+            default=settings.HERALD_DEMO_DEVICE_BEHAVIOUR,
+            help="simulated devices report opens, clicks and goal events "
+            "(default on; HERALD_DEMO_DEVICE_BEHAVIOUR=0 turns it off)",
+        )
+        parser.add_argument("--open-share", type=_share, default=DEFAULT_OPEN_SHARE)
+        parser.add_argument(
+            "--click-share", type=_share, default=DEFAULT_CLICK_SHARE, help="of opened pushes"
+        )
+        parser.add_argument(
+            "--goal-share", type=_share, default=DEFAULT_GOAL_SHARE, help="of opened pushes"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = options["host"], options["port"]
@@ -54,6 +133,18 @@ class Command(BaseCommand):
         demo = json.loads(seeded.getvalue().strip().splitlines()[-1])
         password = os.environ.get("HERALD_ADMIN_PASSWORD", "herald-admin")
         call_command("ensure_admin", username="admin", password=password, stdout=io.StringIO())
+        report_argv: list[str] = []
+        report_env: dict[str, str] = {}
+        device_line = "device behaviour off"
+        if options["device_behaviour"]:
+            report_argv, report_env, device_line = device_behaviour(
+                project_id=demo["project_id"],
+                base_url=_local_url(host, port),
+                open_share=options["open_share"],
+                click_share=options["click_share"],
+                goal_share=options["goal_share"],
+                goal_event=settings.HERALD_DEMO_GOAL_EVENT,
+            )
 
         manage = [PYTHON, str(settings.BASE_DIR / "manage.py")]
         celery = [PYTHON, "-m", "celery", "-A", "config"]
@@ -71,6 +162,7 @@ class Command(BaseCommand):
                 str(settings.HERALD_SIMULATOR_CONTROL_PORT),
                 "--cert-dir",
                 str(settings.HERALD_SIMULATOR_DIR),
+                *report_argv,
             ],
             "web": [*manage, "runserver", f"{host}:{port}", "--noreload"],
             "worker": [
@@ -100,13 +192,13 @@ class Command(BaseCommand):
             # Every child is started before the first output thread: a fork with
             # another thread running could copy a lock that thread holds.
             for name, argv in processes.items():
-                group.start(name, argv)
+                group.start(name, argv, env=report_env if name == "simulators" else None)
             for name, child in group.children.items():
                 self._pump(name, child)
             base = f"http://{host}:{port}"
             self._wait_healthy(f"{base}/healthz", group, stopping)
             if not stopping.is_set():
-                self._banner(base, demo, password)
+                self._banner(base, demo, password, device_line)
             while not stopping.is_set():
                 exited = group.first_exit()
                 if exited is not None:
@@ -144,7 +236,7 @@ class Command(BaseCommand):
                 pass
             time.sleep(0.5)
 
-    def _banner(self, base: str, demo: dict[str, Any], password: str) -> None:
+    def _banner(self, base: str, demo: dict[str, Any], password: str, device: str) -> None:
         project, key = demo["project_id"], demo["api_key"]
         control = (
             f"http://{settings.HERALD_SIMULATOR_HOST}:{settings.HERALD_SIMULATOR_CONTROL_PORT}"
@@ -158,6 +250,7 @@ class Command(BaseCommand):
             f"   OpenAPI schema  {base}/api/schema\n"
             f"   Health          {base}/healthz\n"
             f"   Simulators      {control}/stats\n"
+            f"   Device events   {device}\n"
             f"   Demo project    {project}\n"
             f"   Demo API key    {key}\n"
             "\n"
