@@ -206,7 +206,13 @@ class DeliveryEngagement(models.Model):
 
     delivery_id = models.BigIntegerField(primary_key=True)
     campaign = models.ForeignKey(
-        PushCampaign, on_delete=models.CASCADE, related_name="+", db_index=False
+        PushCampaign,
+        on_delete=models.CASCADE,  # by Django's delete collector
+        related_name="+",
+        db_index=False,
+        # No database FK: its check costs each counted row a lookup (see
+        # docs/decisions.md, "Engagement and conversions").
+        db_constraint=False,
     )
     run = models.PositiveIntegerField()
     opened_at = models.DateTimeField()
@@ -225,7 +231,13 @@ class DeliveryClick(models.Model):
     """One (delivery, action) click, counted once."""
 
     campaign = models.ForeignKey(
-        PushCampaign, on_delete=models.CASCADE, related_name="+", db_index=False
+        PushCampaign,
+        on_delete=models.CASCADE,  # by Django's delete collector
+        related_name="+",
+        db_index=False,
+        # No database FK: its check costs each counted row a lookup (see
+        # docs/decisions.md, "Engagement and conversions").
+        db_constraint=False,
     )
     delivery_id = models.BigIntegerField()
     action_id = models.CharField(max_length=64)
@@ -246,7 +258,13 @@ class Conversion(models.Model):
     """A user converted for one goal of one run: counted once per (run, goal, user)."""
 
     campaign = models.ForeignKey(
-        PushCampaign, on_delete=models.CASCADE, related_name="+", db_index=False
+        PushCampaign,
+        on_delete=models.CASCADE,  # by Django's delete collector
+        related_name="+",
+        db_index=False,
+        # No database FK: its check costs each counted row a lookup (see
+        # docs/decisions.md, "Engagement and conversions").
+        db_constraint=False,
     )
     run = models.PositiveIntegerField()
     goal_index = models.PositiveSmallIntegerField()
@@ -284,7 +302,13 @@ class EngagementBucket(models.Model):
     rows only (docs/decisions.md, "Engagement rollups")."""
 
     campaign = models.ForeignKey(
-        PushCampaign, on_delete=models.CASCADE, related_name="+", db_index=False
+        PushCampaign,
+        on_delete=models.CASCADE,  # by Django's delete collector
+        related_name="+",
+        db_index=False,
+        # No database FK: its check costs each counted row a lookup (see
+        # docs/decisions.md, "Engagement and conversions").
+        db_constraint=False,
     )
     run = models.PositiveIntegerField()
     minute = models.DateTimeField()

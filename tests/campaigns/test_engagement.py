@@ -233,3 +233,15 @@ def test_a_push_opened_event_can_be_a_goal_and_counts_as_an_open_too():
     record_engagement([opened(delivery, T + timedelta(minutes=10))])
     assert conversions(campaign) == {(1, 0, delivery.app_user_id)}
     assert sum(buckets(campaign, "opened").values()) == 1
+
+
+def test_action_ids_with_quotes_commas_and_backslashes_round_trip():
+    campaign = CampaignFactory()
+    delivery = sent_delivery(campaign, sent_at=T)
+    odd = 'a,"b\\c} {d'
+    record_engagement([clicked(delivery, T, odd), clicked(delivery, T, "NULL")])
+    assert set(DeliveryClick.objects.values_list("action_id", flat=True)) == {odd, "NULL"}
+    assert buckets(campaign, "action") == {
+        (1, MINUTE, odd, "apns", "ios"): 1,
+        (1, MINUTE, "NULL", "apns", "ios"): 1,
+    }
