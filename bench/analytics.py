@@ -90,7 +90,12 @@ def seed(project_id: uuid.UUID, campaign_id: uuid.UUID, n: int) -> None:
     """N users, tokens and sent/failed deliveries of run 1, in four statements."""
     from django.db import connection
 
-    params = {"project": str(project_id), "campaign": str(campaign_id), "n": n, "start": START}
+    params: dict[str, Any] = {
+        "project": str(project_id),
+        "campaign": str(campaign_id),
+        "n": n,
+        "start": START,
+    }
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE push_tokens DISABLE TRIGGER push_tokens_kinds_insert")
         cursor.execute(
@@ -108,7 +113,8 @@ def seed(project_id: uuid.UUID, campaign_id: uuid.UUID, n: int) -> None:
             INSERT INTO push_tokens (project_id, app_user_id, token, provider, platform, active,
                                      locale, timezone, app_version, created_at,
                                      last_registered_at, invalid_reason)
-            SELECT %(project)s::uuid, md5(%(project)s || i)::uuid, md5('token' || i) || md5(i::text),
+            SELECT %(project)s::uuid, md5(%(project)s || i)::uuid,
+                   md5('token' || i) || md5(i::text),
                    CASE WHEN i %% 100 < 60 THEN 'apns' ELSE 'fcm' END,
                    CASE WHEN i %% 100 < 60 THEN 'ios' WHEN i %% 100 < 95 THEN 'android'
                         ELSE 'web' END,
@@ -160,6 +166,7 @@ def build_events(
         rows = cursor.fetchall()
     events: list[IngestedEvent] = []
     ids = iter(range(1, 10**9))
+    properties: dict[str, Any]
     for delivery_id, user_id, provider, platform, sent_at in rows:
         if len(events) >= total:
             break
@@ -261,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     seed(project.id, campaign.id, args.deliveries)
     log(
-        f"seeded {args.deliveries:,} users/tokens/deliveries in {time.perf_counter() - started:.1f} s"
+        f"seeded {args.deliveries:,} users/tokens/deliveries "
+        f"in {time.perf_counter() - started:.1f} s"
     )
 
     started = time.perf_counter()

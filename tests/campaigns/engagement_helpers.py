@@ -15,6 +15,11 @@ from tests.factories import CampaignRunFactory, PushDeliveryFactory, PushTokenFa
 _ids = itertools.count(1)
 
 
+def user_of(delivery: PushDelivery) -> AppUser:
+    assert delivery.app_user is not None
+    return delivery.app_user
+
+
 def ref(delivery: PushDelivery) -> DeliveryRef:
     return DeliveryRef(
         id=delivery.pk,

@@ -17,7 +17,7 @@ from campaigns.engagement import record_engagement
 from campaigns.models import CampaignRun, PushCampaign
 from campaigns.runs import run_maybe_finish
 from delivery.models import PushDelivery
-from tests.campaigns.engagement_helpers import clicked, event, opened, sent_delivery
+from tests.campaigns.engagement_helpers import clicked, event, opened, sent_delivery, user_of
 from tests.factories import CampaignFactory, ProjectFactory, api_client
 
 pytestmark = pytest.mark.django_db
@@ -56,14 +56,14 @@ def story(api) -> dict[str, Any]:
         campaign, sent_at=T, provider="fcm", platform="web", status=PushDelivery.Status.FAILED
     )
     PushDelivery.objects.filter(pk=d3.pk).update(claimed_at=T + timedelta(seconds=80))
-    d4 = sent_delivery(campaign, run=2, sent_at=T + DAY + timedelta(seconds=5), user=d1.app_user)
+    d4 = sent_delivery(campaign, run=2, sent_at=T + DAY + timedelta(seconds=5), user=user_of(d1))
     CampaignRun.objects.filter(campaign=campaign, number=1).update(started_at=T, fanout_done=True)
     CampaignRun.objects.filter(campaign=campaign, number=2).update(
         started_at=T + DAY, fanout_done=True
     )
     run_maybe_finish(campaign_id=campaign.pk, run=1)
     run_maybe_finish(campaign_id=campaign.pk, run=2)
-    user1, user2 = d1.app_user, d2.app_user
+    user1, user2 = user_of(d1), user_of(d2)
     record_engagement(
         [opened(d1, T + timedelta(minutes=5)), event(user1, "purchase", T + timedelta(hours=1))]
     )
@@ -194,7 +194,7 @@ def test_all_runs_sum_and_plot_hourly(story):
 
 def test_a_silent_campaign_has_no_open_rate(story):
     campaign = story["campaign"]
-    campaign.silent = True  # type: ignore[attr-defined]  # the field comes with "sendpath"
+    campaign.silent = True  # the field comes with the sendpath part
     result = campaign_analytics(campaign)
     assert result["silent"] is True
     assert result["rates"] == {

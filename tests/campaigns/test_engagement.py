@@ -24,7 +24,7 @@ from campaigns.models import (
 )
 from delivery.models import PushDelivery
 from segments.events import event_listeners
-from tests.campaigns.engagement_helpers import clicked, event, opened, sent_delivery
+from tests.campaigns.engagement_helpers import clicked, event, opened, sent_delivery, user_of
 from tests.factories import AppUserFactory, CampaignFactory, ProjectFactory, PushDeliveryFactory
 
 pytestmark = pytest.mark.django_db
@@ -89,7 +89,7 @@ def test_opens_count_per_delivery_run_and_minute():
     campaign = CampaignFactory()
     first = sent_delivery(campaign, sent_at=T)
     second = sent_delivery(campaign, sent_at=T, provider="fcm", platform="web")
-    again = sent_delivery(campaign, run=2, sent_at=T, user=first.app_user)
+    again = sent_delivery(campaign, run=2, sent_at=T, user=user_of(first))
     record_engagement(
         [
             opened(first, T),
@@ -135,7 +135,7 @@ def conversions(campaign: PushCampaign) -> set[tuple[int, int, Any]]:
 def test_the_window_edges(after, converts):
     campaign = goal_campaign(None, {"name": "Buy", "event": "purchase"})
     delivery = sent_delivery(campaign, sent_at=T)
-    user = delivery.app_user
+    user = user_of(delivery)
     with time_machine.travel(T + timedelta(days=3), tick=False):
         record_engagement([event(user, "purchase", T + after)])
     assert conversions(campaign) == ({(1, 0, user.pk)} if converts else set())
@@ -186,7 +186,7 @@ def test_users_without_a_sent_push_do_not_convert():
     failed = sent_delivery(campaign, sent_at=T, status=PushDelivery.Status.FAILED)
     stranger = AppUserFactory(project=campaign.project)
     record_engagement(
-        [event(failed.app_user, "purchase", T), event(stranger, "purchase", T + timedelta(hours=1))]
+        [event(user_of(failed), "purchase", T), event(stranger, "purchase", T + timedelta(hours=1))]
     )
     assert conversions(campaign) == set()
 
@@ -202,8 +202,8 @@ def test_the_goal_filter_must_match_the_event_properties():
         {"name": "Any", "event": "purchase"},
         {"name": "Cart", "event": "add_to_cart"},
     )
-    small = sent_delivery(campaign, sent_at=T).app_user
-    big = sent_delivery(campaign, sent_at=T).app_user
+    small = user_of(sent_delivery(campaign, sent_at=T))
+    big = user_of(sent_delivery(campaign, sent_at=T))
     record_engagement(
         [
             event(small, "purchase", T, properties={"price": 99.5}),
@@ -216,10 +216,10 @@ def test_the_goal_filter_must_match_the_event_properties():
 def test_other_projects_and_other_campaigns_are_not_credited():
     campaign = goal_campaign(None, {"name": "Buy", "event": "purchase"})
     no_goal = CampaignFactory(project=campaign.project, sent_at=T)
-    user = sent_delivery(campaign, sent_at=T).app_user
+    user = user_of(sent_delivery(campaign, sent_at=T))
     sent_delivery(no_goal, sent_at=T, user=user)
     other_project = goal_campaign(None, {"name": "Buy", "event": "purchase"})
-    outsider = sent_delivery(other_project, sent_at=T).app_user
+    outsider = user_of(sent_delivery(other_project, sent_at=T))
     record_engagement([event(user, "purchase", T + timedelta(minutes=1))])
     assert conversions(campaign) == {(1, 0, user.pk)}
     assert Conversion.objects.count() == 1
