@@ -13,9 +13,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from campaigns import selectors, services, testpush
+from campaigns import analytics, selectors, services, testpush
 from campaigns.models import CampaignStatus
 from campaigns.serializers import (
+    AnalyticsSerializer,
     AudienceSerializer,
     CampaignPageSerializer,
     CampaignSerializer,
@@ -31,6 +32,7 @@ from campaigns.serializers import (
 )
 from campaigns.validation import (
     MAX_RUN_NUMBER,
+    MAX_TAG,
     parse_run_number,
     validate_create,
     validate_explicit_push,
@@ -39,7 +41,7 @@ from campaigns.validation import (
 from core.api import ProjectScopedView, json_body
 from core.idempotency import IDEMPOTENCY_ERRORS, idempotent
 from core.pagination import CURSOR_PARAMETER, LIMIT_PARAMETER, parse_limit
-from core.schema import error_responses
+from core.schema import NOT_BLANK, error_responses
 from delivery.models import PushDelivery
 
 # What any campaign operation may answer; an operation adds its own (413, 502 ...).
@@ -68,6 +70,11 @@ class CampaignListView(CampaignView):
             OpenApiParameter(
                 "status", str, enum=CampaignStatus.values, description="Only this status."
             ),
+            OpenApiParameter(
+                "tag",
+                {"type": "string", "minLength": 1, "maxLength": MAX_TAG, "pattern": NOT_BLANK},
+                description="Only campaigns having this tag (exact, case-sensitive).",
+            ),
         ],
         responses={200: CampaignPageSerializer, **ERRORS},
         summary="List campaigns, newest first",
@@ -79,6 +86,7 @@ class CampaignListView(CampaignView):
             cursor=request.query_params.get("cursor"),
             limit=parse_limit(request.query_params.get("limit")),
             status=request.query_params.get("status"),
+            tag=request.query_params.get("tag"),
         )
         return Response({"results": CampaignSerializer(rows, many=True).data, "next": next_cursor})
 
@@ -252,3 +260,38 @@ class CampaignAudienceView(CampaignView):
         return Response(
             services.campaign_audience(project=project, campaign_id=self.campaign_id(kwargs))
         )
+
+
+class CampaignAnalyticsView(CampaignView):
+    failure_codes = {"GET": "FETCH_FAILED"}
+
+    @extend_schema(
+        responses={200: AnalyticsSerializer, **ERRORS},
+        summary="Opens, clicks, conversions and rates over all runs",
+    )
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        campaign = selectors.campaign_get(project=project, campaign_id=self.campaign_id(kwargs))
+        return Response(AnalyticsSerializer(analytics.campaign_analytics(campaign)).data)
+
+
+class RunAnalyticsView(CampaignView):
+    failure_codes = {"GET": "FETCH_FAILED"}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "number",
+                {"type": "integer", "minimum": 1, "maximum": MAX_RUN_NUMBER},
+                OpenApiParameter.PATH,
+                description="The run's number; an unknown run answers 404 NOT_FOUND.",
+            )
+        ],
+        responses={200: AnalyticsSerializer, **ERRORS},
+        summary="Opens, clicks, conversions and rates of one run",
+    )
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        campaign = selectors.campaign_get(project=project, campaign_id=self.campaign_id(kwargs))
+        run = selectors.campaign_run_get(campaign=campaign, number=kwargs["number"])
+        return Response(AnalyticsSerializer(analytics.campaign_analytics(campaign, run)).data)

@@ -11,3 +11,10 @@ class CampaignsConfig(AppConfig):
         from campaigns.console_hooks import connect
 
         connect()
+
+        # Events are ingested by segments, which cannot import campaigns: it hands each
+        # batch of new events to the listeners registered here (segments/events.py).
+        from campaigns.engagement import record_engagement
+        from segments.events import register_event_listener
+
+        register_event_listener(record_engagement)

@@ -75,6 +75,8 @@ class PushCampaign(models.Model):
     platforms = models.JSONField(default=list, blank=True)
     targeting = models.JSONField(default=dict, blank=True)
     tags = models.JSONField(default=list, blank=True)
+    # Conversion goals: [{name, event, filter, window_hours, primary}] (validation.py).
+    goals = models.JSONField(default=list, blank=True)
     recurrence = models.JSONField(null=True, blank=True)
     # First occurrence of a recurrence; interval recurrences count from it.
     recurrence_anchor = models.DateTimeField(null=True, blank=True)
@@ -115,6 +117,8 @@ class PushCampaign(models.Model):
         indexes = [
             models.Index(fields=("project", "-created_at", "-id"), name="campaign_project_created"),
             models.Index(fields=("status", "fire_at"), name="campaign_status_fire_at"),
+            # Conversions look for a project's campaigns sent recently (engagement.py).
+            models.Index(fields=("project", "sent_at"), name="campaign_project_sent"),
         ]
 
     def __str__(self) -> str:
@@ -191,3 +195,137 @@ class CampaignRun(models.Model):
             "unknown": self.unknown,
             "pending": max(0, self.targeted - done),
         }
+
+
+# --- engagement: what users did after a push (campaigns/engagement.py writes these) ---
+
+
+class DeliveryEngagement(models.Model):
+    """A delivery that was opened (and whether it was clicked): one row per delivery,
+    so its first open and its first click count once however often they are reported."""
+
+    delivery_id = models.BigIntegerField(primary_key=True)
+    campaign = models.ForeignKey(
+        PushCampaign,
+        on_delete=models.CASCADE,  # by Django's delete collector
+        related_name="+",
+        db_index=False,
+        # No database FK: its check costs each counted row a lookup (see
+        # docs/decisions.md, "Engagement and conversions").
+        db_constraint=False,
+    )
+    run = models.PositiveIntegerField()
+    opened_at = models.DateTimeField()
+    clicked = models.BooleanField(default=False)
+
+    class Meta:
+        db_table = "campaign_delivery_engagement"
+        # Leads with campaign: deleting a campaign finds its rows through it.
+        indexes = [models.Index(fields=("campaign", "run"), name="engagement_campaign_run")]
+
+    def __str__(self) -> str:
+        return f"delivery {self.delivery_id} opened"
+
+
+class DeliveryClick(models.Model):
+    """One (delivery, action) click, counted once."""
+
+    campaign = models.ForeignKey(
+        PushCampaign,
+        on_delete=models.CASCADE,  # by Django's delete collector
+        related_name="+",
+        db_index=False,
+        # No database FK: its check costs each counted row a lookup (see
+        # docs/decisions.md, "Engagement and conversions").
+        db_constraint=False,
+    )
+    delivery_id = models.BigIntegerField()
+    action_id = models.CharField(max_length=64)
+
+    class Meta:
+        db_table = "campaign_delivery_clicks"
+        constraints = [
+            models.UniqueConstraint(
+                fields=("campaign", "delivery_id", "action_id"), name="click_unique_action"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery {self.delivery_id} clicked {self.action_id}"
+
+
+class Conversion(models.Model):
+    """A user converted for one goal of one run: counted once per (run, goal, user)."""
+
+    campaign = models.ForeignKey(
+        PushCampaign,
+        on_delete=models.CASCADE,  # by Django's delete collector
+        related_name="+",
+        db_index=False,
+        # No database FK: its check costs each counted row a lookup (see
+        # docs/decisions.md, "Engagement and conversions").
+        db_constraint=False,
+    )
+    run = models.PositiveIntegerField()
+    goal_index = models.PositiveSmallIntegerField()
+    app_user_id = models.UUIDField()
+    # The delivery the conversion is attributed to and the event that made it.
+    delivery_id = models.BigIntegerField()
+    event_id = models.BigIntegerField()
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "campaign_conversions"
+        constraints = [
+            models.UniqueConstraint(
+                fields=("campaign", "run", "goal_index", "app_user_id"),
+                name="conversion_unique_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} run {self.run} goal {self.goal_index}: {self.app_user_id}"
+
+
+class EngagementMetric(models.TextChoices):
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    OPENED = "opened", "Opened"
+    CLICKED = "clicked", "Clicked (deliveries)"
+    ACTION = "action", "Clicks per action"
+    CONVERTED = "converted", "Converted (per goal)"
+
+
+class EngagementBucket(models.Model):
+    """Per-minute rollup: how many of `metric` happened in `minute` for a run, by
+    provider and platform (and action id / goal index in `key`). Analytics read these
+    rows only (docs/decisions.md, "Engagement rollups")."""
+
+    campaign = models.ForeignKey(
+        PushCampaign,
+        on_delete=models.CASCADE,  # by Django's delete collector
+        related_name="+",
+        db_index=False,
+        # No database FK: its check costs each counted row a lookup (see
+        # docs/decisions.md, "Engagement and conversions").
+        db_constraint=False,
+    )
+    run = models.PositiveIntegerField()
+    minute = models.DateTimeField()
+    metric = models.CharField(max_length=16, choices=EngagementMetric.choices)
+    key = models.CharField(max_length=64, blank=True)
+    provider = models.CharField(max_length=8)
+    platform = models.CharField(max_length=8)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "campaign_engagement_buckets"
+        constraints = [
+            models.UniqueConstraint(
+                fields=("campaign", "run", "minute", "metric", "key", "provider", "platform"),
+                name="engagement_bucket_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.key} {self.minute:%Y-%m-%d %H:%M}: {self.count}"

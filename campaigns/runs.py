@@ -11,7 +11,9 @@ status or a campaign's `sending`/`failed` transition.
   bumps stop once the run is settled.
 * settle: once no row of the run is queued (and its fan-out is done, for a run still
   sending) the counters are recounted exactly from the rows and frozen
-  (`settled_at`); a sending run then becomes `sent` and its campaign moves on.
+  (`settled_at`), the analytics' sent/failed breakdown is counted once
+  (campaigns.engagement.record_run_sends); a sending run then becomes `sent` and
+  its campaign moves on.
 * fail / cancel: the campaign and run leave `sending`; the run's waiting rows are
   closed as skipped and its numbers settle like any other run's.
 
@@ -35,7 +37,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from campaigns import queue, scheduling
+from campaigns import engagement, queue, scheduling
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign, empty_stats
 from delivery.models import PushDelivery
 from delivery.services import BatchOutcome, deliveries_skip
@@ -246,6 +248,10 @@ def run_maybe_finish(*, campaign_id: uuid.UUID, run: int) -> bool:
         CampaignRun.objects.filter(pk=run_row["pk"]).update(
             settled_at=now,
             **{name: stats[name] for name in ("targeted", *COUNTERS)},
+        )
+        # The breakdown analytics read (sent/failed per minute, provider, platform).
+        engagement.record_run_sends(
+            campaign_id=campaign_id, run=run, rows=run_rows(campaign_id, run)
         )
         finished = CampaignRun.objects.filter(
             pk=run_row["pk"], status=CampaignRun.Status.SENDING

@@ -6,11 +6,13 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, F, Max, Min, Prefetch, QuerySet
 from django.db.models.functions import Coalesce, Trunc
 
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.runs import campaign_stats, current_run, run_rows
+from campaigns.validation import MAX_RUN_NUMBER, clean_tag
 from core.errors import InvalidInput, NotFound
 from core.models import Project
 from core.pagination import BY_ROW_ID, NEWEST_FIRST, keyset_page
@@ -45,9 +47,15 @@ def campaign_get(*, project: Project, campaign_id: uuid.UUID) -> PushCampaign:
 
 
 def campaign_page(
-    *, project: Project, cursor: str | None, limit: int, status: str | None = None
+    *,
+    project: Project,
+    cursor: str | None,
+    limit: int,
+    status: str | None = None,
+    tag: str | None = None,
 ) -> tuple[list[PushCampaign], str | None]:
-    """Newest first, keyset-paginated on (created_at, id)."""
+    """Newest first, keyset-paginated on (created_at, id); `tag`: only campaigns
+    having that tag."""
     qs: QuerySet[PushCampaign] = with_current_run(
         PushCampaign.objects.filter(project=project).select_related("segment")
     )
@@ -58,7 +66,31 @@ def campaign_page(
                 details={"field": "status"},
             )
         qs = qs.filter(status=status)
+    if tag is not None:
+        qs = with_tag(qs, clean_tag("tag", tag))
     return keyset_page(qs, keys=NEWEST_FIRST, cursor=cursor, limit=limit, descending=True)
+
+
+def with_tag(campaigns: QuerySet[PushCampaign], tag: str) -> QuerySet[PushCampaign]:
+    """Campaigns whose `tags` list holds `tag`. PostgreSQL: JSON containment (`@>`);
+    SQLite has no JSON contains lookup, so an EXISTS over json_each(tags)."""
+    if connection.vendor == "postgresql":
+        return campaigns.filter(tags__contains=[tag])
+    # Fixed SQL; the tag is a parameter.
+    return campaigns.extra(
+        where=['EXISTS (SELECT 1 FROM json_each("push_campaigns"."tags") WHERE value = %s)'],
+        params=[tag],
+    )
+
+
+def campaign_run_get(*, campaign: PushCampaign, number: str | int) -> CampaignRun:
+    """One run of the campaign by its number (a path segment); NOT_FOUND otherwise."""
+    text = str(number)
+    if text.isascii() and text.isdigit() and len(text) <= 10 and 1 <= int(text) <= MAX_RUN_NUMBER:
+        run = CampaignRun.objects.filter(campaign=campaign, number=int(text)).first()
+        if run is not None:
+            return run
+    raise NotFound("Run not found.")
 
 
 def delivery_page(

@@ -56,6 +56,32 @@ class QuietHoursSerializer(serializers.Serializer[object]):
     )
 
 
+class GoalSerializer(serializers.Serializer[object]):
+    """A conversion goal (docs/api.md, "Conversion goals")."""
+
+    name = _text(v.MAX_GOAL_NAME)
+    event = serializers.RegexField(r"^[A-Za-z0-9_.:-]{1,64}$", help_text="The event name.")
+    filter = serializers.DictField(
+        required=False,
+        allow_null=True,
+        help_text="A segment rule tree over the event's properties; null: any event.",
+    )
+    window_hours = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=v.MAX_GOAL_WINDOW_HOURS,
+        help_text=f"Attribution window after the push was sent. Default "
+        f"{v.DEFAULT_GOAL_WINDOW_HOURS}.",
+    )
+    primary = serializers.BooleanField(
+        required=False, help_text="Exactly one goal is primary; a lone goal is by default."
+    )
+
+
+GOALS_HELP = (
+    f"At most {v.MAX_GOALS} conversion goals, exactly one primary; counted per user once "
+    "per goal per run (docs/api.md)."
+)
 LOCALIZATIONS_HELP = "Keyed by language tag ('fr', 'pt-BR'); each entry has title and/or body."
 IMAGE_URL_HELP = 'An http(s) URL, or "" for no image (what a campaign without one answers).'
 URL_HELP = 'An absolute URL or app deep link, or "" for none.'
@@ -92,6 +118,7 @@ class CampaignSerializer(serializers.ModelSerializer[PushCampaign]):
         {"type": "object", "additionalProperties": {}}, read_only=True, help_text=TARGETING_HELP
     )
     tags = DocumentedJSONField({"type": "array", "items": {"type": "string"}}, read_only=True)
+    goals = DocumentedJSONField(GoalSerializer(many=True), read_only=True, help_text=GOALS_HELP)
     recurrence = DocumentedJSONField(
         {"type": "object", "additionalProperties": {}},
         read_only=True,
@@ -187,6 +214,9 @@ CampaignWriteSerializer = inline_serializer(
         ),
         "targeting": serializers.DictField(required=False, help_text=TARGETING_HELP),
         "tags": serializers.ListField(child=_text(64), required=False, max_length=v.MAX_TAGS),
+        "goals": serializers.ListField(
+            child=GoalSerializer(), required=False, max_length=v.MAX_GOALS, help_text=GOALS_HELP
+        ),
         "recurrence": serializers.DictField(
             required=False, allow_null=True, help_text=RECURRENCE_HELP
         ),
@@ -336,3 +366,72 @@ class AudienceSerializer(serializers.Serializer[object]):
     total = serializers.IntegerField()
     by_provider = serializers.DictField(child=serializers.IntegerField())
     by_platform = serializers.DictField(child=serializers.IntegerField())
+
+
+# --- analytics (campaigns/analytics.py computes it; these document its shape) ------
+
+
+class AnalyticsTotalsSerializer(serializers.Serializer[object]):
+    targeted = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    invalid_tokens = serializers.IntegerField()
+    opened = serializers.IntegerField(help_text="Deliveries opened (a click counts as an open).")
+    clicked = serializers.IntegerField(help_text="Deliveries clicked (any action).")
+    converted = serializers.IntegerField(help_text="Users converted for the primary goal.")
+
+
+class AnalyticsRatesSerializer(serializers.Serializer[object]):
+    open_rate = serializers.FloatField(allow_null=True, help_text="Per sent; null when silent.")
+    click_rate = serializers.FloatField()
+    conversion_rate = serializers.FloatField()
+
+
+class AnalyticsGoalSerializer(serializers.Serializer[object]):
+    index = serializers.IntegerField()
+    name = serializers.CharField()
+    event = serializers.CharField()
+    primary = serializers.BooleanField()
+    window_hours = serializers.IntegerField()
+    converted = serializers.IntegerField()
+    rate = serializers.FloatField()
+
+
+class AnalyticsBreakdownSerializer(serializers.Serializer[object]):
+    sent = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    clicked = serializers.IntegerField()
+    converted = serializers.IntegerField()
+
+
+class AnalyticsPointSerializer(AnalyticsBreakdownSerializer):
+    t = serializers.DateTimeField(help_text="Start of the minute (or hour) bucket, UTC.")
+
+
+class AnalyticsSeriesSerializer(serializers.Serializer[object]):
+    resolution = serializers.ChoiceField(
+        choices=[("minute", "minute"), ("hour", "hour")],
+        help_text="minute: per minute before minute_until, per hour from it; hour: all hourly.",
+    )
+    minute_until = serializers.DateTimeField(allow_null=True)
+    points = AnalyticsPointSerializer(many=True)
+
+
+def _breakdown(choices: list[str]) -> Any:
+    return inline_serializer(
+        name=f"AnalyticsBy{'Provider' if 'apns' in choices else 'Platform'}",
+        fields={choice: AnalyticsBreakdownSerializer() for choice in choices},
+    )
+
+
+class AnalyticsSerializer(serializers.Serializer[object]):
+    campaign_id = serializers.UUIDField()
+    run = serializers.IntegerField(allow_null=True, help_text="null: all runs (sums).")
+    silent = serializers.BooleanField()
+    totals = AnalyticsTotalsSerializer()
+    rates = AnalyticsRatesSerializer()
+    clicks_by_action = serializers.DictField(child=serializers.IntegerField())
+    goals = AnalyticsGoalSerializer(many=True)
+    by_provider = _breakdown(Provider.values)
+    by_platform = _breakdown(Platform.values)
+    series = AnalyticsSeriesSerializer()

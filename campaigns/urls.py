@@ -15,6 +15,10 @@ def routes(prefix: str) -> list[URLPattern]:
         re_path(rf"^{prefix}/{ID}/cancel/?$", api.CampaignCancelView.as_view()),
         re_path(rf"^{prefix}/{ID}/deliveries/?$", api.CampaignDeliveriesView.as_view()),
         re_path(rf"^{prefix}/{ID}/runs/?$", api.CampaignRunsView.as_view()),
+        re_path(rf"^{prefix}/{ID}/analytics/?$", api.CampaignAnalyticsView.as_view()),
+        re_path(
+            rf"^{prefix}/{ID}/runs/(?P<number>[^/]+)/analytics/?$", api.RunAnalyticsView.as_view()
+        ),
         re_path(rf"^{prefix}/{ID}/push/?$", api.CampaignPushView.as_view()),
         re_path(rf"^{prefix}/{ID}/audience/?$", api.CampaignAudienceView.as_view()),
         re_path(rf"^{prefix}/{ID}/?$", api.CampaignDetailView.as_view()),

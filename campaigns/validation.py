@@ -35,6 +35,7 @@ from core.errors import InvalidInput
 from core.models import Project
 from delivery.payloads import MAX_PAYLOAD_BYTES, encode_json, normalize_language
 from segments.models import Segment
+from segments.rules import validate_property_rules
 from segments.services import (
     MAX_ATTRIBUTE_STRING,
     MAX_ATTRIBUTES,
@@ -48,6 +49,14 @@ MAX_NAME = 200
 MAX_URL = 2000
 MAX_ACTIONS = 3
 MAX_TAGS = 20
+MAX_TAG = 64
+MAX_GOALS = 5
+MAX_GOAL_NAME = 100
+DEFAULT_GOAL_WINDOW_HOURS = 36
+MAX_GOAL_WINDOW_HOURS = 720  # 30 days: events older than that are refused at ingestion
+# An event name, as ingestion accepts it (contract: issue 11).
+EVENT_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+GOAL_KEYS = ("name", "event", "filter", "window_hours", "primary")
 MAX_TTL_SECONDS = 28 * 24 * 3600  # FCM's and Apple's practical maximum
 MIN_RECURRENCE_SECONDS = 10
 MAX_DEVICE_ID = 512  # a token string (the token column's width) or a token row id
@@ -105,6 +114,7 @@ WRITABLE_FIELDS = (
     "platforms",
     "targeting",
     "tags",
+    "goals",
     "recurrence",
     "end_at",
     "quiet_hours",
@@ -415,11 +425,78 @@ def _user_data_side(where: str, value: Any) -> None:
                 )
 
 
+def clean_tag(field: str, value: Any) -> str:
+    """One tag: a non-blank string of at most MAX_TAG characters (also the list's
+    `?tag=` filter)."""
+    return _string(field, value, max_length=MAX_TAG, allow_blank=False)
+
+
 def _tags(value: Any) -> list[str]:
     tags = _string_list("tags", value, max_items=MAX_TAGS)
     for tag in tags:
-        _string("tags", tag, max_length=64, allow_blank=False)
+        clean_tag("tags", tag)
     return list(dict.fromkeys(tags))
+
+
+def _goal(i: int, goal: Any) -> dict[str, Any]:
+    where = f"goals[{i}]"
+    if not isinstance(goal, dict):
+        raise _invalid(where, f"{where} must be an object {{name, event, filter, window_hours}}.")
+    unknown = set(goal) - set(GOAL_KEYS)
+    if unknown:
+        raise _invalid(where, f"{where} has unknown keys: {', '.join(sorted(unknown))}.")
+    name = _string(f"{where}.name", goal.get("name"), max_length=MAX_GOAL_NAME, allow_blank=False)
+    event = goal.get("event")
+    if not isinstance(event, str) or not EVENT_NAME_RE.fullmatch(event):
+        raise _invalid(
+            f"{where}.event",
+            f"{where}.event must be an event name (1-64 letters, digits, _ . : -).",
+        )
+    rules = goal.get("filter")
+    if rules is not None:
+        try:
+            rules = validate_property_rules(rules, path=f"{where}.filter") or None
+        except InvalidInput as exc:
+            path = str(exc.details.get("path", f"{where}.filter"))
+            raise InvalidInput(
+                exc.message, code=exc.code, details={"field": f"{where}.filter", "path": path}
+            ) from exc
+    window = _integer(
+        f"{where}.window_hours",
+        goal.get("window_hours", DEFAULT_GOAL_WINDOW_HOURS),
+        minimum=1,
+        maximum=MAX_GOAL_WINDOW_HOURS,
+    )
+    primary = goal.get("primary")
+    if primary is not None and not isinstance(primary, bool):
+        raise _invalid(f"{where}.primary", f"{where}.primary must be true or false.")
+    return {
+        "name": name,
+        "event": event,
+        "filter": rules,
+        "window_hours": window,
+        "primary": primary,
+    }
+
+
+def _goals(value: Any) -> list[dict[str, Any]]:
+    """Conversion goals: at most MAX_GOALS, exactly one primary (a lone goal is primary
+    unless it says otherwise); the filter is a segment rule over the event's properties."""
+    if not isinstance(value, list):
+        raise _invalid("goals", "goals must be a list of {name, event, filter, window_hours}.")
+    if len(value) > MAX_GOALS:
+        raise _invalid("goals", f"At most {MAX_GOALS} goals; got {len(value)}.")
+    goals = [_goal(i, goal) for i, goal in enumerate(value)]
+    if len(goals) == 1 and goals[0]["primary"] is None:
+        goals[0]["primary"] = True
+    for goal in goals:
+        goal["primary"] = bool(goal["primary"])
+    primaries = sum(goal["primary"] for goal in goals)
+    if goals and primaries != 1:
+        raise _invalid(
+            "goals", f'Exactly one goal must be primary ("primary": true); got {primaries}.'
+        )
+    return goals
 
 
 def _timezone(field: str, value: Any) -> str:
@@ -552,6 +629,7 @@ class CampaignFields(TypedDict, total=False):
     platforms: list[str]
     targeting: dict[str, Any]
     tags: list[str]
+    goals: list[dict[str, Any]]
     recurrence: dict[str, Any] | None
     end_at: datetime | None
     quiet_hours: dict[str, str] | None
@@ -579,6 +657,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "platforms": _platforms,
     "targeting": _targeting,
     "tags": _tags,
+    "goals": _goals,
     "recurrence": _recurrence,
     "end_at": _end_at,
     "quiet_hours": _quiet_hours,

@@ -14,7 +14,9 @@ Grammar (docs: the module's README section in DESIGN.md, "Audience API")::
 The same rules run two ways: `compile_rules` turns them into a `Q` over `AppUser`
 (hand-written SQL predicates for PostgreSQL and SQLite, so it is one query and never
 a loop over users) and `evaluate_python` is the plain reference evaluator the
-property test compares it with. Both implement exactly these semantics:
+property test compares it with. Conversion goals reuse the grammar over an event's
+flat properties (`validate_property_rules`, `evaluate_properties`): every name is
+then a custom attribute, with the semantics below. Both implement exactly these semantics:
 
 * A custom attribute (and the built-ins country, language, timezone, app_version,
   which live in `attributes` too) is *missing* when the key is absent or null.
@@ -59,7 +61,7 @@ disagree with the Python evaluator, while positive conditions stay plain,
 index-friendly predicates such as `(attributes ->> 'country') IN ('CA', 'US')`.
 """
 
-from segments.rules.evaluate import evaluate_python
+from segments.rules.evaluate import evaluate_properties, evaluate_python
 from segments.rules.grammar import (
     ALLOWED_OPS,
     ANY_TOKEN_BIT,
@@ -68,7 +70,13 @@ from segments.rules.grammar import (
     TOKEN_KIND_BITS,
 )
 from segments.rules.sql import compile_rules, on_connection_created
-from segments.rules.validate import StoredRulesInvalid, rules_error, stored_rules, validate_rules
+from segments.rules.validate import (
+    StoredRulesInvalid,
+    rules_error,
+    stored_rules,
+    validate_property_rules,
+    validate_rules,
+)
 from segments.rules.values import canonical_date_value, canonical_instant, version_key
 
 __all__ = [
@@ -81,10 +89,12 @@ __all__ = [
     "canonical_date_value",
     "canonical_instant",
     "compile_rules",
+    "evaluate_properties",
     "evaluate_python",
     "on_connection_created",
     "rules_error",
     "stored_rules",
+    "validate_property_rules",
     "validate_rules",
     "version_key",
 ]

@@ -159,3 +159,26 @@ def evaluate_python(rules: Mapping[str, Any], user: Mapping[str, Any], *, now: d
     if "not" in rules:
         return not evaluate_python(rules["not"], user, now=now)
     return _py_condition(rules, user, now)
+
+
+def evaluate_properties(
+    rules: Mapping[str, Any], properties: Mapping[str, Any], *, now: datetime
+) -> bool:
+    """Do an event's properties match `rules` (checked by `validate_property_rules`)?
+
+    Every attribute is a plain key of `properties`, with a custom attribute's
+    semantics (missing when absent or null, typed by its JSON value, dates by their
+    canonical shape); `{}` matches everything.
+    """
+    if not rules:
+        return True
+    if "all" in rules:
+        return all(evaluate_properties(child, properties, now=now) for child in rules["all"])
+    if "any" in rules:
+        return any(evaluate_properties(child, properties, now=now) for child in rules["any"])
+    if "not" in rules:
+        return not evaluate_properties(rules["not"], properties, now=now)
+    op = rules["op"]
+    base = COMPLEMENTS.get(op, op)
+    result = _py_json(properties.get(rules["attr"]), base, rules.get("value"), now, dates=True)
+    return result != (op in COMPLEMENTS)

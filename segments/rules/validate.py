@@ -100,7 +100,7 @@ def _value_list(value: Any, path: str, *, exact: int | None = None) -> list[Any]
     return value
 
 
-def _validate_condition(node: Mapping[str, Any], path: str) -> dict[str, Any]:
+def _validate_condition(node: Mapping[str, Any], path: str, *, properties: bool) -> dict[str, Any]:
     unknown = set(node) - {"attr", "op", "value"}
     if unknown:
         raise _fail(path, f"{path} has unknown keys: {', '.join(sorted(unknown))}.")
@@ -113,7 +113,8 @@ def _validate_condition(node: Mapping[str, Any], path: str) -> dict[str, Any]:
     op = node.get("op")
     if op not in OPERATORS:
         raise _fail(f"{path}.op", f"{path}.op must be one of {', '.join(OPERATORS)}.")
-    kind = attribute_kind(attr)
+    # Over event properties every name is a plain JSON key: no columns, no tokens.
+    kind = "json" if properties else attribute_kind(attr)
     if op not in ALLOWED_OPS[kind]:
         raise _fail(f"{path}.op", f"Operator '{op}' is not supported for '{attr}'.")
     vpath = f"{path}.value"
@@ -147,7 +148,7 @@ def _validate_condition(node: Mapping[str, Any], path: str) -> dict[str, Any]:
                 raise _fail(vpath, f"{vpath}: the low bound is above the high bound.")
         else:
             _check_days(value, vpath)
-    elif attr == VERSION_ATTR and base in VERSION_OPS:
+    elif not properties and attr == VERSION_ATTR and base in VERSION_OPS:
         _validate_version_value(base, value, vpath)
     else:
         _validate_json_value(kind, base, value, vpath)
@@ -216,7 +217,21 @@ def validate_rules(rules: Any) -> dict[str, Any]:
     if rules == {}:
         return {}
     counter = [0]
-    return _validate_node(rules, "rules", 1, counter)
+    return _validate_node(rules, "rules", 1, counter, properties=False)
+
+
+def validate_property_rules(rules: Any, *, path: str = "filter") -> dict[str, Any]:
+    """Check a rule tree over a flat mapping of properties (an event's), not a user.
+
+    The same grammar, operators, limits and error shape as `validate_rules`, with
+    every attribute name a plain key: `platform` or `created_at` is a property like
+    any other and `app_version` compares as a string (`evaluate_properties` reads
+    the rules the same way). `details.path` starts with `path`.
+    """
+    if rules == {}:
+        return {}
+    counter = [0]
+    return _validate_node(rules, path, 1, counter, properties=True)
 
 
 class StoredRulesInvalid(InvalidInput):
@@ -261,7 +276,9 @@ def rules_error(rules: Any) -> dict[str, str] | None:
     return None
 
 
-def _validate_node(node: Any, path: str, depth: int, counter: list[int]) -> dict[str, Any]:
+def _validate_node(
+    node: Any, path: str, depth: int, counter: list[int], *, properties: bool
+) -> dict[str, Any]:
     counter[0] += 1
     if counter[0] > MAX_NODES:
         raise _fail(path, f"Rules are limited to {MAX_NODES} nodes.")
@@ -270,7 +287,7 @@ def _validate_node(node: Any, path: str, depth: int, counter: list[int]) -> dict
     groups = [k for k in ("all", "any", "not") if k in node]
     if not groups:
         if "attr" in node or "op" in node:
-            return _validate_condition(node, path)
+            return _validate_condition(node, path, properties=properties)
         raise _fail(
             path,
             f"{path} must be {{'all': [...]}}, {{'any': [...]}}, {{'not': {{...}}}} "
@@ -282,13 +299,17 @@ def _validate_node(node: Any, path: str, depth: int, counter: list[int]) -> dict
         raise _fail(path, f"Rules are nested deeper than {MAX_DEPTH} groups.")
     key = groups[0]
     if key == "not":
-        return {"not": _validate_node(node["not"], f"{path}.not", depth + 1, counter)}
+        return {
+            "not": _validate_node(
+                node["not"], f"{path}.not", depth + 1, counter, properties=properties
+            )
+        }
     children = node[key]
     if not isinstance(children, list) or not children:
         raise _fail(f"{path}.{key}", f"{path}.{key} must be a non-empty list.")
     return {
         key: [
-            _validate_node(child, f"{path}.{key}[{i}]", depth + 1, counter)
+            _validate_node(child, f"{path}.{key}[{i}]", depth + 1, counter, properties=properties)
             for i, child in enumerate(children)
         ]
     }

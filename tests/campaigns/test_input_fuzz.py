@@ -75,6 +75,7 @@ WRONG_TYPES: dict[str, tuple[list[Any], str]] = {
     "platforms": (LIST, "platforms"),
     "targeting": ([*OBJECT, None], "targeting"),
     "tags": (LIST, "tags"),
+    "goals": (LIST, "goals"),
     "recurrence": ([[], ["cron"], "0 9 * * *", 5, True], "recurrence"),
     "end_at": (DATETIME, "end_at"),
     "quiet_hours": ([[], "22:00-08:00", 5, True], "quiet_hours"),
@@ -257,6 +258,20 @@ plausible: dict[str, st.SearchStrategy[Any]] = {
         },
     ),
     "tags": st.lists(st.text(max_size=66), max_size=22),
+    "goals": st.lists(
+        st.fixed_dictionaries(
+            {"name": st.text(max_size=5), "event": st.sampled_from(["buy", "a b", ""])},
+            optional={
+                "window_hours": st.integers(0, 800),
+                "primary": st.booleans(),
+                "filter": st.none()
+                | st.sampled_from(
+                    [{"attr": "sku", "op": "eq", "value": "x"}, {"attr": "sku", "op": "is"}, []]
+                ),
+            },
+        ),
+        max_size=6,
+    ),
     "recurrence": st.none()
     | st.sampled_from(
         [

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from campaigns import services
+from campaigns.analytics import campaign_analytics
 from campaigns.models import CampaignStatus, PushCampaign
 from campaigns.runs import campaign_stats
 from campaigns.tasks import sweep_campaigns_task
@@ -158,6 +159,14 @@ def test_broadcast_with_dead_bad_and_flaky_tokens(simulators, start_worker, sett
     sent_rows = PushDelivery.objects.filter(campaign=campaign, status="sent")
     assert sent_rows.count() == sum(accepted["tokens"].values())
     assert sent_rows.exclude(provider_msg_id="").count() == 2400
+    # Settling the run counted analytics' sent breakdown from the same rows.
+    analytics = campaign_analytics(campaign)
+    assert analytics["totals"]["sent"] == 2400
+    assert {p: n["sent"] for p, n in analytics["by_provider"].items()} == {
+        "apns": 1200,
+        "fcm": 1200,
+    }
+    assert sum(point["sent"] for point in analytics["series"]["points"]) == 2400
 
 
 def test_worker_stopped_mid_campaign_then_replaced_sends_each_token_exactly_once(
