@@ -554,12 +554,14 @@ def _insert(
         for chunk in _chunks(rows, _SQLITE_ROWS_PER_INSERT):
             values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
             params: list[Any] = []
-            project_id = connection.ops.adapt_unknown_value(project.id)
+            # UUIDs as SQLite stores them (hex), through the model's own fields.
+            user_field = Event._meta.get_field("app_user")
+            project_id = Event._meta.get_field("project").get_db_prep_save(project.id, connection)
             received = connection.ops.adapt_datetimefield_value(received_at)
             for row in chunk:
                 params += [
                     project_id,
-                    connection.ops.adapt_unknown_value(row.app_user_id),
+                    user_field.get_db_prep_save(row.app_user_id, connection),
                     row.name,
                     _json(row.properties),
                     connection.ops.adapt_datetimefield_value(row.occurred_at),

@@ -190,9 +190,23 @@ class TokenWriteSerializer(serializers.Serializer[object]):
 # event is refused on its own inside a 200, not with a 400 for the batch).
 
 
+PROPERTIES_SCHEMA = {
+    "type": "object",
+    "maxProperties": events.MAX_PROPERTIES,
+    "additionalProperties": {
+        "oneOf": [
+            {"type": "string", "maxLength": events.MAX_PROPERTY_STRING},
+            {"type": "number"},
+            {"type": "boolean"},
+        ],
+        "nullable": True,
+    },
+}
+
+
 class EventInSerializer(serializers.Serializer[object]):
     event_id = serializers.RegexField(
-        NOT_BLANK,
+        EXTERNAL_ID_PATTERN,
         min_length=1,
         max_length=events.MAX_EVENT_ID,
         help_text="Unique per project: a repeat is a duplicate, counted once and not stored.",
@@ -212,11 +226,13 @@ class EventInSerializer(serializers.Serializer[object]):
         help_text="push_opened and push_clicked are reserved (they need delivery_id; "
         "push_clicked needs action_id).",
     )
-    properties = serializers.DictField(
+    properties = DocumentedJSONField(
+        PROPERTIES_SCHEMA,
         required=False,
         allow_null=True,
-        help_text=f"Flat: string, number, boolean or null values; at most "
-        f"{events.MAX_PROPERTIES} keys, {events.MAX_PROPERTIES_BYTES} bytes of JSON.",
+        help_text="Flat: string, number, boolean or null values under names like "
+        f"attribute names; at most {events.MAX_PROPERTIES} keys and "
+        f"{events.MAX_PROPERTIES_BYTES} bytes of JSON.",
     )
     occurred_at = serializers.DateTimeField(
         required=False,
@@ -228,9 +244,11 @@ class EventInSerializer(serializers.Serializer[object]):
         required=False,
         allow_null=True,
         min_value=1,
+        max_value=events.MAX_DELIVERY_ID,
         help_text="herald_delivery_id from the push payload: a push this user received.",
     )
-    action_id = serializers.CharField(
+    action_id = serializers.RegexField(
+        EXTERNAL_ID_PATTERN,
         required=False,
         allow_null=True,
         min_length=1,
