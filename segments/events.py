@@ -21,13 +21,15 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from django.conf import settings
 from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Max, Min
 from django.utils import timezone
 
@@ -193,6 +195,7 @@ class _Candidate:
     event_id: str
     name: str
     properties: dict[str, Any]
+    properties_json: str
     occurred_at: datetime
     external_id: str | None
     user_id: uuid.UUID | None
@@ -211,7 +214,7 @@ def _string(event: Mapping[str, Any], key: str, *, maximum: int, code: str) -> s
     return value
 
 
-def _clean_properties(value: Any) -> dict[str, Any]:
+def _clean_properties(value: Any) -> tuple[dict[str, Any], str]:
     """A flat object of strings, finite numbers, booleans and nulls, bounded.
 
     ISO dates and date-times are stored in the canonical forms the segment rule engine
@@ -251,11 +254,12 @@ def _clean_properties(value: Any) -> dict[str, Any]:
                 f"properties.{key}: values must be a string, number, boolean or null "
                 "(properties are flat).",
             )
-    if clean and len(json.dumps(clean, ensure_ascii=False).encode()) > MAX_PROPERTIES_BYTES:
+    text = _json(clean)  # what is stored: measured once, written as is
+    if len(text) > MAX_PROPERTIES_BYTES // 4 and len(text.encode()) > MAX_PROPERTIES_BYTES:
         raise EventRefused(
             "INVALID_PROPERTIES", f"properties are limited to {MAX_PROPERTIES_BYTES} bytes of JSON."
         )
-    return clean
+    return clean, text
 
 
 def _clean_occurred_at(value: Any, *, now: datetime) -> datetime:
@@ -333,12 +337,17 @@ def _clean_event(index: int, event: Any, *, now: datetime) -> _Candidate:
         action_id = _string(event, "action_id", maximum=MAX_ACTION_ID, code="INVALID_ACTION_ID")
     elif name == PUSH_CLICKED:
         raise EventRefused("MISSING_ACTION_ID", f"{PUSH_CLICKED} requires the button's action_id.")
-    properties = event.get("properties")
+    properties, properties_json = (
+        _clean_properties(event["properties"])
+        if event.get("properties") is not None
+        else ({}, "{}")
+    )
     return _Candidate(
         index=index,
         event_id=event_id,
         name=name,
-        properties=_clean_properties(properties) if properties is not None else {},
+        properties=properties,
+        properties_json=properties_json,
         occurred_at=_clean_occurred_at(event.get("occurred_at"), now=now),
         external_id=external_id,
         user_id=user_id,
@@ -364,10 +373,39 @@ class _References:
 
 
 def _load_references(project: Project, candidates: Sequence[_Candidate]) -> _References:
-    external_ids = {c.external_id for c in candidates if c.external_id is not None}
-    user_ids = {c.user_id for c in candidates if c.user_id is not None}
-    delivery_ids = {c.delivery_id for c in candidates if c.delivery_id is not None}
+    external_ids = sorted({c.external_id for c in candidates if c.external_id is not None})
+    user_ids = sorted({c.user_id for c in candidates if c.user_id is not None})
+    delivery_ids = sorted({c.delivery_id for c in candidates if c.delivery_id is not None})
     found = _References()
+    connection = connections[Event.objects.db]
+    if connection.vendor == "postgresql":
+        # Each kind is one `= ANY(array)` with binary parameters: Django's IN (...) of
+        # up to 1,000 quoted literals cost more than the rest of a batch (bench/events.py).
+        with _binary_cursor(connection) as cursor:
+            if external_ids:
+                cursor.execute(
+                    "SELECT external_id, id FROM app_users"
+                    " WHERE project_id = %b AND external_id = ANY(%b)",
+                    [project.id, external_ids],
+                )
+                found.users_by_external_id = dict(cursor.fetchall())
+            if user_ids:
+                cursor.execute(
+                    "SELECT id FROM app_users WHERE project_id = %b AND id = ANY(%b)",
+                    [project.id, user_ids],
+                )
+                found.user_ids = {row[0] for row in cursor.fetchall()}
+            if delivery_ids:
+                # The delivery's project is its token's (a test push has no campaign).
+                cursor.execute(
+                    "SELECT d.id, d.app_user_id, d.campaign_id, d.run, d.provider, t.platform,"
+                    " d.sent_at, d.status FROM push_deliveries d"
+                    " JOIN push_tokens t ON t.id = d.token_id"
+                    " WHERE d.id = ANY(%b) AND t.project_id = %b",
+                    [delivery_ids, project.id],
+                )
+                _add_deliveries(found, cursor.fetchall())
+        return found
     if external_ids:
         found.users_by_external_id = dict(
             AppUser.objects.filter(project=project, external_id__in=external_ids).values_list(
@@ -379,22 +417,41 @@ def _load_references(project: Project, candidates: Sequence[_Candidate]) -> _Ref
             AppUser.objects.filter(project=project, id__in=user_ids).values_list("id", flat=True)
         )
     if delivery_ids:
-        # The delivery's project is its token's (a test push has no campaign).
         rows = PushDelivery.objects.filter(id__in=delivery_ids, token__project=project).values_list(
             "id", "app_user_id", "campaign_id", "run", "provider", "token__platform", "sent_at",
             "status",
         )  # fmt: skip
-        for pk, app_user_id, campaign_id, run, provider, platform, sent_at, status in rows:
-            ref = DeliveryRef(
-                id=pk,
-                campaign_id=campaign_id,
-                run=run,
-                provider=provider,
-                platform=platform,
-                sent_at=sent_at,
-            )
-            found.deliveries[pk] = _Delivery(ref=ref, app_user_id=app_user_id, status=status)
+        _add_deliveries(found, rows)
     return found
+
+
+def _add_deliveries(found: _References, rows: Iterable[Sequence[Any]]) -> None:
+    for pk, app_user_id, campaign_id, run, provider, platform, sent_at, status in rows:
+        ref = DeliveryRef(
+            id=pk,
+            campaign_id=campaign_id,
+            run=run,
+            provider=provider,
+            platform=platform,
+            sent_at=sent_at,
+        )
+        found.deliveries[pk] = _Delivery(ref=ref, app_user_id=app_user_id, status=status)
+
+
+@contextmanager
+def _binary_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
+    """A psycopg cursor with server-side binding on the Django connection (so inside its
+    transaction), for `%b` (binary) parameters: arrays of 1,000 values are sent without
+    the per-element quoting Django's client-side cursors do in Python. Wrapped as
+    Django wraps its own cursors, so query logging and execute wrappers still see it."""
+    import psycopg
+
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    try:
+        yield connection._prepare_cursor(raw)  # type: ignore[attr-defined]
+    finally:
+        raw.close()
 
 
 def _resolve(candidate: _Candidate, found: _References) -> None:
@@ -523,18 +580,18 @@ def _insert(
     )
     conflict = "ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id, event_id"
     inserted: dict[str, int] = {}
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            sql = (
-                f"INSERT INTO {table} ({columns}) "  # noqa: S608  (identifiers are ours)
-                "SELECT %s, v.app_user_id, v.name, v.properties::jsonb, v.occurred_at, %s,"
-                " v.event_id, v.delivery_id, v.action_id "
-                "FROM unnest(%s::uuid[], %s::varchar[], %s::text[], %s::timestamptz[],"
-                " %s::varchar[], %s::bigint[], %s::varchar[])"
-                " AS v(app_user_id, name, properties, occurred_at, event_id, delivery_id,"
-                " action_id) "
-                f"{conflict}"
-            )
+    if connection.vendor == "postgresql":
+        sql = (
+            f"INSERT INTO {table} ({columns}) "  # noqa: S608  (identifiers are ours)
+            "SELECT %b, v.app_user_id, v.name, v.properties::jsonb, v.occurred_at, %b,"
+            " v.event_id, v.delivery_id, v.action_id "
+            "FROM unnest(%b::uuid[], %b::varchar[], %b::text[], %b::timestamptz[],"
+            " %b::varchar[], %b::bigint[], %b::varchar[])"
+            " AS v(app_user_id, name, properties, occurred_at, event_id, delivery_id,"
+            " action_id) "
+            f"{conflict}"
+        )
+        with _binary_cursor(connection) as cursor:
             cursor.execute(
                 sql,
                 [
@@ -542,15 +599,15 @@ def _insert(
                     received_at,
                     [row.app_user_id for row in rows],
                     [row.name for row in rows],
-                    [_json(row.properties) for row in rows],
+                    [row.properties_json for row in rows],
                     [row.occurred_at for row in rows],
                     [row.event_id for row in rows],
                     [row.delivery_id for row in rows],
                     [row.action_id for row in rows],
                 ],
             )
-            inserted.update((event_id, pk) for pk, event_id in cursor.fetchall())
-            return inserted
+            return {event_id: pk for pk, event_id in cursor.fetchall()}
+    with connection.cursor() as cursor:
         for chunk in _chunks(rows, _SQLITE_ROWS_PER_INSERT):
             values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
             params: list[Any] = []
@@ -563,7 +620,7 @@ def _insert(
                     project_id,
                     user_field.get_db_prep_save(row.app_user_id, connection),
                     row.name,
-                    _json(row.properties),
+                    row.properties_json,
                     connection.ops.adapt_datetimefield_value(row.occurred_at),
                     received,
                     row.event_id,
