@@ -546,3 +546,16 @@ def test_the_purge_deletes_what_is_past_retention(project: Project, user: AppUse
     assert events_purge(now=later, retention_days=89) == 1
     assert list(Event.objects.values_list("event_id", flat=True)) == ["new"]
     assert events_purge(now=later, retention_days=89) == 0
+
+
+def test_deleting_a_user_keeps_its_events_and_a_project_takes_them(
+    project: Project, user: AppUser
+) -> None:
+    other_user = make_user(project, "u-2")
+    ingest(project, [ev("a"), ev("b", external_id="u-2")])
+
+    other_user.delete()  # no scan of events: their rows wait for the retention purge
+    assert sorted(Event.objects.values_list("event_id", flat=True)) == ["a", "b"]
+
+    project.delete()
+    assert not Event.objects.exists()
