@@ -226,6 +226,10 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# App events (segments/events.py) older than this many days are deleted by the daily
+# purge (segments.purge_events); 0 keeps them forever. docs/api.md, "Events".
+HERALD_EVENT_RETENTION_DAYS = env_int("HERALD_EVENT_RETENTION_DAYS", 90)
+
 # Largest accepted request body (Django refuses bigger ones before parsing).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("HERALD_MAX_BODY_BYTES", 1024 * 1024)
 

@@ -21,11 +21,14 @@ from core.pagination import CURSOR_PARAMETER, LIMIT_PARAMETER, parse_limit
 from core.schema import error_responses
 from delivery.models import Provider
 from segments import selectors, services
+from segments.events import events_ingest
 from segments.rules import stored_rules, validate_rules
 from segments.serializers import (
     EXTERNAL_ID_PATH_PATTERN,
     AppUserSerializer,
     AppUserWriteSerializer,
+    EventsRequestSerializer,
+    EventsResultSerializer,
     PreviewSerializer,
     RulesPreviewRequestSerializer,
     SegmentPageSerializer,
@@ -238,3 +241,35 @@ class TokenDetailView(RegistrationView):
             provider=services.clean_provider(provider) if provider is not None else None,
         )
         return Response(status=204)
+
+
+class EventListView(RegistrationView):
+    """App events (docs/api.md, "Events"). No Idempotency-Key: the event_ids already
+    make a retried batch count once, and a replayed answer would say less than the
+    fresh one (which events were duplicates)."""
+
+    failure_codes = {"POST": "INGEST_FAILED"}
+
+    @extend_schema(
+        request=EventsRequestSerializer,
+        responses={200: EventsResultSerializer, **ERRORS, **error_responses(413)},
+        summary="Report app events (up to 1000): opens, clicks, goal events",
+        description=(
+            "Idempotent by event_id. Bad events are refused one by one in `rejected` "
+            "(index, code); the others are stored. A wrong envelope (events missing, "
+            "not a list, empty, over 1000) is 400 and stores nothing."
+        ),
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        body = json_body(request, allowed=("events",))
+        result = events_ingest(project=project, events=body.get("events"))
+        return Response(
+            EventsResultSerializer(
+                {
+                    "accepted": result.accepted,
+                    "duplicates": result.duplicates,
+                    "rejected": result.rejected,
+                }
+            ).data
+        )

@@ -54,3 +54,42 @@ class Segment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Event(models.Model):
+    """What an app user did (segments/events.py ingests them): append-only, high volume.
+
+    Designed for 10-100x the deliveries (docs/decisions.md, "App events"): no index
+    but the primary key, the idempotency key (project, event_id) and a BRIN on
+    occurred_at (a time-ordered btree on SQLite), all made by migration 0004.
+    `delivery_id` is a plain bigint and `app_user` carries no database constraint,
+    so deleting a campaign or a user never scans this table (a deleted user's events
+    go with the retention purge); a project's events go with the project, found
+    through the (project, event_id) index.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    app_user = models.ForeignKey(
+        AppUser,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    name = models.CharField(max_length=64)
+    properties = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    event_id = models.CharField(max_length=64)
+    delivery_id = models.BigIntegerField(null=True, blank=True)
+    action_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        db_table = "events"
+        constraints = [
+            models.UniqueConstraint(fields=("project", "event_id"), name="event_unique_per_project")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.event_id})"

@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from core.schema import NOT_BLANK, DocumentedJSONField
 from delivery.models import Platform, Provider, PushToken
-from segments import services
+from segments import events, services
 from segments.models import AppUser, Segment
 from segments.rules import rules_error
 
@@ -183,3 +183,98 @@ class TokenWriteSerializer(serializers.Serializer[object]):
     app_version = serializers.CharField(
         max_length=services.MAX_APP_VERSION, required=False, allow_null=True, allow_blank=True
     )
+
+
+# ------------------------------------------------------------------------ events
+# Documentation of the events API (segments/events.py cleans the input itself: a bad
+# event is refused on its own inside a 200, not with a 400 for the batch).
+
+
+PROPERTIES_SCHEMA = {
+    "type": "object",
+    "maxProperties": events.MAX_PROPERTIES,
+    "additionalProperties": {
+        "oneOf": [
+            {"type": "string", "maxLength": events.MAX_PROPERTY_STRING},
+            {"type": "number"},
+            {"type": "boolean"},
+        ],
+        "nullable": True,
+    },
+}
+
+
+class EventInSerializer(serializers.Serializer[object]):
+    event_id = serializers.RegexField(
+        EXTERNAL_ID_PATTERN,
+        min_length=1,
+        max_length=events.MAX_EVENT_ID,
+        help_text="Unique per project: a repeat is a duplicate, counted once and not stored.",
+    )
+    external_id = serializers.RegexField(
+        EXTERNAL_ID_PATTERN,
+        min_length=1,
+        max_length=services.MAX_EXTERNAL_ID,
+        required=False,
+        allow_null=True,
+        help_text="The user (or user_id; at most one). Optional with a delivery_id.",
+    )
+    user_id = serializers.UUIDField(required=False, allow_null=True, help_text="An app user id.")
+    name = serializers.RegexField(
+        r"^[A-Za-z0-9_.:-]{1,64}$",
+        max_length=events.MAX_NAME,
+        help_text="push_opened and push_clicked are reserved (they need delivery_id; "
+        "push_clicked needs action_id).",
+    )
+    properties = DocumentedJSONField(
+        PROPERTIES_SCHEMA,
+        required=False,
+        allow_null=True,
+        help_text="Flat: string, number, boolean or null values under names like "
+        f"attribute names; at most {events.MAX_PROPERTIES} keys and "
+        f"{events.MAX_PROPERTIES_BYTES} bytes of JSON.",
+    )
+    occurred_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="With a UTC offset; default: when received. At most 5 minutes ahead, "
+        "30 days old, and not before the push (delivery_id) was sent.",
+    )
+    delivery_id = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=events.MAX_DELIVERY_ID,
+        help_text="herald_delivery_id from the push payload: a push this user received.",
+    )
+    action_id = serializers.RegexField(
+        EXTERNAL_ID_PATTERN,
+        required=False,
+        allow_null=True,
+        min_length=1,
+        max_length=events.MAX_ACTION_ID,
+        help_text="push_clicked only: the button's id.",
+    )
+
+
+class EventsRequestSerializer(serializers.Serializer[object]):
+    events = serializers.ListField(
+        child=EventInSerializer(), min_length=1, max_length=events.MAX_BATCH
+    )
+
+
+class EventRejectionSerializer(serializers.Serializer[object]):
+    index = serializers.IntegerField(help_text="Position of the event in the batch, from 0.")
+    event_id = serializers.CharField(
+        allow_null=True, help_text="The event's event_id; null when it had no usable one."
+    )
+    code = serializers.RegexField(r"^[A-Z][A-Z0-9_]*$")
+    message = serializers.CharField()
+
+
+class EventsResultSerializer(serializers.Serializer[object]):
+    accepted = serializers.IntegerField(help_text="Events stored by this request.")
+    duplicates = serializers.IntegerField(
+        help_text="Valid events whose event_id was already stored (or repeated in the batch)."
+    )
+    rejected = EventRejectionSerializer(many=True)

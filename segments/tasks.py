@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from segments.events import events_purge
 from segments.services import segment_refresh_counts
 
 
@@ -15,3 +16,12 @@ def refresh_segment_counts_task() -> int:
     Sends never use these counts; they resolve membership at send time.
     """
     return segment_refresh_counts()
+
+
+@shared_task(name="segments.purge_events")
+def purge_events_task() -> int:
+    """Periodic (daily): delete app events past HERALD_EVENT_RETENTION_DAYS.
+
+    Idempotent: a second run finds nothing older than the cutoff.
+    """
+    return events_purge()

@@ -15,5 +15,6 @@ urlpatterns: list[URLPattern] = [
     re_path(rf"^{SEGMENT}/?$", api.SegmentDetailView.as_view()),
     re_path(rf"^{V1}/users/(?P<external_id>[^/]+)/?$", api.AppUserView.as_view()),
     re_path(rf"^{V1}/tokens/?$", api.TokenListView.as_view()),
+    re_path(rf"^{V1}/events/?$", api.EventListView.as_view()),
     re_path(rf"^{V1}/tokens/(?P<token>[^/]+)/?$", api.TokenDetailView.as_view()),
 ]
