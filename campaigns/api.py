@@ -230,7 +230,7 @@ class CampaignPushView(CampaignView):
             campaign_id=campaign_id,
             device_ids=explicit.device_ids,
             user_ids=explicit.user_ids,
-            data_override=explicit.data,
+            overrides=explicit.overrides,
         )
         return Response(
             {

@@ -64,6 +64,12 @@ TARGETING_HELP = (
     "platforms, app_versions, segments, users; user_data {include: {...}, exclude: {...}}; "
     "subscribed_age {from, to} in days (docs/api.md)."
 )
+SILENT_HELP = (
+    "A data-only (background) push: no alert, sound or badge; APNs content-available "
+    "with apns-push-type background and priority 5, FCM data-only. Cannot have sound, "
+    "badge, image_url or actions. A new silent campaign's priority defaults to normal."
+)
+TEXT_HELP = 'May hold placeholders such as {{ first_name | default: "there" }} (docs/api.md).'
 RECURRENCE_HELP = (
     'One of {"cron", "timezone"?}, {"every_seconds"} (>= 10) or {"every_days", "at"?, '
     '"timezone"?} (docs/scheduling.md); null: one-shot.'
@@ -166,6 +172,7 @@ def _content_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         "ttl_seconds": serializers.IntegerField(
             required=False, allow_null=True, min_value=0, max_value=v.MAX_TTL_SECONDS
         ),
+        "silent": serializers.BooleanField(required=False, help_text=SILENT_HELP),
     }
 
 
@@ -175,8 +182,8 @@ def _content_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
 CampaignWriteSerializer = inline_serializer(
     name="CampaignWrite",
     fields={
-        "title": _text(v.MAX_TITLE),
-        "body": _text(v.MAX_BODY),
+        "title": _text(v.MAX_TITLE, help_text=TEXT_HELP),
+        "body": _text(v.MAX_BODY, help_text=TEXT_HELP),
         "name": _text(v.MAX_NAME, required=False, help_text="Default: the title."),
         "data": serializers.DictField(required=False, help_text="The key 'aps' is reserved."),
         "segment_id": serializers.UUIDField(required=False, allow_null=True),
@@ -242,9 +249,22 @@ class DeliveryPageSerializer(serializers.Serializer[object]):
 
 
 class RunSerializer(serializers.ModelSerializer[CampaignRun]):
+    silent = serializers.BooleanField(
+        read_only=True, help_text="The run's pushes were silent (data-only)."
+    )
+
     class Meta:
         model = CampaignRun
-        fields = ("number", "trigger", "status", "stats", "error", "started_at", "completed_at")
+        fields = (
+            "number",
+            "trigger",
+            "status",
+            "silent",
+            "stats",
+            "error",
+            "started_at",
+            "completed_at",
+        )
         read_only_fields = fields
 
 
@@ -317,6 +337,19 @@ ExplicitPushRequestSerializer = inline_serializer(
         ),
         "data": serializers.DictField(
             required=False, help_text="Replaces the campaign's data for this run."
+        ),
+        "title": _text(
+            v.MAX_TITLE,
+            required=False,
+            help_text="Replaces the campaign's title (and its localized titles) for this run.",
+        ),
+        "body": _text(
+            v.MAX_BODY,
+            required=False,
+            help_text="Replaces the campaign's body (and its localized bodies) for this run.",
+        ),
+        "silent": serializers.BooleanField(
+            required=False, help_text="Replaces the campaign's silent flag for this run."
         ),
     },
 )
