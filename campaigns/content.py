@@ -24,9 +24,9 @@ from delivery.payloads import (
     Recipient,
     build_apns,
     build_fcm,
-    encode_json,
     payload_size_report,
-    select_text,
+    personal_text,
+    sent_size,
 )
 from delivery.templating import MAX_NAMES
 
@@ -147,22 +147,40 @@ def check_payload_size(campaign: PushCampaign, overrides: RunOverrides | None = 
     check_content_size(campaign_content(campaign, overrides))
 
 
-def payload_preview(content: PushContent, *, language: str, now: datetime) -> dict[str, Any]:
+def payload_preview(
+    content: PushContent,
+    *,
+    language: str,
+    now: datetime,
+    values: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """What a recipient whose language is `language` gets, built by the real builders.
 
     The text after localization fallback (what the console's iOS / Android / web
-    mock-ups show), and the byte size of each payload sent for that language (APNs,
-    and FCM's message per platform) against the 4096-byte limit, plus every payload
-    of any language that is over it (`payload_size_report`, the check a save makes).
+    mock-ups show) with its placeholders filled from `values` (a sample user's
+    attributes and external_id; none: every placeholder takes its default), the
+    payloads themselves (APNs headers and payload, FCM's message per platform, as
+    the send path builds them, `herald_delivery_id` aside) and the byte size of each
+    as sent (with the longest delivery id) against the 4096-byte limit, plus every
+    payload of any language that is over it (`payload_size_report`, the check a
+    save makes).
     """
-    title, body = select_text(content, language)
-    apns_payload, _ = build_apns(content, Recipient(language=language, platform="ios"), now=now)
-    sizes = {"apns": len(encode_json(apns_payload))}
+    title, body = personal_text(content, language, values or {})
+    text = None if content.silent else (title, body)
+    apns_payload, apns_headers = build_apns(
+        content, Recipient(language=language, platform="ios", text=text), now=now
+    )
+    payloads: dict[str, Any] = {"apns": {"headers": apns_headers, "payload": apns_payload}}
+    sizes = {"apns": sent_size("apns", apns_payload)}
     for platform in FCM_PLATFORMS:
-        message = build_fcm(content, Recipient(language=language, platform=platform), now=now)
-        sizes[f"fcm_{platform}"] = len(encode_json(message))
+        recipient = Recipient(language=language, platform=platform, text=text)
+        message = build_fcm(content, recipient, now=now)
+        payloads[f"fcm_{platform}"] = message
+        sizes[f"fcm_{platform}"] = sent_size("fcm", message)
     return {
         "language": language,
+        "silent": content.silent,
+        "placeholders": list(content.placeholder_names),
         "title": title,
         "body": body,
         "image_url": content.image_url,
@@ -175,4 +193,5 @@ def payload_preview(content: PushContent, *, language: str, now: datetime) -> di
             {"provider": r.provider, "language": r.language or None, "size": r.size}
             for r in payload_size_report(content)
         ],
+        "payloads": payloads,
     }

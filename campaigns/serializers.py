@@ -363,6 +363,49 @@ class ExplicitPushResultSerializer(serializers.Serializer[object]):
     targeted = serializers.IntegerField()
 
 
+class PreviewRequestSerializer(serializers.Serializer[object]):
+    """The sample user: a registered one (external_id) or made-up attributes, or neither."""
+
+    external_id = serializers.RegexField(
+        EXTERNAL_ID_PATTERN, min_length=1, max_length=MAX_EXTERNAL_ID, required=False
+    )
+    attributes = serializers.DictField(
+        required=False, help_text="As on registration (flat; not with external_id)."
+    )
+    language = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=v.MAX_LANGUAGE_TAG,
+        help_text="Default: the user's language attribute.",
+    )
+
+
+class PreviewSerializer(serializers.Serializer[object]):
+    """The notification one user gets, its payloads and their sizes as sent."""
+
+    language = serializers.CharField()
+    silent = serializers.BooleanField()
+    placeholders = serializers.ListField(
+        child=serializers.CharField(), help_text="Value names the texts' placeholders use."
+    )
+    title = serializers.CharField(help_text="After localization and placeholders.")
+    body = serializers.CharField()
+    image_url = serializers.CharField()
+    url = serializers.CharField()
+    actions = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    sizes = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Bytes as sent (with the longest delivery id): apns, fcm_android, fcm_ios, "
+        "fcm_web.",
+    )
+    largest = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    too_large = serializers.ListField(child=serializers.DictField())
+    payloads = serializers.DictField(
+        help_text="apns {headers, payload}; fcm_android, fcm_ios, fcm_web: the FCM message."
+    )
+
+
 class AudienceSerializer(serializers.Serializer[object]):
     """Active tokens a campaign would reach now; every provider and platform is a key."""
 

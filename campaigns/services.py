@@ -20,14 +20,14 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from campaigns import queue, runs, scheduling
-from campaigns.content import RunOverrides, check_payload_size
+from campaigns.content import RunOverrides, campaign_content, check_payload_size, payload_preview
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.validation import CampaignFields, campaign_segment, check_campaign
 from core.errors import ApplicationError, Conflict, NotFound, UpstreamFailure
 from core.models import Project
 from delivery.services import NewDelivery, deliveries_create
 from segments.audience import resolve_audience
-from segments.models import Segment
+from segments.models import AppUser, Segment
 from segments.selectors import audience_counts, explicit_tokens
 from segments.targeting import validate_targeting
 
@@ -360,6 +360,33 @@ def campaign_push_explicit(
             details={"status": CampaignStatus.FAILED},
         ) from exc
     return ExplicitPush(run=run, targeted=len(targets), invalid_device_ids=invalid)
+
+
+def campaign_preview(
+    *,
+    project: Project,
+    campaign_id: uuid.UUID,
+    external_id: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    language: str | None = None,
+) -> dict[str, Any]:
+    """The campaign's notification and payloads as one sample user would get them
+    (`content.payload_preview`): a registered user of the project by external id
+    (NOT_FOUND otherwise: no other project's user), or made-up attributes, or
+    nobody (placeholders take their defaults). The language is `language`, else the
+    user's."""
+    campaign = _get(project, campaign_id)
+    values: dict[str, Any] = dict(attributes or {})
+    if external_id is not None:
+        user = AppUser.objects.filter(project=project, external_id=external_id).first()
+        if user is None:
+            raise NotFound("No app user with that external_id in this project.")
+        values = {**user.attributes, "external_id": user.external_id}
+    if language is None:
+        language = values.get("language") if isinstance(values.get("language"), str) else ""
+    return payload_preview(
+        campaign_content(campaign), language=language or "", now=timezone.now(), values=values
+    )
 
 
 def audience_of(

@@ -40,6 +40,7 @@ from segments.services import (
     MAX_ATTRIBUTE_STRING,
     MAX_ATTRIBUTES,
     MAX_LIST_ITEMS,
+    clean_attributes,
     clean_external_id,
 )
 
@@ -767,6 +768,36 @@ def validate_explicit_push(payload: Mapping[str, Any]) -> ExplicitPushInput:
         else None
     )
     return ExplicitPushInput(device_ids=device_ids, user_ids=user_ids, overrides=overrides)
+
+
+@dataclass(frozen=True)
+class PreviewInput:
+    """A cleaned preview body: the sample user (a registered one, or attributes)."""
+
+    external_id: str | None
+    attributes: dict[str, Any] | None
+    language: str | None
+
+
+PREVIEW_FIELDS = ("external_id", "attributes", "language")
+
+
+def validate_preview(payload: Mapping[str, Any]) -> PreviewInput:
+    """`{"external_id"}` (a registered user) or `{"attributes"}` (made up, cleaned
+    as registration cleans them), or neither; optional `language` (else the user's)."""
+    refuse_unknown_fields(payload, allowed=PREVIEW_FIELDS)
+    if "external_id" in payload and "attributes" in payload:
+        raise _invalid("attributes", "Give external_id or attributes, not both.")
+    external_id = clean_external_id(payload["external_id"]) if "external_id" in payload else None
+    attributes = clean_attributes(payload["attributes"]) if "attributes" in payload else None
+    language = payload.get("language")
+    if language is not None and (
+        not isinstance(language, str)
+        or len(language) > MAX_LANGUAGE_TAG
+        or (language and not LANGUAGE_RE.fullmatch(language))
+    ):
+        raise _invalid("language", "language must be a language code such as 'fr' or 'pt-BR'.")
+    return PreviewInput(external_id=external_id, attributes=attributes, language=language)
 
 
 def parse_run_number(raw: str | None) -> int | None:

@@ -219,7 +219,17 @@ class ApnsSimulator:
             self.stats.record(410, token)
             return 410, apns_id, _error_body("Unregistered", int(time.time() * 1000))
         collapse_id = headers.get(b"apns-collapse-id", b"").decode("utf-8", "replace")
-        self.stats.record(200, token, collapse_id)
+        kept = None
+        if self.behaviour.keep_payloads:
+            kept = {
+                "headers": {
+                    name.decode(): value.decode()
+                    for name, value in headers.items()
+                    if name.startswith(b"apns-")
+                },
+                "payload": json.loads(body),
+            }
+        self.stats.record(200, token, collapse_id, kept)
         return 200, apns_id, b""
 
     def _payload_ok(self, body: bytes) -> bool:
@@ -255,6 +265,9 @@ class ApnsSimulator:
         push_type = headers.get(b"apns-push-type")
         if push_type is not None and push_type not in _PUSH_TYPES:
             return "InvalidPushType"
+        if push_type == b"background" and priority in (None, b"10"):
+            # Apple: background pushes must be sent at priority 5 (10 is the default).
+            return "BadPriority"
         expiration = headers.get(b"apns-expiration")
         if expiration is not None and not expiration.isdigit():
             return "BadExpirationDate"

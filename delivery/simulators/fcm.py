@@ -332,7 +332,9 @@ class FcmSimulator:
             return google_error(404, "Requested entity was not found.", fcm_code="UNREGISTERED")
         android = message.get("android")
         collapse_key = android.get("collapse_key", "") if isinstance(android, dict) else ""
-        self.stats.record(200, token, str(collapse_key))
+        self.stats.record(
+            200, token, str(collapse_key), message if behaviour.keep_payloads else None
+        )
         name = f"projects/{self.project_id}/messages/0:{time.time_ns()}%{next(self._message_ids):x}"
         return web.Response(
             body=json.dumps({"name": name}).encode(), content_type="application/json"
