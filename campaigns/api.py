@@ -18,14 +18,14 @@ from campaigns.models import CampaignStatus
 from campaigns.serializers import (
     AudienceSerializer,
     CampaignPageSerializer,
+    CampaignPreviewRequestSerializer,
+    CampaignPreviewSerializer,
     CampaignSerializer,
     CampaignWriteSerializer,
     DeliveryPageSerializer,
     DeliverySerializer,
     ExplicitPushRequestSerializer,
     ExplicitPushResultSerializer,
-    PreviewRequestSerializer,
-    PreviewSerializer,
     RunPageSerializer,
     RunSerializer,
     TestPushRequestSerializer,
@@ -248,8 +248,8 @@ class CampaignPreviewView(CampaignView):
     failure_codes = {"POST": "PREVIEW_FAILED"}
 
     @extend_schema(
-        request=PreviewRequestSerializer,
-        responses={200: PreviewSerializer, **ERRORS},
+        request=CampaignPreviewRequestSerializer,
+        responses={200: CampaignPreviewSerializer, **ERRORS},
         summary="The campaign's notification and payloads for a sample user",
     )
     def post(self, request: Request, **kwargs: Any) -> Response:

@@ -363,7 +363,7 @@ class ExplicitPushResultSerializer(serializers.Serializer[object]):
     targeted = serializers.IntegerField()
 
 
-class PreviewRequestSerializer(serializers.Serializer[object]):
+class CampaignPreviewRequestSerializer(serializers.Serializer[object]):
     """The sample user: a registered one (external_id) or made-up attributes, or neither."""
 
     external_id = serializers.RegexField(
@@ -380,7 +380,7 @@ class PreviewRequestSerializer(serializers.Serializer[object]):
     )
 
 
-class PreviewSerializer(serializers.Serializer[object]):
+class CampaignPreviewSerializer(serializers.Serializer[object]):
     """The notification one user gets, its payloads and their sizes as sent."""
 
     language = serializers.CharField()

@@ -549,6 +549,7 @@ def test_runs_lists_every_run_newest_first_with_stats(api):
             {
                 "number": 2,
                 "trigger": "explicit",
+                "silent": False,
                 "status": "sending",
                 "stats": {
                     "targeted": 5,
@@ -566,6 +567,7 @@ def test_runs_lists_every_run_newest_first_with_stats(api):
             {
                 "number": 1,
                 "trigger": "send",
+                "silent": False,
                 "status": "sent",
                 "stats": {
                     "targeted": 10,
