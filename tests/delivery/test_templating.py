@@ -103,7 +103,8 @@ def test_lenient_compile_sends_unparseable_stored_text_as_written() -> None:
 
 
 def test_value_text_of_each_json_type() -> None:
-    assert [value_text(v) for v in (None, "s", 3, 2.5, False, [1, [2], "x"], {})] == [
+    values: list[object] = [None, "s", 3, 2.5, False, [1, [2], "x"], {}]
+    assert [value_text(v) for v in values] == [
         "",
         "s",
         "3",
