@@ -4,7 +4,8 @@
                            [--concurrency 2] [--keep] [--database-url URL] [--redis-url URL]
                            [--send-chunk N] [--fanout-chunk N] [--apns-concurrency N]
                            [--fcm-concurrency N] [--env KEY=VALUE ...] [--timeout S]
-                           [--profile DIR] [--celery-app MODULE]   (--help for the rest)
+                           [--profile DIR] [--celery-app MODULE] [--personalized]
+                           (--help for the rest)
 
 What one run does, in order:
 
@@ -485,7 +486,9 @@ def _fcm_token(i: int, rng: random.Random) -> str:
     return f"{i:08x}{head}:APA91b{tail}"
 
 
-def seed_tokens(project_id: uuid.UUID, tokens: int, apns_share: float, layout: str) -> Counter[str]:
+def seed_tokens(
+    project_id: uuid.UUID, tokens: int, apns_share: float, layout: str, personalized: bool = False
+) -> Counter[str]:
     """N users, one active token each, via COPY; providers interleaved or grouped.
 
     Loading 1M rows into indexed tables row by row is mostly index maintenance
@@ -494,6 +497,8 @@ def seed_tokens(project_id: uuid.UUID, tokens: int, apns_share: float, layout: s
     same definitions rebuilt (read back from the catalog, so they follow the
     migrations); an interrupted seed rolls all of it back. Values are random but
     start with the row number, so inserts into the primary keys append.
+    ``personalized``: every user also has a first name of their own and one of 20
+    cities, so each gets a distinct text (the worst case for payload sharing).
     """
     import psycopg
     from django.db import DatabaseError, connection, transaction
@@ -531,7 +536,10 @@ def seed_tokens(project_id: uuid.UUID, tokens: int, apns_share: float, layout: s
             for i in range(start, min(start + chunk, tokens)):
                 user_id = f"{user_base | (i << 64) | rng.getrandbits(64):032x}"
                 language = languages[i % len(languages)]
-                attributes = f'{{"language": "{language}", "country": "FR"}}'
+                attributes = f'{{"language": "{language}", "country": "FR"'
+                if personalized:
+                    attributes += f', "first_name": "user{i}", "city": "city{i % 20}"'
+                attributes += "}"
                 users.append(f"{user_id}\t{project}\tbench-{i:09d}\t{attributes}\t{now}\n")
                 if providers[i] == "apns":
                     token, platform = f"{i:012x}{rng.getrandbits(208):052x}", "ios"
@@ -778,18 +786,22 @@ def run_campaign(
     timeout: float,
     every: float,
     stall: float,
+    personalized: bool = False,
 ) -> tuple[Any, RunResult]:
     from campaigns import services
     from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 
+    text = (
+        {
+            "title": 'Spring sale, {{ first_name | capitalize | default: "friend" }}',
+            "body": '{{ city | default: "Everywhere" }}: 20% off everything today',
+        }
+        if personalized
+        else {"title": "Spring sale", "body": "20% off everything today"}
+    )
     campaign = services.campaign_create(
         project=project,
-        fields={
-            "name": "bench broadcast",
-            "title": "Spring sale",
-            "body": "20% off everything today",
-            "data": {"campaign": "bench"},
-        },
+        fields={"name": "bench broadcast", **text, "data": {"campaign": "bench"}},  # type: ignore[typeddict-item]
     )
     sampler.open_window()
     t0 = time.time()
@@ -851,6 +863,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=("interleaved", "grouped"),
         default="interleaved",
         help="providers mixed in token-id order (realistic) or APNs block then FCM block",
+    )
+    parser.add_argument(
+        "--personalized",
+        action="store_true",
+        help="title and body with placeholders; users with a distinct first name each",
     )
     parser.add_argument("--workers", type=int, default=1, help="celery worker processes")
     parser.add_argument("--concurrency", type=int, default=2, help="pool size per worker")
@@ -968,7 +985,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         project = create_project(simulators.info)
 
         started = time.perf_counter()
-        mix = seed_tokens(project.id, args.tokens, args.apns_share, args.layout)
+        mix = seed_tokens(project.id, args.tokens, args.apns_share, args.layout, args.personalized)
         seed_seconds = time.perf_counter() - started
         log(
             f"== seeded {args.tokens:,} users + tokens ({dict(mix)}, {args.layout}) "
@@ -1025,6 +1042,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout=args.timeout,
             every=args.progress_every,
             stall=args.stall,
+            personalized=args.personalized,
         )
         if profiler is not None:
             profiler.stop()
@@ -1159,7 +1177,8 @@ def report(
         and stats["sent"] == args.tokens
     )
     summary = (
-        f"SUMMARY tokens={args.tokens} apns_share={args.apns_share} workers={args.workers} "
+        f"SUMMARY tokens={args.tokens} personalized={args.personalized} "
+        f"apns_share={args.apns_share} workers={args.workers} "
         f"concurrency={args.concurrency} fanout_chunk={settings.HERALD_FANOUT_CHUNK_SIZE} "
         f"send_chunk={settings.HERALD_SEND_CHUNK_SIZE} e2e_rate={e2e_rate:.0f}/s "
         f"ceiling={ceiling.rate:.0f}/s ratio={ratio:.2f} time_to_sent={seconds:.1f}s "

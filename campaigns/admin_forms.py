@@ -47,6 +47,7 @@ CONTENT_FIELDS: tuple[str, ...] = (
     "url",
     "actions",
     "data",
+    "silent",
     "sound",
     "badge",
 )
@@ -173,6 +174,10 @@ class PushCampaignForm(forms.ModelForm):
             "localizations": "One row per language; a language without a row gets the "
             "title and body above.",
             "actions": "Up to 3 buttons.",
+            "silent": "A data-only push the app handles in the background: nothing is "
+            "shown, so no sound, badge, image or buttons (the title and body name the "
+            "campaign but are not sent). Apple delivers it at low priority; choose priority "
+            "normal for Android too.",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

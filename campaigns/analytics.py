@@ -31,11 +31,6 @@ def _rate(count: int, sent: int) -> float:
     return round(count / sent, 6) if sent else 0.0
 
 
-def _is_silent(obj: Any) -> bool:
-    # The "silent" field arrives with the sendpath part (issue 11).
-    return bool(getattr(obj, "silent", False))
-
-
 def primary_goal_index(campaign: PushCampaign) -> int | None:
     return next((i for i, goal in enumerate(campaign.goals or ()) if goal.get("primary")), None)
 
@@ -128,7 +123,7 @@ def campaign_analytics(campaign: PushCampaign, run: CampaignRun | None = None) -
 
     sent = totals_row["sent"]
     converted = per_goal.get(primary, 0) if primary is not None else 0
-    silent = _is_silent(run if run is not None else campaign)
+    silent = run.silent if run is not None else campaign.silent
     single = run is not None or totals_row["runs"] == 1
     minute_until = (
         minute_of(totals_row["started_at"]) + MINUTE_SPAN

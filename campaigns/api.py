@@ -19,6 +19,8 @@ from campaigns.serializers import (
     AnalyticsSerializer,
     AudienceSerializer,
     CampaignPageSerializer,
+    CampaignPreviewRequestSerializer,
+    CampaignPreviewSerializer,
     CampaignSerializer,
     CampaignWriteSerializer,
     DeliveryPageSerializer,
@@ -36,6 +38,7 @@ from campaigns.validation import (
     parse_run_number,
     validate_create,
     validate_explicit_push,
+    validate_preview,
     validate_update,
 )
 from core.api import ProjectScopedView, json_body
@@ -238,7 +241,7 @@ class CampaignPushView(CampaignView):
             campaign_id=campaign_id,
             device_ids=explicit.device_ids,
             user_ids=explicit.user_ids,
-            data_override=explicit.data,
+            overrides=explicit.overrides,
         )
         return Response(
             {
@@ -246,6 +249,29 @@ class CampaignPushView(CampaignView):
                 "run": pushed.run,
                 "targeted": pushed.targeted,
             }
+        )
+
+
+class CampaignPreviewView(CampaignView):
+    failure_codes = {"POST": "PREVIEW_FAILED"}
+
+    @extend_schema(
+        request=CampaignPreviewRequestSerializer,
+        responses={200: CampaignPreviewSerializer, **ERRORS},
+        summary="The campaign's notification and payloads for a sample user",
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        campaign_id = self.campaign_id(kwargs)
+        sample = validate_preview(json_body(request))
+        return Response(
+            services.campaign_preview(
+                project=project,
+                campaign_id=campaign_id,
+                external_id=sample.external_id,
+                attributes=sample.attributes,
+                language=sample.language,
+            )
         )
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from campaigns.models import PushCampaign
+from campaigns.models import CampaignRun, PushCampaign
 from core.errors import InvalidInput
 from delivery.payloads import (
     FCM_PLATFORMS,
@@ -23,10 +24,11 @@ from delivery.payloads import (
     Recipient,
     build_apns,
     build_fcm,
-    encode_json,
     payload_size_report,
-    select_text,
+    personal_text,
+    sent_size,
 )
+from delivery.templating import MAX_NAMES
 
 # The fields a push's content is made of, a campaign's and a test push's alike: the
 # builders' input minus what Herald derives itself (collapse id, category, campaign id).
@@ -62,27 +64,67 @@ def push_content(
         priority=fields.get("priority", PRIORITY_HIGH),
         ttl_seconds=fields.get("ttl_seconds"),
         campaign_id=campaign_id,
+        silent=fields.get("silent", False),
     )
 
 
-def campaign_content(
-    campaign: PushCampaign, *, data_override: dict[str, Any] | None = None
-) -> PushContent:
-    """The content of a campaign's pushes; an explicit push may replace its data."""
+@dataclass(frozen=True)
+class RunOverrides:
+    """What one run replaces of its campaign's content (an explicit push's `data`,
+    `title`, `body`, `silent`); empty / None: the campaign's own."""
+
+    data: dict[str, Any] | None = None
+    title: str = ""
+    body: str = ""
+    silent: bool | None = None
+
+    @classmethod
+    def of(cls, run: CampaignRun) -> RunOverrides:
+        """A run's stored overrides; its `silent` is always set (decided at its start)."""
+        return cls(run.data_override, run.title_override, run.body_override, run.silent)
+
+
+def campaign_content(campaign: PushCampaign, overrides: RunOverrides | None = None) -> PushContent:
+    """The content of a campaign's pushes, with a run's overrides applied.
+
+    An overridden title or body replaces that text for every language: the
+    localizations' entries for it are not used for the run (an override is what the
+    operator wants everyone to read).
+    """
     fields = {name: getattr(campaign, name) for name in CONTENT_FIELDS}
-    if data_override is not None:
-        fields["data"] = data_override
+    if overrides is not None:
+        if overrides.data is not None:
+            fields["data"] = overrides.data
+        if overrides.silent is not None:
+            fields["silent"] = overrides.silent
+        replaced = {name for name in ("title", "body") if getattr(overrides, name)}
+        for name in replaced:
+            fields[name] = getattr(overrides, name)
+        if replaced:
+            kept = (
+                (language, {k: v for k, v in texts.items() if k not in replaced})
+                for language, texts in fields["localizations"].items()
+            )
+            fields["localizations"] = {language: texts for language, texts in kept if texts}
     return push_content(
         fields, collapse_id_default=f"c-{campaign.id}", campaign_id=str(campaign.id)
     )
 
 
 def check_content_size(content: PushContent) -> None:
-    """Refuse content whose built APNs or FCM payload would exceed 4096 bytes.
+    """Refuse content whose built APNs or FCM payload would exceed 4096 bytes, or whose
+    placeholders name more than MAX_NAMES values (each is a column the send path reads).
 
     PAYLOAD_TOO_LARGE names the worst payload in the message and lists every
     overflowing one (provider, language or null for the default text, size).
     """
+    if len(content.placeholder_names) > MAX_NAMES:
+        raise InvalidInput(
+            f"The texts name {len(content.placeholder_names)} different values in "
+            f"placeholders; at most {MAX_NAMES}.",
+            code="INVALID_PLACEHOLDER",
+            details={"field": "title", "problem": "too_many_names", "limit": MAX_NAMES},
+        )
     report = payload_size_report(content)
     if report:
         worst = max(report, key=lambda r: r.size)
@@ -100,29 +142,45 @@ def check_content_size(content: PushContent) -> None:
         )
 
 
-def check_payload_size(
-    campaign: PushCampaign, *, data_override: dict[str, Any] | None = None
-) -> None:
+def check_payload_size(campaign: PushCampaign, overrides: RunOverrides | None = None) -> None:
     """``check_content_size`` for a campaign as it would be sent (see there)."""
-    check_content_size(campaign_content(campaign, data_override=data_override))
+    check_content_size(campaign_content(campaign, overrides))
 
 
-def payload_preview(content: PushContent, *, language: str, now: datetime) -> dict[str, Any]:
+def payload_preview(
+    content: PushContent,
+    *,
+    language: str,
+    now: datetime,
+    values: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """What a recipient whose language is `language` gets, built by the real builders.
 
     The text after localization fallback (what the console's iOS / Android / web
-    mock-ups show), and the byte size of each payload sent for that language (APNs,
-    and FCM's message per platform) against the 4096-byte limit, plus every payload
-    of any language that is over it (`payload_size_report`, the check a save makes).
+    mock-ups show) with its placeholders filled from `values` (a sample user's
+    attributes and external_id; none: every placeholder takes its default), the
+    payloads themselves (APNs headers and payload, FCM's message per platform, as
+    the send path builds them, `herald_delivery_id` aside) and the byte size of each
+    as sent (with the longest delivery id) against the 4096-byte limit, plus every
+    payload of any language that is over it (`payload_size_report`, the check a
+    save makes).
     """
-    title, body = select_text(content, language)
-    apns_payload, _ = build_apns(content, Recipient(language=language, platform="ios"), now=now)
-    sizes = {"apns": len(encode_json(apns_payload))}
+    title, body = personal_text(content, language, values or {})
+    text = None if content.silent else (title, body)
+    apns_payload, apns_headers = build_apns(
+        content, Recipient(language=language, platform="ios", text=text), now=now
+    )
+    payloads: dict[str, Any] = {"apns": {"headers": apns_headers, "payload": apns_payload}}
+    sizes = {"apns": sent_size("apns", apns_payload)}
     for platform in FCM_PLATFORMS:
-        message = build_fcm(content, Recipient(language=language, platform=platform), now=now)
-        sizes[f"fcm_{platform}"] = len(encode_json(message))
+        recipient = Recipient(language=language, platform=platform, text=text)
+        message = build_fcm(content, recipient, now=now)
+        payloads[f"fcm_{platform}"] = message
+        sizes[f"fcm_{platform}"] = sent_size("fcm", message)
     return {
         "language": language,
+        "silent": content.silent,
+        "placeholders": list(content.placeholder_names),
         "title": title,
         "body": body,
         "image_url": content.image_url,
@@ -135,4 +193,5 @@ def payload_preview(content: PushContent, *, language: str, now: datetime) -> di
             {"provider": r.provider, "language": r.language or None, "size": r.size}
             for r in payload_size_report(content)
         ],
+        "payloads": payloads,
     }

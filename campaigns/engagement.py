@@ -36,6 +36,7 @@ from django.db.models.functions import Coalesce, Trunc
 from django.utils import timezone
 
 from campaigns.models import (
+    CampaignRun,
     Conversion,
     DeliveryClick,
     DeliveryEngagement,
@@ -298,11 +299,17 @@ def goals_by_event(
     *, project_ids: Iterable[uuid.UUID], since: datetime
 ) -> dict[tuple[uuid.UUID, str], list[Goal]]:
     """(project, event name) -> the goals of campaigns that may have pushes within a
-    window of `since` or later (their latest run started after since - window - slack)."""
+    window of `since` or later: a run of theirs started after since - window - slack.
+
+    Runs, not the campaign's `sent_at`: an explicit push starts a run without touching
+    its campaign (a draft stays a draft), and its pushes convert like any other."""
     horizon = since - timedelta(hours=MAX_GOAL_WINDOW_HOURS) - SEND_SLACK
     found: dict[tuple[uuid.UUID, str], list[Goal]] = defaultdict(list)
+    recent = CampaignRun.objects.filter(
+        started_at__gte=horizon, campaign__project_id__in=set(project_ids)
+    ).values("campaign_id")
     rows = (
-        PushCampaign.objects.filter(project_id__in=set(project_ids), sent_at__gte=horizon)
+        PushCampaign.objects.filter(pk__in=recent)
         .exclude(goals=[])
         .values_list("id", "project_id", "goals")
     )

@@ -104,8 +104,15 @@ class PushCampaign(models.Model):
     # the earliest time zone (UTC+14) reaches the wall-clock time.
     fire_at = models.DateTimeField(null=True, blank=True)
     throttle_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # A data-only (background) push: no alert, sound or badge (docs/api.md).
+    silent = models.BooleanField(default=False)
     # Bookkeeping.
+    # The run the campaign's status and stats follow (sends, schedules, recurrences);
+    # explicit pushes are runs of their own that leave it (and the status) alone.
     current_run = models.PositiveIntegerField(default=0)
+    # The highest run number given out, explicit runs included (run numbers are
+    # unique per campaign).
+    last_run_number = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -117,8 +124,6 @@ class PushCampaign(models.Model):
         indexes = [
             models.Index(fields=("project", "-created_at", "-id"), name="campaign_project_created"),
             models.Index(fields=("status", "fire_at"), name="campaign_status_fire_at"),
-            # Conversions look for a project's campaigns sent recently (engagement.py).
-            models.Index(fields=("project", "sent_at"), name="campaign_project_sent"),
         ]
 
     def __str__(self) -> str:
@@ -149,8 +154,14 @@ class CampaignRun(models.Model):
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
     # The scheduled occurrence this run fired for (scheduled and recurring runs).
     occurrence = models.DateTimeField(null=True, blank=True)
-    # Explicit pushes may replace the campaign's data for their run only.
+    # Explicit pushes may replace the campaign's data, title, body and silent flag
+    # for their run only ("" / null: the campaign's).
     data_override = models.JSONField(null=True, blank=True)
+    title_override = models.CharField(max_length=500, blank=True)
+    body_override = models.TextField(blank=True)
+    # Whether this run's pushes were silent (the campaign's flag, or the explicit
+    # push's): analytics leave silent runs out of open rates.
+    silent = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
     # Counters are bumped with F() by concurrent batch tasks (no row lock) until the
     # run settles; then they are the exact counts of its rows (campaigns.runs).
@@ -178,6 +189,11 @@ class CampaignRun(models.Model):
         ordering = ("-number",)
         constraints = [
             models.UniqueConstraint(fields=("campaign", "number"), name="run_unique_number")
+        ]
+        indexes = [
+            # Conversions look for the campaigns with a run started recently, explicit
+            # pushes included (engagement.goals_by_event); the dashboard reads runs by day.
+            models.Index(fields=("started_at",), name="run_started_at"),
         ]
 
     def __str__(self) -> str:

@@ -4,9 +4,12 @@ Every door (API, admin, scheduling, the sending tasks, the sweeper) starts, fail
 cancels, finishes and counts runs through this module; nothing else writes a run's
 status or a campaign's `sending`/`failed` transition.
 
-* begin: one conditional UPDATE moves the campaign to `sending` with the next run
-  number, and the run row is created in the same transaction; launch then enqueues
-  the run's first task after commit and fails the run if the broker refuses.
+* begin: one conditional UPDATE gives the run the campaign's next run number and
+  (but for an explicit push) moves the campaign to `sending` with it as its
+  current run; the run row is created in the same transaction. Launch then
+  enqueues the run's first task after commit and fails the run if the broker
+  refuses. An explicit push's run is the campaign's but not its current run: it
+  never changes the campaign's status (docs/decisions.md, "Explicit pushes").
 * progress: batches bump the run's counters with F() (live numbers while sending);
   bumps stop once the run is settled.
 * settle: once no row of the run is queued (and its fan-out is done, for a run still
@@ -38,6 +41,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from campaigns import engagement, queue, scheduling
+from campaigns.content import RunOverrides
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign, empty_stats
 from delivery.models import PushDelivery
 from delivery.services import BatchOutcome, deliveries_skip
@@ -59,34 +63,42 @@ def run_begin(
     allowed: Q,
     trigger: str,
     now: datetime,
-    data_override: dict[str, Any] | None = None,
+    overrides: RunOverrides | None = None,
     targeted: int = 0,
     fanout_done: bool = False,
 ) -> PushCampaign | None:
     """Start the campaign's next run, if the campaign matches `allowed` (the
     caller's statuses and conditions). Must run inside the caller's transaction.
 
-    Returns the campaign, its `current_run` the new run's number, or None when the
-    conditional UPDATE did not match (another request won, or the status forbids).
+    Returns the campaign, its `last_run_number` the new run's number, or None when
+    the conditional UPDATE did not match (another request won, or the status
+    forbids). An explicit run (`overrides` apply to it alone) leaves the campaign's
+    status, current run and dates as they are.
     """
-    won = PushCampaign.objects.filter(allowed, pk=campaign_id).update(
-        status=CampaignStatus.SENDING,
-        current_run=F("current_run") + 1,
-        sent_at=now,
-        completed_at=None,
-        last_error="",
-        updated_at=now,
-    )
+    changes: dict[str, Any] = {"last_run_number": F("last_run_number") + 1, "updated_at": now}
+    if trigger != CampaignRun.Trigger.EXPLICIT:
+        changes.update(
+            status=CampaignStatus.SENDING,
+            current_run=F("last_run_number") + 1,
+            sent_at=now,
+            completed_at=None,
+            last_error="",
+        )
+    won = PushCampaign.objects.filter(allowed, pk=campaign_id).update(**changes)
     if not won:
         return None
     campaign = PushCampaign.objects.select_related("project").get(pk=campaign_id)
     scheduled = trigger in (CampaignRun.Trigger.SCHEDULE, CampaignRun.Trigger.RECURRENCE)
+    overrides = overrides or RunOverrides()
     CampaignRun.objects.create(
         campaign=campaign,
-        number=campaign.current_run,
+        number=campaign.last_run_number,
         trigger=trigger,
         occurrence=campaign.scheduled_at if scheduled else None,
-        data_override=data_override,
+        data_override=overrides.data,
+        title_override=overrides.title,
+        body_override=overrides.body,
+        silent=campaign.silent if overrides.silent is None else overrides.silent,
         targeted=targeted,
         fanout_done=fanout_done,
         last_progress_at=now,
@@ -95,21 +107,30 @@ def run_begin(
 
 
 def run_launch(campaign: PushCampaign, enqueue: Callable[[], None] | None = None) -> None:
-    """Enqueue the current run's first task (its fan-out, unless `enqueue` says
-    otherwise). If the broker refuses, the run and the campaign are failed with the
-    reason and queue.EnqueueFailed propagates to the caller."""
+    """Enqueue the first task of the run `run_begin` just started (its fan-out,
+    unless `enqueue` says otherwise). If the broker refuses, the run (and the
+    campaign, if it is its current run) is failed with the reason and
+    queue.EnqueueFailed propagates to the caller."""
+    run = campaign.last_run_number
     try:
         if enqueue is None:
-            queue.enqueue_fan_out(campaign.id, campaign.current_run)
+            queue.enqueue_fan_out(campaign.id, run)
         else:
             enqueue()
     except queue.EnqueueFailed as exc:
-        run_fail(
-            campaign_id=campaign.id,
-            run=campaign.current_run,
-            reason=f"Could not start the send: {exc}",
-        )
+        run_fail(campaign_id=campaign.id, run=run, reason=f"Could not start the send: {exc}")
         raise
+
+
+def run_sending(run: int) -> Q:
+    """Campaigns (a filter) that are sending `run`: as their current run, or as an
+    explicit push's run that is still sending (the campaign's status says nothing
+    about those)."""
+    return Q(status=CampaignStatus.SENDING, current_run=run) | Q(
+        runs__number=run,
+        runs__trigger=CampaignRun.Trigger.EXPLICIT,
+        runs__status=CampaignRun.Status.SENDING,
+    )
 
 
 def run_progress(campaign_id: uuid.UUID, run: int, outcome: BatchOutcome | None = None) -> None:

@@ -25,7 +25,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from campaigns import queue, runs
-from campaigns.content import campaign_content
+from campaigns.content import RunOverrides, campaign_content
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from core.errors import InvalidInput
 from delivery.models import PushDelivery
@@ -55,16 +55,14 @@ MAX_TASK_SECONDS = 60.0
 
 
 def _is_active(campaign_id: uuid.UUID, run: int) -> bool:
-    return PushCampaign.objects.filter(
-        pk=campaign_id, status=CampaignStatus.SENDING, current_run=run
-    ).exists()
+    return PushCampaign.objects.filter(runs.run_sending(run), pk=campaign_id).exists()
 
 
 def _active_campaign(campaign_id: uuid.UUID, run: int) -> PushCampaign | None:
-    """The campaign if `run` is its current, still-sending run; else None (stale task)."""
+    """The campaign if it is still sending `run`; else None (stale task)."""
     return (
         PushCampaign.objects.select_related("project", "segment")
-        .filter(pk=campaign_id, status=CampaignStatus.SENDING, current_run=run)
+        .filter(runs.run_sending(run), pk=campaign_id)
         .first()
     )
 
@@ -121,11 +119,11 @@ def _rate(campaign: PushCampaign) -> int | None:
     return campaign.throttle_per_minute or campaign.project.default_throttle_per_minute
 
 
-def _policy(campaign: PushCampaign, run: int) -> DeliveryPolicy:
+def _policy(campaign: PushCampaign, run: int, started: datetime) -> DeliveryPolicy:
+    """The engine's per-row rules for the run; the TTL counts from the run's start."""
     project = campaign.project
     deadline = campaign.end_at
     if campaign.ttl_seconds is not None and not campaign.deliver_in_user_timezone:
-        started = campaign.sent_at or timezone.now()
         expires = started + timedelta(seconds=campaign.ttl_seconds)
         deadline = expires if deadline is None else min(deadline, expires)
     rate = _rate(campaign)
@@ -276,13 +274,11 @@ def _send_range(campaign_id: uuid.UUID, run: int, first_token_id: int, last_toke
             runs.run_progress(campaign_id, run, BatchOutcome(skipped=skipped))
         runs.run_maybe_finish(campaign_id=campaign_id, run=run)
         return
-    override = (
-        CampaignRun.objects.filter(campaign_id=campaign_id, number=run)
-        .values_list("data_override", flat=True)
-        .first()
-    )
-    content = campaign_content(campaign, data_override=override)
-    policy = _policy(campaign, run)
+    run_row = CampaignRun.objects.filter(campaign_id=campaign_id, number=run).first()
+    if run_row is None:
+        return
+    content = campaign_content(campaign, RunOverrides.of(run_row))
+    policy = _policy(campaign, run, run_row.started_at)
     size = settings.HERALD_SEND_CHUNK_SIZE
     started = time.monotonic()
     waiting = rows.filter(status=Status.QUEUED, claim__isnull=True)
@@ -368,7 +364,8 @@ def runs_sweep_stalled() -> dict[str, int]:
     for run_row in stalled.select_related("campaign"):
         campaign, run = run_row.campaign, run_row.number
         _expire_claims(campaign.pk, run)
-        if campaign.status != CampaignStatus.SENDING or campaign.current_run != run:
+        current = campaign.status == CampaignStatus.SENDING and campaign.current_run == run
+        if not current and run_row.trigger != CampaignRun.Trigger.EXPLICIT:
             reason = "The campaign is no longer sending this run."
             runs.run_fail(campaign_id=campaign.pk, run=run, reason=reason)
             continue

@@ -90,6 +90,12 @@ TARGETING_HELP = (
     "platforms, app_versions, segments, users; user_data {include: {...}, exclude: {...}}; "
     "subscribed_age {from, to} in days (docs/api.md)."
 )
+SILENT_HELP = (
+    "A data-only (background) push: no alert, sound or badge; APNs content-available "
+    "with apns-push-type background and priority 5, FCM data-only. Cannot have sound, "
+    "badge, image_url or actions. A new silent campaign's priority defaults to normal."
+)
+TEXT_HELP = 'May hold placeholders such as {{ first_name | default: "there" }} (docs/api.md).'
 RECURRENCE_HELP = (
     'One of {"cron", "timezone"?}, {"every_seconds"} (>= 10) or {"every_days", "at"?, '
     '"timezone"?} (docs/scheduling.md); null: one-shot.'
@@ -193,6 +199,7 @@ def _content_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         "ttl_seconds": serializers.IntegerField(
             required=False, allow_null=True, min_value=0, max_value=v.MAX_TTL_SECONDS
         ),
+        "silent": serializers.BooleanField(required=False, help_text=SILENT_HELP),
     }
 
 
@@ -202,8 +209,8 @@ def _content_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
 CampaignWriteSerializer = inline_serializer(
     name="CampaignWrite",
     fields={
-        "title": _text(v.MAX_TITLE),
-        "body": _text(v.MAX_BODY),
+        "title": _text(v.MAX_TITLE, help_text=TEXT_HELP),
+        "body": _text(v.MAX_BODY, help_text=TEXT_HELP),
         "name": _text(v.MAX_NAME, required=False, help_text="Default: the title."),
         "data": serializers.DictField(required=False, help_text="The key 'aps' is reserved."),
         "segment_id": serializers.UUIDField(required=False, allow_null=True),
@@ -272,9 +279,22 @@ class DeliveryPageSerializer(serializers.Serializer[object]):
 
 
 class RunSerializer(serializers.ModelSerializer[CampaignRun]):
+    silent = serializers.BooleanField(
+        read_only=True, help_text="The run's pushes were silent (data-only)."
+    )
+
     class Meta:
         model = CampaignRun
-        fields = ("number", "trigger", "status", "stats", "error", "started_at", "completed_at")
+        fields = (
+            "number",
+            "trigger",
+            "status",
+            "silent",
+            "stats",
+            "error",
+            "started_at",
+            "completed_at",
+        )
         read_only_fields = fields
 
 
@@ -348,6 +368,19 @@ ExplicitPushRequestSerializer = inline_serializer(
         "data": serializers.DictField(
             required=False, help_text="Replaces the campaign's data for this run."
         ),
+        "title": _text(
+            v.MAX_TITLE,
+            required=False,
+            help_text="Replaces the campaign's title (and its localized titles) for this run.",
+        ),
+        "body": _text(
+            v.MAX_BODY,
+            required=False,
+            help_text="Replaces the campaign's body (and its localized bodies) for this run.",
+        ),
+        "silent": serializers.BooleanField(
+            required=False, help_text="Replaces the campaign's silent flag for this run."
+        ),
     },
 )
 
@@ -358,6 +391,49 @@ class ExplicitPushResultSerializer(serializers.Serializer[object]):
         allow_null=True, help_text="The new run's number; null when nothing was reachable."
     )
     targeted = serializers.IntegerField()
+
+
+class CampaignPreviewRequestSerializer(serializers.Serializer[object]):
+    """The sample user: a registered one (external_id) or made-up attributes, or neither."""
+
+    external_id = serializers.RegexField(
+        EXTERNAL_ID_PATTERN, min_length=1, max_length=MAX_EXTERNAL_ID, required=False
+    )
+    attributes = serializers.DictField(
+        required=False, help_text="As on registration (flat; not with external_id)."
+    )
+    language = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=v.MAX_LANGUAGE_TAG,
+        help_text="Default: the user's language attribute.",
+    )
+
+
+class CampaignPreviewSerializer(serializers.Serializer[object]):
+    """The notification one user gets, its payloads and their sizes as sent."""
+
+    language = serializers.CharField()
+    silent = serializers.BooleanField()
+    placeholders = serializers.ListField(
+        child=serializers.CharField(), help_text="Value names the texts' placeholders use."
+    )
+    title = serializers.CharField(help_text="After localization and placeholders.")
+    body = serializers.CharField()
+    image_url = serializers.CharField()
+    url = serializers.CharField()
+    actions = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    sizes = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Bytes as sent (with the longest delivery id): apns, fcm_android, fcm_ios, "
+        "fcm_web.",
+    )
+    largest = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    too_large = serializers.ListField(child=serializers.DictField())
+    payloads = serializers.DictField(
+        help_text="apns {headers, payload}; fcm_android, fcm_ios, fcm_web: the FCM message."
+    )
 
 
 class AudienceSerializer(serializers.Serializer[object]):

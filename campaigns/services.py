@@ -20,14 +20,14 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from campaigns import queue, runs, scheduling
-from campaigns.content import check_payload_size
+from campaigns.content import RunOverrides, campaign_content, check_payload_size, payload_preview
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.validation import CampaignFields, campaign_segment, check_campaign
 from core.errors import ApplicationError, Conflict, NotFound, UpstreamFailure
 from core.models import Project
 from delivery.services import NewDelivery, deliveries_create
 from segments.audience import resolve_audience
-from segments.models import Segment
+from segments.models import AppUser, Segment
 from segments.selectors import audience_counts, explicit_tokens
 from segments.targeting import validate_targeting
 
@@ -168,7 +168,10 @@ def campaign_update(
 
 
 def campaign_delete(*, project: Project, campaign_id: uuid.UUID) -> None:
-    """Hard-delete a draft or scheduled campaign; any wake-up task then finds nothing."""
+    """Hard-delete a draft or scheduled campaign; any wake-up task then finds nothing.
+
+    With its runs and their deliveries: a draft keeps the explicit pushes made from
+    it, and deleting it deletes their record too (docs/api.md)."""
     with transaction.atomic():
         # Lock the row first: QuerySet.delete() selects the rows and then deletes by id,
         # so without the lock a send committing in between was deleted under it (a 500
@@ -264,7 +267,7 @@ def campaign_duplicate(*, campaign: PushCampaign) -> PushCampaign:
     copy.local_wall_clock = ""
     copy.schedule_version = 0
     copy.armed_version = 0
-    copy.current_run = 0
+    copy.current_run = copy.last_run_number = 0
     copy.last_error = ""
     copy.sent_at = copy.completed_at = None
     copy.save(force_insert=True)
@@ -293,14 +296,17 @@ def campaign_push_explicit(
     campaign_id: uuid.UUID,
     device_ids: list[str],
     user_ids: list[str],
-    data_override: dict[str, Any] | None = None,
+    overrides: RunOverrides | None = None,
 ) -> ExplicitPush:
     """A new run of the campaign to exactly these devices/users (Azure-style push).
 
     Allowed on draft, sent and failed campaigns, repeatedly: each call is a run of
-    its own (trigger `explicit`), ignoring the campaign's segment and targeting. The
-    rows are created here (at most 1000), so the run needs no fan-out; unknown or
-    inactive entries are reported back, and nothing is started if none is reachable.
+    its own (trigger `explicit`), ignoring the campaign's segment and targeting, with
+    `overrides` (data, title, body, silent) for that run only. The campaign's status
+    does not change: a draft used for explicit pushes stays an editable draft
+    (docs/decisions.md, "Explicit pushes"). The rows are created here (at most 1000),
+    so the run needs no fan-out; unknown or inactive entries are reported back, and
+    nothing is started if none is reachable.
     """
     if len(device_ids) + len(user_ids) > MAX_EXPLICIT_DEVICES:
         raise TooManyDevices(
@@ -308,8 +314,8 @@ def campaign_push_explicit(
             details={"limit": MAX_EXPLICIT_DEVICES},
         )
     campaign = _get(project, campaign_id)
-    if data_override is not None:
-        check_payload_size(campaign, data_override=data_override)
+    if overrides is not None:
+        check_payload_size(campaign, overrides)
     tokens, invalid = explicit_tokens(project=project, device_ids=device_ids, user_ids=user_ids)
     targets = list(tokens.order_by("id").values_list("id", "app_user_id", "provider"))
     if not targets:
@@ -320,7 +326,7 @@ def campaign_push_explicit(
             allowed=Q(project=project, status__in=PUSHABLE),
             trigger=CampaignRun.Trigger.EXPLICIT,
             now=timezone.now(),
-            data_override=data_override,
+            overrides=overrides,
             targeted=len(targets),
             fanout_done=True,
         )
@@ -337,7 +343,7 @@ def campaign_push_explicit(
                 code="ALREADY_SENT" if status == CampaignStatus.SENDING else "NOT_PUSHABLE",
                 details={"status": status},
             )
-        run = started.current_run
+        run = started.last_run_number
         deliveries_create(
             campaign_id=campaign_id,
             run=run,
@@ -354,6 +360,33 @@ def campaign_push_explicit(
             details={"status": CampaignStatus.FAILED},
         ) from exc
     return ExplicitPush(run=run, targeted=len(targets), invalid_device_ids=invalid)
+
+
+def campaign_preview(
+    *,
+    project: Project,
+    campaign_id: uuid.UUID,
+    external_id: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    language: str | None = None,
+) -> dict[str, Any]:
+    """The campaign's notification and payloads as one sample user would get them
+    (`content.payload_preview`): a registered user of the project by external id
+    (NOT_FOUND otherwise: no other project's user), or made-up attributes, or
+    nobody (placeholders take their defaults). The language is `language`, else the
+    user's."""
+    campaign = _get(project, campaign_id)
+    values: dict[str, Any] = dict(attributes or {})
+    if external_id is not None:
+        user = AppUser.objects.filter(project=project, external_id=external_id).first()
+        if user is None:
+            raise NotFound("No app user with that external_id in this project.")
+        values = {**user.attributes, "external_id": user.external_id}
+    if language is None:
+        language = values.get("language") if isinstance(values.get("language"), str) else ""
+    return payload_preview(
+        campaign_content(campaign), language=language or "", now=timezone.now(), values=values
+    )
 
 
 def audience_of(

@@ -21,6 +21,7 @@ def routes(prefix: str) -> list[URLPattern]:
         ),
         re_path(rf"^{prefix}/{ID}/push/?$", api.CampaignPushView.as_view()),
         re_path(rf"^{prefix}/{ID}/audience/?$", api.CampaignAudienceView.as_view()),
+        re_path(rf"^{prefix}/{ID}/preview/?$", api.CampaignPreviewView.as_view()),
         re_path(rf"^{prefix}/{ID}/?$", api.CampaignDetailView.as_view()),
     ]
 

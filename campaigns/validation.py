@@ -28,18 +28,20 @@ from typing import Any, TypedDict, cast
 from croniter import croniter
 from django.utils import timezone
 
-from campaigns.content import check_payload_size
+from campaigns.content import RunOverrides, check_payload_size
 from campaigns.models import PushCampaign
 from core.api import refuse_unknown_fields
 from core.errors import InvalidInput
 from core.models import Project
 from delivery.payloads import MAX_PAYLOAD_BYTES, encode_json, normalize_language
+from delivery.templating import TemplateSyntaxError, compile_text
 from segments.models import Segment
 from segments.rules import validate_property_rules
 from segments.services import (
     MAX_ATTRIBUTE_STRING,
     MAX_ATTRIBUTES,
     MAX_LIST_ITEMS,
+    clean_attributes,
     clean_external_id,
 )
 
@@ -121,7 +123,10 @@ WRITABLE_FIELDS = (
     "deliver_in_user_timezone",
     "local_time_missed",
     "throttle_per_minute",
+    "silent",
 )
+# What a silent (data-only) push cannot carry: each only changes a visible notification.
+SILENT_EXCLUDES = ("sound", "badge", "image_url", "actions")
 READ_ONLY_FIELDS = (
     "id",
     "project_id",
@@ -177,16 +182,30 @@ def parse_datetime_field(field: str, value: Any, *, code: str) -> datetime:
     return parsed
 
 
+def _text(field: str, value: Any, *, max_length: int) -> str:
+    """Push text: a string whose placeholders (delivery/templating.py) are well formed."""
+    text = _string(field, value, max_length=max_length)
+    try:
+        compile_text(text)
+    except TemplateSyntaxError as exc:
+        raise InvalidInput(
+            f"{field}: {exc.message}",
+            code="INVALID_PLACEHOLDER",
+            details={"field": field, "position": exc.position, "problem": exc.problem},
+        ) from exc
+    return text
+
+
 def _title(value: Any) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise _invalid("title", "title is required.", "MISSING_TITLE")
-    return _string("title", value, max_length=MAX_TITLE)
+    return _text("title", value, max_length=MAX_TITLE)
 
 
 def _body(value: Any) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise _invalid("body", "body is required.", "MISSING_BODY")
-    return _string("body", value, max_length=MAX_BODY)
+    return _text("body", value, max_length=MAX_BODY)
 
 
 def _name(value: Any) -> str:
@@ -260,9 +279,9 @@ def _localizations(value: Any) -> dict[str, dict[str, str]]:
             raise _invalid(where, f"{where} has unknown keys: {', '.join(sorted(unknown))}.")
         entry: dict[str, str] = {}
         if "title" in texts:
-            entry["title"] = _string(f"{where}.title", texts["title"], max_length=MAX_TITLE)
+            entry["title"] = _text(f"{where}.title", texts["title"], max_length=MAX_TITLE)
         if "body" in texts:
-            entry["body"] = _string(f"{where}.body", texts["body"], max_length=MAX_BODY)
+            entry["body"] = _text(f"{where}.body", texts["body"], max_length=MAX_BODY)
         clean[language] = entry
     return clean
 
@@ -636,6 +655,7 @@ class CampaignFields(TypedDict, total=False):
     deliver_in_user_timezone: bool
     local_time_missed: str
     throttle_per_minute: int | None
+    silent: bool
 
 
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
@@ -664,6 +684,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "deliver_in_user_timezone": _bool("deliver_in_user_timezone"),
     "local_time_missed": _local_time_missed,
     "throttle_per_minute": _throttle,
+    "silent": _bool("silent"),
 }
 
 
@@ -676,8 +697,32 @@ def validate_create(payload: Mapping[str, Any]) -> CampaignFields:
             clean[field] = VALIDATORS[field](payload.get(field))
     if "name" not in clean:
         clean["name"] = clean["title"][:MAX_NAME]
+    silent_priority_default(clean)
     _check_window(clean)
     return cast(CampaignFields, clean)
+
+
+def silent_priority_default(clean: dict[str, Any]) -> None:
+    """A new silent push without a priority is `normal`: what Google recommends for
+    data messages (high-priority ones that show nothing get deprioritized) and the
+    only priority Apple accepts for background pushes. `high` stays available for
+    Android when asked for explicitly."""
+    if clean.get("silent") and "priority" not in clean:
+        clean["priority"] = "normal"
+
+
+def check_silent(values: Mapping[str, Any]) -> None:
+    """Refuse what a silent push cannot carry (`SILENT_EXCLUDES`), rather than drop it
+    without a word. `values` are content fields, clean (a test push) or stored."""
+    if not values.get("silent"):
+        return
+    for field in SILENT_EXCLUDES:
+        if values.get(field) not in (None, "", [], ()):
+            raise _invalid(
+                field,
+                f"A silent push shows no notification, so it cannot have {field}; "
+                f"remove {field} or make the push not silent.",
+            )
 
 
 def validate_update(payload: Mapping[str, Any]) -> CampaignFields:
@@ -717,6 +762,7 @@ def check_campaign(campaign: PushCampaign) -> None:
     unsaved row (after ``scheduling.plan_schedule`` when the schedule changed).
     """
     _check_end_after_start(campaign.scheduled_at, campaign.end_at)
+    check_silent({name: getattr(campaign, name) for name in ("silent", *SILENT_EXCLUDES)})
     check_payload_size(campaign)
 
 
@@ -736,14 +782,14 @@ def _check_window(clean: Mapping[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class ExplicitPushInput:
-    """A cleaned explicit push body: who to push to, and the data for that run."""
+    """A cleaned explicit push body: who to push to, and what that run overrides."""
 
     device_ids: list[str]
     user_ids: list[str]
-    data: dict[str, Any] | None
+    overrides: RunOverrides | None
 
 
-EXPLICIT_PUSH_FIELDS = ("device_ids", "user_ids", "data")
+EXPLICIT_PUSH_FIELDS = ("device_ids", "user_ids", "data", "title", "body", "silent")
 
 
 def _device_ids(value: Any) -> list[str]:
@@ -775,7 +821,8 @@ def _user_ids(value: Any) -> list[str]:
 
 
 def validate_explicit_push(payload: Mapping[str, Any]) -> ExplicitPushInput:
-    """The `/push` body: device_ids and/or user_ids (at least one entry), optional data.
+    """The `/push` body: device_ids and/or user_ids (at least one entry), and optional
+    overrides for the run: data, title, body (validated as a campaign's), silent.
 
     The 1000-entry cap is the service's (413 TOO_MANY_DEVICES), not checked here.
     """
@@ -784,8 +831,52 @@ def validate_explicit_push(payload: Mapping[str, Any]) -> ExplicitPushInput:
     user_ids = _user_ids(payload.get("user_ids", []))
     if not device_ids and not user_ids:
         raise _invalid("device_ids", "Give device_ids and/or user_ids.")
-    data = _data(payload["data"]) if "data" in payload else None
-    return ExplicitPushInput(device_ids=device_ids, user_ids=user_ids, data=data)
+    given = {
+        name: VALIDATORS[name](payload[name])
+        for name in EXPLICIT_PUSH_FIELDS[2:]
+        if name in payload
+    }
+    overrides = (
+        RunOverrides(
+            data=given.get("data"),
+            title=given.get("title", ""),
+            body=given.get("body", ""),
+            silent=given.get("silent"),
+        )
+        if given
+        else None
+    )
+    return ExplicitPushInput(device_ids=device_ids, user_ids=user_ids, overrides=overrides)
+
+
+@dataclass(frozen=True)
+class PreviewInput:
+    """A cleaned preview body: the sample user (a registered one, or attributes)."""
+
+    external_id: str | None
+    attributes: dict[str, Any] | None
+    language: str | None
+
+
+PREVIEW_FIELDS = ("external_id", "attributes", "language")
+
+
+def validate_preview(payload: Mapping[str, Any]) -> PreviewInput:
+    """`{"external_id"}` (a registered user) or `{"attributes"}` (made up, cleaned
+    as registration cleans them), or neither; optional `language` (else the user's)."""
+    refuse_unknown_fields(payload, allowed=PREVIEW_FIELDS)
+    if "external_id" in payload and "attributes" in payload:
+        raise _invalid("attributes", "Give external_id or attributes, not both.")
+    external_id = clean_external_id(payload["external_id"]) if "external_id" in payload else None
+    attributes = clean_attributes(payload["attributes"]) if "attributes" in payload else None
+    language = payload.get("language")
+    if language is not None and (
+        not isinstance(language, str)
+        or len(language) > MAX_LANGUAGE_TAG
+        or (language and not LANGUAGE_RE.fullmatch(language))
+    ):
+        raise _invalid("language", "language must be a language code such as 'fr' or 'pt-BR'.")
+    return PreviewInput(external_id=external_id, attributes=attributes, language=language)
 
 
 def parse_run_number(raw: str | None) -> int | None:

@@ -12,6 +12,11 @@ the device token, ``apns-topic`` (the project's bundle id) and authentication.
 Returned dicts are fresh at the top levels, but nested values taken from
 ``PushContent.data`` are shared with the content, not copied (copying every nested
 value per device would cost fan-out time for no benefit): treat results as read-only.
+
+Two things vary per delivery rather than per content, and are applied on top of a
+built (cached) payload instead of rebuilding it: the delivery id
+(``with_delivery_id``, a shallow copy with one key) and personalized text (rendered
+by ``personal_text`` and handed to the builders as ``Recipient.text``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
+
+from delivery.templating import Template, compile_lenient, literal
 
 MAX_PAYLOAD_BYTES: Final = 4096
 """APNs rejects alert payloads above 4096 bytes; FCM's limit for a message is the same."""
@@ -34,6 +41,14 @@ PRIORITY_NORMAL: Final = "normal"
 
 CAMPAIGN_ID_KEY: Final = "herald_campaign_id"
 """Custom-data key the apps read to attribute opens to a campaign."""
+
+DELIVERY_ID_KEY: Final = "herald_delivery_id"
+"""Custom-data key (APNs top level, FCM ``data``) holding the push_deliveries id as a
+decimal string, on every push; apps echo it back as ``delivery_id`` in events."""
+
+LONGEST_DELIVERY_ID: Final = str(2**63 - 1)
+"""The longest id a delivery can have (a bigint, 19 digits): sizes are measured with
+it, so content accepted at save is never refused for the id it gets at send time."""
 
 _APNS_PRIORITY: Final = {PRIORITY_HIGH: "10", PRIORITY_NORMAL: "5"}
 _ANDROID_PRIORITY: Final = {PRIORITY_HIGH: "HIGH", PRIORITY_NORMAL: "NORMAL"}
@@ -84,9 +99,13 @@ class PushContent:
     ttl_seconds: int | None = None
     category: str = ""
     campaign_id: str = ""
+    silent: bool = False
     _localization_index: Mapping[str, tuple[Mapping[str, str], ...]] = field(
         init=False, repr=False, compare=False
     )
+    _templates: Mapping[str, Template] = field(init=False, repr=False, compare=False)
+    placeholder_names: tuple[str, ...] = field(init=False, compare=False)
+    """Every value name the texts' placeholders use, sorted; empty: not personalized."""
 
     def __post_init__(self) -> None:
         # Built once per content (once per batch during fan-out), so choosing a
@@ -94,6 +113,16 @@ class PushContent:
         # localization per device: the size check builds a payload per localization,
         # and a scan per build made it quadratic (issue 9).
         object.__setattr__(self, "_localization_index", _index_localizations(self.localizations))
+        # Placeholders are compiled once per content too; rendering is per recipient.
+        # A silent push shows no text, so it has nothing to personalize.
+        templates = {} if self.silent else _compile_texts(self)
+        object.__setattr__(self, "_templates", templates)
+        names = sorted({name for template in templates.values() for name in template.names})
+        object.__setattr__(self, "placeholder_names", tuple(names))
+
+    @property
+    def personalized(self) -> bool:
+        return bool(self.placeholder_names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +136,9 @@ class Recipient:
 
     language: str = ""
     platform: str = ""
+    text: tuple[str, str] | None = None
+    """``(title, body)`` already chosen and rendered for this recipient
+    (``personal_text``); None: chosen from ``language`` by ``select_text``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +181,45 @@ def select_text(content: PushContent, language: str) -> tuple[str, str]:
     return title, body
 
 
+def text_templates(content: PushContent, language: str) -> tuple[Template, Template]:
+    """``select_text``'s title and body for ``language``, compiled: render them with a
+    recipient's values (the recipient's attributes and external_id)."""
+    title, body = select_text(content, language)
+    templates = content._templates
+    return templates.get(title) or literal(title), templates.get(body) or literal(body)
+
+
+def personal_text(
+    content: PushContent, language: str, values: Mapping[str, Any]
+) -> tuple[str, str]:
+    """The title and body a recipient with ``language`` and ``values`` gets."""
+    title, body = text_templates(content, language)
+    return title.render(values), body.render(values)
+
+
+def text_size(text: tuple[str, str]) -> int:
+    """What a ``(title, body)`` adds to a payload built with ``("", "")``, in bytes.
+
+    Exact because each appears once in every payload that shows text (APNs
+    ``aps.alert``, FCM ``notification``): the send path measures each distinct
+    personalized text by its strings, not by encoding the whole payload again.
+    """
+    return len(encode_json(text[0])) + len(encode_json(text[1])) - 4
+
+
+def with_delivery_id(provider: str, payload: dict[str, Any], delivery_id: str) -> dict[str, Any]:
+    """``payload`` (as built for ``provider``) plus the delivery id, without touching it:
+    a shallow copy of the top level (APNs) or of the message and its ``data`` (FCM),
+    so one built payload serves every row that shares it."""
+    if provider == "apns":
+        return {**payload, DELIVERY_ID_KEY: delivery_id}
+    data = payload.get("data")
+    return {
+        **payload,
+        "data": {**data, DELIVERY_ID_KEY: delivery_id} if data else {DELIVERY_ID_KEY: delivery_id},
+    }
+
+
 def normalize_language(tag: str) -> str:
     """The form language tags are compared in: ``pt_BR``, ``pt-br`` and ``PT-BR`` agree.
 
@@ -169,12 +240,19 @@ def build_apns(
     when it does not. ``image_url`` goes into custom data (with ``mutable-content``)
     because APNs cannot attach images itself: the app's notification service
     extension downloads it.
+
+    A silent push is a background notification as Apple defines it: ``aps`` holds
+    only ``content-available: 1`` (no alert, sound or badge), ``apns-push-type:
+    background`` and ``apns-priority: 5`` (Apple refuses 10 for it), and nothing
+    display-only (image, buttons) rides along; the custom data does.
     """
     _require_aware(now)
-    title, body = select_text(content, recipient.language)
-
-    aps: dict[str, Any] = {"alert": {"title": title, "body": body}}
-    aps.update(_apns_aps_options(content))
+    if content.silent:
+        aps: dict[str, Any] = {"content-available": 1}
+    else:
+        title, body = recipient.text or select_text(content, recipient.language)
+        aps = {"alert": {"title": title, "body": body}}
+        aps.update(_apns_aps_options(content))
 
     payload: dict[str, Any] = {"aps": aps}
     for key, value in content.data.items():
@@ -182,14 +260,14 @@ def build_apns(
             payload[key] = value
     if content.url:
         payload["url"] = content.url
-    if content.image_url:
+    if content.image_url and not content.silent:
         payload["image_url"] = content.image_url
-    if content.actions:
+    if content.actions and not content.silent:
         payload["actions"] = _actions_as_data(content.actions)
     if content.campaign_id:
         payload[CAMPAIGN_ID_KEY] = content.campaign_id
 
-    headers = {"apns-push-type": "alert"}
+    headers = {"apns-push-type": "background" if content.silent else "alert"}
     headers.update(_apns_headers(content, now))
     return payload, headers
 
@@ -215,14 +293,23 @@ def build_fcm(content: PushContent, recipient: Recipient, *, now: datetime) -> d
     never from the derived ``herald.<n>actions`` id, which an Android app would not
     know: a ``click_action`` with no matching activity makes taps do nothing.
     The web ``fcm_options.link`` is set only for https URLs, which FCM requires.
+
+    A silent push is a data-only message: no ``notification`` anywhere (top level,
+    android, webpush), the Android priority as the content says (``normal`` is
+    Google's recommendation for data messages and what a silent campaign defaults
+    to), and an ``apns`` block that is a background notification (see
+    ``build_apns``), so iOS devices reached through FCM get it the same way.
     """
     _require_aware(now)
-    title, body = select_text(content, recipient.language)
     collapse_key = content.collapse_key or content.collapse_id_default
 
-    notification: dict[str, Any] = {"title": title, "body": body}
-    if content.image_url:
-        notification["image"] = content.image_url
+    message: dict[str, Any] = {}
+    if not content.silent:
+        title, body = recipient.text or select_text(content, recipient.language)
+        notification: dict[str, Any] = {"title": title, "body": body}
+        if content.image_url:
+            notification["image"] = content.image_url
+        message["notification"] = notification
 
     data = {
         key: value if isinstance(value, str) else _json_text(value)
@@ -231,12 +318,11 @@ def build_fcm(content: PushContent, recipient: Recipient, *, now: datetime) -> d
     }
     if content.url:
         data["url"] = content.url
-    if content.actions:
+    if content.actions and not content.silent:
         data["actions"] = _json_text(_actions_as_data(content.actions))
     if content.campaign_id:
         data[CAMPAIGN_ID_KEY] = content.campaign_id
 
-    message: dict[str, Any] = {"notification": notification}
     if data:
         message["data"] = data
     # A message goes to one device: only its platform's block is sent (smaller on the
@@ -276,6 +362,11 @@ def payload_size_report(content: PushContent) -> list[PayloadTooLarge]:
     language, each a constant-time text look-up (see ``PushContent``). Input
     validation caps how many localizations there can be.
 
+    Every payload is measured with the longest delivery id it can carry
+    (``LONGEST_DELIVERY_ID``). Personalized text is measured as written, placeholders
+    and all: what a recipient gets depends on their values, so a rendered payload
+    over the limit is refused per delivery at send time instead.
+
     Raises ``ValueError`` for content the builders refuse (unknown priority, negative
     TTL, NaN or lone surrogates in text or data): validate those fields first.
     """
@@ -287,13 +378,18 @@ def payload_size_report(content: PushContent) -> list[PayloadTooLarge]:
             for platform in FCM_PLATFORMS
         )
         sizes = (
-            ("apns", len(encode_json(apns_payload))),
-            ("fcm", max(len(encode_json(message)) for message in fcm_messages)),
+            ("apns", sent_size("apns", apns_payload)),
+            ("fcm", max(sent_size("fcm", message) for message in fcm_messages)),
         )
         for provider, size in sizes:
             if size > MAX_PAYLOAD_BYTES:
                 report.append(PayloadTooLarge(provider, language, size, MAX_PAYLOAD_BYTES))
     return report
+
+
+def sent_size(provider: str, payload: dict[str, Any]) -> int:
+    """Bytes of ``payload`` on the wire once it carries the longest delivery id."""
+    return len(encode_json(with_delivery_id(provider, payload, LONGEST_DELIVERY_ID)))
 
 
 def truncate_utf8(text: str, max_bytes: int) -> str:
@@ -311,6 +407,18 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
 
 def _json_text(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _compile_texts(content: PushContent) -> dict[str, Template]:
+    """Each distinct title/body (default and localized) that has placeholders ->
+    its compiled template. Stored text that does not parse is sent literally
+    (``compile_lenient``); input validation refuses it for new text."""
+    texts = {content.title, content.body}
+    for localizations in content._localization_index.values():  # the ones that can be chosen
+        for localization in localizations:
+            texts.update(localization.values())
+    compiled = (compile_lenient(text) for text in texts if "{{" in text)
+    return {template.text: template for template in compiled if not template.is_static}
 
 
 def _index_localizations(
@@ -396,7 +504,8 @@ def _apns_headers(content: PushContent, now: datetime) -> dict[str, str]:
     ``apns-expiration`` of 0 means "deliver now or never"; omitting it lets Apple
     store the push for its default period, which is what no TTL means.
     """
-    headers = {"apns-priority": _APNS_PRIORITY[_priority(content)]}
+    priority = _APNS_PRIORITY[_priority(content)]
+    headers = {"apns-priority": "5" if content.silent else priority}
     ttl = _ttl(content)
     if ttl is not None:
         expiration = 0 if ttl == 0 else int(now.timestamp()) + ttl
@@ -431,7 +540,7 @@ def _android_config(content: PushContent, collapse_key: str) -> dict[str, Any]:
     if collapse_key:
         android["collapse_key"] = collapse_key
     notification = dict(_android_notification_items(content, collapse_key))
-    if notification:
+    if notification and not content.silent:
         android["notification"] = notification
     return android
 
@@ -452,6 +561,9 @@ def _android_notification_items(
 
 
 def _fcm_apns_config(content: PushContent, now: datetime) -> dict[str, Any]:
+    if content.silent:
+        headers = {"apns-push-type": "background", **_apns_headers(content, now)}
+        return {"headers": headers, "payload": {"aps": {"content-available": 1}}}
     config: dict[str, Any] = {"headers": _apns_headers(content, now)}
     aps = _apns_aps_options(content)
     if aps:
@@ -468,6 +580,8 @@ def _webpush_config(content: PushContent) -> dict[str, Any]:
         headers["TTL"] = str(ttl)
     headers["Urgency"] = _WEBPUSH_URGENCY[_priority(content)]
     webpush: dict[str, Any] = {"headers": headers}
+    if content.silent:  # data only: the service worker gets `data`, nothing is shown
+        return webpush
     if content.actions:
         webpush["notification"] = {
             "actions": [{"action": action.id, "title": action.title} for action in content.actions]

@@ -19,6 +19,9 @@ to be sent again (docs/decisions.md, "Delivery engine").
 This is the per-token hot path (bench/fanout.py), so rows travel as plain
 `_Row` records loaded with one `values_list` (no model instances, no JSON
 decoding of user attributes) and every lookup goes through the primary key.
+Personalized content adds to each row only the values its placeholders name (one
+JSON key each, read in SQL); each distinct rendered text is built once, and every
+push gets its delivery id as a shallow copy of the shared payload (bench/outgoing.py).
 """
 
 from __future__ import annotations
@@ -37,17 +40,28 @@ from typing import Any
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
-from django.db.models.fields.json import KeyTextTransform
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from core.models import DeliveryGuarantee, Project
 from delivery.credentials import MissingCredentials, provider_config
 from delivery.models import DeliveryClaim, PushDelivery, PushToken
-from delivery.payloads import PushContent, Recipient, build_apns, build_fcm
+from delivery.payloads import (
+    MAX_PAYLOAD_BYTES,
+    PushContent,
+    Recipient,
+    build_apns,
+    build_fcm,
+    sent_size,
+    text_size,
+    text_templates,
+    with_delivery_id,
+)
 from delivery.policy import DeliveryPolicy, quiet_until, zone
 from delivery.providers import runtime
 from delivery.providers.base import ApnsConfig, FcmConfig, Outcome, OutgoingPush, PushResult
+from delivery.templating import Template
 
 logger = logging.getLogger("herald.delivery")
 
@@ -108,6 +122,8 @@ class _Row:
     platform: str
     language: str  # the user's language attribute, else the token's locale
     timezone: str  # the user's timezone attribute, else the token's
+    # The values personalized content names (attributes, external_id); else None.
+    values: dict[str, Any] | None = None
     status: str = Status.QUEUED
     sent_at: datetime | None = None
     provider_msg_id: str = ""
@@ -117,11 +133,20 @@ class _Row:
     claimed_at: datetime | None = None
 
 
-def _load(rows: QuerySet[PushDelivery]) -> list[_Row]:
-    """The rows with their token and the two user attributes sending looks at."""
+def _load(rows: QuerySet[PushDelivery], names: Sequence[str] = ()) -> list[_Row]:
+    """The rows with their token and the two user attributes sending looks at, plus
+    the user's values for `names` (a personalized content's placeholder names: each
+    an attribute key read in SQL, or `external_id`) when there are any."""
+    named = {
+        f"placeholder_{i}": F("app_user__external_id")
+        if name == "external_id"
+        else KeyTransform(name, "app_user__attributes")
+        for i, name in enumerate(names)
+    }
     values = rows.annotate(
         user_language=KeyTextTransform("language", "app_user__attributes"),
         user_timezone=KeyTextTransform("timezone", "app_user__attributes"),
+        **named,
     ).values_list(
         "id",
         "campaign_id",
@@ -136,6 +161,7 @@ def _load(rows: QuerySet[PushDelivery]) -> list[_Row]:
         "token__timezone",
         "user_language",
         "user_timezone",
+        *named,
     )
     return [
         _Row(
@@ -150,6 +176,7 @@ def _load(rows: QuerySet[PushDelivery]) -> list[_Row]:
             platform=platform,
             language=user_language or locale,
             timezone=user_timezone or token_tz,
+            values=dict(zip(names, personal, strict=True)) if personal else None,
         )
         for (
             pk,
@@ -165,6 +192,7 @@ def _load(rows: QuerySet[PushDelivery]) -> list[_Row]:
             token_tz,
             user_language,
             user_timezone,
+            *personal,
         ) in values
     ]
 
@@ -270,7 +298,11 @@ def _throttle_allowance(policy: DeliveryPolicy, now: datetime) -> int | None:
 
 
 def _claim(
-    rows: QuerySet[PushDelivery], now: datetime, policy: DeliveryPolicy, guarantee: str
+    rows: QuerySet[PushDelivery],
+    now: datetime,
+    policy: DeliveryPolicy,
+    guarantee: str,
+    names: Sequence[str] = (),
 ) -> tuple[uuid.UUID, list[_Row], BatchOutcome]:
     """Claim the rows that may go now; return them loaded, in id order.
 
@@ -319,30 +351,79 @@ def _claim(
                 claimed_at=now,
                 renewed_at=Now(),
             )
-    claimed = _load(PushDelivery.objects.filter(id__in=ids, claim=claim).order_by("id"))
+    claimed = _load(PushDelivery.objects.filter(id__in=ids, claim=claim).order_by("id"), names)
     return claim, claimed, outcome
 
 
 class _Outgoing:
-    """Builds each row's OutgoingPush; rows that see the same payload share one."""
+    """Builds each row's OutgoingPush, or the reason it cannot be sent.
+
+    Rows that see the same payload share one build: per (provider, language,
+    platform), or for personalized content per (provider, platform, rendered
+    text). Each push is that payload plus its row's delivery id. Personalized
+    payloads are measured once per distinct text (the size of the payload with
+    empty text, once per provider and platform, plus the text's own bytes); one
+    over the limit fails its rows alone. Content without placeholders was measured
+    when it was saved.
+    """
 
     def __init__(self, content: PushContent, now: datetime) -> None:
         self.content = content
         self.now = now
-        self.built: dict[tuple[str, Recipient], Any] = {}
+        self.personalized = content.personalized
+        self.built: dict[tuple[str, Recipient], tuple[dict[str, Any], dict[str, str]] | str] = {}
+        self.templates: dict[str, tuple[Template, Template]] = {}
+        self.base_sizes: dict[tuple[str, str], int] = {}
 
-    def __call__(self, row: _Row) -> OutgoingPush:
-        recipient = Recipient(language=row.language, platform=row.platform)
+    def __call__(self, row: _Row) -> OutgoingPush | str:
+        if self.personalized:
+            templates = self.templates.get(row.language)
+            if templates is None:
+                templates = self.templates[row.language] = text_templates(
+                    self.content, row.language
+                )
+            values = row.values or {}
+            text = (templates[0].render(values), templates[1].render(values))
+            recipient = Recipient(platform=row.platform, text=text)
+        else:
+            recipient = Recipient(language=row.language, platform=row.platform)
         key = (row.provider, recipient)
         built = self.built.get(key)
         if built is None:
-            if row.provider == "apns":
-                built = build_apns(self.content, recipient, now=self.now)
-            else:
-                built = (build_fcm(self.content, recipient, now=self.now), {})
+            built = self._build(row.provider, recipient)
             self.built[key] = built
+        if isinstance(built, str):
+            return built
         payload, headers = built
-        return OutgoingPush(ref=str(row.pk), token=row.token, payload=payload, headers=headers)
+        return OutgoingPush(
+            ref=str(row.pk),
+            token=row.token,
+            payload=with_delivery_id(row.provider, payload, str(row.pk)),
+            headers=headers,
+        )
+
+    def _build(
+        self, provider: str, recipient: Recipient
+    ) -> tuple[dict[str, Any], dict[str, str]] | str:
+        if recipient.text is not None:
+            size = self._base_size(provider, recipient.platform) + text_size(recipient.text)
+            if size > MAX_PAYLOAD_BYTES:
+                return f"payload too large ({size} bytes)"
+        if provider == "apns":
+            return build_apns(self.content, recipient, now=self.now)
+        return build_fcm(self.content, recipient, now=self.now), {}
+
+    def _base_size(self, provider: str, platform: str) -> int:
+        key = (provider, platform)
+        size = self.base_sizes.get(key)
+        if size is None:
+            empty = Recipient(platform=platform, text=("", ""))
+            if provider == "apns":
+                payload = build_apns(self.content, empty, now=self.now)[0]
+            else:
+                payload = build_fcm(self.content, empty, now=self.now)
+            size = self.base_sizes[key] = sent_size(provider, payload)
+        return size
 
 
 def _record(recorder: _Recorder, row: _Row, result: PushResult) -> None:
@@ -484,7 +565,11 @@ def deliveries_send(
     """
     now = timezone.now()
     claim, claimed, outcome = _claim(
-        rows, now, policy or DeliveryPolicy(), project.delivery_guarantee
+        rows,
+        now,
+        policy or DeliveryPolicy(),
+        project.delivery_guarantee,
+        content.placeholder_names,
     )
     outcome.attempted = len(claimed)
     if not claimed:
@@ -493,25 +578,38 @@ def deliveries_send(
     by_provider: dict[str, list[_Row]] = defaultdict(list)
     for row in claimed:
         by_provider[row.provider].append(row)
+    outgoing = _Outgoing(content, now)
     jobs: list[_Job] = []
     for provider, provider_rows in by_provider.items():
         try:
-            jobs.append(_Job(provider, provider_config(project, provider), provider_rows))
+            config = provider_config(project, provider)
         except MissingCredentials as exc:
             for row in provider_rows:
                 _record(recorder, row, _final_failure(row.pk, str(exc)))
-    if _send_and_record(recorder, jobs, _Outgoing(content, now)):
+            continue
+        job = _Job(provider, config, [], [])
+        for row in provider_rows:
+            push = outgoing(row)
+            if isinstance(push, str):
+                _record(recorder, row, _final_failure(row.pk, push))
+            else:
+                job.rows.append(row)
+                job.pushes.append(push)
+        if job.rows:
+            jobs.append(job)
+    if _send_and_record(recorder, jobs):
         DeliveryClaim.objects.filter(pk=claim).delete()
     return recorder.outcome
 
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    """One provider's share of a claim, in row id order."""
+    """One provider's share of a claim, in row id order, with each row's push."""
 
     provider: str
     config: ApnsConfig | FcmConfig
     rows: list[_Row]
+    pushes: list[OutgoingPush]
 
 
 def _renew(claim: uuid.UUID, started: dict[str, int] | None = None) -> bool:
@@ -522,7 +620,7 @@ def _renew(claim: uuid.UUID, started: dict[str, int] | None = None) -> bool:
     return DeliveryClaim.objects.filter(pk=claim).update(**changes) == 1
 
 
-def _send_and_record(recorder: _Recorder, jobs: list[_Job], outgoing: _Outgoing) -> bool:
+def _send_and_record(recorder: _Recorder, jobs: list[_Job]) -> bool:
     """Stream the jobs' pushes out and their results in, until every push is answered.
 
     The order of writes is the crash guarantee: a push starts only after the claim
@@ -540,7 +638,7 @@ def _send_and_record(recorder: _Recorder, jobs: list[_Job], outgoing: _Outgoing)
     stuck_after = 3 * settings.HERALD_PROVIDER_TIMEOUT_SECONDS + renew_every
     claim = recorder.claim
     stream = runtime.SendStream(
-        [(job.config, [outgoing(row) for row in job.rows]) for job in jobs],
+        [(job.config, job.pushes) for job in jobs],
         notify_rows=flush_rows,
     )
     steps = [
@@ -837,8 +935,12 @@ def delivery_send_one(
     except MissingCredentials as exc:
         result = _final_failure(delivery.pk, str(exc))
     else:
-        row = _load(PushDelivery.objects.filter(pk=delivery.pk))[0]
-        result = runtime.send_batch(config, [_Outgoing(content, now)(row)])[0]
+        row = _load(PushDelivery.objects.filter(pk=delivery.pk), content.placeholder_names)[0]
+        push = _Outgoing(content, now)(row)
+        if isinstance(push, str):
+            result = _final_failure(delivery.pk, push)
+        else:
+            result = runtime.send_batch(config, [push])[0]
     delivery.status = {
         Outcome.SENT: Status.SENT,
         Outcome.INVALID_TOKEN: Status.INVALID_TOKEN,

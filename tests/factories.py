@@ -105,6 +105,10 @@ class CampaignFactory(_ModelFactory):
     scheduled_at = None
     # The scheduler fires on fire_at; for a plain one-shot schedule it is scheduled_at.
     fire_at = factory.SelfAttribute("scheduled_at")
+    # Run numbers are given out from last_run_number; a campaign made with runs has
+    # given out at least its current one.
+    current_run = 0
+    last_run_number = factory.SelfAttribute("current_run")
 
 
 class CampaignRunFactory(_ModelFactory):

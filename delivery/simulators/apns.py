@@ -39,7 +39,7 @@ from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
 from delivery.providers.h2util import LeanH2Connection, NeverIndexedHeaderTuple
-from delivery.simulators.behaviour import Behaviour, ProviderStats
+from delivery.simulators.behaviour import Behaviour, ProviderStats, verdict_key
 
 logger = logging.getLogger(__name__)
 
@@ -221,14 +221,25 @@ class ApnsSimulator:
             self.stats.record(410, token)
             return 410, apns_id, _error_body("Unregistered", int(time.time() * 1000))
         collapse_id = headers.get(b"apns-collapse-id", b"").decode("utf-8", "replace")
-        self.stats.record(200, token, collapse_id)
+        kept = None
+        if self.behaviour.keep_payloads:
+            kept = {
+                "headers": {
+                    name.decode(): value.decode()
+                    for name, value in headers.items()
+                    if name.startswith(b"apns-")
+                },
+                "payload": json.loads(body),
+            }
+        self.stats.record(200, token, collapse_id, kept)
         if self.report_sink is not None:
             self.report_sink.append(("apns", body))
         return 200, apns_id, b""
 
     def _payload_ok(self, body: bytes) -> bool:
         """A campaign sends the same payload to every token: remember verdicts."""
-        verdict = self._payload_verdicts.get(body)
+        key = verdict_key(body)
+        verdict = self._payload_verdicts.get(key)
         if verdict is None:
             try:
                 payload = json.loads(body)
@@ -237,7 +248,7 @@ class ApnsSimulator:
             verdict = isinstance(payload, dict) and isinstance(payload.get("aps"), dict)
             if len(self._payload_verdicts) >= 256:
                 self._payload_verdicts.clear()
-            self._payload_verdicts[body] = verdict
+            self._payload_verdicts[key] = verdict
         return verdict
 
     def _next_apns_id(self) -> bytes:
@@ -259,6 +270,9 @@ class ApnsSimulator:
         push_type = headers.get(b"apns-push-type")
         if push_type is not None and push_type not in _PUSH_TYPES:
             return "InvalidPushType"
+        if push_type == b"background" and priority in (None, b"10"):
+            # Apple: background pushes must be sent at priority 5 (10 is the default).
+            return "BadPriority"
         expiration = headers.get(b"apns-expiration")
         if expiration is not None and not expiration.isdigit():
             return "BadExpirationDate"

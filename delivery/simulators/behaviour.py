@@ -12,12 +12,26 @@ All mutation happens on the simulators' event-loop thread; other threads go thro
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from delivery.payloads import DELIVERY_ID_KEY
+
+# Every push carries its own delivery id, so a verdict cache keyed by the raw body
+# would never hit; its key leaves the id out (the id is digits, checked by nothing).
+_DELIVERY_ID_RE = re.compile(rb'"' + DELIVERY_ID_KEY.encode() + rb'":"[0-9]*",?')
+
+
+def verdict_key(body: bytes) -> bytes:
+    """``body`` without its delivery id: one key for a campaign's whole payload."""
+    return _DELIVERY_ID_RE.sub(b"", body, count=1)
+
+
 KNOB_NAMES = (
+    "keep_payloads",
     "latency_ms",
     "error_rate_429",
     "error_rate_5xx",
@@ -59,8 +73,12 @@ class Behaviour:
     * ``transient_failures`` ``{token: n}``: the first n requests for that token get
       ``transient_status`` (429 or 503), then it succeeds.
     * ``retry_after`` (seconds) is sent as Retry-After on injected 429/503.
+    * ``keep_payloads``: keep the last accepted push per token (APNs headers and
+      payload, FCM message) for tests to read back (``stats(tokens=True)``); off by
+      default so a benchmark's simulator holds no bodies.
     """
 
+    keep_payloads: bool = False
     latency_ms: float = 0.0
     error_rate_429: float = 0.0
     error_rate_5xx: float = 0.0
@@ -83,7 +101,9 @@ class Behaviour:
             raise ValueError(f"unknown knobs: {sorted(unknown)}")
         changes: dict[str, Any] = {}
         for name, value in knobs.items():
-            if name == "latency_ms":
+            if name == "keep_payloads":
+                changes[name] = bool(value)
+            elif name == "latency_ms":
                 changes[name] = max(float(value), 0.0)
             elif name in ("error_rate_429", "error_rate_5xx"):
                 changes[name] = _rate(name, value)
@@ -110,6 +130,7 @@ class Behaviour:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "keep_payloads": self.keep_payloads,
             "latency_ms": self.latency_ms,
             "error_rate_429": self.error_rate_429,
             "error_rate_5xx": self.error_rate_5xx,
@@ -158,14 +179,17 @@ class ProviderStats:
     by_status: Counter[int] = field(default_factory=Counter)
     token_accepts: dict[str, int] = field(default_factory=dict)
     collapse_ids: Counter[str] = field(default_factory=Counter)
+    payloads: dict[str, Any] = field(default_factory=dict)  # with keep_payloads
 
-    def record(self, status: int, token: str, collapse_id: str = "") -> None:
+    def record(self, status: int, token: str, collapse_id: str = "", payload: Any = None) -> None:
         self.requests_total += 1
         self.by_status[status] += 1
         if status == 200:
             self.accepted += 1
             if collapse_id:
                 self.collapse_ids[collapse_id] += 1
+            if payload is not None:
+                self.payloads[token] = payload
             count = self.token_accepts.get(token, 0) + 1
             self.token_accepts[token] = count
             if count == 2:
@@ -177,6 +201,7 @@ class ProviderStats:
         self.by_status.clear()
         self.token_accepts.clear()
         self.collapse_ids.clear()
+        self.payloads.clear()
 
     def snapshot(self, *, include_tokens: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -190,4 +215,5 @@ class ProviderStats:
         if include_tokens:
             data["tokens"] = dict(self.token_accepts)
             data["collapse_ids"] = dict(self.collapse_ids)
+            data["payloads"] = dict(self.payloads)
         return data

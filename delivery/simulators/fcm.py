@@ -25,7 +25,7 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from delivery.simulators.behaviour import Behaviour, ProviderStats
+from delivery.simulators.behaviour import Behaviour, ProviderStats, verdict_key
 from delivery.simulators.credentials import GOOGLE_TOKEN_AUDIENCE
 
 logger = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ class FcmSimulator:
             return _Invalid(
                 "The registration token is not a valid FCM registration token", "message.token"
             )
-        key = raw.replace(token.encode(), b"", 1) if token else raw
+        key = verdict_key(raw.replace(token.encode(), b"", 1) if token else raw)
         if key in self._verdicts:
             return self._verdicts[key]
         try:
@@ -334,7 +334,9 @@ class FcmSimulator:
             return google_error(404, "Requested entity was not found.", fcm_code="UNREGISTERED")
         android = message.get("android")
         collapse_key = android.get("collapse_key", "") if isinstance(android, dict) else ""
-        self.stats.record(200, token, str(collapse_key))
+        self.stats.record(
+            200, token, str(collapse_key), message if behaviour.keep_payloads else None
+        )
         if self.report_sink is not None:
             self.report_sink.append(("fcm", message))
         name = f"projects/{self.project_id}/messages/0:{time.time_ns()}%{next(self._message_ids):x}"

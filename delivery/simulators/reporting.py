@@ -38,12 +38,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from delivery.payloads import DELIVERY_ID_KEY
+
 logger = logging.getLogger(__name__)
 
 # The environment variable the API key comes from (never a command-line argument,
 # which any local user can read in the process list).
 API_KEY_ENV: Final = "HERALD_REPORT_API_KEY"
-DELIVERY_ID_KEY: Final = "herald_delivery_id"  # delivery/payloads.DELIVERY_ID_KEY (contract)
 PUSH_OPENED: Final = "push_opened"
 PUSH_CLICKED: Final = "push_clicked"
 MAX_BATCH: Final = 1000  # the events API's limit per request

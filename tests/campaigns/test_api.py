@@ -87,6 +87,7 @@ def representation(campaign: PushCampaign) -> dict[str, Any]:
         "quiet_hours": campaign.quiet_hours,
         "deliver_in_user_timezone": campaign.deliver_in_user_timezone,
         "local_time_missed": campaign.local_time_missed,
+        "silent": campaign.silent,
         "throttle_per_minute": campaign.throttle_per_minute,
         "fire_at": iso(campaign.fire_at),
         "current_run": campaign.current_run,
@@ -143,6 +144,7 @@ def test_create_minimal_campaign_is_a_draft_named_after_its_title(api, broker):
         "deliver_in_user_timezone": False,
         "local_time_missed": "next_day",
         "throttle_per_minute": None,
+        "silent": False,
         "fire_at": None,
         "current_run": 0,
         "last_error": "",
@@ -549,6 +551,7 @@ def test_runs_lists_every_run_newest_first_with_stats(api):
             {
                 "number": 2,
                 "trigger": "explicit",
+                "silent": False,
                 "status": "sending",
                 "stats": {
                     "targeted": 5,
@@ -566,6 +569,7 @@ def test_runs_lists_every_run_newest_first_with_stats(api):
             {
                 "number": 1,
                 "trigger": "send",
+                "silent": False,
                 "status": "sent",
                 "stats": {
                     "targeted": 10,

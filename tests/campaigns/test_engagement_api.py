@@ -42,13 +42,14 @@ def iso(at: Any) -> str:
 
 @pytest.fixture
 def story() -> dict[str, Any]:
-    """A campaign whose one run sent to three users 10 minutes ago (one delivery
-    failed); keys of both kinds; a second project with its own sent delivery."""
+    """A draft campaign whose one (explicit) run sent to three users 10 minutes ago
+    (one delivery failed); keys of both kinds; a second project with its own sent delivery."""
     project = ProjectFactory()
     sent = timezone.now() - timedelta(minutes=10)
+    # A draft whose run is an explicit push: the campaign itself was never sent (its
+    # sent_at stays empty), and its pushes still count.
     campaign = CampaignFactory(
         project=project,
-        sent_at=sent,  # the run's start, as run_begin writes it
         goals=GOALS,
         actions=[{"id": "buy", "title": "Buy"}, {"id": "later", "title": "Later"}],
     )

@@ -58,7 +58,8 @@ def test_push_to_devices_and_users_creates_a_run_for_exactly_them(api, project, 
     run = CampaignRun.objects.get(campaign=campaign, number=1)
     assert (run.trigger, run.data_override, run.fanout_done) == ("explicit", {"coupon": "X1"}, True)
     campaign.refresh_from_db()
-    assert campaign.status == CampaignStatus.SENDING
+    # An explicit push is a run of its own: the draft stays a draft (and stays editable).
+    assert (campaign.status, campaign.current_run, campaign.last_run_number) == ("draft", 0, 1)
     [task] = broker.drain()
     assert task.name == "campaigns.send_campaign_batch"
     assert task.args[:2] == [str(campaign.id), 1]

@@ -81,8 +81,7 @@ def test_a_late_push_retry_after_the_run_ended_does_not_push_again(api, project,
 
     first = post(api.client, url, body, "push-1")
     run_batches(campaign, broker)
-    campaign.refresh_from_db()
-    assert campaign.status == "sent"
+    assert CampaignRun.objects.get(campaign=campaign, number=1).status == "sent"
     retry = post(api.client, url, body, "push-1")
 
     assert first.json() == {"invalid_device_ids": [], "run": 1, "targeted": 3}

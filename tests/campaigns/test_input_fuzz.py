@@ -82,6 +82,7 @@ WRONG_TYPES: dict[str, tuple[list[Any], str]] = {
     "deliver_in_user_timezone": ([1, 0, "true", "false", None, [], {}], "deliver_in_user_timezone"),
     "local_time_missed": ([5, True, [], {}, None, "NEXT_DAY"], "local_time_missed"),
     "throttle_per_minute": (INTEGER, "throttle_per_minute"),
+    "silent": ([1, 0, "true", "false", None, [], {}], "silent"),
 }
 CODES = {
     "title": {"MISSING_TITLE", "VALIDATION_ERROR"},
@@ -292,6 +293,7 @@ plausible: dict[str, st.SearchStrategy[Any]] = {
     "deliver_in_user_timezone": st.booleans(),
     "local_time_missed": st.sampled_from(["next_day", "skip", "never"]),
     "throttle_per_minute": st.none() | st.integers(-1, 2_000_000),
+    "silent": st.booleans(),
 }
 random_keys = st.sampled_from([*WRITABLE_FIELDS, *READ_ONLY_FIELDS]) | st.text(max_size=10)
 # Three kinds of objects: shaped like a campaign (many get created), shaped like one with

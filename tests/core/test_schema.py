@@ -316,6 +316,7 @@ def test_image_url_is_a_string_that_may_be_empty(schema: dict[str, Any]) -> None
 ANSWERS = [
     "Campaign", "Delivery", "Run", "Segment", "AppUser", "SampleUser", "Token", "Preview",
     "Audience", "TestPushResult", "ExplicitPushResult", "Action", "QuietHours", "Localization",
+    "CampaignPreview",
 ]  # fmt: skip
 NULLABLE = {
     "Campaign": {

@@ -23,6 +23,7 @@ from delivery.payloads import (
     payload_size_report,
     reserved_data_keys,
     select_text,
+    sent_size,
     truncate_utf8,
 )
 
@@ -512,72 +513,74 @@ def test_badge_zero_is_sent() -> None:
 
 # --- size report ----------------------------------------------------------------------
 #
-# With title "T" and an empty body the FCM message is 192 bytes and the APNs payload
-# 41; the body appears twice in the FCM message (notification and webpush) and once in
-# the APNs payload. So a body of 1952 ASCII bytes makes the FCM message exactly 4096.
+# With title "T" and an empty body the FCM message is 82 bytes and the APNs payload
+# 41 as built; the size check measures them as sent, with the longest delivery id
+# (19 digits): APNs 84 (",\"herald_delivery_id\":\"<id>\"", 43 bytes more) and FCM 134
+# (a "data" object holding the id, 52 more). The body appears once in each. So a body
+# of 3962 ASCII bytes makes the FCM message exactly 4096.
 
 
 def _sizes(content: PushContent, language: str = "") -> tuple[int, int]:
     """APNs size, and the largest per-platform FCM message (what the check measures)."""
     payload, _ = build_apns(content, Recipient(language=language), now=NOW)
     fcm = max(
-        len(encode_json(build_fcm(content, Recipient(language, platform), now=NOW)))
+        sent_size("fcm", build_fcm(content, Recipient(language, platform), now=NOW))
         for platform in ("android", "ios", "web")
     )
-    return len(encode_json(payload)), fcm
+    return sent_size("apns", payload), fcm
 
 
 def test_size_baseline() -> None:
     assert MAX_PAYLOAD_BYTES == 4096
-    assert _sizes(PushContent(title="T", body="")) == (41, 82)
+    assert _sizes(PushContent(title="T", body="")) == (84, 134)
 
 
 def test_size_report_default_text_at_the_limit() -> None:
-    content = PushContent(title="T", body="x" * 4014)
+    content = PushContent(title="T", body="x" * 3962)
 
-    assert _sizes(content) == (4055, 4096)
+    assert _sizes(content) == (4046, 4096)
     assert payload_size_report(content) == []
 
 
 def test_size_report_default_text_just_over() -> None:
-    content = PushContent(title="T", body="x" * 4015)
+    content = PushContent(title="T", body="x" * 3963)
 
     assert payload_size_report(content) == [PayloadTooLarge("fcm", "", 4097, 4096)]
 
 
 def test_size_report_apns_limit() -> None:
-    at_limit = PushContent(title="T", body="x" * 4055)
-    over = PushContent(title="T", body="x" * 4056)
+    at_limit = PushContent(title="T", body="x" * 4012)
+    over = PushContent(title="T", body="x" * 4013)
 
-    assert payload_size_report(at_limit) == [PayloadTooLarge("fcm", "", 4137, 4096)]
+    assert payload_size_report(at_limit) == [PayloadTooLarge("fcm", "", 4146, 4096)]
     assert payload_size_report(over) == [
         PayloadTooLarge("apns", "", 4097, 4096),
-        PayloadTooLarge("fcm", "", 4138, 4096),
+        PayloadTooLarge("fcm", "", 4147, 4096),
     ]
 
 
 def test_size_report_counts_multibyte_characters_in_bytes() -> None:
-    # "é" is 2 bytes of UTF-8 (not 1 character, nor a 6-byte \u00e9 escape), so 2007 of
-    # them take the 4014 bytes that 4014 ASCII characters took above.
-    at_limit = PushContent(title="T", body="é" * 2007)
-    over = PushContent(title="T", body="é" * 2008)
-    # 1014 four-byte characters: 4056 bytes, one byte over for APNs.
-    emoji = PushContent(title="T", body="😀" * 1014)
+    # "é" is 2 bytes of UTF-8 (not 1 character, nor a 6-byte \u00e9 escape), so 1981 of
+    # them take the 3962 bytes that 3962 ASCII characters took above.
+    at_limit = PushContent(title="T", body="é" * 1981)
+    over = PushContent(title="T", body="é" * 1982)
+    # 1004 four-byte characters: 4016 bytes, four over what APNs leaves for the body.
+    emoji = PushContent(title="T", body="😀" * 1004)
 
     assert payload_size_report(at_limit) == []
     assert payload_size_report(over) == [PayloadTooLarge("fcm", "", 4098, 4096)]
     assert payload_size_report(emoji) == [
-        PayloadTooLarge("apns", "", 4097, 4096),
-        PayloadTooLarge("fcm", "", 4138, 4096),
+        PayloadTooLarge("apns", "", 4100, 4096),
+        PayloadTooLarge("fcm", "", 4150, 4096),
     ]
 
 
 def test_size_report_one_long_localization() -> None:
-    under = PushContent(title="T", body="B", localizations={"de": {"body": "x" * 4014}})
+    under = PushContent(title="T", body="B", localizations={"de": {"body": "x" * 3962}})
     over = PushContent(
         title="T",
         body="B",
-        localizations={"fr": {"title": "Salut"}, "de": {"body": "x" * 4015}},
+        localizations={"fr": {"title": "Salut"}, "de": {"body": "x" * 3963}},
     )
 
     assert payload_size_report(under) == []
@@ -587,7 +590,7 @@ def test_size_report_one_long_localization() -> None:
 def test_size_report_localization_inherits_long_default_field() -> None:
     content = PushContent(
         title="T",
-        body="x" * 4015,
+        body="x" * 3963,
         localizations={"fr": {"title": "T"}, "de": {"body": "short"}},
     )
 

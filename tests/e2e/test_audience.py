@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from campaigns import services
-from campaigns.models import CampaignStatus, PushCampaign
+from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.validation import validate_create
 from delivery.models import PushToken
 from segments.models import AppUser, Segment
@@ -63,6 +63,19 @@ def sent(simulators) -> set[str]:
 def finish(campaign) -> None:
     assert wait_for(
         lambda: PushCampaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENT,
+        timeout=60,
+    )
+
+
+def finish_run(campaign, number: int) -> None:
+    """An explicit push's run settles on its own; the campaign's status stays."""
+    assert wait_for(
+        lambda: CampaignRun.objects.filter(
+            campaign=campaign,
+            number=number,
+            status=CampaignRun.Status.SENT,
+            settled_at__isnull=False,
+        ).exists(),
         timeout=60,
     )
 
@@ -126,13 +139,15 @@ def test_explicit_list_push(world, simulators, start_worker):
         user_ids=["de-pro"],
     )
     assert pushed.invalid_device_ids == ["unknown-token"]
-    finish(campaign)
+    finish_run(campaign, 1)
     assert sent(simulators) == {*tokens["us-free"], *tokens["de-pro"]}
+    assert PushCampaign.objects.get(pk=campaign.pk).status == CampaignStatus.DRAFT
     # Again, to a user only: a second run to exactly that user's devices.
     simulators.reset()
     again = services.campaign_push_explicit(
         project=project, campaign_id=campaign.id, device_ids=[], user_ids=["fr-pro"]
     )
     assert again.run == 2
-    finish(campaign)
+    finish_run(campaign, 2)
     assert sent(simulators) == set(tokens["fr-pro"])
+    assert PushCampaign.objects.get(pk=campaign.pk).status == CampaignStatus.DRAFT

@@ -25,6 +25,11 @@ class Command(BaseCommand):
         parser.add_argument("--provider", choices=("apns", "fcm"))
         parser.add_argument("--platform", choices=("ios", "android", "web"))
         parser.add_argument("--data", help="JSON object of custom data")
+        parser.add_argument(
+            "--silent",
+            action="store_true",
+            help="a data-only (background) push: no alert, sound or badge",
+        )
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -35,6 +40,8 @@ class Command(BaseCommand):
         for name in ("app_user_id", "device_token", "provider", "platform"):
             if options.get(name):
                 payload[name] = options[name]
+        if options.get("silent"):
+            payload["silent"] = True
         if options.get("data"):
             try:
                 payload["data"] = json.loads(options["data"])

@@ -379,6 +379,8 @@
       out.data = data ? parse(data, data) : {};
       const badge = val("#id_badge");
       if (badge !== "") out.badge = Number(badge);
+      const silent = $("#id_silent");
+      if (silent && silent.checked) out.silent = true;
       const ttl = val("#id_ttl_seconds_0");
       if (ttl !== "") out.ttl_seconds = Number(ttl) * ({ seconds: 1, minutes: 60, hours: 3600, days: 86400 }[val("#id_ttl_seconds_1")] || 1);
       return out;

@@ -1,5 +1,5 @@
 // The app user page's "Send a test push" (templates/admin/segments/appuser/test_push.html):
-// POSTs title and body to the console endpoint and shows the API's answer or error.
+// POSTs title, body and silent to the console endpoint and shows the API's answer or error.
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
   const form = document.querySelector("form.herald-test-push");
@@ -17,7 +17,11 @@ document.addEventListener("DOMContentLoaded", function () {
     try {
       const answer = await Herald.json(form.dataset.url, {
         method: "POST",
-        body: { title: form.elements.title.value, body: form.elements.body.value },
+        body: {
+          title: form.elements.title.value,
+          body: form.elements.body.value,
+          silent: form.elements.silent.checked,
+        },
       });
       show("ok", "Sent through " + answer.provider.toUpperCase() + " (delivery " + answer.delivery_id +
         ", provider message id " + (answer.provider_message_id || "none") + ").");
