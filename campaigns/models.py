@@ -119,6 +119,8 @@ class PushCampaign(models.Model):
             models.Index(fields=("status", "fire_at"), name="campaign_status_fire_at"),
             # Conversions look for a project's campaigns sent recently (engagement.py).
             models.Index(fields=("project", "sent_at"), name="campaign_project_sent"),
+            # The dashboard's recent campaigns across projects (newest send first).
+            models.Index(fields=("-sent_at", "-id"), name="campaign_sent"),
         ]
 
     def __str__(self) -> str:
