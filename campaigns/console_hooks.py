@@ -22,9 +22,9 @@ from django.utils import timezone
 from campaigns.content import CONTENT_FIELDS
 from campaigns.dashboard import (
     WINDOW_DAYS,
+    EngagementSummary,
     campaigns_due,
     campaigns_sending,
-    EngagementSummary,
     engagement_summary,
     recent_engagement,
     recent_provider_errors,

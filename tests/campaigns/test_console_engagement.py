@@ -78,24 +78,26 @@ def engaged_campaign() -> PushCampaign:
     assert run_maybe_finish(campaign_id=campaign.pk, run=1)
     later = start + timedelta(minutes=30)
 
-    def at(minutes: int) -> str:
-        return (later + timedelta(minutes=minutes)).isoformat()
+    def ev(event_id: str, name: str, minutes: int, **fields: Any) -> dict[str, Any]:
+        at = (later + timedelta(minutes=minutes)).isoformat()
+        return {"event_id": event_id, "name": name, "occurred_at": at, **fields}
 
+    opened, clicked = "push_opened", "push_clicked"
     result = events_ingest(
         project=project,
         events=[
-            {"event_id": "o0", "name": "push_opened", "delivery_id": rows[0].pk, "occurred_at": at(0)},
-            {"event_id": "o0b", "name": "push_opened", "delivery_id": rows[0].pk, "occurred_at": at(1)},
-            {"event_id": "o1", "name": "push_opened", "delivery_id": rows[1].pk, "occurred_at": at(2)},
-            {"event_id": "c2", "name": "push_clicked", "delivery_id": rows[2].pk, "action_id": "buy", "occurred_at": at(3)},
-            {"event_id": "c3", "name": "push_clicked", "delivery_id": rows[3].pk, "action_id": "buy", "occurred_at": at(4)},
-            {"event_id": "c3b", "name": "push_clicked", "delivery_id": rows[3].pk, "action_id": "later", "occurred_at": at(5)},
-            {"event_id": "p0", "name": "purchase", "external_id": "user-0", "occurred_at": at(10)},
-            {"event_id": "p0b", "name": "purchase", "external_id": "user-0", "occurred_at": at(11)},
-            {"event_id": "p2", "name": "purchase", "external_id": "user-2", "occurred_at": at(12)},
-            {"event_id": "a3", "name": "add_to_cart", "user_id": str(user_of(rows[3]).pk), "occurred_at": at(13)},
+            ev("o0", opened, 0, delivery_id=rows[0].pk),
+            ev("o0b", opened, 1, delivery_id=rows[0].pk),  # the same push again
+            ev("o1", opened, 2, delivery_id=rows[1].pk),
+            ev("c2", clicked, 3, delivery_id=rows[2].pk, action_id="buy"),
+            ev("c3", clicked, 4, delivery_id=rows[3].pk, action_id="buy"),
+            ev("c3b", clicked, 5, delivery_id=rows[3].pk, action_id="later"),
+            ev("p0", "purchase", 10, external_id="user-0"),
+            ev("p0b", "purchase", 11, external_id="user-0"),  # converts once
+            ev("p2", "purchase", 12, external_id="user-2"),
+            ev("a3", "add_to_cart", 13, user_id=str(user_of(rows[3]).pk)),
         ],
-    )  # fmt: skip
+    )
     assert (result.accepted, result.rejected) == (10, [])
     campaign.refresh_from_db()
     return campaign
@@ -166,3 +168,82 @@ def test_engagement_panel_shows_the_campaign_analytics(console: Console) -> None
     )
     assert figure(page, "converted", "count") == "2"
 
+
+def test_tag_filter_narrows_the_list(console: Console) -> None:
+    project = ProjectFactory.create()
+    for name, tags in (
+        ("Spring A", ["spring"]),
+        ("Spring B", ["promo", "spring"]),
+        ("Winter", ["winter"]),
+    ):
+        CampaignFactory.create(project=project, name=name, tags=tags)  # fmt: skip
+    page = console.page
+    console.goto("/ops/campaigns/pushcampaign/")
+    side = page.locator("#changelist-filter")
+    tag_choices = side.locator("details", has_text="By tag").locator("li").all_inner_texts()
+    assert [t.strip() for t in tag_choices] == ["All", "promo", "spring", "winter"]
+
+    side.get_by_role("link", name="spring", exact=True).click()
+    page.wait_for_url("**/?tag=spring")
+    names = page.locator("#result_list tbody th a").all_inner_texts()
+    assert sorted(names) == ["Spring A", "Spring B"]
+    console.assert_fits_width()
+    console.shot("tag-filter")
+
+
+def test_goals_editor_saves_goals_and_shows_a_refusal_next_to_the_field(
+    console: Console,
+) -> None:
+    campaign = CampaignFactory.create(name="Goals", status="draft")
+    page = console.page
+    console.goto(change_url(campaign))
+    page.get_by_role("button", name="+ Add goal").click()
+    page.get_by_label("Goal 1 name", exact=True).fill("Purchase")
+    page.get_by_label("Goal 1 event", exact=True).fill("purchase")
+    page.get_by_label("Goal 1 property filter", exact=True).fill(
+        '{"attr": "value", "op": "gte", "value": 20}'
+    )
+    page.get_by_role("button", name="+ Add goal").click()
+    page.get_by_label("Goal 2 name", exact=True).fill("Cart")
+    page.get_by_label("Goal 2 event", exact=True).fill("add_to_cart")
+    page.get_by_label("Goal 2 window (hours)", exact=True).fill("12")
+    page.get_by_label("Goal 2 property filter", exact=True).fill(
+        '{"attr": "value", "op": "bogus", "value": 1}'
+    )
+    page.get_by_role("button", name="Save and continue editing").click()
+
+    # Refused by the API's validator, shown next to the field, the row marked.
+    errors = page.locator(".field-goals .errorlist")
+    errors.wait_for()
+    assert "(VALIDATION_ERROR)" in errors.inner_text()
+    assert page.locator('.composer-goal.composer-invalid[data-path="goals[1]"]').count() == 1
+    assert page.locator('.composer-goal[data-path="goals[0]"].composer-invalid').count() == 0
+    campaign.refresh_from_db()
+    assert campaign.goals == []  # a refusal changes nothing
+    console.assert_fits_width()
+    console.shot("goals-refused")
+
+    page.get_by_label("Goal 2 property filter", exact=True).fill("")
+    page.get_by_label("Goal 2 is the primary goal", exact=True).check()
+    page.get_by_role("button", name="Save and continue editing").click()
+    page.locator(".messagelist .success").wait_for()
+    campaign.refresh_from_db()
+    assert campaign.goals == [
+        {
+            "name": "Purchase",
+            "event": "purchase",
+            "filter": {"attr": "value", "op": "gte", "value": 20},
+            "window_hours": 36,
+            "primary": False,
+        },
+        {
+            "name": "Cart",
+            "event": "add_to_cart",
+            "filter": None,
+            "window_hours": 12,
+            "primary": True,
+        },
+    ]
+    # The editor loads them back.
+    assert page.get_by_label("Goal 2 window (hours)", exact=True).input_value() == "12"
+    assert page.get_by_label("Goal 2 is the primary goal", exact=True).is_checked()
