@@ -160,6 +160,17 @@ def test_engagement_panel_shows_the_campaign_analytics(console: Console) -> None
     if os.environ.get("HERALD_DOCS_SCREENSHOTS") == "1":  # make screenshots
         shutil.copyfile(panel, DOCS / "console-engagement.png")
 
+    # The dashboard lists it with the same rates, linked to this page.
+    console.goto("/ops/")
+    row = page.locator(f'#dash-engagement tr[data-campaign="{campaign.pk}"]')
+    cells = [str(c).strip() for c in row.locator("td").all_inner_texts()]
+    assert cells == ["Spring sale", "4", "100.0%", "50.0%", "50.0%", "springpromo"]
+    assert row.get_by_role("link", name="promo").get_attribute("href").endswith("?tag=promo")
+    console.assert_fits_width()
+    console.shot("dashboard")
+    row.get_by_role("link", name="Spring sale").click()
+    page.locator('[data-engagement="opened"]').wait_for()
+
     # The run picker: run 1 alone has the same numbers here (one run).
     page.select_option('[data-field="engagement-run"]', "1")
     page.wait_for_function(
