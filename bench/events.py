@@ -129,8 +129,31 @@ def seed(users: int, deliveries: int) -> tuple[Any, list[str], list[tuple[int, s
     ]
     PushToken.objects.bulk_create(tokens, batch_size=5000)
     sent_at = timezone.now() - timedelta(hours=2)
+    # Goals on two of the custom events, so the conversion search runs as in a
+    # project whose campaigns have goals (not only the open/click counting).
     campaign = PushCampaign.objects.create(
-        project=project, name="bench", title="Hello", body="World", status="sent"
+        project=project,
+        name="bench",
+        title="Hello",
+        body="World",
+        status="sent",
+        sent_at=sent_at,
+        goals=[
+            {
+                "name": "Big purchase",
+                "event": "purchase",
+                "filter": {"attr": "amount", "op": "gte", "value": 50},
+                "window_hours": 36,
+                "primary": True,
+            },
+            {
+                "name": "Cart",
+                "event": "add_to_cart",
+                "filter": None,
+                "window_hours": 36,
+                "primary": False,
+            },
+        ],
     )
     CampaignRun.objects.create(campaign=campaign, number=1, trigger="send", status="sent")
     pushes = [
@@ -227,6 +250,43 @@ def run_service(project: Any, batch_iter: Iterator[list[dict[str, Any]]], total:
     if accepted != total:
         raise SystemExit(f"accepted {accepted:,} of {total:,}")
     return total / busy
+
+
+def run_service_parallel(
+    project: Any,
+    external_ids: Sequence[str],
+    deliveries: Sequence[tuple[int, str]],
+    total: int,
+    size: int,
+    processes: int,
+) -> float:
+    """``total`` events split over ``processes`` forked processes ingesting at once
+    (each its own connection and event ids); events/s over the wall clock of all."""
+    from django.db import connections
+
+    connections.close_all()  # a forked child must open its own connection
+    share = total // processes
+    started = time.perf_counter()
+    children = []
+    for slot in range(processes):
+        pid = os.fork()
+        if pid == 0:  # the child: ingest its share, then leave without cleanup
+            code = 0
+            try:
+                run_service(
+                    project,
+                    batches(share, size, external_ids, deliveries, seed=100 + slot),
+                    share,
+                )
+            except BaseException as exc:  # report and fail the child, never return
+                log(f"  process {slot}: {exc!r}")
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    failed = sum(os.waitpid(pid, 0)[1] != 0 for pid in children)
+    if failed:
+        raise SystemExit(f"{failed} ingesting process(es) failed")
+    return share * processes / (time.perf_counter() - started)
 
 
 # ------------------------------------------------------------------------- HTTP
@@ -407,6 +467,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--http-events", type=int, default=None, help="events through HTTP (default: --events)"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="then ingest as many events again from this many processes at once (1 = skip)",
+    )
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL"))
@@ -451,6 +517,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summary: dict[str, Any] = {"events": args.events, "batch": args.batch}
     summary["service_events_per_s"] = round(service_rate)
+    if args.processes > 1:
+        log(
+            f"\nservice, {args.processes} processes at once (as {args.processes} web workers "
+            f"would): {args.events:,} events more"
+        )
+        parallel_rate = run_service_parallel(
+            project, external_ids, deliveries, args.events, args.batch, args.processes
+        )
+        log(f"service x{args.processes}: {parallel_rate:,.0f} events/s (wall clock, together)")
+        summary["service_parallel_events_per_s"] = round(parallel_rate)
+        summary["service_processes"] = args.processes
     if not args.skip_http:
         http_events = args.http_events or args.events
         log(f"\nHTTP: runserver, {args.clients} clients, {http_events:,} events")

@@ -39,6 +39,8 @@ def periodic_tasks() -> list[Periodic]:
             "herald: refresh segment counts", "segments.refresh_segment_counts", 15, "minutes"
         ),
         Periodic("herald: expire idempotency keys", "core.expire_idempotency_keys", 1, "hours"),
+        # Deletes app events older than HERALD_EVENT_RETENTION_DAYS (segments/events.py).
+        Periodic("herald: purge old events", "segments.purge_events", 1, "days"),
     ]
 
 
