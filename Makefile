@@ -32,7 +32,7 @@ schema-check: $(STAMP)
 
 ## screenshots: retake the README's console screenshots (docs/console-*.png) with the browser flow
 screenshots: $(STAMP)
-	HERALD_DOCS_SCREENSHOTS=1 HERALD_REQUIRE_BROWSER=1 $(PY) -m pytest -p no:cacheprovider -q tests/e2e/test_console_flow.py
+	HERALD_DOCS_SCREENSHOTS=1 HERALD_REQUIRE_BROWSER=1 $(PY) -m pytest -p no:cacheprovider -q tests/e2e/test_console_flow.py tests/campaigns/test_console_engagement.py
 
 ## lint: ruff (lint + format check) and mypy
 lint: $(STAMP)

@@ -13,6 +13,7 @@ outer transaction would let a worker wake up before the row is visible.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from campaigns import services
 from campaigns.admin_composer import ComposerViews
 from campaigns.admin_forms import (
     CONTENT_FIELDS,
+    GOAL_FIELDS,
     OPTION_FIELDS,
     SCHEDULE_FIELDS,
     SCHEDULE_ZONE,
@@ -38,9 +40,10 @@ from campaigns.admin_page import CampaignPageAdmin
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.recurrence import describe_recurrence
 from campaigns.runs import campaign_stats
-from campaigns.selectors import with_current_run
+from campaigns.selectors import tags_in_use, with_current_run, with_tag
+from campaigns.validation import clean_tag
 from core.admin import adopt_saved
-from core.errors import ApplicationError
+from core.errors import ApplicationError, InvalidInput
 from core.models import Project
 from core.timefmt import zoned
 
@@ -95,6 +98,7 @@ READABLE = {
     "tags": "tags_shown",
     "recurrence": "recurrence_shown",
     "quiet_hours": "quiet_hours_shown",
+    "goals": "goals_shown",
     SCHEDULE_ZONE: "schedule_zone_shown",
 }
 PLATFORM_NAMES = {"ios": "iOS", "android": "Android", "web": "Web"}
@@ -169,6 +173,28 @@ class CampaignRunInline(admin.TabularInline):
         return False
 
 
+class TagFilter(admin.SimpleListFilter):
+    """Campaigns having a tag (`?tag=`, the API's own filter, `selectors.with_tag`),
+    offering the tags in use (`selectors.tags_in_use`, bounded)."""
+
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(tag, tag) for tag in tags_in_use()]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[PushCampaign]
+    ) -> QuerySet[PushCampaign]:
+        value = self.value()
+        if not value:
+            return queryset
+        try:
+            return with_tag(queryset, clean_tag("tag", value))
+        except InvalidInput:
+            return queryset.none()  # not a tag any campaign could carry
+
+
 @admin.register(PushCampaign)
 class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
     form = PushCampaignForm
@@ -183,7 +209,7 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
         "invalid",
         "created_at_zoned",
     )
-    list_filter = ("status", "priority", "project")
+    list_filter = ("status", TagFilter, "priority", "project")
     list_select_related = ("segment", "project")
     scheduled_at_zoned = zoned("scheduled_at", "Scheduled at", _campaign_zone)
     fire_at_zoned = zoned("fire_at", "Fire at", _campaign_zone)
@@ -250,6 +276,27 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
             ((key.replace("_", " "), _targeting_part(v)) for key, v in obj.targeting.items()),
         )
 
+    @admin.display(description="Goals")
+    def goals_shown(self, obj: PushCampaign) -> SafeString | str:
+        if not obj.goals:
+            return "—"
+        return format_html_join(
+            mark_safe("<br>"),
+            "<b>{}</b>: {} within {} h{}{}",
+            (
+                (
+                    g.get("name", ""),
+                    g.get("event", ""),
+                    g.get("window_hours", ""),
+                    format_html(", where <code>{}</code>", json.dumps(g["filter"]))
+                    if g.get("filter")
+                    else "",
+                    " (primary)" if g.get("primary") else "",
+                )
+                for g in obj.goals
+            ),
+        )
+
     @admin.display(description="Tags")
     def tags_shown(self, obj: PushCampaign) -> str:
         return _listing(obj.tags)
@@ -290,6 +337,7 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
             ("Content", {"fields": CONTENT_FIELDS}),
             ("Targeting", {"fields": targeting}),
             ("Schedule", {"fields": (*SCHEDULE_FIELDS[:2], SCHEDULE_ZONE, *SCHEDULE_FIELDS[2:])}),
+            ("Conversion goals", {"fields": GOAL_FIELDS}),
             ("Options", {"fields": OPTION_FIELDS, "classes": ("collapse",)}),
         ]
         if obj is not None and not obj.is_editable:

@@ -62,7 +62,8 @@ SCHEDULE_FIELDS: tuple[str, ...] = (
     "throttle_per_minute",
 )
 OPTION_FIELDS: tuple[str, ...] = ("priority", "ttl_seconds", "collapse_key", "tags")
-WRITABLE = CONTENT_FIELDS + TARGETING_FIELDS + SCHEDULE_FIELDS + OPTION_FIELDS
+GOAL_FIELDS: tuple[str, ...] = ("goals",)
+WRITABLE = CONTENT_FIELDS + TARGETING_FIELDS + SCHEDULE_FIELDS + GOAL_FIELDS + OPTION_FIELDS
 # Not an API field: the zone scheduled_at and end_at are picked in.
 SCHEDULE_ZONE = "schedule_timezone"
 # What an empty JSON input means for each JSON field (the model's default).
@@ -71,8 +72,10 @@ EMPTY_JSON: dict[str, Any] = {
     "localizations": {},
     "actions": [],
     "targeting": {},
+    "goals": [],
 }
 DATA_EXAMPLE = '{"screen": "offers", "offer_id": 42}'
+GOAL_FILTER_EXAMPLE = '{"attr": "value", "op": "gte", "value": 20}'
 
 
 def form_field_for(api_field: str) -> str:
@@ -165,6 +168,7 @@ class PushCampaignForm(forms.ModelForm):
         widgets = {
             "localizations": JsonEditorWidget("localizations"),
             "actions": JsonEditorWidget("actions"),
+            "goals": JsonEditorWidget("goals", {"filter_example": GOAL_FILTER_EXAMPLE}),
             "data": forms.Textarea(
                 attrs={"rows": 3, "class": "vLargeTextField", "placeholder": DATA_EXAMPLE}
             ),
@@ -178,6 +182,10 @@ class PushCampaignForm(forms.ModelForm):
             "shown, so no sound, badge, image or buttons (the title and body name the "
             "campaign but are not sent). Apple delivers it at low priority; choose priority "
             "normal for Android too.",
+            "goals": "Up to 5 events the push is meant to lead to; a user converts when "
+            "the event (matching its property filter, a segment rule over the event's "
+            "properties, e.g. " + GOAL_FILTER_EXAMPLE + ") comes within the window after "
+            "a push was sent to them. The primary goal is the campaign's conversion rate.",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -6,15 +6,19 @@ cancelling and duplicating call `campaigns.services` (the code paths of the list
 actions), the confirmation's audience size is `services.campaign_audience` (the
 API's /audience), a test push is `campaigns.testpush` (the API's /campaigns/test),
 the numbers are `selectors.campaign_progress` (built on `campaign_stats`, the API's
-`stats`) and `selectors.run_breakdown`. JSON views answer the API's error envelope.
+`stats`), `selectors.run_breakdown` and, for engagement (opens, clicks, conversions),
+`analytics.campaign_analytics` (the API's /analytics). JSON views answer the API's
+error envelope.
 
 Live progress is polled (campaigns/static/campaigns/campaign.js, every 2 s while
-the campaign is sending): docs/decisions.md, "Console campaign page".
+the campaign is sending, and the engagement every 10 s while it sends and for
+ENGAGEMENT_FOLLOW after its run ends): docs/decisions.md, "Console campaign page"
+and "Console engagement".
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -32,6 +36,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from campaigns import selectors, services, testpush
+from campaigns.analytics import campaign_analytics
 from campaigns.content import CONTENT_FIELDS
 from campaigns.models import CampaignRun, PushCampaign
 from core.console_json import error_response, request_object
@@ -47,6 +52,11 @@ else:
     _Base = object
 
 POLL_INTERVAL_MS = 2000
+# Engagement is refreshed every ENGAGEMENT_EVERY polls while a run sends, and keeps
+# being refreshed (at that pace) for ENGAGEMENT_FOLLOW after it ends: opens, clicks
+# and conversions arrive after the sends. Then the page stops polling.
+ENGAGEMENT_EVERY = 5
+ENGAGEMENT_FOLLOW = timedelta(minutes=30)
 # The run picker lists the newest runs (a recurring campaign may have thousands).
 RUN_CHOICES = 50
 
@@ -80,6 +90,11 @@ class CampaignPageAdmin(_Base):
                 "<path:object_id>/runs/<int:run>/breakdown/",
                 wrap(self.breakdown_view),
                 name=f"{name}_breakdown",
+            ),
+            path(
+                "<path:object_id>/runs/<int:run>/analytics/",
+                wrap(self.analytics_view),
+                name=f"{name}_analytics",
             ),
             path("<path:object_id>/send/", wrap(self.send_view), name=f"{name}_send"),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name=f"{name}_cancel"),
@@ -134,6 +149,10 @@ class CampaignPageAdmin(_Base):
                 "breakdown_url": reverse(
                     "admin:campaigns_pushcampaign_breakdown", args=[obj.pk, 0]
                 ),
+                "analytics_url": reverse(
+                    "admin:campaigns_pushcampaign_analytics", args=[obj.pk, 0]
+                ),
+                "engagement_every": ENGAGEMENT_EVERY,
                 "bars": [
                     ("sent", "Sent", "sent"),
                     ("failed", "Failed", "failed"),
@@ -152,6 +171,7 @@ class CampaignPageAdmin(_Base):
         zone = campaign.project.default_timezone
         now = timezone.now()
         progress = selectors.campaign_progress(campaign=campaign, now=now)
+        progress["engagement_follow_seconds"] = _engagement_follow(progress, now)
         run = progress["run"]
         if run is not None:
             run["trigger_label"] = CampaignRun.Trigger(run["trigger"]).label
@@ -195,6 +215,25 @@ class CampaignPageAdmin(_Base):
         breakdown["zone"] = zone
         breakdown["links"] = self._delivery_links(campaign, breakdown)
         return JsonResponse(breakdown)
+
+    def analytics_view(self, request: HttpRequest, object_id: str, run: int) -> JsonResponse:
+        """The Engagement panel's numbers: `campaign_analytics` (what the API's
+        /analytics answers) for one run, or for all runs when `run` is 0; the series'
+        points get a label on the project's clock."""
+        if request.method != "GET":
+            return error_response(_not_allowed(request, "GET"))
+        try:
+            campaign = self._campaign(request, object_id)
+            chosen = None if run == 0 else selectors.campaign_run_get(campaign=campaign, number=run)
+        except ApplicationError as error:
+            return error_response(error)
+        analytics = campaign_analytics(campaign, chosen)
+        zone = campaign.project.default_timezone
+        for point in analytics["series"]["points"]:
+            point["label"] = format_time(point["t"], zone)
+        analytics["zone"] = zone
+        analytics["updated_at"] = zoned(timezone.now(), zone)
+        return JsonResponse(analytics)
 
     def _delivery_links(self, campaign: PushCampaign, breakdown: dict[str, Any]) -> dict[str, Any]:
         """Links to the delivery log filtered to this run (and a status, provider or
@@ -350,6 +389,15 @@ def _test_push_payload(campaign: PushCampaign, body: dict[str, Any]) -> dict[str
         return {**content, "app_user_id": str(user_id)}
     target = {k: body[k] for k in ("device_token", "provider", "platform") if body.get(k)}
     return {**content, **target}
+
+
+def _engagement_follow(progress: dict[str, Any], now: datetime) -> int:
+    """Seconds the page should keep refreshing engagement after the current run ended
+    (0 once ENGAGEMENT_FOLLOW has passed; while sending the page polls anyway)."""
+    run = progress["run"]
+    if progress["sending"] or run is None or run["completed_at"] is None:
+        return 0
+    return max(0, round((run["completed_at"] + ENGAGEMENT_FOLLOW - now).total_seconds()))
 
 
 def _not_allowed(request: HttpRequest, allowed: str) -> ApplicationError:

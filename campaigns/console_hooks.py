@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import admin
@@ -21,8 +22,11 @@ from django.utils import timezone
 from campaigns.content import CONTENT_FIELDS
 from campaigns.dashboard import (
     WINDOW_DAYS,
+    EngagementSummary,
     campaigns_due,
     campaigns_sending,
+    engagement_summary,
+    recent_engagement,
     recent_provider_errors,
     send_summary,
     sends_per_day,
@@ -108,6 +112,8 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
     days = sends_per_day(project=project, now=now, zone=zone)
     summary = send_summary(days)
     errors = recent_provider_errors(project=project)
+    engagement = recent_engagement(project=project)
+    campaigns_url = reverse("admin:campaigns_pushcampaign_changelist")
     chart = bar_chart(
         f"Pushes sent per day, last {WINDOW_DAYS} days ({zone})",
         [
@@ -162,8 +168,41 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
                 for d in errors
             ],
             "deliveries_url": reverse("admin:delivery_pushdelivery_changelist"),
-            "campaigns_url": reverse("admin:campaigns_pushcampaign_changelist"),
+            "campaigns_url": campaigns_url,
+            "engagement": [
+                {
+                    "campaign": e.campaign,
+                    "url": reverse("admin:campaigns_pushcampaign_change", args=[e.campaign.pk]),
+                    "sent": e.analytics["totals"]["sent"],
+                    "silent": e.analytics["silent"],
+                    "open": _percent(e.analytics["rates"]["open_rate"]),
+                    "click": _percent(e.analytics["rates"]["click_rate"]),
+                    "conversion": _percent(e.analytics["rates"]["conversion_rate"])
+                    if e.campaign.goals
+                    else None,
+                    "tags": [
+                        {"name": tag, "url": f"{campaigns_url}?{urlencode({'tag': tag})}"}
+                        for tag in e.campaign.tags or ()
+                    ],
+                }
+                for e in engagement
+            ],
+            "engagement_summary": _summary_rates(engagement_summary(engagement)),
         }
+    }
+
+
+def _percent(rate: float | None) -> str | None:
+    return None if rate is None else f"{100 * rate:.1f}%"
+
+
+def _summary_rates(summary: EngagementSummary) -> dict[str, Any]:
+    return {
+        "campaigns": summary.campaigns,
+        "sent": summary.sent,
+        "open": _percent(summary.open_rate),
+        "click": _percent(summary.click_rate),
+        "conversion": _percent(summary.conversion_rate),
     }
 
 

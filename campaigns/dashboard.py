@@ -13,6 +13,10 @@ size of push_deliveries:
 - provider errors: the newest failed / invalid-token rows among the last
   ERROR_SCAN_ROWS deliveries, a primary-key range (push_deliveries has no index on
   status alone, and rare errors must not turn into a table scan).
+- engagement of recent campaigns: the ENGAGEMENT_LIMIT campaigns sent last (the
+  sent_at indexes), each with `campaigns.analytics.campaign_analytics` (the API's
+  /analytics: a few aggregate queries over rollups, whatever the campaign's size),
+  so a fixed number of small queries; the aggregate rates are sums of those numbers.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDate
 
+from campaigns.analytics import campaign_analytics
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.runs import campaign_stats
 from campaigns.selectors import with_current_run
@@ -35,6 +40,7 @@ DUE_WITHIN = timedelta(hours=24)
 LIST_LIMIT = 10
 ERROR_LIMIT = 8
 ERROR_SCAN_ROWS = 50_000
+ENGAGEMENT_LIMIT = 10
 # Counters of a run summed per day (CampaignRun field names).
 DAY_COUNTERS = ("targeted", "sent", "failed", "invalid_tokens", "skipped", "unknown")
 
@@ -160,4 +166,70 @@ def recent_provider_errors(
         refused = refused.filter(token__project=project)
     return list(
         refused.select_related("campaign", "app_user", "token__project").order_by("-id")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class CampaignEngagement:
+    campaign: PushCampaign
+    analytics: dict[str, Any]  # campaign_analytics: the API's /analytics
+
+
+@dataclass(frozen=True)
+class EngagementSummary:
+    """Rates over several campaigns: the sums of their analytics' counts per sent
+    push. Silent campaigns have no open rate, so opens are over the others' sends;
+    campaigns without a goal convert nobody, so conversions are over the sends of
+    those with one."""
+
+    campaigns: int
+    sent: int
+    opened: int
+    clicked: int
+    converted: int
+    sent_with_alert: int  # sent by campaigns that are not silent
+    sent_with_goal: int  # sent by campaigns that have a conversion goal
+
+    @property
+    def open_rate(self) -> float | None:
+        return self.opened / self.sent_with_alert if self.sent_with_alert else None
+
+    @property
+    def click_rate(self) -> float | None:
+        return self.clicked / self.sent if self.sent else None
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return self.converted / self.sent_with_goal if self.sent_with_goal else None
+
+
+def recent_engagement(
+    *, project: Project | None, limit: int = ENGAGEMENT_LIMIT
+) -> list[CampaignEngagement]:
+    """The `limit` campaigns that sent most recently (newest first), each with its
+    `campaign_analytics` over all its runs."""
+    sent = _of_project(PushCampaign.objects.filter(sent_at__isnull=False), project)
+    page = sent.select_related("project").order_by("-sent_at", "-id")[:limit]
+    return [CampaignEngagement(c, campaign_analytics(c)) for c in page]
+
+
+def engagement_summary(rows: list[CampaignEngagement]) -> EngagementSummary:
+    """`recent_engagement`'s campaigns taken together."""
+
+    def total(key: str, *, with_alert: bool = False, with_goal: bool = False) -> int:
+        return sum(
+            r.analytics["totals"][key]
+            for r in rows
+            if not (with_alert and r.analytics["silent"])
+            and not (with_goal and not r.analytics["goals"])
+        )
+
+    return EngagementSummary(
+        campaigns=len(rows),
+        sent=total("sent"),
+        opened=total("opened", with_alert=True),
+        clicked=total("clicked"),
+        converted=total("converted"),
+        sent_with_alert=total("sent", with_alert=True),
+        sent_with_goal=total("sent", with_goal=True),
     )

@@ -124,6 +124,8 @@ class PushCampaign(models.Model):
         indexes = [
             models.Index(fields=("project", "-created_at", "-id"), name="campaign_project_created"),
             models.Index(fields=("status", "fire_at"), name="campaign_status_fire_at"),
+            # The dashboard's recent campaigns across projects (newest send first).
+            models.Index(fields=("-sent_at", "-id"), name="campaign_sent"),
         ]
 
     def __str__(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -81,6 +82,32 @@ def with_tag(campaigns: QuerySet[PushCampaign], tag: str) -> QuerySet[PushCampai
         where=['EXISTS (SELECT 1 FROM json_each("push_campaigns"."tags") WHERE value = %s)'],
         params=[tag],
     )
+
+
+# The console's tag filter lists the tags of the newest TAGS_SCAN campaigns (one
+# index-ordered query), at most TAGS_LISTED of them, the most used.
+TAGS_SCAN = 1000
+TAGS_LISTED = 50
+
+
+def tags_in_use(
+    *, project: Project | None = None, scan: int = TAGS_SCAN, limit: int = TAGS_LISTED
+) -> list[str]:
+    """The tags the newest `scan` campaigns carry (of `project`, or of all projects):
+    the `limit` most used, in alphabetical order. Bounded whatever the number of
+    campaigns; a tag only older campaigns carry can still be filtered on (`with_tag`)."""
+    campaigns = PushCampaign.objects.order_by("-created_at", "-id")
+    if project is not None:
+        campaigns = campaigns.filter(project=project)
+    counts = Counter(
+        tag
+        for tags in campaigns.values_list("tags", flat=True)[:scan]
+        if isinstance(tags, list)
+        for tag in tags
+        if isinstance(tag, str)
+    )
+    most_used = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return sorted(tag for tag, _ in most_used)
 
 
 def campaign_run_get(*, campaign: PushCampaign, number: str | int) -> CampaignRun:

@@ -1,6 +1,7 @@
-// The console's campaign page (campaigns/admin_page.py): live progress, per-run
-// results with a chart (SVG built here from the JSON), cancel confirmation and the
-// test-push dialog. Plain JS on top of console.js (window.Herald); no framework.
+// The console's campaign page (campaigns/admin_page.py): live progress, engagement
+// (opens, clicks, conversions: campaign_analytics), per-run results with charts (SVG
+// built here from the JSON), cancel confirmation and the test-push dialog. Plain JS
+// on top of console.js (window.Herald); no framework.
 "use strict";
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
@@ -9,6 +10,7 @@
   const STATUS_LABELS = { queued: "Queued", sent: "Sent", failed: "Failed", invalid_token: "Invalid token", skipped: "Skipped", unknown: "Unknown" };
   const PROVIDER_LABELS = { apns: "APNs", fcm: "FCM" };
   const PLATFORM_LABELS = { ios: "iOS", android: "Android", web: "Web" };
+  const ENGAGEMENT = [["sent", "Sent", "#15803d"], ["opened", "Opened", "#2563eb"], ["clicked", "Clicked", "#d97706"], ["converted", "Converted", "#7c3aed"]];
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -131,6 +133,126 @@
     holder.replaceChildren(svg);
   }
 
+  // --- engagement (campaign_analytics) ----------------------------------------------
+
+  function percent(rate) {
+    return rate === null || rate === undefined ? "—" : (100 * rate).toFixed(1) + "%";
+  }
+
+  function figure(key, label, count, note) {
+    return el("div", { class: "herald-card", "data-engagement": key }, [
+      el("h3", {}, [label]),
+      el("div", { class: "herald-figure", "data-figure": "count" }, [Herald.number(count)]),
+      el("div", { class: "herald-quiet", "data-figure": "rate" }, [note]),
+    ]);
+  }
+
+  // A table with a header row: rows are arrays of cells (first cell a label).
+  function grid(caption, head, rows, attrs) {
+    const thead = el("thead", {}, [el("tr", {}, head.map(function (h, i) { return el("th", { scope: "col", class: i ? "n" : null }, [h]); }))]);
+    const body = el("tbody", {}, rows.map(function (cells) {
+      return el("tr", {}, cells.map(function (c, i) { return el("td", { class: i ? "n" : null }, [i && typeof c === "number" ? Herald.number(c) : c]); }));
+    }));
+    return el("div", Object.assign({ class: "herald-card" }, attrs || {}), [el("table", {}, [el("caption", {}, [caption]), thead, body])]);
+  }
+
+  function renderEngagement(panel, a) {
+    const t = a.totals, r = a.rates;
+    const primary = a.goals.find(function (g) { return g.primary; });
+    panel.querySelector('[data-field="engagement-figures"]').replaceChildren(
+      figure("sent", "Sent", t.sent, Herald.number(t.targeted) + " targeted"),
+      figure("opened", "Opened", t.opened, a.silent ? "open rate —, silent" : "open rate " + percent(r.open_rate)),
+      figure("clicked", "Clicked", t.clicked, "click rate " + percent(r.click_rate)),
+      figure("converted", "Converted", t.converted, primary ? "conversion rate " + percent(r.conversion_rate) + " · " + primary.name : "no conversion goal set")
+    );
+    const metrics = function (counts) { return ENGAGEMENT.map(function ([k]) { return counts[k] || 0; }); };
+    const head = ["", "Sent", "Opened", "Clicked", "Converted"];
+    const tables = [];
+    if (a.goals.length) {
+      tables.push(grid("Conversion goals", ["Goal", "Converted", "Rate"], a.goals.map(function (g) {
+        return [g.name + " (" + g.event + ", " + g.window_hours + " h" + (g.primary ? ", primary" : "") + ")", g.converted, percent(g.rate)];
+      }), { "data-table": "goals" }));
+    }
+    const actions = Object.entries(a.clicks_by_action);
+    if (actions.length) tables.push(grid("Clicks by button", ["Button", "Clicks"], actions.map(function ([id, n]) { return [id, n]; }), { "data-table": "actions" }));
+    tables.push(grid("By provider", head, Object.entries(a.by_provider).map(function ([k, c]) { return [PROVIDER_LABELS[k] || k].concat(metrics(c)); }), { "data-table": "provider" }));
+    tables.push(grid("By platform", head, Object.entries(a.by_platform).map(function ([k, c]) { return [PLATFORM_LABELS[k] || k].concat(metrics(c)); }), { "data-table": "platform" }));
+    panel.querySelector('[data-field="engagement-tables"]').replaceChildren.apply(panel.querySelector('[data-field="engagement-tables"]'), tables);
+    panel.querySelector('[data-field="engagement-updated"]').textContent = a.updated_at;
+    renderEngagementChart(panel, a);
+  }
+
+  // Running totals over time (x is time, so per-minute and per-hour points line up),
+  // one step line per metric; a dot per point with the bucket's count as its title.
+  function renderEngagementChart(panel, a) {
+    const holder = panel.querySelector('[data-field="engagement-chart"]');
+    const points = a.series.points;
+    panel.querySelector('[data-field="engagement-unit"]').textContent = "(points per " + a.series.resolution + (a.series.resolution === "minute" ? " for the first hours, then per hour" : "") + ", " + a.zone + ")";
+    if (!points.length) { holder.replaceChildren(el("p", { class: "herald-quiet" }, ["No sends or events counted yet."])); return; }
+    const W = 960, H = 220, left = 48, right = 12, top = 12, bottom = 40;
+    const times = points.map(function (p) { return Date.parse(p.t); });
+    const t0 = times[0], span = Math.max(times[times.length - 1] - t0, 60000);
+    const running = {};
+    const totals = points.map(function (p) {
+      const row = {};
+      ENGAGEMENT.forEach(function ([k]) { running[k] = (running[k] || 0) + (p[k] || 0); row[k] = running[k]; });
+      return row;
+    });
+    const max = Math.max.apply(null, ENGAGEMENT.map(function ([k]) { return running[k]; })) || 1;
+    const x = function (i) { return left + ((W - left - right) * (times[i] - t0)) / span; };
+    const y = function (n) { return top + (H - top - bottom) * (1 - n / max); };
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "Engagement running totals from " + points[0].label + " to " + points[points.length - 1].label + ": " + ENGAGEMENT.map(function ([k, label]) { return Herald.number(running[k]) + " " + label.toLowerCase(); }).join(", "));
+    const add = function (tag, attrs, text) {
+      const node = document.createElementNS(SVG, tag);
+      Object.entries(attrs).forEach(function ([k, v]) { node.setAttribute(k, v); });
+      if (text !== undefined) node.textContent = text;
+      svg.append(node);
+      return node;
+    };
+    [0, 0.5, 1].forEach(function (f) {
+      add("line", { x1: left, x2: W - right, y1: y(max * f), y2: y(max * f), class: "grid" });
+      add("text", { x: left - 6, y: y(max * f) + 4, "text-anchor": "end", class: "axis" }, Herald.number(Math.round(max * f)));
+    });
+    ENGAGEMENT.forEach(function ([key, label, colour]) {
+      const first = points.findIndex(function (p) { return p[key]; });
+      if (first < 0) return;  // nothing of it yet: no line lying on the axis
+      let d = "M" + x(first) + " " + y(0);
+      totals.slice(first).forEach(function (row, i) { d += " H" + x(first + i) + " V" + y(row[key]); });
+      d += " H" + (W - right);
+      add("path", { d: d, fill: "none", stroke: colour, "stroke-width": 2, "data-series": key });
+      points.forEach(function (p, i) {
+        if (!p[key]) return;
+        const dot = add("circle", { cx: x(i), cy: y(totals[i][key]), r: 3, fill: colour, "data-series": key });
+        const title = document.createElementNS(SVG, "title");
+        title.textContent = p.label + ": " + Herald.number(p[key]) + " " + label.toLowerCase() + " (" + Herald.number(totals[i][key]) + " in all)";
+        dot.append(title);
+      });
+    });
+    add("text", { x: left, y: H - bottom + 16, class: "axis" }, points[0].label);
+    if (points.length > 1) add("text", { x: W - right, y: H - bottom + 16, "text-anchor": "end", class: "axis" }, points[points.length - 1].label);
+    let lx = left;
+    ENGAGEMENT.forEach(function ([, label, colour]) {
+      add("rect", { x: lx, y: H - 14, width: 10, height: 10, fill: colour });
+      add("text", { x: lx + 14, y: H - 5, class: "axis" }, label);
+      lx += 30 + label.length * 7;
+    });
+    holder.replaceChildren(svg);
+  }
+
+  async function loadEngagement(panel) {
+    const picker = panel.querySelector('[data-field="engagement-run"]');
+    if (!picker) return;
+    const url = panel.dataset.analyticsUrl.replace(/\/runs\/0\/analytics\/$/, "/runs/" + picker.value + "/analytics/");
+    try {
+      renderEngagement(panel, await Herald.json(url));
+    } catch (e) {
+      panel.querySelector('[data-field="engagement-figures"]').replaceChildren(el("p", { class: "errornote" }, ["Could not load the engagement: " + e.message]));
+    }
+  }
+
   async function loadBreakdown(panel) {
     const picker = panel.querySelector('[data-field="run-picker"]');
     if (!picker) return;
@@ -147,28 +269,48 @@
 
   function startPanel(panel) {
     const picker = panel.querySelector('[data-field="run-picker"]');
+    const engagementPicker = panel.querySelector('[data-field="engagement-run"]');
+    const engagementEvery = Number(panel.dataset.engagementEvery) || 5;
+    const pollMs = Number(panel.dataset.pollMs) || 2000;
     let ticks = 0;
     let lastRun = picker ? picker.value : null;
+    // Engagement keeps arriving after the sends: keep refreshing it until then.
+    let followUntil = 0;
+    const follow = function (p) { followUntil = Date.now() + 1000 * (p.engagement_follow_seconds || 0); };
     if (picker) picker.addEventListener("change", function () { loadBreakdown(panel); });
-    renderProgress(panel, JSON.parse(document.getElementById("herald-progress-data").textContent));
+    if (engagementPicker) engagementPicker.addEventListener("change", function () { loadEngagement(panel); });
+    const initial = JSON.parse(document.getElementById("herald-progress-data").textContent);
+    renderProgress(panel, initial);
+    follow(initial);
     loadBreakdown(panel);
-    if (panel.dataset.sending !== "1") return;
+    loadEngagement(panel);
+    if (panel.dataset.sending !== "1" && Date.now() >= followUntil) return;
+    let sending = panel.dataset.sending === "1";
     Herald.poll(async function () {
+      ticks += 1;
+      if (!sending) {
+        // The run is over: only the engagement moves now, refreshed every few polls.
+        if (ticks % engagementEvery === 0) await loadEngagement(panel);
+        return Date.now() < followUntil;
+      }
       const p = await Herald.json(panel.dataset.progressUrl);
       renderProgress(panel, p);
-      ticks += 1;
+      sending = p.sending;
+      follow(p);
       // The results follow the current run: every 5th poll while sending, and once at the end.
       const current = picker && p.run && picker.value === String(p.run.number);
       if (picker && p.run && String(p.run.number) !== lastRun && !picker.querySelector('option[value="' + p.run.number + '"]')) {
         picker.prepend(el("option", { value: p.run.number }, ["Run " + p.run.number]));
         picker.value = String(p.run.number);
+        if (engagementPicker) engagementPicker.insertBefore(el("option", { value: p.run.number }, ["Run " + p.run.number]), engagementPicker.options[1] || null);
       }
       lastRun = p.run ? String(p.run.number) : lastRun;
       // Small runs are recounted on every poll; big ones (aggregates over many rows) every 5th.
       const every = Number(panel.dataset.resultsTotal || 0) > 10000 ? 5 : 1;
       if (current && (!p.sending || ticks % every === 0)) loadBreakdown(panel);
-      return p.sending;
-    }, Number(panel.dataset.pollMs) || 2000);
+      if (!p.sending || ticks % engagementEvery === 0) loadEngagement(panel);
+      return p.sending || Date.now() < followUntil;
+    }, pollMs);
   }
 
   // --- buttons ----------------------------------------------------------------------

@@ -249,7 +249,70 @@
     );
   }
 
-  const EDITORS = { localizations: localizationsEditor, actions: actionsEditor, targeting: targetingEditor };
+  // ------------------------------------------------------------------------ goals
+  // Rows of {name, event, filter, window_hours, primary}. The filter is a segment rule
+  // over the event's properties, typed as JSON (what cannot be parsed is sent as typed,
+  // for the validator to refuse with its path); the primary is a radio across rows.
+  const MAX_GOALS = 5;
+  function goalsEditor(textarea, mount, options) {
+    const rows = el("div", { class: "composer-rows composer-goals" });
+    const add = el("button", { type: "button", class: "button composer-add", text: "+ Add goal" });
+    mount.append(rows, add);
+    const write = () => {
+      const out = [];
+      const filled = $$(".composer-row", rows).filter((row) => ["name", "event", "filter"].some((k) => $("[data-key=" + k + "]", row).value.trim()));
+      const anyPrimary = filled.some((row) => $("[data-key=primary]", row).checked);
+      $$(".composer-row", rows).forEach((row, i) => { row.dataset.path = "goals[" + i + "]"; $$("[data-sub]", row).forEach((n) => { n.dataset.path = "goals[" + i + "]." + n.dataset.sub; }); });
+      filled.forEach((row) => {
+        const goal = { name: $("[data-key=name]", row).value, event: $("[data-key=event]", row).value.trim() };
+        const filter = $("[data-key=filter]", row).value.trim();
+        goal.filter = filter ? parse(filter, filter) : null;
+        const hours = $("[data-key=window_hours]", row).value.trim();
+        goal.window_hours = hours === "" ? 36 : (/^[0-9]+$/.test(hours) ? Number(hours) : hours);
+        if (anyPrimary) goal.primary = $("[data-key=primary]", row).checked;
+        out.push(goal);
+      });
+      add.disabled = rows.children.length >= MAX_GOALS;
+      changed(textarea, out);
+    };
+    const addRow = (goal) => {
+      const n = rows.children.length + 1;
+      const row = el("div", { class: "composer-row composer-goal", "data-path": "goals[" + (n - 1) + "]" }, [
+        el("input", { "data-key": "name", "data-sub": "name", "aria-label": "Goal " + n + " name", placeholder: "Name, e.g. Purchase", class: "composer-grow", value: goal.name || "" }),
+        el("input", { "data-key": "event", "data-sub": "event", "aria-label": "Goal " + n + " event", placeholder: "event, e.g. purchase", size: 14, value: goal.event || "" }),
+        el("input", { "data-key": "filter", "data-sub": "filter", "aria-label": "Goal " + n + " property filter", placeholder: "property filter (optional), e.g. " + (options.filter_example || ""), class: "composer-grow composer-goal-filter", value: goal.filter ? JSON.stringify(goal.filter) : "" }),
+        el("label", { class: "composer-goal-window", "data-sub": "window_hours" }, [
+          "within ",
+          el("input", { type: "number", min: 1, max: 720, "data-key": "window_hours", "aria-label": "Goal " + n + " window (hours)", size: 4, value: goal.window_hours === undefined ? 36 : goal.window_hours }),
+          " h",
+        ]),
+        el("label", { class: "composer-goal-primary", "data-sub": "primary" }, [
+          el("input", { type: "radio", name: "composer-goal-primary", "data-key": "primary", "aria-label": "Goal " + n + " is the primary goal", checked: goal.primary === true }),
+          " primary",
+        ]),
+        removeButton("Remove goal " + n, () => {
+          row.remove();
+          const radios = $$("[data-key=primary]", rows);
+          if (radios.length && !radios.some((r) => r.checked)) radios[0].checked = true;
+          write();
+        }),
+      ]);
+      row.addEventListener("input", write);
+      row.addEventListener("change", write);
+      rows.appendChild(row);
+      const radios = $$("[data-key=primary]", rows);
+      if (!radios.some((r) => r.checked)) radios[0].checked = true;  // a lone goal is primary
+      add.disabled = rows.children.length >= MAX_GOALS;
+      return row;
+    };
+    const stored = parse(textarea.value, []);
+    (Array.isArray(stored) ? stored : []).forEach(addRow);
+    // Paths on the sub-fields from the start, so a refusal marks the right input.
+    $$(".composer-row", rows).forEach((row, i) => $$("[data-sub]", row).forEach((n) => { n.dataset.path = "goals[" + i + "]." + n.dataset.sub; }));
+    add.addEventListener("click", () => { $("input", addRow({})).focus(); write(); });
+  }
+
+  const EDITORS = { localizations: localizationsEditor, actions: actionsEditor, targeting: targetingEditor, goals: goalsEditor };
 
   function markErrors(textarea, mount) {
     const path = textarea.dataset.errorPath;
