@@ -57,6 +57,10 @@ MAX_DELIVERY_ID: Final = 2**63 - 1
 # A device clock a little ahead is tolerated; a week-old offline queue is not refused.
 MAX_FUTURE: Final = timedelta(minutes=5)
 MAX_AGE: Final = timedelta(days=30)
+# A device's clock may run behind the server's: an event stamped up to this much
+# before its push was sent is taken as happening when the push was sent (it cannot
+# have come earlier); further back, it is refused.
+CLOCK_SKEW: Final = timedelta(seconds=60)
 NAME_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 CONTROL_CHARS_RE: Final = re.compile(r"[\x00-\x1f\x7f]")
 EVENT_FIELDS: Final = frozenset(
@@ -484,7 +488,12 @@ def _resolve(candidate: _Candidate, found: _References) -> None:
             "DELIVERY_NOT_SENT", f"This push has not been sent (status {delivery.status})."
         )
     if candidate.occurred_at < sent_at:
-        raise EventRefused("OCCURRED_BEFORE_DELIVERY", "occurred_at is before the push was sent.")
+        if candidate.occurred_at < sent_at - CLOCK_SKEW:
+            raise EventRefused(
+                "OCCURRED_BEFORE_DELIVERY",
+                "occurred_at is more than 60 seconds before the push was sent.",
+            )
+        candidate.occurred_at = sent_at  # a device clock slightly behind the server's
     candidate.delivery = delivery.ref
 
 

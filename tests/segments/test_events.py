@@ -347,11 +347,13 @@ def test_delivery_rules(project: Project, user: AppUser) -> None:
             ev("failed", name="push_opened", delivery_id=failed.pk),
             ev("custom-queued", name="purchase", delivery_id=queued.pk),
             ev("early", name="push_opened", delivery_id=sent.pk,
-               occurred_at=(SENT - timedelta(seconds=1)).isoformat()),
+               occurred_at=(SENT - timedelta(seconds=61)).isoformat()),
             ev("anonymous", name="push_opened", delivery_id=anonymous.pk),
             ev("unknown", name="push_opened", delivery_id=unknown.pk),
             ev("at-send", name="push_opened", delivery_id=sent.pk, occurred_at=SENT.isoformat()),
             ev("named", name="push_opened", delivery_id=anonymous.pk, user_id=str(other_user.id)),
+            ev("skewed", name="push_opened", delivery_id=sent.pk,
+               occurred_at=(SENT - timedelta(seconds=60)).isoformat()),
         ],
     )  # fmt: skip
 
@@ -364,7 +366,13 @@ def test_delivery_rules(project: Project, user: AppUser) -> None:
         (5, "anonymous", "MISSING_USER"),
         (8, "named", "DELIVERY_USER_MISMATCH"),
     ]
-    assert sorted(Event.objects.values_list("event_id", flat=True)) == ["at-send", "unknown"]
+    assert sorted(Event.objects.values_list("event_id", flat=True)) == [
+        "at-send",
+        "skewed",
+        "unknown",
+    ]
+    # A device clock up to 60 s behind: stored as happening when the push was sent.
+    assert Event.objects.get(event_id="skewed").occurred_at == SENT
 
 
 def test_one_query_per_kind_of_reference(
