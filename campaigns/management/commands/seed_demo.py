@@ -74,6 +74,18 @@ SEGMENTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ),
 )
 PRO_SEGMENT = "Pro plan"
+FIRST_NAMES = (
+    "Ada",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Alan",
+    "Hedy",
+    "Ken",
+    "Barbara",
+    "Tim",
+    "Sofia",
+)
 
 
 def _campaign_payloads(pro_segment: Segment) -> list[dict[str, Any]]:
@@ -82,7 +94,9 @@ def _campaign_payloads(pro_segment: Segment) -> list[dict[str, Any]]:
         {
             "name": "Welcome tour",
             "title": "Welcome to Herald Demo",
-            "body": "Take the two-minute tour and set up your first project.",
+            # A placeholder: each user gets their own first name (or "there").
+            "body": 'Hi {{ first_name | default: "there" }}, take the two-minute tour and '
+            "set up your first project.",
             "data": {"screen": "tour"},
             "url": "herald-demo://tour",
             # Buttons, so the simulated devices' clicks (run_stack's device behaviour:
@@ -98,6 +112,18 @@ def _campaign_payloads(pro_segment: Segment) -> list[dict[str, Any]]:
                 "pt-BR": {"title": "Bem-vindo ao Herald Demo", "body": "Faça o tour."},
             },
             "tags": ["demo", "onboarding"],
+            # What the tour is for: the simulated devices report this event for a share
+            # of the pushes they open (run_stack's device behaviour), so the campaign
+            # page shows conversions as well as opens and clicks.
+            "goals": [
+                {
+                    "name": "Purchase",
+                    "event": settings.HERALD_DEMO_GOAL_EVENT,
+                    "filter": {"attr": "value", "op": "gt", "value": 0},
+                    "window_hours": 36,
+                    "primary": True,
+                }
+            ],
         },
         {
             "name": "Pro feature launch",
@@ -153,6 +179,8 @@ def demo_attributes(index: int) -> dict[str, Any]:
         # Most users open the app a few times, a few are heavy users.
         "sessions": rng.randint(0, 20) if rng.random() < 0.7 else rng.randint(21, 800),
         "beta": rng.random() < 0.1,
+        # Most users told the app their first name; the rest get the default.
+        **({"first_name": rng.choice(FIRST_NAMES)} if rng.random() < 0.8 else {}),
     }
 
 
