@@ -20,12 +20,14 @@ from campaigns.analytics import campaign_analytics
 from campaigns.models import CampaignStatus, PushCampaign
 from campaigns.runs import campaign_stats
 from campaigns.tasks import sweep_campaigns_task
-from core.models import Project
+from campaigns.validation import validate_create
+from core.models import ApiKey, Project
 from delivery.models import DeliveryClaim, PushDelivery, PushToken
 from delivery.providers import runtime
 from delivery.simulators.credentials import ensure_demo_credentials
 from segments.models import AppUser
 from tests.e2e.conftest import Simulators, drain_broker, wait_for
+from tests.factories import api_client, create_api_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -71,11 +73,17 @@ def _tokens(project: Project, provider: str, count: int, *, prefix: str = "") ->
     return values
 
 
-def _send(project: Project) -> PushCampaign:
-    campaign = services.campaign_create(
-        project=project, fields={"title": "Hello", "body": "World", "name": "e2e"}
-    )
+def _send(project: Project, **extra: Any) -> PushCampaign:
+    fields = validate_create({"title": "Hello", "body": "World", "name": "e2e", **extra})
+    campaign = services.campaign_create(project=project, fields=fields)
     return services.campaign_send(project=project, campaign_id=campaign.id)
+
+
+GOAL = {
+    "name": "Purchase",
+    "event": "purchase",
+    "filter": {"attr": "value", "op": "gt", "value": 0},
+}
 
 
 def _status(campaign: PushCampaign) -> str:
@@ -124,7 +132,7 @@ def test_broadcast_with_dead_bad_and_flaky_tokens(simulators, start_worker, sett
         }
     )
     start_worker(env=FAST_RETRIES)
-    campaign = _send(project)
+    campaign = _send(project, goals=[GOAL])
 
     assert wait_for(lambda: _status(campaign) == CampaignStatus.SENT, timeout=120)
 
@@ -167,6 +175,55 @@ def test_broadcast_with_dead_bad_and_flaky_tokens(simulators, start_worker, sett
         "fcm": 1200,
     }
     assert sum(point["sent"] for point in analytics["series"]["points"]) == 2400
+    _report_engagement_through_the_api(project, campaign, sent_rows)
+
+
+def _report_engagement_through_the_api(
+    project: Project, campaign: PushCampaign, sent_rows: Any
+) -> None:
+    """The app's half of the loop: each push carried its delivery id; the app reports
+    opens, clicks and purchases with it through the events API (a client key, batches
+    of 1,000, one batch sent twice), and the analytics count each once."""
+    sent = list(sent_rows.order_by("id").values_list("id", flat=True))
+    events: list[dict[str, Any]] = []
+    for n, delivery_id in enumerate(sent[:900]):  # 900 opens
+        events.append({"event_id": f"o{n}", "name": "push_opened", "delivery_id": delivery_id})
+    for n, delivery_id in enumerate(sent[:300]):  # 300 of them click
+        events.append(
+            {
+                "event_id": f"c{n}",
+                "name": "push_clicked",
+                "delivery_id": delivery_id,
+                "action_id": "buy",
+            }
+        )
+    for n, delivery_id in enumerate(sent[200:320]):  # 120 buy; 20 of them twice
+        for again in range(2 if n < 20 else 1):
+            events.append(
+                {
+                    "event_id": f"p{n}-{again}",
+                    "name": "purchase",
+                    "delivery_id": delivery_id,
+                    "properties": {"value": 9.99},
+                }
+            )
+    _, key = create_api_key(project, scope=ApiKey.Scope.CLIENT)
+    client = api_client(key)
+    url = f"/v1/projects/{project.pk}/events"
+    batches = [events[i : i + 1000] for i in range(0, len(events), 1000)]
+    for batch in [*batches, batches[0]]:  # the first batch is retried
+        answer = client.post(url, {"events": batch})
+        assert answer.status_code == 200, answer.content
+        assert answer.json()["rejected"] == []
+    analytics = campaign_analytics(campaign)
+    assert analytics["totals"]["opened"] == 900
+    assert analytics["totals"]["clicked"] == 300
+    assert analytics["totals"]["converted"] == 120
+    assert analytics["clicks_by_action"] == {"buy": 300}
+    assert analytics["rates"]["open_rate"] == pytest.approx(900 / 2400, abs=1e-6)
+    assert [goal["converted"] for goal in analytics["goals"]] == [120]
+    opened_by_provider = {p: n["opened"] for p, n in analytics["by_provider"].items()}
+    assert sum(opened_by_provider.values()) == 900
 
 
 def test_worker_stopped_mid_campaign_then_replaced_sends_each_token_exactly_once(
