@@ -128,7 +128,7 @@
       render(); onchange();
     };
     if (choices) {
-      input = el("select", { "aria-label": label }, [el("option", { value: "", text: "Add a segment…" })]
+      input = el("select", { "aria-label": label }, [el("option", { value: "", text: "Add…" })]
         .concat(choices.map((c) => el("option", { value: c.id, text: c.name }))));
       input.addEventListener("change", () => { if (input.value) push(input.value); input.value = ""; });
     } else {
@@ -484,7 +484,7 @@
         const p = await Herald.json(root.dataset.previewUrl, { method: "POST", body: request });
         if (mine !== seq) return;
         userProblem("");
-        langSelect.options[0].textContent = user ? "User's language (" + (p.language || "none") + ")" : "Default (no localization)";
+        langSelect.options[0].textContent = user ? "User's language" + (p.language ? ": " + p.language : "") : "Default (no localization)";
         uses.textContent = p.placeholders.length ? "Uses: " + p.placeholders.join(", ") : "";
         uses.hidden = !p.placeholders.length;
         $$("[data-preview=title]", panel).forEach((n) => { n.textContent = p.title; });
