@@ -4,7 +4,9 @@ and the recurrence's reading, on the campaign add/change page.
 Doors, not owners (STYLE.md): each view validates the form's current (unsaved) values
 with `campaigns.validation`, as the API would, then calls the function the API uses —
 `services.audience_estimate` (the count behind GET .../audience), `content.push_content`
-+ `content.payload_preview` (the real payload builders), `recurrence.describe_recurrence`.
++ `services.content_preview` (the API preview's sample user and the real payload
+builders), `recurrence.describe_recurrence`; the "Preview as" suggestions read
+`segments.selectors.recent_external_ids`.
 Refusals answer the API's error envelope. Session-authenticated admin views under
 `<campaign id or "add">/composer/...`, POST with the CSRF token (composer.js).
 """
@@ -16,17 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import URLPattern, path
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from campaigns import services
-from campaigns.content import CONTENT_FIELDS, payload_preview, push_content
+from campaigns.content import CONTENT_FIELDS, push_content
 from campaigns.models import PushCampaign
 from campaigns.recurrence import describe_recurrence
-from campaigns.validation import validate_create, validate_update
+from campaigns.validation import validate_create, validate_preview, validate_update
 from core.console_json import error_response, request_object
 from core.errors import ApplicationError, InvalidInput, NotFound
 from core.models import Project
+from segments.selectors import recent_external_ids
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -48,11 +50,12 @@ class ComposerViews(_Base):
         views = (
             ("estimate", self.estimate_view),
             ("preview", self.preview_view),
+            ("sample_users", self.sample_users_view),
             ("recurrence", self.recurrence_view),
         )
         return [
             path(
-                f"<str:object_id>/composer/{name}/",
+                f"<str:object_id>/composer/{name.replace('_', '-')}/",
                 self.admin_site.admin_view(require_POST(view)),
                 name=f"{prefix}_{name}",
             )
@@ -92,27 +95,45 @@ class ComposerViews(_Base):
             return error_response(error)
 
     def preview_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
-        """The notification for `language` and its payload sizes, built by the real
-        builders from the form's content fields (validated as a create would be)."""
+        """The notification and its payload sizes, built by the real builders from the
+        form's content fields (validated as a create would be), for a sample user:
+        `external_id` (optional) and `language` are the API preview's body, cleaned by
+        its validator and resolved by its service (`services.content_preview`): an
+        unknown user is NOT_FOUND with details `{"field": "external_id"}`; `language`
+        "" is the default text, absent or null the user's language."""
         try:
             body = request_object(request)
-            _, campaign = self._composing(request, object_id, body)
+            project, campaign = self._composing(request, object_id, body)
             content_body = body.get("content")
             if not isinstance(content_body, dict):
                 raise InvalidInput("content must be an object.", details={"field": "content"})
-            language = body.get("language") or ""
-            if not isinstance(language, str) or len(language) > 35:
-                raise InvalidInput(
-                    "language must be a language tag.", details={"field": "language"}
-                )
+            sample = validate_preview(
+                {k: body[k] for k in ("external_id", "language") if body.get(k) is not None}
+            )
             wanted = {k: v for k, v in content_body.items() if k in CONTENT_FIELDS}
             fields = validate_create(wanted)
             campaign_id = str(campaign.pk) if campaign is not None else UNSAVED_ID
             content = push_content(
                 fields, collapse_id_default=f"c-{campaign_id}", campaign_id=campaign_id
             )
-            preview = payload_preview(content, language=language, now=timezone.now())
-            return JsonResponse(preview)
+            return JsonResponse(
+                services.content_preview(
+                    project=project,
+                    content=content,
+                    external_id=sample.external_id,
+                    language=sample.language,
+                )
+            )
+        except ApplicationError as error:
+            return error_response(error)
+
+    def sample_users_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """`{"external_ids": [...]}`: the project's newest users, suggestions for the
+        preview's "Preview as" input (`segments.selectors.recent_external_ids`)."""
+        try:
+            body = request_object(request)
+            project, _ = self._composing(request, object_id, body)
+            return JsonResponse({"external_ids": recent_external_ids(project=project)})
         except ApplicationError as error:
             return error_response(error)
 

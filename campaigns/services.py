@@ -25,6 +25,7 @@ from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.validation import CampaignFields, campaign_segment, check_campaign
 from core.errors import ApplicationError, Conflict, NotFound, UpstreamFailure
 from core.models import Project
+from delivery.payloads import PushContent
 from delivery.services import NewDelivery, deliveries_create
 from segments.audience import resolve_audience
 from segments.models import AppUser, Segment
@@ -370,23 +371,45 @@ def campaign_preview(
     attributes: dict[str, Any] | None = None,
     language: str | None = None,
 ) -> dict[str, Any]:
-    """The campaign's notification and payloads as one sample user would get them
-    (`content.payload_preview`): a registered user of the project by external id
-    (NOT_FOUND otherwise: no other project's user), or made-up attributes, or
-    nobody (placeholders take their defaults). The language is `language`, else the
-    user's."""
+    """The saved campaign's notification and payloads for one sample user
+    (`content_preview`)."""
     campaign = _get(project, campaign_id)
+    return content_preview(
+        project=project,
+        content=campaign_content(campaign),
+        external_id=external_id,
+        attributes=attributes,
+        language=language,
+    )
+
+
+def content_preview(
+    *,
+    project: Project,
+    content: PushContent,
+    external_id: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    language: str | None = None,
+) -> dict[str, Any]:
+    """Content's notification and payloads as one sample user would get them
+    (`content.payload_preview`): a registered user of the project by external id
+    (NOT_FOUND, details `{"field": "external_id"}`, otherwise: no other project's
+    user), or made-up attributes, or nobody (placeholders take their defaults). The
+    language is `language`, else the user's. The one sample-user lookup behind the
+    API's preview of a saved campaign and the console composer's of unsaved content.
+    """
     values: dict[str, Any] = dict(attributes or {})
     if external_id is not None:
         user = AppUser.objects.filter(project=project, external_id=external_id).first()
         if user is None:
-            raise NotFound("No app user with that external_id in this project.")
+            raise NotFound(
+                "No app user with that external_id in this project.",
+                details={"field": "external_id"},
+            )
         values = {**user.attributes, "external_id": user.external_id}
     if language is None:
         language = values.get("language") if isinstance(values.get("language"), str) else ""
-    return payload_preview(
-        campaign_content(campaign), language=language or "", now=timezone.now(), values=values
-    )
+    return payload_preview(content, language=language or "", now=timezone.now(), values=values)
 
 
 def audience_of(

@@ -123,10 +123,13 @@ class Console:
         return self.page.goto(self.base_url + path)
 
     def shot(self, name: str) -> Path:
-        """A full-page screenshot, numbered in the order the test took them."""
+        """A full-page screenshot from the top, numbered in the order the test took them."""
         self._shots += 1
         self.artifacts.mkdir(parents=True, exist_ok=True)
         path = self.artifacts / f"{self._shots:02d}-{name}.png"
+        # From the top: a full-page shot taken scrolled down draws the sticky parts
+        # (the admin's nav sidebar, the composer's panels) halfway down the page.
+        self.page.evaluate("window.scrollTo(0, 0)")
         self.page.screenshot(path=str(path), full_page=True)
         return path
 

@@ -289,6 +289,95 @@ def test_preview_reports_the_same_overflow_a_save_refuses(staff: Client) -> None
     assert (missing.status_code, missing.json()["error"]["code"]) == (400, "MISSING_TITLE")
 
 
+PERSONAL = {
+    "title": 'Hi {{ first_name | default: "there" }}',
+    "body": "Deals in {{ city }}",
+    "localizations": {"fr": {"title": 'Salut {{ first_name | default: "toi" }}'}},
+}
+
+
+def test_preview_as_a_user_renders_their_values_like_the_api_preview(staff: Client) -> None:
+    campaign = CampaignFactory.create(**PERSONAL)
+    project = campaign.project
+    AppUserFactory.create(
+        project=project,
+        external_id="ada",
+        attributes={"first_name": "Ada", "city": "Lyon", "language": "fr"},
+    )
+
+    as_ada = post(staff, "preview", str(campaign.pk), {"external_id": "ada", "content": PERSONAL})
+    nobody = post(staff, "preview", str(campaign.pk), {"language": "", "content": PERSONAL})
+    ada_default_text = post(
+        staff,
+        "preview",
+        str(campaign.pk),
+        {"external_id": "ada", "language": "", "content": PERSONAL},
+    )
+
+    assert as_ada.status_code == 200
+    # The user's language (fr) by default, their attributes in the placeholders.
+    assert (as_ada.json()["language"], as_ada.json()["title"]) == ("fr", "Salut Ada")
+    assert as_ada.json()["body"] == "Deals in Lyon"
+    assert as_ada.json()["placeholders"] == ["city", "first_name"]
+    # The same answer as the API's preview of the saved campaign for that user.
+    api = services.campaign_preview(project=project, campaign_id=campaign.pk, external_id="ada")
+    assert {k: v for k, v in as_ada.json().items() if k != "payloads"} == {
+        k: v for k, v in api.items() if k != "payloads"
+    }
+    assert (nobody.json()["title"], nobody.json()["body"]) == ("Hi there", "Deals in ")
+    assert (ada_default_text.json()["language"], ada_default_text.json()["title"]) == (
+        "",
+        "Hi Ada",
+    )
+
+
+@pytest.mark.parametrize(
+    ("sample", "status", "code", "field"),
+    [
+        ({"external_id": "nobody"}, 404, "NOT_FOUND", "external_id"),
+        ({"external_id": "someone-else"}, 404, "NOT_FOUND", "external_id"),  # other project's
+        ({"external_id": ""}, 400, "INVALID_EXTERNAL_ID", "external_id"),
+        ({"external_id": 42}, 400, "INVALID_EXTERNAL_ID", "external_id"),
+        ({"external_id": "x" * 1000}, 400, "INVALID_EXTERNAL_ID", "external_id"),
+        ({"language": "not a tag"}, 400, "VALIDATION_ERROR", "language"),
+    ],
+)
+def test_preview_as_an_unknown_or_bad_user_is_refused_with_the_api_envelope(
+    staff: Client, sample: dict[str, Any], status: int, code: str, field: str
+) -> None:
+    project = ProjectFactory.create()
+    AppUserFactory.create(external_id="someone-else", attributes={"first_name": "Eve"})
+
+    answer = post(
+        staff, "preview", "add", {"project": str(project.pk), "content": PERSONAL, **sample}
+    )
+
+    assert answer.status_code == status
+    error = answer.json()["error"]
+    assert (error["code"], error["details"]["field"]) == (code, field)
+    assert set(error) == {"code", "message", "details"}
+
+
+def test_sample_users_are_the_projects_newest_twenty(staff: Client) -> None:
+    project = ProjectFactory.create()
+    for i in range(25):
+        AppUserFactory.create(project=project, external_id=f"u{i:02d}")
+    AppUserFactory.create(external_id="foreign")
+    campaign = CampaignFactory.create(project=project)
+
+    added = post(staff, "sample_users", "add", {"project": str(project.pk)})
+    changed = post(staff, "sample_users", str(campaign.pk), {})
+    no_project = post(staff, "sample_users", "add", {})
+
+    assert added.status_code == 200
+    assert added.json() == {"external_ids": [f"u{i:02d}" for i in range(24, 4, -1)]}
+    assert changed.json() == added.json()
+    assert (no_project.status_code, no_project.json()["error"]["details"]) == (
+        400,
+        {"field": "project"},
+    )
+
+
 def test_recurrence_reading_and_refusal(staff: Client) -> None:
     project = ProjectFactory.create()
     recurrence = {"cron": "0 12 * * 1,5", "timezone": "Europe/Paris"}

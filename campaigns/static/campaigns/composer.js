@@ -128,7 +128,7 @@
       render(); onchange();
     };
     if (choices) {
-      input = el("select", { "aria-label": label }, [el("option", { value: "", text: "Add a segment…" })]
+      input = el("select", { "aria-label": label }, [el("option", { value: "", text: "Add…" })]
         .concat(choices.map((c) => el("option", { value: c.id, text: c.name }))));
       input.addEventListener("change", () => { if (input.value) push(input.value); input.value = ""; });
     } else {
@@ -428,6 +428,16 @@
     if (!panel) return;
     const langSelect = $("[data-preview=language]", panel);
     const message = $("[data-preview=message]", panel);
+    // "Preview as": a user's external id (the API preview's sample user); with one,
+    // the default language option means the user's language.
+    const userInput = $("[data-preview=user]", panel);
+    const userMessage = $("[data-preview=user-message]", panel);
+    const uses = $("[data-preview=placeholders]", panel);
+    const userProblem = (text) => {
+      userMessage.textContent = text || "";
+      userMessage.hidden = !text;
+      if (text) userInput.setAttribute("aria-invalid", "true"); else userInput.removeAttribute("aria-invalid");
+    };
     const val = (sel) => { const n = $(sel); return n ? n.value : ""; };
     const content = () => {
       const out = {
@@ -466,9 +476,17 @@
         message.hidden = false;
         return;
       }
+      const user = userInput.value.trim();
+      const request = { project: projectId(), content: body };
+      if (user) request.external_id = user;
+      if (!user || langSelect.value) request.language = langSelect.value;
       try {
-        const p = await Herald.json(root.dataset.previewUrl, { method: "POST", body: { project: projectId(), language: langSelect.value, content: body } });
+        const p = await Herald.json(root.dataset.previewUrl, { method: "POST", body: request });
         if (mine !== seq) return;
+        userProblem("");
+        langSelect.options[0].textContent = user ? "User's language" + (p.language ? ": " + p.language : "") : "Default (no localization)";
+        uses.textContent = p.placeholders.length ? "Uses: " + p.placeholders.join(", ") : "";
+        uses.hidden = !p.placeholders.length;
         $$("[data-preview=title]", panel).forEach((n) => { n.textContent = p.title; });
         $$("[data-preview=body]", panel).forEach((n) => { n.textContent = p.body; });
         $$("[data-preview=image]", panel).forEach((n) => { n.hidden = !p.image_url; if (p.image_url) n.src = p.image_url; else n.removeAttribute("src"); });
@@ -485,8 +503,15 @@
         panel.classList.remove("composer-stale");
       } catch (e) {
         if (mine !== seq) return;
-        message.textContent = e.message;
-        message.hidden = false;
+        const details = (e.data && e.data.error && e.data.error.details) || {};
+        if (details.field === "external_id") {
+          userProblem(e.message);
+          message.hidden = true;
+        } else {
+          userProblem("");
+          message.textContent = e.message;
+          message.hidden = false;
+        }
         panel.classList.add("composer-stale");
       }
     }, 300);
@@ -494,7 +519,27 @@
     form.addEventListener("input", run);
     form.addEventListener("change", run);
     langSelect.addEventListener("change", run);
+    // Enter in "Preview as" previews; it must not submit the campaign form.
+    userInput.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); run(); } });
+    sampleUsers(root);
     run();
+  }
+
+  // The project's newest users' external ids, suggested by "Preview as".
+  function sampleUsers(root) {
+    const list = $("#composer-sample-users");
+    if (!list || !root.dataset.sampleUsersUrl) return;
+    const load = async () => {
+      try {
+        const answer = await Herald.json(root.dataset.sampleUsersUrl, { method: "POST", body: { project: projectId() } });
+        list.replaceChildren(...answer.external_ids.map((id) => el("option", { value: id })));
+      } catch (e) {
+        list.replaceChildren(); // no project chosen yet: nothing to suggest
+      }
+    };
+    const project = $("#id_project");
+    if (project) project.addEventListener("change", load);
+    load();
   }
 
   function languageSuggestions() {
