@@ -21,18 +21,17 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from core.db import binary_cursor
 from core.errors import InvalidInput
 from core.models import Project
 from delivery.models import PushDelivery
@@ -385,7 +384,7 @@ def _load_references(project: Project, candidates: Sequence[_Candidate]) -> _Ref
     if connection.vendor == "postgresql":
         # Each kind is one `= ANY(array)` with binary parameters: Django's IN (...) of
         # up to 1,000 quoted literals cost more than the rest of a batch (bench/events.py).
-        with _binary_cursor(connection) as cursor:
+        with binary_cursor(connection) as cursor:
             if external_ids:
                 cursor.execute(
                     "SELECT external_id, id FROM app_users"
@@ -440,22 +439,6 @@ def _add_deliveries(found: _References, rows: Iterable[Sequence[Any]]) -> None:
             sent_at=sent_at,
         )
         found.deliveries[pk] = _Delivery(ref=ref, app_user_id=app_user_id, status=status)
-
-
-@contextmanager
-def _binary_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
-    """A psycopg cursor with server-side binding on the Django connection (so inside its
-    transaction), for `%b` (binary) parameters: arrays of 1,000 values are sent without
-    the per-element quoting Django's client-side cursors do in Python. Wrapped as
-    Django wraps its own cursors, so query logging and execute wrappers still see it."""
-    import psycopg
-
-    connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
-    try:
-        yield connection._prepare_cursor(raw)  # type: ignore[attr-defined]
-    finally:
-        raw.close()
 
 
 def _resolve(candidate: _Candidate, found: _References) -> None:
@@ -600,7 +583,7 @@ def _insert(
             " action_id) "
             f"{conflict}"
         )
-        with _binary_cursor(connection) as cursor:
+        with binary_cursor(connection) as cursor:
             cursor.execute(
                 sql,
                 [
