@@ -289,6 +289,17 @@ def _write_config(tmp: Path, key: str, ids: dict[str, list[str]]) -> Path:
         # design; a wrong envelope is still 400 (tests/segments/test_events.py), and
         # the other checks hold as everywhere. (`enabled = false` would not do: the
         # command line's --checks overrides it per operation.)
+        # The project id is fixed above, so a "negative" project_id schemathesis means
+        # to send is replaced by the real one and a valid request is reported as
+        # schema-violating data accepted (upstream false positives of this kind:
+        # schemathesis#2312, #4601). Seen on this route with seed 1 (campaign and
+        # run 1 both seeded); its own invalid values (campaign id, run number) still
+        # answer 400/404, tests/campaigns/test_analytics.py.
+        "[[operations]]",
+        'include-path-regex = "/runs/[{]number[}]/analytics/$"',
+        'checks.negative_data_rejection.expected-statuses = ["200", "400", "401", "403", '
+        '"404", "405", "406", "415", "422"]',
+        "",
         "[[operations]]",
         'include-path-regex = "/events/$"',
         'checks.negative_data_rejection.expected-statuses = ["200", "400", "401", "403", '

@@ -218,20 +218,25 @@ class CampaignRun(models.Model):
 # --- engagement: what users did after a push (campaigns/engagement.py writes these) ---
 
 
+def _counted_campaign() -> models.ForeignKey[PushCampaign]:
+    """The campaign of an engagement counting row: deleted with it by Django's delete
+    collector, but no database FK, whose check would cost each counted row a lookup
+    (docs/decisions.md, "Engagement and conversions")."""
+    return models.ForeignKey(
+        PushCampaign,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+
+
 class DeliveryEngagement(models.Model):
     """A delivery that was opened (and whether it was clicked): one row per delivery,
     so its first open and its first click count once however often they are reported."""
 
     delivery_id = models.BigIntegerField(primary_key=True)
-    campaign = models.ForeignKey(
-        PushCampaign,
-        on_delete=models.CASCADE,  # by Django's delete collector
-        related_name="+",
-        db_index=False,
-        # No database FK: its check costs each counted row a lookup (see
-        # docs/decisions.md, "Engagement and conversions").
-        db_constraint=False,
-    )
+    campaign = _counted_campaign()
     run = models.PositiveIntegerField()
     opened_at = models.DateTimeField()
     clicked = models.BooleanField(default=False)
@@ -248,15 +253,7 @@ class DeliveryEngagement(models.Model):
 class DeliveryClick(models.Model):
     """One (delivery, action) click, counted once."""
 
-    campaign = models.ForeignKey(
-        PushCampaign,
-        on_delete=models.CASCADE,  # by Django's delete collector
-        related_name="+",
-        db_index=False,
-        # No database FK: its check costs each counted row a lookup (see
-        # docs/decisions.md, "Engagement and conversions").
-        db_constraint=False,
-    )
+    campaign = _counted_campaign()
     delivery_id = models.BigIntegerField()
     action_id = models.CharField(max_length=64)
 
@@ -275,15 +272,7 @@ class DeliveryClick(models.Model):
 class Conversion(models.Model):
     """A user converted for one goal of one run: counted once per (run, goal, user)."""
 
-    campaign = models.ForeignKey(
-        PushCampaign,
-        on_delete=models.CASCADE,  # by Django's delete collector
-        related_name="+",
-        db_index=False,
-        # No database FK: its check costs each counted row a lookup (see
-        # docs/decisions.md, "Engagement and conversions").
-        db_constraint=False,
-    )
+    campaign = _counted_campaign()
     run = models.PositiveIntegerField()
     goal_index = models.PositiveSmallIntegerField()
     app_user_id = models.UUIDField()
@@ -319,15 +308,7 @@ class EngagementBucket(models.Model):
     provider and platform (and action id / goal index in `key`). Analytics read these
     rows only (docs/decisions.md, "Engagement rollups")."""
 
-    campaign = models.ForeignKey(
-        PushCampaign,
-        on_delete=models.CASCADE,  # by Django's delete collector
-        related_name="+",
-        db_index=False,
-        # No database FK: its check costs each counted row a lookup (see
-        # docs/decisions.md, "Engagement and conversions").
-        db_constraint=False,
-    )
+    campaign = _counted_campaign()
     run = models.PositiveIntegerField()
     minute = models.DateTimeField()
     metric = models.CharField(max_length=16, choices=EngagementMetric.choices)

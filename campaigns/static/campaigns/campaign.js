@@ -83,18 +83,20 @@
   }
 
   // Stacked bars, one per time bucket; the y axis is deliveries per bucket.
-  function renderChart(panel, b) {
-    const holder = panel.querySelector('[data-field="chart"]');
-    const points = b.timeline.points;
-    panel.querySelector('[data-field="chart-unit"]').textContent = "(per " + b.timeline.unit + ", " + b.zone + ")";
-    if (!points.length) { holder.replaceChildren(el("p", { class: "herald-quiet" }, ["Nothing attempted yet."])); return; }
-    const W = 960, H = 220, left = 48, right = 12, top = 12, bottom = 40;
-    const max = Math.max.apply(null, points.map(function (p) { return SERIES.reduce(function (s, [k]) { return s + (p[k] || 0); }, 0); })) || 1;
-    const step = (W - left - right) / points.length;
+  // --- charts (inline SVG; docs/decisions.md, "Operator console") ----------------------
+
+  const CHART = { W: 960, H: 220, left: 48, right: 12, top: 12, bottom: 40 };
+
+  function chartY(n, max) {
+    return CHART.top + (CHART.H - CHART.top - CHART.bottom) * (1 - n / max);
+  }
+
+  // An empty chart: the svg, a function adding a node to it, and the y grid (0, half, max).
+  function chartFrame(ariaLabel, max) {
     const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    svg.setAttribute("viewBox", "0 0 " + CHART.W + " " + CHART.H);
     svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", "Deliveries per " + b.timeline.unit + ", from " + points[0].label + " to " + points[points.length - 1].label);
+    svg.setAttribute("aria-label", ariaLabel);
     const add = function (tag, attrs, text) {
       const node = document.createElementNS(SVG, tag);
       Object.entries(attrs).forEach(function ([k, v]) { node.setAttribute(k, v); });
@@ -103,10 +105,35 @@
       return node;
     };
     [0, 0.5, 1].forEach(function (f) {
-      const y = top + (H - top - bottom) * (1 - f);
-      add("line", { x1: left, x2: W - right, y1: y, y2: y, class: "grid" });
-      add("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "axis" }, Herald.number(Math.round(max * f)));
+      const y = chartY(max * f, max);
+      add("line", { x1: CHART.left, x2: CHART.W - CHART.right, y1: y, y2: y, class: "grid" });
+      add("text", { x: CHART.left - 6, y: y + 4, "text-anchor": "end", class: "axis" }, Herald.number(Math.round(max * f)));
     });
+    return { svg: svg, add: add };
+  }
+
+  // The first and last time under the x axis, and the legend of the series.
+  function chartFooter(add, points, series) {
+    const base = CHART.H - CHART.bottom + 16;
+    add("text", { x: CHART.left, y: base, class: "axis" }, points[0].label);
+    if (points.length > 1) add("text", { x: CHART.W - CHART.right, y: base, "text-anchor": "end", class: "axis" }, points[points.length - 1].label);
+    let lx = CHART.left;
+    series.forEach(function ([, label, colour]) {
+      add("rect", { x: lx, y: CHART.H - 14, width: 10, height: 10, fill: colour });
+      add("text", { x: lx + 14, y: CHART.H - 5, class: "axis" }, label);
+      lx += 30 + label.length * 7;
+    });
+  }
+
+  function renderChart(panel, b) {
+    const holder = panel.querySelector('[data-field="chart"]');
+    const points = b.timeline.points;
+    panel.querySelector('[data-field="chart-unit"]').textContent = "(per " + b.timeline.unit + ", " + b.zone + ")";
+    if (!points.length) { holder.replaceChildren(el("p", { class: "herald-quiet" }, ["Nothing attempted yet."])); return; }
+    const { W, H, left, right, top, bottom } = CHART;
+    const max = Math.max.apply(null, points.map(function (p) { return SERIES.reduce(function (s, [k]) { return s + (p[k] || 0); }, 0); })) || 1;
+    const step = (W - left - right) / points.length;
+    const { svg, add } = chartFrame("Deliveries per " + b.timeline.unit + ", from " + points[0].label + " to " + points[points.length - 1].label, max);
     points.forEach(function (p, i) {
       let y = H - bottom;
       const x = left + i * step + Math.min(2, step * 0.1);
@@ -122,14 +149,7 @@
         rect.append(title);
       });
     });
-    add("text", { x: left, y: H - bottom + 16, class: "axis" }, points[0].label);
-    if (points.length > 1) add("text", { x: W - right, y: H - bottom + 16, "text-anchor": "end", class: "axis" }, points[points.length - 1].label);
-    let lx = left;
-    SERIES.forEach(function ([, label, colour]) {
-      add("rect", { x: lx, y: H - 14, width: 10, height: 10, fill: colour });
-      add("text", { x: lx + 14, y: H - 5, class: "axis" }, label);
-      lx += 30 + label.length * 7;
-    });
+    chartFooter(add, points, SERIES);
     holder.replaceChildren(svg);
   }
 
@@ -189,7 +209,7 @@
     const points = a.series.points;
     panel.querySelector('[data-field="engagement-unit"]').textContent = "(points per " + a.series.resolution + (a.series.resolution === "minute" ? " for the first hours, then per hour" : "") + ", " + a.zone + ")";
     if (!points.length) { holder.replaceChildren(el("p", { class: "herald-quiet" }, ["No sends or events counted yet."])); return; }
-    const W = 960, H = 220, left = 48, right = 12, top = 12, bottom = 40;
+    const { W, left, right } = CHART;
     const times = points.map(function (p) { return Date.parse(p.t); });
     const t0 = times[0], span = Math.max(times[times.length - 1] - t0, 60000);
     const running = {};
@@ -200,22 +220,8 @@
     });
     const max = Math.max.apply(null, ENGAGEMENT.map(function ([k]) { return running[k]; })) || 1;
     const x = function (i) { return left + ((W - left - right) * (times[i] - t0)) / span; };
-    const y = function (n) { return top + (H - top - bottom) * (1 - n / max); };
-    const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
-    svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", "Engagement running totals from " + points[0].label + " to " + points[points.length - 1].label + ": " + ENGAGEMENT.map(function ([k, label]) { return Herald.number(running[k]) + " " + label.toLowerCase(); }).join(", "));
-    const add = function (tag, attrs, text) {
-      const node = document.createElementNS(SVG, tag);
-      Object.entries(attrs).forEach(function ([k, v]) { node.setAttribute(k, v); });
-      if (text !== undefined) node.textContent = text;
-      svg.append(node);
-      return node;
-    };
-    [0, 0.5, 1].forEach(function (f) {
-      add("line", { x1: left, x2: W - right, y1: y(max * f), y2: y(max * f), class: "grid" });
-      add("text", { x: left - 6, y: y(max * f) + 4, "text-anchor": "end", class: "axis" }, Herald.number(Math.round(max * f)));
-    });
+    const y = function (n) { return chartY(n, max); };
+    const { svg, add } = chartFrame("Engagement running totals from " + points[0].label + " to " + points[points.length - 1].label + ": " + ENGAGEMENT.map(function ([k, label]) { return Herald.number(running[k]) + " " + label.toLowerCase(); }).join(", "), max);
     ENGAGEMENT.forEach(function ([key, label, colour]) {
       const first = points.findIndex(function (p) { return p[key]; });
       if (first < 0) return;  // nothing of it yet: no line lying on the axis
@@ -231,14 +237,7 @@
         dot.append(title);
       });
     });
-    add("text", { x: left, y: H - bottom + 16, class: "axis" }, points[0].label);
-    if (points.length > 1) add("text", { x: W - right, y: H - bottom + 16, "text-anchor": "end", class: "axis" }, points[points.length - 1].label);
-    let lx = left;
-    ENGAGEMENT.forEach(function ([, label, colour]) {
-      add("rect", { x: lx, y: H - 14, width: 10, height: 10, fill: colour });
-      add("text", { x: lx + 14, y: H - 5, class: "axis" }, label);
-      lx += 30 + label.length * 7;
-    });
+    chartFooter(add, points, ENGAGEMENT);
     holder.replaceChildren(svg);
   }
 
