@@ -174,7 +174,7 @@ class SubscriptionSerializer(serializers.Serializer[object]):
         help_text="The push service's https URL (no credentials); the subscription's id.",
     )
     keys = SubscriptionKeysSerializer()
-    expirationTime = serializers.FloatField(  # noqa: N815 (the browser's spelling)
+    expirationTime = serializers.FloatField(
         required=False, allow_null=True, help_text="Accepted and ignored."
     )
 

@@ -18,8 +18,8 @@ import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
 from typing import Any, TypedDict, cast
+from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
@@ -509,8 +509,9 @@ def token_register(
     """Register or refresh a device token. Returns (token, created). Idempotent.
 
     Re-registering reactivates a deactivated token (clearing invalidated_at and the
-    reason), replaces a web push subscription's keys with the ones given, and moves it to the user named by external_id; a registration without
-    external_id keeps the current owner, `"external_id": null` detaches it.
+    reason), replaces a web push subscription's keys with the ones given, and moves it
+    to the user named by external_id; a registration without external_id keeps the
+    current owner, `"external_id": null` detaches it.
     """
     now = now or timezone.now()
     # The token row before the user row: every token writer locks in that order (the
