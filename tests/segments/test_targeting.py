@@ -220,7 +220,7 @@ def test_audience_counts(world: dict[str, Any]) -> None:
     }
     assert audience_counts(tokens.none()) == {
         "total": 0,
-        "by_provider": {"apns": 0, "fcm": 0},
+        "by_provider": {"apns": 0, "fcm": 0, "webpush": 0},
         "by_platform": {"ios": 0, "android": 0, "web": 0},
     }
 
