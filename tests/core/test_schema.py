@@ -231,7 +231,10 @@ def test_filters_are_enums_and_the_run_is_bounded(schema: dict[str, Any]) -> Non
         "minimum": 1,
         "maximum": 2**31 - 1,
     }
-    assert unregister["query", "provider"]["schema"] == {"type": "string", "enum": ["apns", "fcm", "webpush"]}
+    assert unregister["query", "provider"]["schema"] == {
+        "type": "string",
+        "enum": ["apns", "fcm", "webpush"],
+    }
     assert unregister["path", "token"]["schema"] == {
         "type": "string",
         "minLength": 1,

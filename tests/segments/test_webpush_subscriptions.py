@@ -16,8 +16,8 @@ from django.core.management import call_command
 
 from core.models import ApiKey
 from delivery.models import PushToken
-from segments.selectors import audience_counts
 from segments.models import AppUser
+from segments.selectors import audience_counts
 from segments.services import WEBPUSH_ENDPOINT_MAX
 from tests.segments.helpers import audience_state, client_for, error, make_project
 
