@@ -513,6 +513,14 @@ def token_register(
     to the user named by external_id; a registration without external_id keeps the
     current owner, `"external_id": null` detaches it.
     """
+    if registration.provider == Provider.WEBPUSH and registration.keys is None:
+        # Only a full subscription makes a web push token: without keys nothing can
+        # be encrypted to it (a test push naming an unknown endpoint ends here).
+        raise _invalid(
+            "INVALID_SUBSCRIPTION",
+            "subscription",
+            "Register the browser's subscription (endpoint and keys) first.",
+        )
     now = now or timezone.now()
     # The token row before the user row: every token writer locks in that order (the
     # active_token_kinds triggers lock users after the token rows they change), so a

@@ -305,3 +305,23 @@ def test_import_jsonl_with_webpush_and_apns(tmp_path: Path, project: Any) -> Non
     rows = {t.provider: t for t in PushToken.objects.all()}
     assert rows["webpush"].keys == {"p256dh": P256DH, "auth": AUTH}
     assert rows["apns"].keys is None
+
+
+def test_a_test_push_to_an_unknown_endpoint_makes_no_keyless_token(project: Any) -> None:
+    admin = client_for(project)
+    body = {"title": "t", "body": "b", "device_token": ENDPOINT, "provider": "webpush"}
+    response = admin.post("/admin/push/test", body)
+    assert error(response) == (400, "INVALID_SUBSCRIPTION", {"field": "subscription"})
+    assert not PushToken.objects.exists()
+
+
+def test_a_test_push_to_a_subscription_fails_until_the_sender_exists(
+    client: Any, project: Any
+) -> None:
+    client.post(url(project), {"provider": "webpush", "subscription": subscription()})
+    admin = client_for(project)
+    body = {"title": "t", "body": "b", "device_token": ENDPOINT, "provider": "webpush"}
+    response = admin.post("/admin/push/test", body)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "PUSH_FAILED"
+    assert "VAPID" in response.json()["error"]["message"]
