@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from core.credentials import apns_missing, fcm_missing
+from core.credentials import apns_missing, fcm_missing, webpush_missing
 from core.models import Project
 from delivery.models import Provider
 from delivery.providers.base import ApnsConfig, FcmConfig
@@ -61,5 +61,20 @@ def fcm_config(project: Project) -> FcmConfig:
         raise MissingCredentials(f"FCM credentials are invalid: {exc}") from exc
 
 
+def webpush_unavailable(project: Project) -> MissingCredentials:
+    """Web push subscriptions are stored, but no sender is wired to them yet (issue
+    12's next step): a run that reaches them fails with what to do rather than
+    handing an endpoint URL to FCM as if it were a registration token."""
+    missing = webpush_missing(project)
+    if missing:
+        return MissingCredentials(
+            f"Web push credentials are not configured for this project "
+            f"(missing {'; '.join(missing)})."
+        )
+    return MissingCredentials("Web push sending is not available in this version yet.")
+
+
 def provider_config(project: Project, provider: str) -> ApnsConfig | FcmConfig:
+    if provider == Provider.WEBPUSH:
+        raise webpush_unavailable(project)
     return apns_config(project) if provider == Provider.APNS else fcm_config(project)
