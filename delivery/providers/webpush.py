@@ -323,7 +323,9 @@ def classify_webpush_response(
     if status in (200, 201, 202):
         return PushResult(ref, Outcome.SENT, location or None, "", status)
     if status in (404, 410):
-        return PushResult(ref, Outcome.INVALID_TOKEN, None, "Gone" if status == 410 else "NotFound", status)
+        return PushResult(
+            ref, Outcome.INVALID_TOKEN, None, "Gone" if status == 410 else "NotFound", status
+        )
     if status == 413:
         return PushResult(ref, Outcome.FAILED, None, "payload too large", status)
     if status == 429 or status >= 500:

@@ -72,7 +72,7 @@ def test_refused_config_changes_nothing(sim):
     assert (status, body) == (400, {"error": "error_rate_429 must be between 0 and 1"})
     assert control(sim, "GET", "/config")[1] == before
     assert control(sim, "POST", "/config", {"apns": {"nope": 1}})[0] == 400
-    assert control(sim, "POST", "/config", {"webpush": {}})[0] == 400
+    assert control(sim, "POST", "/config", {"wns": {}})[0] == 400
 
 
 def test_stats_and_reset(sim):
