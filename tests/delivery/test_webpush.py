@@ -618,3 +618,16 @@ def test_concurrent_batches_share_one_pool(sim, config, subscriptions):
 
     assert [r.outcome for [r] in results] == [Outcome.SENT] * 4
     assert sim.stats()["webpush"]["auth_tokens"] == 1
+
+
+def test_the_process_runtime_keeps_one_web_push_sender_per_config(sim, config, subscriptions):
+    from delivery.providers import runtime
+
+    first = runtime.send_batch(config, [push(subscriptions[0], "d0")])
+    second = runtime.send_batch(config, [push(subscriptions[1], "d1")])
+    sender = runtime.get_sender(config)
+
+    assert [r.outcome for r in first + second] == [Outcome.SENT, Outcome.SENT]
+    assert isinstance(sender, WebPushSender)
+    assert sender.signer is not None and sender.signer.signatures == 1
+    assert sim.stats()["webpush"]["connections"] == 1
