@@ -13,7 +13,7 @@ from django.conf import settings
 from core.credentials import apns_missing, fcm_missing, webpush_missing
 from core.models import Project
 from delivery.models import Provider
-from delivery.providers.base import ApnsConfig, FcmConfig
+from delivery.providers.base import ApnsConfig, FcmConfig, WebPushConfig
 
 
 class MissingCredentials(Exception):
@@ -61,20 +61,23 @@ def fcm_config(project: Project) -> FcmConfig:
         raise MissingCredentials(f"FCM credentials are invalid: {exc}") from exc
 
 
-def webpush_unavailable(project: Project) -> MissingCredentials:
-    """Web push subscriptions are stored, but no sender is wired to them yet (issue
-    12's next step): a run that reaches them fails with what to do rather than
-    handing an endpoint URL to FCM as if it were a registration token."""
+def webpush_config(project: Project) -> WebPushConfig:
     missing = webpush_missing(project)
     if missing:
-        return MissingCredentials(
-            f"Web push credentials are not configured for this project "
+        raise MissingCredentials(
+            "Web push credentials are not configured for this project "
             f"(missing {'; '.join(missing)})."
         )
-    return MissingCredentials("Web push sending is not available in this version yet.")
+    return WebPushConfig(
+        vapid_private_key=project.webpush_vapid_private_key,
+        vapid_public_key=project.webpush_vapid_public_key,
+        subject=project.webpush_vapid_subject,
+        ca_file=project.webpush_ca_file,
+        timeout_seconds=settings.HERALD_PROVIDER_TIMEOUT_SECONDS,
+    )
 
 
-def provider_config(project: Project, provider: str) -> ApnsConfig | FcmConfig:
+def provider_config(project: Project, provider: str) -> ApnsConfig | FcmConfig | WebPushConfig:
     if provider == Provider.WEBPUSH:
-        raise webpush_unavailable(project)
+        return webpush_config(project)
     return apns_config(project) if provider == Provider.APNS else fcm_config(project)
