@@ -173,7 +173,8 @@ def encrypt_aes128gcm(
 def decrypt_aes128gcm(
     body: bytes, private_key: ec.EllipticCurvePrivateKey, auth_secret: bytes
 ) -> bytes:
-    """The browser's side, for the simulator and tests: one-record aes128gcm body.
+    """The browser's side of one-record aes128gcm, for tests (the simulator has its
+    own, written apart, so round trips compare two implementations).
 
     ValueError for anything malformed or not authentic.
     """
