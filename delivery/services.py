@@ -416,7 +416,14 @@ class _Outgoing:
             size = self._base_size(provider, recipient.platform) + text_size(recipient.text)
             if size > payload_limit(provider):
                 return f"payload too large ({size} bytes)"
-        return _build(provider, self.content, recipient, self.now)
+        built = _build(provider, self.content, recipient, self.now)
+        if provider == "webpush" and recipient.text is None:
+            # Measured once per distinct payload: the save-time check covers APNs and
+            # FCM only (delivery.payloads.payload_size_report says why).
+            size = sent_size(provider, built[0])
+            if size > payload_limit(provider):
+                return f"payload too large ({size} bytes)"
+        return built
 
     def _base_size(self, provider: str, platform: str) -> int:
         key = (provider, platform)

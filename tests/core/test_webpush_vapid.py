@@ -19,6 +19,7 @@ from core.credentials import (
 from core.models import ApiKey, Project
 from core.services import project_generate_vapid, project_update
 from delivery.credentials import MissingCredentials, provider_config
+from delivery.providers.base import WebPushConfig
 from tests.segments.helpers import client_for, error, make_project
 
 pytestmark = pytest.mark.django_db
@@ -104,13 +105,14 @@ def test_project_update_cleans_vapid_fields() -> None:
     assert caught.value.details == {"field": "webpush_vapid_public_key"}
 
 
-def test_sending_web_push_says_what_is_missing() -> None:
+def test_sending_web_push_needs_the_vapid_keys_then_uses_them() -> None:
     project = make_project()
     with pytest.raises(MissingCredentials, match="missing VAPID key pair"):
         provider_config(project, "webpush")
     project_generate_vapid(project=project, subject=SUBJECT)
-    with pytest.raises(MissingCredentials, match="not available in this version yet"):
-        provider_config(project, "webpush")
+    config = provider_config(project, "webpush")
+    assert isinstance(config, WebPushConfig)
+    assert (config.vapid_public_key, config.subject) == (project.webpush_vapid_public_key, SUBJECT)
 
 
 # ------------------------------------------------------------------------- API
