@@ -189,6 +189,8 @@ def start_simulators(stack: contextlib.ExitStack, cert_dir: Path) -> Any:
             "0",
             "--control-port",
             "0",
+            "--webpush-port",
+            "0",
             "--cert-dir",
             str(cert_dir),
             "--json",

@@ -1,12 +1,17 @@
 """Sender-alone throughput: how fast one process pushes through the real senders.
 
-    python bench/sender.py [--messages 20000] [--provider apns|fcm|both] [--concurrency N]
+    python bench/sender.py [--messages 20000] [--provider apns|fcm|webpush|both|all]
+                           [--concurrency N]
 
 The simulators run in a *separate* process (``python -m delivery.simulators``) so
 they do not share this process's GIL; no database, no Celery. Messages go through
 ``delivery.providers.runtime.send_batch`` in batches, exactly as a Celery task
 sends them, so the figure is the ceiling the fan-out can reach per worker process.
 Other benches import :func:`measure_sender_ceiling` / :func:`simulators_process`.
+
+Web push: the subscriptions are minted by the simulator (one per message, so the
+simulator's duplicate count means something), the VAPID key is generated here, and
+the time spent encrypting (RFC 8291, per message) is reported apart from the rest.
 """
 
 from __future__ import annotations
@@ -30,12 +35,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+
 from delivery.providers import runtime  # noqa: E402
 from delivery.providers.base import (  # noqa: E402
     ApnsConfig,
     FcmConfig,
     OutgoingPush,
+    WebPushConfig,
 )
+from delivery.providers.webpush import WebPushSender, b64url_encode, webpush_headers  # noqa: E402
 
 APNS_PAYLOAD: dict[str, Any] = {
     "aps": {
@@ -50,6 +60,13 @@ FCM_PAYLOAD: dict[str, Any] = {
     "data": {"campaign": "bench"},
     "android": {"priority": "high", "ttl": "3600s"},
 }
+WEBPUSH_PAYLOAD: dict[str, Any] = {
+    "title": "Spring sale",
+    "body": "20% off everything today",
+    "url": "https://example.com/sale",
+    "data": {"campaign": "bench"},
+}
+WEBPUSH_HEADERS = webpush_headers(ttl_seconds=3600, priority="high")
 
 
 @dataclass
@@ -89,6 +106,36 @@ class SimulatorProcess:
         )
         return replace(config, concurrency=concurrency) if concurrency else config
 
+    def webpush_config(self, concurrency: int | None = None) -> WebPushConfig:
+        key = ec.generate_private_key(ec.SECP256R1())
+        config = WebPushConfig(
+            vapid_private_key=key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode(),
+            vapid_public_key=b64url_encode(
+                key.public_key().public_bytes(
+                    serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+                )
+            ),
+            subject="mailto:bench@example.com",
+            ca_file=self.info["ca_file"],
+        )
+        return replace(config, concurrency=concurrency) if concurrency else config
+
+    def mint_webpush(self, count: int) -> list[dict[str, Any]]:
+        """``count`` subscriptions from the simulator (in calls of at most 50,000)."""
+        minted: list[dict[str, Any]] = []
+        while len(minted) < count:
+            body = json.dumps({"count": min(50_000, count - len(minted))}).encode()
+            request = urllib.request.Request(  # noqa: S310
+                self.info["control_url"] + "/webpush/subscriptions", data=body
+            )
+            with urllib.request.urlopen(request, timeout=120) as resp:  # noqa: S310
+                minted.extend(json.load(resp)["subscriptions"])
+        return minted
+
 
 @contextlib.contextmanager
 def simulators_process(cert_dir: Path | None = None) -> Iterator[SimulatorProcess]:
@@ -103,6 +150,7 @@ def simulators_process(cert_dir: Path | None = None) -> Iterator[SimulatorProces
                 "delivery.simulators",
                 "--apns-port=0",
                 "--fcm-port=0",
+                "--webpush-port=0",
                 "--control-port=0",
                 f"--cert-dir={cert_dir}",
                 "--json",
@@ -147,6 +195,7 @@ class BenchResult:
     simulator: dict[str, Any] = field(default_factory=dict)
     sender_cpu_seconds: float = 0.0
     simulator_cpu_seconds: float = 0.0
+    encrypt_seconds: float | None = None  # web push only
 
     @property
     def rate(self) -> float:
@@ -174,10 +223,30 @@ class BenchResult:
             f"(one core: {self.simulator_cpu_ceiling:,.0f} msg/s)\n"
             f"  simulator accepted={sim.get('accepted')} duplicates={sim.get('duplicates')} "
             f"connections={sim.get('connections')} auth_tokens={sim.get('auth_tokens')}"
+            + (
+                f"\n  encryption (RFC 8291) {self.encrypt_seconds * per_message:.0f} us/msg of "
+                "the sender CPU above"
+                if self.encrypt_seconds is not None
+                else ""
+            )
         )
 
 
-def _pushes(provider: str, start: int, count: int) -> list[OutgoingPush]:
+def _pushes(
+    provider: str, start: int, count: int, subscriptions: list[dict[str, Any]] | None = None
+) -> list[OutgoingPush]:
+    if provider == "webpush":
+        assert subscriptions is not None
+        return [
+            OutgoingPush(
+                str(i),
+                subscriptions[i % len(subscriptions)]["endpoint"],
+                WEBPUSH_PAYLOAD,
+                WEBPUSH_HEADERS,
+                keys=subscriptions[i % len(subscriptions)]["keys"],
+            )
+            for i in range(start, start + count)
+        ]
     if provider == "apns":
         return [
             OutgoingPush(str(i), f"{i:064x}", APNS_PAYLOAD, APNS_HEADERS)
@@ -202,13 +271,21 @@ def measure_sender_ceiling(
     A warm-up batch first opens the connections and fetches the JWT/OAuth token,
     so the figure is steady-state throughput, which is what long-lived workers see.
     """
-    config = (
-        simulators.apns_config(concurrency)
-        if provider == "apns"
-        else simulators.fcm_config(concurrency)
-    )
-    warmup = _pushes(provider, 10_000_000, batch_size)
+    config: ApnsConfig | FcmConfig | WebPushConfig
+    subscriptions = None
+    if provider == "apns":
+        config = simulators.apns_config(concurrency)
+    elif provider == "fcm":
+        config = simulators.fcm_config(concurrency)
+    else:
+        config = simulators.webpush_config(concurrency)
+        # One subscription per message (and the warm-up batch), minted before timing.
+        subscriptions = simulators.mint_webpush(messages + batch_size)
+    warmup_start = messages if subscriptions is not None else 10_000_000
+    warmup = _pushes(provider, warmup_start, batch_size, subscriptions)
     runtime.send_batch(config, warmup)
+    sender = runtime.get_sender(config)
+    encrypt_before = sender.encrypt_seconds if isinstance(sender, WebPushSender) else 0.0
     simulators.reset()
     outcomes: Counter[str] = Counter()
     simulator_pid = simulators.process.pid
@@ -216,7 +293,7 @@ def measure_sender_ceiling(
     sender_cpu = time.process_time()  # this process, the runtime's loop thread included
     started = time.perf_counter()
     for start in range(0, messages, batch_size):
-        batch = _pushes(provider, start, min(batch_size, messages - start))
+        batch = _pushes(provider, start, min(batch_size, messages - start), subscriptions)
         for result in runtime.send_batch(config, batch):
             outcomes[str(result.outcome)] += 1
     elapsed = time.perf_counter() - started
@@ -228,6 +305,9 @@ def measure_sender_ceiling(
         simulators.stats()[provider],
         sender_cpu_seconds=time.process_time() - sender_cpu,
         simulator_cpu_seconds=process_cpu_seconds(simulator_pid) - simulator_cpu,
+        encrypt_seconds=(
+            sender.encrypt_seconds - encrypt_before if isinstance(sender, WebPushSender) else None
+        ),
     )
 
 
@@ -236,11 +316,18 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--provider", choices=("apns", "fcm", "both"), default="both")
+    parser.add_argument(
+        "--provider",
+        choices=("apns", "fcm", "webpush", "both", "all"),
+        default="both",
+        help="both = apns + fcm; all = apns + fcm + webpush",
+    )
     parser.add_argument("--concurrency", type=int, default=None, help="default: the config's")
     parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args(argv)
-    providers = ("apns", "fcm") if args.provider == "both" else (args.provider,)
+    providers = {"both": ("apns", "fcm"), "all": ("apns", "fcm", "webpush")}.get(
+        args.provider, (args.provider,)
+    )
     results = []
     with simulators_process() as simulators:
         for provider in providers:

@@ -65,7 +65,7 @@ def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidInput("device_token needs a provider.", code="MISSING_PROVIDER")
         provider = clean_provider(provider)
         platform = clean_platform(
-            payload.get("platform") or ("ios" if provider == "apns" else "android"), provider
+            payload.get("platform") or DEFAULT_PLATFORM.get(provider, "android"), provider
         )
         if isinstance(token, str) and not token.strip():
             raise InvalidInput("device_token is empty.", code="NO_TOKEN")
@@ -77,6 +77,10 @@ def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
     check_silent(clean)
     check_content_size(push_content(clean))
     return clean
+
+
+# A test push naming a device token without its platform.
+DEFAULT_PLATFORM = {"apns": "ios", "fcm": "android", "webpush": "web"}
 
 
 def _resolve_token(project: Project, fields: Mapping[str, Any]) -> PushToken:

@@ -260,6 +260,7 @@ HERALD_SIMULATOR_HOST = os.environ.get("HERALD_SIMULATOR_HOST", "127.0.0.1")
 HERALD_SIMULATOR_APNS_PORT = env_int("HERALD_SIMULATOR_APNS_PORT", 2197)
 HERALD_SIMULATOR_FCM_PORT = env_int("HERALD_SIMULATOR_FCM_PORT", 2198)
 HERALD_SIMULATOR_CONTROL_PORT = env_int("HERALD_SIMULATOR_CONTROL_PORT", 2199)
+HERALD_SIMULATOR_WEBPUSH_PORT = env_int("HERALD_SIMULATOR_WEBPUSH_PORT", 2196)
 HERALD_SIMULATOR_DIR = Path(os.environ.get("HERALD_SIMULATOR_DIR", VAR_DIR / "simulators"))
 # make run's device behaviour: the simulators report opens, clicks and this goal event
 # for the demo project's pushes (delivery/simulators/reporting.py, README "Two commands").

@@ -18,6 +18,7 @@ urlpatterns = [
     path("ops/", admin.site.urls),
     path("", include("campaigns.urls")),
     path("", include("segments.urls")),
+    path("", include("core.urls")),
 ]
 
 handler400 = "core.errors.handler400"

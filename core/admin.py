@@ -18,8 +18,14 @@ from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connections, models
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
@@ -31,6 +37,7 @@ from core.credentials import (
     clean_apns_certificate,
     fcm_status,
     parse_fcm_service_account,
+    webpush_status,
 )
 from core.models import KEY_PREFIX, ApiKey, Project
 from core.services import (
@@ -38,6 +45,7 @@ from core.services import (
     api_key_create,
     api_key_revoke,
     project_create,
+    project_generate_vapid,
     project_update,
 )
 from core.timefmt import zoned
@@ -242,9 +250,16 @@ class ApiKeyInline(admin.TabularInline):
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     form = ProjectAdminForm
-    list_display = ("name", "apns_configured", "fcm_configured", "created", "id")
+    list_display = (
+        "name",
+        "apns_configured",
+        "fcm_configured",
+        "webpush_configured",
+        "created",
+        "id",
+    )
     search_fields = ("name",)
-    readonly_fields = ("id", "created", "credentials", "api_keys")
+    readonly_fields = ("id", "created", "credentials", "api_keys", "vapid")
     inlines = (ApiKeyInline,)
     fieldsets = (
         (None, {"fields": ("name", "id", "created", "credentials", "api_keys")}),
@@ -275,6 +290,7 @@ class ProjectAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Web push (VAPID)", {"fields": ("vapid",)}),
         (
             "Campaign defaults",
             {
@@ -307,13 +323,87 @@ class ProjectAdmin(admin.ModelAdmin):
     def fcm_configured(self, obj: Project) -> bool:
         return obj.has_fcm_credentials
 
+    @admin.display(description="Web push", boolean=True)
+    def webpush_configured(self, obj: Project) -> bool:
+        return obj.has_webpush_credentials
+
     @admin.display(description="Credentials")
     def credentials(self, obj: Project) -> SafeString:
         return format_html_join(
             mark_safe("<br>"),  # a constant, nothing to escape
             "{}: {}",
-            [("APNs", apns_status(obj)), ("FCM", fcm_status(obj))],
+            [
+                ("APNs", apns_status(obj)),
+                ("FCM", fcm_status(obj)),
+                ("Web push", webpush_status(obj)),
+            ],
         )
+
+    @admin.display(description="VAPID keys")
+    def vapid(self, obj: Project) -> SafeString | str:
+        """The public key and subject (the private key is never shown) and the button."""
+        if obj.pk is None:
+            return "Save the project first."
+        url = reverse("admin:core_project_vapid", args=[obj.pk])
+        if not obj.webpush_vapid_public_key:
+            return format_html(
+                'No keys yet. <a class="button" href="{}">Generate VAPID keys</a>', url
+            )
+        return format_html(
+            'Public key: <code data-field="vapid-public-key">{}</code><br>Subject: {}<br>'
+            '<a class="button" href="{}">Generate new VAPID keys</a>',
+            obj.webpush_vapid_public_key,
+            obj.webpush_vapid_subject or "(none)",
+            url,
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "<path:object_id>/vapid/",
+                self.admin_site.admin_view(self.vapid_view),
+                name="core_project_vapid",
+            )
+        ]
+        return [*own, *super().get_urls()]
+
+    def vapid_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """GET: the form (with a warning when keys exist); POST: generate or rotate."""
+        project = self.get_object(request, object_id)
+        if project is None:
+            self.message_user(request, "Project not found.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:core_project_changelist"))
+        if not self.has_change_permission(request, project):
+            return HttpResponse(status=403)
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        change_url = reverse("admin:core_project_change", args=[project.pk])
+        subject = project.webpush_vapid_subject
+        error = ""
+        if request.method == "POST":
+            subject = request.POST.get("subject", "")
+            try:
+                _, rotated = project_generate_vapid(project=project, subject=subject)
+            except InvalidCredentials as exc:
+                error = exc.message
+            else:
+                done = "Rotated" if rotated else "Generated"
+                note = " Existing subscriptions must subscribe again." if rotated else ""
+                self.message_user(
+                    request, f"{done} the VAPID keys of {project.name}.{note}", messages.SUCCESS
+                )
+                return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"VAPID keys of {project.name}",
+            "opts": self.opts,
+            "project": project,
+            "has_keys": bool(project.webpush_vapid_private_key),
+            "subject": subject,
+            "error": error,
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/core/project/vapid.html", context)
 
     @admin.display(description="API keys")
     def api_keys(self, obj: Project) -> SafeString | str:

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from core.credentials import clean_credential_fields
+from core.credentials import clean_credential_fields, clean_vapid_subject, generate_vapid_key_pair
 from core.errors import InvalidInput
 from core.models import ApiKey, DeliveryGuarantee, Project
 
@@ -79,6 +79,32 @@ def project_update(*, project: Project, fields: Mapping[str, Any]) -> Project:
         setattr(project, name, value)
     project.save(update_fields=list(fields))
     return project
+
+
+@transaction.atomic
+def project_generate_vapid(*, project: Project, subject: Any) -> tuple[Project, bool]:
+    """Give the project a fresh VAPID key pair and subject. Returns (project, rotated).
+
+    Rotating (the project had keys) breaks every existing web push subscription:
+    browsers subscribed with the old public key, and push services refuse pushes
+    signed with another one, so apps must subscribe again. The subject is checked
+    before anything changes; the row is locked so two rotations do not interleave.
+    """
+    clean_subject = clean_vapid_subject(subject)
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    rotated = bool(locked.webpush_vapid_private_key)
+    private_pem, public_key = generate_vapid_key_pair()
+    project.webpush_vapid_private_key = private_pem
+    project.webpush_vapid_public_key = public_key
+    project.webpush_vapid_subject = clean_subject
+    project.save(
+        update_fields=[
+            "webpush_vapid_private_key",
+            "webpush_vapid_public_key",
+            "webpush_vapid_subject",
+        ]
+    )
+    return project, rotated
 
 
 @transaction.atomic

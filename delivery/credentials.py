@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from core.credentials import apns_missing, fcm_missing
+from core.credentials import apns_missing, fcm_missing, webpush_missing
 from core.models import Project
 from delivery.models import Provider
-from delivery.providers.base import ApnsConfig, FcmConfig
+from delivery.providers.base import ApnsConfig, FcmConfig, WebPushConfig
 
 
 class MissingCredentials(Exception):
@@ -61,5 +61,23 @@ def fcm_config(project: Project) -> FcmConfig:
         raise MissingCredentials(f"FCM credentials are invalid: {exc}") from exc
 
 
-def provider_config(project: Project, provider: str) -> ApnsConfig | FcmConfig:
+def webpush_config(project: Project) -> WebPushConfig:
+    missing = webpush_missing(project)
+    if missing:
+        raise MissingCredentials(
+            "Web push credentials are not configured for this project "
+            f"(missing {'; '.join(missing)})."
+        )
+    return WebPushConfig(
+        vapid_private_key=project.webpush_vapid_private_key,
+        vapid_public_key=project.webpush_vapid_public_key,
+        subject=project.webpush_vapid_subject,
+        ca_file=project.webpush_ca_file,
+        timeout_seconds=settings.HERALD_PROVIDER_TIMEOUT_SECONDS,
+    )
+
+
+def provider_config(project: Project, provider: str) -> ApnsConfig | FcmConfig | WebPushConfig:
+    if provider == Provider.WEBPUSH:
+        return webpush_config(project)
     return apns_config(project) if provider == Provider.APNS else fcm_config(project)

@@ -14,6 +14,8 @@ from core.models import DeliveryGuarantee, Project
 class Provider(models.TextChoices):
     APNS = "apns", "APNs"
     FCM = "fcm", "FCM"
+    # Standard Web Push (RFC 8030/8291/8292): the token is the subscription endpoint.
+    WEBPUSH = "webpush", "Web Push"
 
 
 class Platform(models.TextChoices):
@@ -31,7 +33,10 @@ class PushToken(models.Model):
         blank=True,
         related_name="push_tokens",
     )
-    token = models.CharField(max_length=512)
+    # APNs/FCM: the device token. Web push: the subscription's endpoint URL, which
+    # push services make up to ~2 KB long (still under the btree limit of the
+    # unique index below; varchar widening rewrites nothing in PostgreSQL).
+    token = models.CharField(max_length=2048)
     provider = models.CharField(max_length=8, choices=Provider.choices)
     platform = models.CharField(max_length=8, choices=Platform.choices)
     active = models.BooleanField(default=True)
@@ -42,6 +47,9 @@ class PushToken(models.Model):
     last_registered_at = models.DateTimeField(auto_now_add=True)
     invalidated_at = models.DateTimeField(null=True, blank=True)
     invalid_reason = models.CharField(max_length=200, blank=True)
+    # Web push only: the subscription's {"p256dh", "auth"} (base64url, as the browser
+    # gave them); null for APNs and FCM. `auth` is a secret: never serialized.
+    keys = models.JSONField(null=True, blank=True)
 
     class Meta:
         db_table = "push_tokens"

@@ -48,11 +48,12 @@ from core.models import DeliveryGuarantee, Project
 from delivery.credentials import MissingCredentials, provider_config
 from delivery.models import DeliveryClaim, PushDelivery, PushToken
 from delivery.payloads import (
-    MAX_PAYLOAD_BYTES,
     PushContent,
     Recipient,
     build_apns,
     build_fcm,
+    build_webpush,
+    payload_limit,
     sent_size,
     text_size,
     text_templates,
@@ -60,7 +61,8 @@ from delivery.payloads import (
 )
 from delivery.policy import DeliveryPolicy, quiet_until, zone
 from delivery.providers import runtime
-from delivery.providers.base import ApnsConfig, FcmConfig, Outcome, OutgoingPush, PushResult
+from delivery.providers.base import Outcome, OutgoingPush, PushResult
+from delivery.providers.runtime import SenderConfig
 from delivery.templating import Template
 
 logger = logging.getLogger("herald.delivery")
@@ -124,6 +126,7 @@ class _Row:
     timezone: str  # the user's timezone attribute, else the token's
     # The values personalized content names (attributes, external_id); else None.
     values: dict[str, Any] | None = None
+    keys: dict[str, str] | None = None  # a web push subscription's p256dh and auth
     status: str = Status.QUEUED
     sent_at: datetime | None = None
     provider_msg_id: str = ""
@@ -161,6 +164,7 @@ def _load(rows: QuerySet[PushDelivery], names: Sequence[str] = ()) -> list[_Row]
         "token__timezone",
         "user_language",
         "user_timezone",
+        "token__keys",
         *named,
     )
     return [
@@ -177,6 +181,7 @@ def _load(rows: QuerySet[PushDelivery], names: Sequence[str] = ()) -> list[_Row]
             language=user_language or locale,
             timezone=user_timezone or token_tz,
             values=dict(zip(names, personal, strict=True)) if personal else None,
+            keys=keys,
         )
         for (
             pk,
@@ -192,6 +197,7 @@ def _load(rows: QuerySet[PushDelivery], names: Sequence[str] = ()) -> list[_Row]
             token_tz,
             user_language,
             user_timezone,
+            keys,
             *personal,
         ) in values
     ]
@@ -400,6 +406,7 @@ class _Outgoing:
             token=row.token,
             payload=with_delivery_id(row.provider, payload, str(row.pk)),
             headers=headers,
+            keys=row.keys,
         )
 
     def _build(
@@ -407,23 +414,36 @@ class _Outgoing:
     ) -> tuple[dict[str, Any], dict[str, str]] | str:
         if recipient.text is not None:
             size = self._base_size(provider, recipient.platform) + text_size(recipient.text)
-            if size > MAX_PAYLOAD_BYTES:
+            if size > payload_limit(provider):
                 return f"payload too large ({size} bytes)"
-        if provider == "apns":
-            return build_apns(self.content, recipient, now=self.now)
-        return build_fcm(self.content, recipient, now=self.now), {}
+        built = _build(provider, self.content, recipient, self.now)
+        if provider == "webpush" and recipient.text is None:
+            # Measured once per distinct payload: the save-time check covers APNs and
+            # FCM only (delivery.payloads.payload_size_report says why).
+            size = sent_size(provider, built[0])
+            if size > payload_limit(provider):
+                return f"payload too large ({size} bytes)"
+        return built
 
     def _base_size(self, provider: str, platform: str) -> int:
         key = (provider, platform)
         size = self.base_sizes.get(key)
         if size is None:
             empty = Recipient(platform=platform, text=("", ""))
-            if provider == "apns":
-                payload = build_apns(self.content, empty, now=self.now)[0]
-            else:
-                payload = build_fcm(self.content, empty, now=self.now)
+            payload = _build(provider, self.content, empty, self.now)[0]
             size = self.base_sizes[key] = sent_size(provider, payload)
         return size
+
+
+def _build(
+    provider: str, content: PushContent, recipient: Recipient, now: datetime
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The provider's (payload, headers) for a recipient."""
+    if provider == "apns":
+        return build_apns(content, recipient, now=now)
+    if provider == "webpush":
+        return build_webpush(content, recipient, now=now)
+    return build_fcm(content, recipient, now=now), {}
 
 
 def _record(recorder: _Recorder, row: _Row, result: PushResult) -> None:
@@ -607,7 +627,7 @@ class _Job:
     """One provider's share of a claim, in row id order, with each row's push."""
 
     provider: str
-    config: ApnsConfig | FcmConfig
+    config: SenderConfig
     rows: list[_Row]
     pushes: list[OutgoingPush]
 

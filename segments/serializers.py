@@ -118,10 +118,21 @@ class AppUserWriteSerializer(serializers.Serializer[object]):
 
 
 class TokenSerializer(serializers.ModelSerializer[PushToken]):
+    """A token as the API shows it. A web push subscription shows its endpoint (as
+    `token`) and its public p256dh key, never its `auth` secret."""
+
     app_user_id = serializers.UUIDField(read_only=True, allow_null=True)
     external_id = serializers.CharField(
         source="app_user.external_id", read_only=True, allow_null=True, default=None
     )
+    p256dh = serializers.SerializerMethodField(
+        help_text="Web push: the subscription's public key (base64url); null otherwise."
+    )
+
+    def get_p256dh(self, obj: PushToken) -> str | None:
+        keys = obj.keys if isinstance(obj.keys, dict) else {}
+        value = keys.get("p256dh")
+        return str(value) if value is not None else None
 
     class Meta:
         model = PushToken
@@ -136,6 +147,7 @@ class TokenSerializer(serializers.ModelSerializer[PushToken]):
             "locale",
             "timezone",
             "app_version",
+            "p256dh",
             "created_at",
             "last_registered_at",
             "invalidated_at",
@@ -144,19 +156,51 @@ class TokenSerializer(serializers.ModelSerializer[PushToken]):
         read_only_fields = fields
 
 
+class SubscriptionKeysSerializer(serializers.Serializer[object]):
+    p256dh = serializers.RegexField(
+        r"^[A-Za-z0-9_-]{87}=?$",
+        help_text="base64url of a 65-byte uncompressed P-256 point on the curve.",
+    )
+    auth = serializers.RegexField(
+        r"^[A-Za-z0-9_-]{22}(==)?$", help_text="base64url of 16 random bytes (a secret)."
+    )
+
+
+class SubscriptionSerializer(serializers.Serializer[object]):
+    """A browser's PushSubscription.toJSON()."""
+
+    endpoint = serializers.URLField(
+        max_length=services.WEBPUSH_ENDPOINT_MAX,
+        help_text="The push service's https URL (no credentials); the subscription's id.",
+    )
+    keys = SubscriptionKeysSerializer()
+    expirationTime = serializers.FloatField(
+        required=False, allow_null=True, help_text="Accepted and ignored."
+    )
+
+
 class TokenWriteSerializer(serializers.Serializer[object]):
     token = serializers.RegexField(
         TOKEN_PATTERN,
         min_length=64,
         max_length=services.FCM_TOKEN_MAX,
+        required=False,
         help_text=(
             "APNs: 64-200 hexadecimal characters (stored lower-case); FCM: "
-            f"{services.FCM_TOKEN_MIN}-{services.FCM_TOKEN_MAX} of A-Z a-z 0-9 _ - :."
+            f"{services.FCM_TOKEN_MIN}-{services.FCM_TOKEN_MAX} of A-Z a-z 0-9 _ - :. "
+            "Required for apns and fcm; not given for webpush."
         ),
+    )
+    subscription = SubscriptionSerializer(
+        required=False,
+        help_text="webpush only (required there): the browser's PushSubscription.toJSON().",
     )
     provider = serializers.ChoiceField(choices=Provider.choices)
     platform = serializers.ChoiceField(
-        choices=Platform.choices, help_text="apns: ios only; fcm: android, ios or web."
+        choices=Platform.choices,
+        required=False,
+        help_text="apns: ios only; fcm: android, ios or web; webpush: web (the default "
+        "there; required for apns and fcm).",
     )
     external_id = serializers.RegexField(
         EXTERNAL_ID_PATTERN,

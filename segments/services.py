@@ -19,12 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, cast
+from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
 from core.api import refuse_unknown_fields
+from core.credentials import b64url_decode, b64url_encode, p256_public_point
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Project
 from delivery.models import Platform, Provider, PushToken
@@ -57,7 +59,13 @@ APNS_TOKEN_RE = re.compile(r"[0-9A-Fa-f]{64,200}")
 # so the upper bound is the width of the token column.
 FCM_TOKEN_RE = re.compile(r"[A-Za-z0-9_:-]+")
 FCM_TOKEN_MIN = 100
-FCM_TOKEN_MAX: int = PushToken._meta.get_field("token").max_length or 512
+FCM_TOKEN_MAX = 512
+# Web push: the subscription endpoint is the token (docs/decisions.md, "Web push
+# subscriptions and VAPID keys").
+WEBPUSH_ENDPOINT_MAX: int = PushToken._meta.get_field("token").max_length or 2048
+WEBPUSH_AUTH_BYTES = 16
+SUBSCRIPTION_FIELDS = ("endpoint", "keys", "expirationTime")
+SUBSCRIPTION_KEYS = ("p256dh", "auth")
 LOCALE_RE = re.compile(r"[A-Za-z]{2,3}([_-][A-Za-z0-9]{1,8})*")
 PROVIDERS: tuple[str, ...] = tuple(Provider.values)
 PLATFORMS: tuple[str, ...] = tuple(Platform.values)
@@ -65,6 +73,7 @@ CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f]")
 PROVIDER_PLATFORMS: dict[str, tuple[str, ...]] = {
     Provider.APNS.value: (Platform.IOS.value,),
     Provider.FCM.value: (Platform.ANDROID.value, Platform.IOS.value, Platform.WEB.value),
+    Provider.WEBPUSH.value: (Platform.WEB.value,),
 }
 UNREGISTERED = "unregistered"
 
@@ -180,7 +189,9 @@ def merge_attributes(current: Mapping[str, Any], patch: Mapping[str, Any]) -> di
 def clean_provider(value: Any) -> str:
     provider = value.lower() if isinstance(value, str) else value
     if provider not in PROVIDERS:
-        raise _invalid("INVALID_PROVIDER", "provider", "provider must be 'apns' or 'fcm'.")
+        raise _invalid(
+            "INVALID_PROVIDER", "provider", "provider must be 'apns', 'fcm' or 'webpush'."
+        )
     return str(provider)
 
 
@@ -195,7 +206,7 @@ def clean_platform(value: Any, provider: str) -> str:
             "INVALID_PLATFORM",
             "platform",
             f"provider '{provider}' cannot deliver to platform '{platform}' "
-            "(APNs is iOS only; Android and web tokens go through FCM).",
+            "(APNs is iOS only; web push is web only; FCM takes Android, iOS and web).",
         )
     return str(platform)
 
@@ -217,6 +228,8 @@ def clean_token(value: Any, provider: str, *, field: str = "token") -> str:
                 "An APNs device token is 64-200 hexadecimal characters.",
             )
         return value.lower()
+    if provider == Provider.WEBPUSH:
+        return clean_endpoint(value, field=field, code="INVALID_TOKEN_FORMAT")
     if not FCM_TOKEN_RE.fullmatch(value) or not FCM_TOKEN_MIN <= len(value) <= FCM_TOKEN_MAX:
         raise _invalid(
             "INVALID_TOKEN_FORMAT",
@@ -225,6 +238,95 @@ def clean_token(value: Any, provider: str, *, field: str = "token") -> str:
             "A-Z a-z 0-9 _ - :.",
         )
     return value
+
+
+def clean_endpoint(value: Any, *, field: str, code: str = "INVALID_SUBSCRIPTION") -> str:
+    """A push service's endpoint URL: https, a host, no credentials, <= 2048 chars.
+
+    Kept exactly as the browser gave it: it is the subscription's identity (the
+    unique (project, provider, token) key), and push services compare it as given.
+    """
+    if not isinstance(value, str) or not value:
+        raise _invalid(code, field, f"{field} is required (the subscription's https URL).")
+    if len(value) > WEBPUSH_ENDPOINT_MAX:
+        raise _invalid(code, field, f"{field} is limited to {WEBPUSH_ENDPOINT_MAX} characters.")
+    if CONTROL_CHARS_RE.search(value) or " " in value or not value.isascii():
+        raise _invalid(code, field, f"{field} must be a URL without spaces or control chars.")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise _invalid(code, field, f"{field} is not a valid URL.") from exc
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise _invalid(code, field, f"{field} must be an https:// URL with a host.")
+    if parts.username is not None or parts.password is not None:
+        raise _invalid(code, field, f"{field} must not carry credentials (user:password@).")
+    if port == 0 or parts.fragment:
+        raise _invalid(code, field, f"{field} is not a push service URL.")
+    return value
+
+
+def _clean_b64url(value: Any, *, field: str) -> bytes:
+    if not isinstance(value, str):
+        raise _invalid("INVALID_SUBSCRIPTION", field, f"{field} must be a base64url string.")
+    try:
+        return b64url_decode(value.rstrip("="))
+    except ValueError as exc:
+        raise _invalid("INVALID_SUBSCRIPTION", field, f"{field} is not base64url.") from exc
+
+
+def clean_subscription(value: Any) -> tuple[str, dict[str, str]]:
+    """A browser's PushSubscription.toJSON(): (endpoint, {"p256dh", "auth"}).
+
+    p256dh must be an uncompressed P-256 point on the curve, auth 16 bytes; both are
+    stored unpadded base64url. expirationTime is accepted and ignored (browsers send
+    null; push services answer 404/410 when a subscription has expired).
+    """
+    where = "subscription"
+    if not isinstance(value, dict):
+        raise _invalid("INVALID_SUBSCRIPTION", where, "subscription must be a JSON object.")
+    stray = sorted(str(key) for key in value if key not in SUBSCRIPTION_FIELDS)
+    if stray:
+        raise _invalid(
+            "INVALID_SUBSCRIPTION", f"{where}.{stray[0]}", f"Unknown field '{stray[0]}'."
+        )
+    expiration = value.get("expirationTime")
+    if expiration is not None and (
+        isinstance(expiration, bool) or not isinstance(expiration, int | float)
+    ):
+        raise _invalid(
+            "INVALID_SUBSCRIPTION",
+            f"{where}.expirationTime",
+            "expirationTime must be null or a number (milliseconds since the epoch).",
+        )
+    endpoint = clean_endpoint(value.get("endpoint"), field=f"{where}.endpoint")
+    keys = value.get("keys")
+    if not isinstance(keys, dict):
+        raise _invalid(
+            "INVALID_SUBSCRIPTION", f"{where}.keys", "keys must be an object {p256dh, auth}."
+        )
+    stray = sorted(str(key) for key in keys if key not in SUBSCRIPTION_KEYS)
+    if stray:
+        raise _invalid(
+            "INVALID_SUBSCRIPTION", f"{where}.keys.{stray[0]}", f"Unknown key '{stray[0]}'."
+        )
+    p256dh_field = f"{where}.keys.p256dh"
+    p256dh = _clean_b64url(keys.get("p256dh"), field=p256dh_field)
+    if p256_public_point(b64url_encode(p256dh)) is None:
+        raise _invalid(
+            "INVALID_SUBSCRIPTION",
+            p256dh_field,
+            "p256dh must be a 65-byte uncompressed P-256 point (0x04 prefix) on the curve.",
+        )
+    auth_field = f"{where}.keys.auth"
+    auth = _clean_b64url(keys.get("auth"), field=auth_field)
+    if len(auth) != WEBPUSH_AUTH_BYTES:
+        raise _invalid(
+            "INVALID_SUBSCRIPTION",
+            auth_field,
+            f"auth must be {WEBPUSH_AUTH_BYTES} bytes (base64url, 22 characters).",
+        )
+    return endpoint, {"p256dh": b64url_encode(p256dh), "auth": b64url_encode(auth)}
 
 
 def clean_locale(value: Any) -> str:
@@ -267,6 +369,8 @@ class TokenRegistration:
     locale: str | None = None
     timezone: str | None = None
     app_version: str | None = None
+    # Web push only: the subscription's {"p256dh", "auth"}; None for APNs and FCM.
+    keys: dict[str, str] | None = None
 
     @property
     def keeps_owner(self) -> bool:
@@ -284,17 +388,54 @@ class TokenRegistration:
         return profile
 
 
-TOKEN_FIELDS = ("token", "provider", "platform", "external_id", "locale", "timezone", "app_version")
+TOKEN_FIELDS = (
+    "token",
+    "subscription",
+    "provider",
+    "platform",
+    "external_id",
+    "locale",
+    "timezone",
+    "app_version",
+)
+
+
+def _clean_device(payload: Mapping[str, Any]) -> tuple[str, str, str, dict[str, str] | None]:
+    """(provider, platform, token, keys): a device token, or a web push subscription."""
+    raw_provider = payload.get("provider")
+    if isinstance(raw_provider, str) and raw_provider.lower() == Provider.WEBPUSH:
+        provider = Provider.WEBPUSH.value
+        if "token" in payload:
+            raise _invalid(
+                "INVALID_SUBSCRIPTION",
+                "token",
+                "Web push registers a subscription {endpoint, keys}, not a token.",
+            )
+        # The platform may be omitted: a web push subscription is a browser's.
+        platform = clean_platform(payload.get("platform") or Platform.WEB.value, provider)
+        if "subscription" not in payload:
+            raise _invalid(
+                "INVALID_SUBSCRIPTION",
+                "subscription",
+                "subscription is required: the browser's PushSubscription.toJSON().",
+            )
+        token, keys = clean_subscription(payload["subscription"])
+        return provider, platform, token, keys
+    if "token" not in payload:
+        raise _invalid("MISSING_TOKEN", "token", "token is required.")
+    provider = clean_provider(payload.get("provider"))
+    if "subscription" in payload:
+        raise _invalid(
+            "VALIDATION_ERROR", "subscription", "subscription is for provider 'webpush' only."
+        )
+    platform = clean_platform(payload.get("platform"), provider)
+    return provider, platform, clean_token(payload.get("token"), provider), None
 
 
 def clean_token_registration(payload: Mapping[str, Any]) -> TokenRegistration:
     """Validate a registration body, in a fixed order so the same input gets the same error."""
     refuse_unknown_fields(payload, allowed=TOKEN_FIELDS)
-    if "token" not in payload:
-        raise _invalid("MISSING_TOKEN", "token", "token is required.")
-    provider = clean_provider(payload.get("provider"))
-    platform = clean_platform(payload.get("platform"), provider)
-    token = clean_token(payload.get("token"), provider)
+    provider, platform, token, keys = _clean_device(payload)
     external_id: Any = _KEEP
     if "external_id" in payload:
         raw = payload["external_id"]
@@ -313,6 +454,7 @@ def clean_token_registration(payload: Mapping[str, Any]) -> TokenRegistration:
             if payload.get("app_version") is not None
             else None
         ),
+        keys=keys,
     )
 
 
@@ -367,9 +509,18 @@ def token_register(
     """Register or refresh a device token. Returns (token, created). Idempotent.
 
     Re-registering reactivates a deactivated token (clearing invalidated_at and the
-    reason) and moves it to the user named by external_id; a registration without
-    external_id keeps the current owner, `"external_id": null` detaches it.
+    reason), replaces a web push subscription's keys with the ones given, and moves it
+    to the user named by external_id; a registration without external_id keeps the
+    current owner, `"external_id": null` detaches it.
     """
+    if registration.provider == Provider.WEBPUSH and registration.keys is None:
+        # Only a full subscription makes a web push token: without keys nothing can
+        # be encrypted to it (a test push naming an unknown endpoint ends here).
+        raise _invalid(
+            "INVALID_SUBSCRIPTION",
+            "subscription",
+            "Register the browser's subscription (endpoint and keys) first.",
+        )
     now = now or timezone.now()
     # The token row before the user row: every token writer locks in that order (the
     # active_token_kinds triggers lock users after the token rows they change), so a
@@ -395,6 +546,7 @@ def token_register(
                     locale=registration.locale or "",
                     timezone=registration.timezone or "",
                     app_version=registration.app_version or "",
+                    keys=registration.keys,
                 )
                 created = True
         except IntegrityError:
@@ -408,7 +560,7 @@ def token_register(
         token.last_registered_at = now
         if not registration.keeps_owner:
             token.app_user = user
-        for field in ("locale", "timezone", "app_version"):
+        for field in ("locale", "timezone", "app_version", "keys"):
             if getattr(registration, field) is not None:
                 setattr(token, field, getattr(registration, field))
         token.save(
@@ -422,6 +574,7 @@ def token_register(
                 "locale",
                 "timezone",
                 "app_version",
+                "keys",
             ]
         )
     if registration.keeps_owner and token.app_user_id is not None:

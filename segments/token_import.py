@@ -10,10 +10,14 @@ the API would refuse is rejected here with the API's error code as the reason.
 Formats:
 
 * CSV with a header row. Columns: external_id, token, provider, platform, locale,
-  timezone, app_version, and `attr.<key>` (a string) or `attr.<key>:number|boolean|
-  string` for typed attributes. Empty cells mean "not given".
+  timezone, app_version, endpoint, p256dh, auth (the last three: a web push
+  subscription, with provider `webpush` and no token), and `attr.<key>` (a string)
+  or `attr.<key>:number|boolean|string` for typed attributes. Empty cells mean "not
+  given".
 * JSON lines: {"external_id": ..., "attributes": {...}, "tokens": [{"token",
-  "provider", "platform", "locale", "timezone", "app_version"}]}.
+  "provider", "platform", "locale", "timezone", "app_version"}]}; a web push token
+  is {"provider": "webpush", "subscription": {"endpoint", "keys": {"p256dh", "auth"}}}
+  as the registration API takes it.
 
 A line needs an external_id, a token, or both (a token without a user is anonymous).
 """
@@ -49,7 +53,17 @@ from segments.services import (
     merge_attributes,
 )
 
-CSV_COLUMNS = ("external_id", "token", "provider", "platform", "locale", "timezone", "app_version")
+SUBSCRIPTION_COLUMNS = ("endpoint", "p256dh", "auth")
+CSV_COLUMNS = (
+    "external_id",
+    "token",
+    "provider",
+    "platform",
+    "locale",
+    "timezone",
+    "app_version",
+    *SUBSCRIPTION_COLUMNS,
+)
 ATTR_PREFIX = "attr."
 ATTR_TYPES = ("string", "number", "boolean")
 JSONL_KEYS = ("external_id", "attributes", "tokens")
@@ -66,6 +80,7 @@ TOKEN_UPDATE_FIELDS = (
     "locale",
     "timezone",
     "app_version",
+    "keys",
 )
 
 
@@ -173,6 +188,15 @@ def _typed(key: str, kind: str, text: str) -> Any:
     return int(number) if number.is_integer() and "." not in text and "e" not in text else number
 
 
+def _subscription(fields: dict[str, str]) -> dict[str, Any]:
+    """A CSV row's endpoint/p256dh/auth cells as the registration API's subscription."""
+    keys = {name: fields[name] for name in ("p256dh", "auth") if name in fields}
+    subscription: dict[str, Any] = {"keys": keys}
+    if "endpoint" in fields:
+        subscription["endpoint"] = fields["endpoint"]
+    return subscription
+
+
 def _csv_header(header: list[str]) -> list[tuple[str, str, str]]:
     """(column kind, name, type) per column; unknown columns stop the import."""
     layout = []
@@ -217,7 +241,13 @@ def parse_csv(lines: Iterator[str]) -> Iterator[tuple[int, Line | Rejected]]:
                     fields[name] = cell
                 else:
                     attributes[name] = _typed(name, type_, cell)
-            token = {k: v for k, v in fields.items() if k != "external_id"}
+            token: dict[str, Any] = {
+                k: v
+                for k, v in fields.items()
+                if k != "external_id" and k not in SUBSCRIPTION_COLUMNS
+            }
+            if any(name in fields for name in SUBSCRIPTION_COLUMNS):
+                token["subscription"] = _subscription(fields)
             yield (
                 number,
                 _line(number, fields.get("external_id"), attributes, [token] if token else []),
@@ -266,6 +296,7 @@ _TOKEN_STATE: tuple[str, ...] = (
     "locale",
     "timezone",
     "app_version",
+    "keys",
 )
 
 
@@ -341,6 +372,8 @@ def _apply(project: Project, lines: list[Line], summary: ImportSummary, now: dat
                 "locale": registration.locale or token["locale"] or "",
                 "timezone": registration.timezone or token["timezone"] or "",
                 "app_version": registration.app_version or token["app_version"] or "",
+                # Web push: the file's keys replace the stored ones, as a registration's do.
+                "keys": registration.keys if registration.keys is not None else token["keys"],
             }
             if created or any(token[k] != v for k, v in wanted.items()):
                 token.update(wanted)
@@ -397,7 +430,8 @@ _PG_STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS import_users "
     "(id uuid, external_id text, attributes jsonb) ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS import_tokens (provider text, token text, "
-    "app_user_id uuid, platform text, locale text, timezone text, app_version text) "
+    "app_user_id uuid, platform text, locale text, timezone text, app_version text, "
+    "keys jsonb) "
     "ON COMMIT DELETE ROWS",
 )
 _PG_UPSERT_USERS = (
@@ -408,14 +442,14 @@ _PG_UPSERT_USERS = (
 _PG_UPSERT_TOKENS = (
     "INSERT INTO push_tokens (project_id, provider, token, app_user_id, platform, active, "
     "locale, timezone, app_version, created_at, last_registered_at, invalidated_at, "
-    "invalid_reason) "
+    "invalid_reason, keys) "
     "SELECT %s, provider, token, app_user_id, platform, true, locale, timezone, app_version, "
-    "%s, %s, NULL, '' FROM import_tokens "
+    "%s, %s, NULL, '', keys FROM import_tokens "
     "ON CONFLICT (project_id, provider, token) DO UPDATE SET "
     "app_user_id = EXCLUDED.app_user_id, platform = EXCLUDED.platform, active = true, "
     "invalidated_at = NULL, invalid_reason = '', "
     "last_registered_at = EXCLUDED.last_registered_at, locale = EXCLUDED.locale, "
-    "timezone = EXCLUDED.timezone, app_version = EXCLUDED.app_version"
+    "timezone = EXCLUDED.timezone, app_version = EXCLUDED.app_version, keys = EXCLUDED.keys"
 )
 
 
@@ -439,7 +473,7 @@ def _copy_upsert(
                     copy.write_row((row["id"], row["external_id"], Jsonb(row["attributes"])))
             cursor.execute(_PG_UPSERT_USERS, [project.pk, now])
         if tokens:
-            columns = "provider, token, app_user_id, platform, locale, timezone, app_version"
+            columns = "provider, token, app_user_id, platform, locale, timezone, app_version, keys"
             with raw.copy(f"COPY import_tokens ({columns}) FROM STDIN") as copy:
                 for (provider, token), state in tokens.items():
                     copy.write_row(
@@ -451,6 +485,7 @@ def _copy_upsert(
                             state["locale"],
                             state["timezone"],
                             state["app_version"],
+                            None if state["keys"] is None else Jsonb(state["keys"]),
                         )
                     )
             cursor.execute(_PG_UPSERT_TOKENS, [project.pk, now, now])

@@ -38,12 +38,18 @@ class OutgoingPush:
     *without* ``token`` (the sender adds it, so a payload can be shared by a batch).
     ``headers`` is APNs only (apns-push-type, apns-priority, apns-expiration,
     apns-collapse-id, optionally apns-id); the topic always comes from the config.
+
+    Web push: ``token`` is the subscription's endpoint URL, ``keys`` its
+    ``{"p256dh", "auth"}`` (base64url, no padding), ``payload`` the JSON the service
+    worker receives (encrypted by the sender), and ``headers`` the RFC 8030 ``TTL``,
+    ``Urgency`` and ``Topic`` (see ``delivery.providers.webpush.webpush_headers``).
     """
 
     ref: str
     token: str
     payload: dict[str, Any]
     headers: Mapping[str, str] = field(default_factory=dict)
+    keys: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,8 @@ class ProviderSender(Protocol):
 
 DEFAULT_APNS_CONCURRENCY = 500
 DEFAULT_FCM_CONCURRENCY = 64
+DEFAULT_WEBPUSH_CONCURRENCY = 128
+DEFAULT_WEBPUSH_CONNECTIONS_PER_ORIGIN = 64
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
 
@@ -150,6 +158,49 @@ class FcmConfig:
     @property
     def project_id(self) -> str:
         return str(self.service_account_info["project_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class WebPushConfig:
+    """A project's VAPID identity (RFC 8292) for sending web push.
+
+    ``vapid_private_key`` is the PEM of an EC P-256 private key and
+    ``vapid_public_key`` the base64url (no padding) of its 65-byte uncompressed
+    point, the ``applicationServerKey`` browsers subscribed with; ``subject`` is the
+    operator contact (``mailto:`` or ``https:``) push services may use. Unlike APNs
+    and FCM there is no single provider host: every subscription names its own push
+    service, and the sender keeps one connection pool per origin, each capped at
+    ``connections_per_origin``; ``concurrency`` bounds requests in flight overall.
+    ``endpoint`` ("https://host:port") sends every request to that origin instead
+    (tests, a proxy; the JWT's ``aud`` is then that origin); ``ca_file`` is trusted in
+    addition to the system CAs. ``default_ttl_seconds`` is the TTL header when a push
+    names none (RFC 8030 requires one).
+    """
+
+    vapid_private_key: str = field(repr=False)
+    vapid_public_key: str
+    subject: str
+    endpoint: str = ""
+    ca_file: str = ""
+    concurrency: int = DEFAULT_WEBPUSH_CONCURRENCY
+    connections_per_origin: int = DEFAULT_WEBPUSH_CONNECTIONS_PER_ORIGIN
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    default_ttl_seconds: int = 4 * 7 * 24 * 3600
+
+    def __post_init__(self) -> None:
+        if not (self.vapid_private_key and self.vapid_public_key):
+            raise ValueError("WebPushConfig needs the VAPID private and public keys")
+        if not self.subject.startswith(("mailto:", "https://")):
+            raise ValueError("WebPushConfig.subject must be a mailto: or https: URI")
+        if self.endpoint and not self.endpoint.startswith("https://"):
+            raise ValueError("WebPushConfig.endpoint must be an https:// origin")
+        if (
+            self.concurrency < 1
+            or self.connections_per_origin < 1
+            or self.timeout_seconds <= 0
+            or self.default_ttl_seconds < 0
+        ):
+            raise ValueError("concurrency, connections and timeouts must be positive")
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -25,12 +25,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from delivery.providers.apns import ApnsSender
-from delivery.providers.base import ApnsConfig, FcmConfig, OutgoingPush, ProviderSender, PushResult
+from delivery.providers.base import (
+    ApnsConfig,
+    FcmConfig,
+    OutgoingPush,
+    ProviderSender,
+    PushResult,
+    WebPushConfig,
+)
 from delivery.providers.fcm import FcmSender
+from delivery.providers.webpush import WebPushSender
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+SenderConfig = ApnsConfig | FcmConfig | WebPushConfig
 
 # Configs differ per project; keep the most recently used ones, close the rest.
 MAX_CACHED_SENDERS = 32
@@ -48,7 +57,7 @@ class _Runtime:
         self.thread = threading.Thread(
             target=self._run, name=f"herald-delivery-loop-{self.pid}", daemon=True
         )
-        self.senders: OrderedDict[ApnsConfig | FcmConfig, ProviderSender] = OrderedDict()
+        self.senders: OrderedDict[SenderConfig, ProviderSender] = OrderedDict()
         self.thread.start()
 
     def _run(self) -> None:
@@ -99,13 +108,19 @@ def run_sync(coro_factory: Callable[[], Awaitable[T]], timeout: float | None = N
     return future.result(timeout)
 
 
-def _sender_for(runtime: _Runtime, config: ApnsConfig | FcmConfig) -> ProviderSender:
+def _sender_for(runtime: _Runtime, config: SenderConfig) -> ProviderSender:
     """Loop-thread only: senders bind to the loop they first run on."""
-    sender = runtime.senders.get(config)
-    if sender is not None:
+    cached = runtime.senders.get(config)
+    if cached is not None:
         runtime.senders.move_to_end(config)
-        return sender
-    sender = ApnsSender(config) if isinstance(config, ApnsConfig) else FcmSender(config)
+        return cached
+    sender: ProviderSender
+    if isinstance(config, ApnsConfig):
+        sender = ApnsSender(config)
+    elif isinstance(config, FcmConfig):
+        sender = FcmSender(config)
+    else:
+        sender = WebPushSender(config)
     runtime.senders[config] = sender
     while len(runtime.senders) > MAX_CACHED_SENDERS:
         _, evicted = runtime.senders.popitem(last=False)
@@ -113,7 +128,7 @@ def _sender_for(runtime: _Runtime, config: ApnsConfig | FcmConfig) -> ProviderSe
     return sender
 
 
-def get_sender(config: ApnsConfig | FcmConfig) -> ProviderSender:
+def get_sender(config: SenderConfig) -> ProviderSender:
     """The process-wide sender for ``config`` (created on first use, never at import).
 
     Use it only through :func:`run_sync` / :func:`send_batch`: its connections live
@@ -127,13 +142,13 @@ def get_sender(config: ApnsConfig | FcmConfig) -> ProviderSender:
     return run_sync(lookup)
 
 
-def send_batch(config: ApnsConfig | FcmConfig, pushes: Sequence[OutgoingPush]) -> list[PushResult]:
+def send_batch(config: SenderConfig, pushes: Sequence[OutgoingPush]) -> list[PushResult]:
     """Synchronous convenience for Celery tasks: one result per push, same order."""
     return send_batches([(config, pushes)])[0]
 
 
 def send_batches(
-    jobs: Sequence[tuple[ApnsConfig | FcmConfig, Sequence[OutgoingPush]]],
+    jobs: Sequence[tuple[SenderConfig, Sequence[OutgoingPush]]],
 ) -> list[list[PushResult]]:
     """`send_batch` for several configs at once (a sub-batch mixing APNs and FCM).
 
@@ -177,7 +192,7 @@ def shutdown(timeout: float = 10.0) -> None:
             runtime.loop.close()
 
 
-def slice_size(config: ApnsConfig | FcmConfig) -> int:
+def slice_size(config: SenderConfig) -> int:
     return slice_size_for(config.concurrency)
 
 
@@ -200,7 +215,7 @@ class SendStream:
 
     def __init__(
         self,
-        jobs: Sequence[tuple[ApnsConfig | FcmConfig, Sequence[OutgoingPush]]],
+        jobs: Sequence[tuple[SenderConfig, Sequence[OutgoingPush]]],
         *,
         notify_rows: int,
     ) -> None:

@@ -164,7 +164,7 @@ class Behaviour:
 class ProviderStats:
     """What one simulated provider saw since the last reset.
 
-    ``duplicates`` counts tokens accepted (200) more than once — for a campaign sent
+    ``duplicates`` counts tokens accepted (2xx) more than once — for a campaign sent
     to distinct tokens it must stay 0. ``connections`` counts TLS connections
     accepted; ``auth_tokens`` counts credentials minted/verified (APNs: distinct
     provider JWTs verified; FCM: OAuth2 access tokens issued by ``/token``).
@@ -184,7 +184,7 @@ class ProviderStats:
     def record(self, status: int, token: str, collapse_id: str = "", payload: Any = None) -> None:
         self.requests_total += 1
         self.by_status[status] += 1
-        if status == 200:
+        if 200 <= status < 300:  # web push accepts with 201
             self.accepted += 1
             if collapse_id:
                 self.collapse_ids[collapse_id] += 1

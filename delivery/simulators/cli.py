@@ -18,6 +18,7 @@ from delivery.simulators.server import (
     DEFAULT_CONTROL_PORT,
     DEFAULT_FCM_PORT,
     DEFAULT_HOST,
+    DEFAULT_WEBPUSH_PORT,
     SimulatorServer,
     serve_forever,
 )
@@ -37,6 +38,9 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fcm-port", type=int, default=DEFAULT_FCM_PORT, help="0 = any free")
     parser.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT)
     parser.add_argument(
+        "--webpush-port", type=int, default=DEFAULT_WEBPUSH_PORT, help="0 = any free"
+    )
+    parser.add_argument(
         "--cert-dir",
         type=Path,
         default=DEFAULT_CERT_DIR,
@@ -50,7 +54,7 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         "--invalid-tokens-file",
         type=Path,
         default=None,
-        help="tokens (one per line, # comments) answered as unregistered by both providers",
+        help="tokens (one per line, # comments) answered as unregistered by every provider",
     )
     parser.add_argument(
         "--json",
@@ -129,6 +133,7 @@ def server_from_options(options: Mapping[str, Any]) -> SimulatorServer:
         apns_port=options["apns_port"],
         fcm_port=options["fcm_port"],
         control_port=options["control_port"],
+        webpush_port=options.get("webpush_port", DEFAULT_WEBPUSH_PORT),
         cert_dir=Path(options["cert_dir"]),
         latency_ms=options["latency_ms"],
         error_rate_429=options["error_rate_429"],
@@ -147,6 +152,7 @@ def describe(server: SimulatorServer) -> dict[str, Any]:
     return {
         "apns_endpoint": addresses.apns_endpoint,
         "fcm_endpoint": addresses.fcm_base_url,
+        "webpush_endpoint": addresses.webpush_base_url,
         "control_url": addresses.control_url,
         "ca_file": str(credentials.ca_file),
         "apns_key_file": str(credentials.apns_key_file),
@@ -169,6 +175,8 @@ def print_ready(server: SimulatorServer, out: Output, *, as_json: bool) -> None:
             "Herald provider simulators running (Ctrl-C to stop)\n"
             f"  APNs (HTTP/2, TLS)   https://{info['apns_endpoint']}\n"
             f"  FCM  (HTTP v1, TLS)  {info['fcm_endpoint']}\n"
+            f"  Web Push (RFC 8030)  {info['webpush_endpoint']}/push/<subscription>  "
+            "(mint: POST control /webpush/subscriptions)\n"
             f"  control (HTTP)       {info['control_url']}/stats  /reset  /config  "
             "/reporting  /healthz\n"
             f"  CA to trust          {info['ca_file']}\n"

@@ -1,6 +1,6 @@
-"""Run the APNs and FCM simulators and their control server.
+"""Run the APNs, FCM and Web Push simulators and their control server.
 
-``SimulatorServer`` serves all three on one event loop, either on a background
+``SimulatorServer`` serves all four on one event loop, either on a background
 thread of the calling process (``start()``/``stop()``, for tests) or in the
 foreground (``serve_forever()``, for ``manage.py run_simulators`` and bench/).
 Ports 0 pick free ports; sockets are bound before the credentials are written so
@@ -9,10 +9,14 @@ the FCM service account's ``token_uri`` names the real port.
 Control server (plain HTTP, its own port), used by tests and the e2e suite:
 
 * ``GET /healthz`` -> ``{"ok": true}``
-* ``GET /stats[?tokens=1]`` -> ``{"apns": {...}, "fcm": {...}}`` (ProviderStats)
+* ``GET /stats[?tokens=1]`` -> ``{"apns": {...}, "fcm": {...}, "webpush": {...}}``
+  (ProviderStats)
 * ``POST /reset`` -> clear counters; body ``{"config": true}`` also restores knobs
-* ``GET /config``, ``POST /config`` with ``{"apns": {knobs}, "fcm": {knobs}}`` or
-  ``{"all": {knobs}}`` (see :class:`~delivery.simulators.behaviour.Behaviour`)
+* ``GET /config``, ``POST /config`` with ``{"apns": {knobs}, "fcm": {knobs},
+  "webpush": {knobs}}`` or ``{"all": {knobs}}`` (see
+  :class:`~delivery.simulators.behaviour.Behaviour`)
+* ``POST /webpush/subscriptions`` with ``{"count": n}`` -> ``{"subscriptions": [...]}``,
+  n new browser subscriptions (``{"endpoint", "keys": {"p256dh", "auth"}}``)
 * ``GET /reporting`` -> the device behaviour's knobs (never the API key) and counters;
   ``POST /reporting`` with ``{knobs}`` changes them, ``{"url": ""}`` turns it off
   (see :mod:`delivery.simulators.reporting`)
@@ -40,6 +44,7 @@ from delivery.simulators.behaviour import Behaviour
 from delivery.simulators.credentials import DemoCredentials, ensure_demo_credentials
 from delivery.simulators.fcm import FcmSimulator, fcm_server_ssl_context
 from delivery.simulators.reporting import DeviceReporter, ReportingConfig
+from delivery.simulators.webpush import WebPushSimulator, load_or_create_seed
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +54,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_APNS_PORT = 2197
 DEFAULT_FCM_PORT = 2198
 DEFAULT_CONTROL_PORT = 2199
+DEFAULT_WEBPUSH_PORT = 2196
 DEFAULT_CERT_DIR = Path("var/simulators")
-PROVIDERS = ("apns", "fcm")
+PROVIDERS = ("apns", "fcm", "webpush")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,7 @@ class SimulatorAddresses:
     apns_port: int
     fcm_port: int
     control_port: int
+    webpush_port: int = 0
 
     @property
     def apns_endpoint(self) -> str:
@@ -69,6 +76,11 @@ class SimulatorAddresses:
     def fcm_base_url(self) -> str:
         """``FcmConfig.endpoint`` value."""
         return f"https://{self.host}:{self.fcm_port}"
+
+    @property
+    def webpush_base_url(self) -> str:
+        """The origin minted web push endpoints name."""
+        return f"https://{self.host}:{self.webpush_port}"
 
     @property
     def control_url(self) -> str:
@@ -100,12 +112,13 @@ class SimulatorServer:
         apns_port: int = 0,
         fcm_port: int = 0,
         control_port: int = 0,
+        webpush_port: int = 0,
         cert_dir: Path = DEFAULT_CERT_DIR,
         reporting: ReportingConfig | None = None,
         **behaviour: Any,
     ) -> None:
         self.host = host
-        self._requested_ports = (apns_port, fcm_port, control_port)
+        self._requested_ports = (apns_port, fcm_port, control_port, webpush_port)
         self.cert_dir = Path(cert_dir)
         Behaviour(**behaviour)  # validate now, in the caller's thread
         self._initial_behaviour = dict(behaviour)
@@ -115,6 +128,7 @@ class SimulatorServer:
         self._credentials: DemoCredentials | None = None
         self.apns: ApnsSimulator | None = None
         self.fcm: FcmSimulator | None = None
+        self.webpush: WebPushSimulator | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._cleanup: list[Callable[[], Any]] = []
@@ -146,12 +160,15 @@ class SimulatorServer:
     def control_port(self) -> int:
         return self.addresses.control_port
 
+    @property
+    def webpush_port(self) -> int:
+        return self.addresses.webpush_port
+
     # --- lifecycle ------------------------------------------------------------
 
     async def start_async(self) -> SimulatorAddresses:
         """Bind, write/reuse credentials, and start serving on the running loop."""
-        apns_port, fcm_port, control_port = self._requested_ports
-        sockets = [_bind(self.host, port) for port in (apns_port, fcm_port, control_port)]
+        sockets = [_bind(self.host, port) for port in self._requested_ports]
 
         def close_sockets() -> None:
             for sock in sockets:
@@ -160,6 +177,7 @@ class SimulatorServer:
         self._cleanup.append(close_sockets)
         ports = [s.getsockname()[1] for s in sockets]
         self._addresses = SimulatorAddresses(self.host, *ports)
+        webpush_seed = await asyncio.to_thread(load_or_create_seed, self.cert_dir)
         credentials = await asyncio.to_thread(
             ensure_demo_credentials, self.cert_dir, fcm_base_url=self._addresses.fcm_base_url
         )
@@ -174,6 +192,17 @@ class SimulatorServer:
         self.fcm = FcmSimulator(
             service_account_info=credentials.service_account_info,
             public_key_pem=credentials.fcm_public_key_pem,
+            behaviour=Behaviour(**self._initial_behaviour),
+        )
+        base_url = self._addresses.webpush_base_url
+        # The TLS certificate names localhost and 127.0.0.1: both are origins of this
+        # push service (tests use them as two push services, each with its own pool).
+        local = self.host in ("127.0.0.1", "localhost")
+        aliases = (f"https://127.0.0.1:{ports[3]}", f"https://localhost:{ports[3]}")
+        self.webpush = WebPushSimulator(
+            seed=webpush_seed,
+            base_url=base_url,
+            aliases=aliases if local else (),
             behaviour=Behaviour(**self._initial_behaviour),
         )
         loop = asyncio.get_running_loop()
@@ -203,6 +232,23 @@ class SimulatorServer:
                 str(credentials.tls_cert_file), str(credentials.tls_key_file)
             ),
         )
+        webpush_runner = web.AppRunner(self.webpush.build_app(), access_log=None)
+        await webpush_runner.setup()
+        webpush_handler_factory = webpush_runner.server
+        assert webpush_handler_factory is not None
+        webpush_stats = self.webpush.stats
+
+        def webpush_protocol() -> asyncio.BaseProtocol:
+            webpush_stats.connections += 1
+            return webpush_handler_factory()
+
+        webpush_server = await loop.create_server(
+            webpush_protocol,
+            sock=sockets[3],
+            ssl=fcm_server_ssl_context(
+                str(credentials.tls_cert_file), str(credentials.tls_key_file)
+            ),
+        )
         control_runner = web.AppRunner(self._control_app(), access_log=None)
         await control_runner.setup()
         control_site = web.SockSite(control_runner, sockets[2])
@@ -211,7 +257,9 @@ class SimulatorServer:
         async def close() -> None:
             apns_server.close()
             fcm_server.close()
+            webpush_server.close()
             await fcm_runner.cleanup()
+            await webpush_runner.cleanup()
             await control_runner.cleanup()
 
         self._cleanup.append(close)
@@ -281,10 +329,10 @@ class SimulatorServer:
 
         return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=30)
 
-    def _simulators(self) -> dict[str, ApnsSimulator | FcmSimulator]:
-        if self.apns is None or self.fcm is None:
+    def _simulators(self) -> dict[str, ApnsSimulator | FcmSimulator | WebPushSimulator]:
+        if self.apns is None or self.fcm is None or self.webpush is None:
             raise RuntimeError("SimulatorServer is not started")
-        return {"apns": self.apns, "fcm": self.fcm}
+        return {"apns": self.apns, "fcm": self.fcm, "webpush": self.webpush}
 
     def stats(self, *, tokens: bool = False) -> dict[str, Any]:
         return self._call(
@@ -306,14 +354,15 @@ class SimulatorServer:
         self._call(do_reset)
 
     def revoke_auth(self) -> None:
-        """Forget issued FCM access tokens and verified APNs JWTs, as if the
+        """Forget issued FCM access tokens and verified APNs/VAPID JWTs, as if the
         provider had rotated keys: the next request gets 401 (FCM) or is re-verified
-        (APNs). Lets tests exercise token refresh."""
+        (APNs, web push). Lets tests exercise token refresh."""
 
         def revoke() -> None:
-            assert self.apns is not None and self.fcm is not None
+            assert self.apns is not None and self.fcm is not None and self.webpush is not None
             self.apns.forget_verified_tokens()
             self.fcm.revoke_access_tokens()
+            self.webpush.forget_verified_tokens()
 
         self._call(revoke)
 
@@ -326,8 +375,19 @@ class SimulatorServer:
 
         return self._call(drop)
 
+    def mint_webpush_subscriptions(self, count: int) -> list[dict[str, Any]]:
+        """``count`` new browser subscriptions the web push simulator can decrypt for
+        (``{"endpoint", "keys": {"p256dh", "auth"}}``); ValueError for a bad count."""
+
+        def mint() -> list[dict[str, Any]]:
+            assert self.webpush is not None
+            return self.webpush.mint(count)
+
+        return self._call(mint)
+
     def configure(self, knobs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-        """``{"apns": {...}, "fcm": {...}}`` or ``{"all": {...}}``; all-or-nothing."""
+        """``{"apns": {...}, "fcm": {...}, "webpush": {...}}`` or ``{"all": {...}}``;
+        all-or-nothing."""
         return self._call(lambda: self._apply_config(knobs))
 
     def config(self) -> dict[str, Any]:
@@ -439,6 +499,18 @@ class SimulatorServer:
             except (ValueError, TypeError) as exc:
                 return web.json_response({"error": str(exc)}, status=400)
 
+        async def mint_subscriptions(request: web.Request) -> web.Response:
+            body = await _json_body(request)
+            count = body.get("count", 1)
+            if not isinstance(count, int) or isinstance(count, bool):
+                return web.json_response({"error": "count must be an integer"}, status=400)
+            try:
+                subscriptions = self.mint_webpush_subscriptions(count)
+            except ValueError as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+            return web.json_response({"subscriptions": subscriptions})
+
+        app.router.add_post("/webpush/subscriptions", mint_subscriptions)
         app.router.add_get("/reporting", get_reporting)
         app.router.add_post("/reporting", post_reporting)
         return app

@@ -48,7 +48,7 @@ TOKEN_ATTRS = {"platform": tuple(Platform.values), "provider": tuple(Provider.va
 # Bits of app_users.active_token_kinds (PostgreSQL; segments/migrations/0003 sets them).
 TOKEN_KIND_BITS = {
     "platform": {"ios": 1, "android": 2, "web": 4},
-    "provider": {"apns": 8, "fcm": 16},
+    "provider": {"apns": 8, "fcm": 16, "webpush": 64},
 }
 ANY_TOKEN_BIT = 32
 DATE_COLUMNS = ("created_at", "last_seen_at")

@@ -162,7 +162,7 @@ def test_breakdown_sums_equal_the_runs_rows(staff: Client) -> None:
         "skipped": 1,
         "unknown": 0,
     }
-    assert body["by_provider"] == {"apns": 5, "fcm": 4}
+    assert body["by_provider"] == {"apns": 5, "fcm": 4, "webpush": 0}
     assert body["by_platform"] == {"ios": 5, "android": 3, "web": 1}
     assert body["reasons"] == [
         {"reason": "BadDeviceToken", "status": "invalid_token", "count": 2},

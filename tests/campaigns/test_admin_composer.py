@@ -205,7 +205,7 @@ def test_estimate_counts_unsaved_targeting_like_the_audience_api(staff: Client) 
     assert answer.status_code == 200
     assert answer.json() == {
         "total": 2,
-        "by_provider": {"apns": 1, "fcm": 1},
+        "by_provider": {"apns": 1, "fcm": 1, "webpush": 0},
         "by_platform": {"ios": 1, "android": 0, "web": 1},
     }
     # Saved, the same campaign answers the same through the API's function.

@@ -117,7 +117,11 @@ RUN_1 = {
             "rate": 0.5,
         },
     ],
-    "by_provider": {"apns": counts(1, 1, 0, 1), "fcm": counts(1, 1, 1, 0)},
+    "by_provider": {
+        "apns": counts(1, 1, 0, 1),
+        "fcm": counts(1, 1, 1, 0),
+        "webpush": counts(0, 0, 0, 0),
+    },
     "by_platform": {"ios": counts(1, 1, 0, 1), "android": counts(1, 1, 1, 0), "web": zero()},
     "series": {
         "resolution": "minute",
@@ -176,7 +180,11 @@ def test_all_runs_sum_and_plot_hourly(story):
                 "rate": 0.333333,
             },
         ],
-        "by_provider": {"apns": counts(2, 1, 0, 2), "fcm": counts(1, 1, 1, 0)},
+        "by_provider": {
+            "apns": counts(2, 1, 0, 2),
+            "fcm": counts(1, 1, 1, 0),
+            "webpush": counts(0, 0, 0, 0),
+        },
         "by_platform": {"ios": counts(2, 1, 0, 2), "android": counts(1, 1, 1, 0), "web": zero()},
         "series": {
             "resolution": "hour",

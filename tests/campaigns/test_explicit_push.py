@@ -164,7 +164,7 @@ def test_audience_counts_by_provider_and_platform(api, project, people):
     assert response.status_code == 200
     assert response.json() == {
         "total": 2,
-        "by_provider": {"apns": 2, "fcm": 0},
+        "by_provider": {"apns": 2, "fcm": 0, "webpush": 0},
         "by_platform": {"ios": 2, "android": 0, "web": 0},
     }
     everyone = CampaignFactory(project=project)

@@ -68,8 +68,8 @@ class Stack:
     """A running `manage.py run_stack` and everything it started."""
 
     def __init__(self, var_dir: Path, *, block_port: int | None = None) -> None:
-        self.web_port, apns, fcm, control = free_ports(4)
-        self.ports = [self.web_port, apns, fcm, control]
+        self.web_port, apns, fcm, control, webpush = free_ports(5)
+        self.ports = [self.web_port, apns, fcm, control, webpush]
         env = {
             key: value
             for key, value in os.environ.items()
@@ -80,6 +80,7 @@ class Stack:
             HERALD_SIMULATOR_APNS_PORT=str(apns),
             HERALD_SIMULATOR_FCM_PORT=str(fcm),
             HERALD_SIMULATOR_CONTROL_PORT=str(control),
+            HERALD_SIMULATOR_WEBPUSH_PORT=str(webpush),
             PYTHONUNBUFFERED="1",
         )
         self.blocker: socket.socket | None = None

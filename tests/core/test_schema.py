@@ -153,7 +153,7 @@ def test_operation_ids_are_unique_and_name_the_operation(schema: dict[str, Any])
 
 def test_provider_and_platform_enums_are_the_model_choices(schema: dict[str, Any]) -> None:
     components = schema["components"]["schemas"]
-    assert components["ProviderEnum"]["enum"] == ["apns", "fcm"]
+    assert components["ProviderEnum"]["enum"] == ["apns", "fcm", "webpush"]
     assert components["PlatformEnum"]["enum"] == ["ios", "android", "web"]
     assert not [name for name in components if name.startswith(("Provider", "Platform"))][2:]
 
@@ -231,7 +231,10 @@ def test_filters_are_enums_and_the_run_is_bounded(schema: dict[str, Any]) -> Non
         "minimum": 1,
         "maximum": 2**31 - 1,
     }
-    assert unregister["query", "provider"]["schema"] == {"type": "string", "enum": ["apns", "fcm"]}
+    assert unregister["query", "provider"]["schema"] == {
+        "type": "string",
+        "enum": ["apns", "fcm", "webpush"],
+    }
     assert unregister["path", "token"]["schema"] == {
         "type": "string",
         "minLength": 1,
@@ -327,7 +330,7 @@ NULLABLE = {
     "Run": {"completed_at"},
     "Segment": {"member_count", "evaluated_at", "rules_error"},
     "AppUser": {"last_seen_at"},
-    "Token": {"app_user_id", "external_id", "invalidated_at"},
+    "Token": {"app_user_id", "external_id", "invalidated_at", "p256dh"},
     "TestPushResult": {"provider_message_id"},
     "ExplicitPushResult": {"run"},
     "Action": {"url"},

@@ -72,7 +72,7 @@ def test_refused_config_changes_nothing(sim):
     assert (status, body) == (400, {"error": "error_rate_429 must be between 0 and 1"})
     assert control(sim, "GET", "/config")[1] == before
     assert control(sim, "POST", "/config", {"apns": {"nope": 1}})[0] == 400
-    assert control(sim, "POST", "/config", {"webpush": {}})[0] == 400
+    assert control(sim, "POST", "/config", {"wns": {}})[0] == 400
 
 
 def test_stats_and_reset(sim):
@@ -331,6 +331,8 @@ def test_run_simulators_options_reach_the_server(tmp_path):
                 "--apns-port=0",
                 "--fcm-port=0",
                 "--control-port=0",
+                "--webpush-port=0",
+                "--webpush-port=0",
                 f"--cert-dir={tmp_path / 'certs'}",
                 "--latency-ms=3",
                 "--error-rate-429=0.25",
@@ -342,7 +344,7 @@ def test_run_simulators_options_reach_the_server(tmp_path):
     with server_from_options(options) as server:
         config = server.config()
 
-    for provider in ("apns", "fcm"):
+    for provider in ("apns", "fcm", "webpush"):
         assert config[provider]["latency_ms"] == 3.0
         assert config[provider]["error_rate_429"] == 0.25
         assert config[provider]["invalid_tokens"] == ["aaaa", "bbbb"]
@@ -357,6 +359,7 @@ def test_simulators_run_as_a_separate_process(tmp_path):
             "--apns-port=0",
             "--fcm-port=0",
             "--control-port=0",
+            "--webpush-port=0",
             f"--cert-dir={tmp_path}",
             "--json",
         ],

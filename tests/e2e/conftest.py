@@ -82,6 +82,8 @@ def simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulators]
             "0",
             "--control-port",
             "0",
+            "--webpush-port",
+            "0",
             "--cert-dir",
             str(cert_dir),
             "--json",

@@ -202,6 +202,7 @@ def test_register_creates_user_and_token(client: Any, project: Any) -> None:
         "locale": "fr_FR",
         "timezone": "Europe/Paris",
         "app_version": "2.1.0",
+        "p256dh": None,
         "created_at": response.json()["created_at"],
         "last_registered_at": response.json()["last_registered_at"],
         "invalidated_at": None,

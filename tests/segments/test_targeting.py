@@ -215,12 +215,12 @@ def test_audience_counts(world: dict[str, Any]) -> None:
     tokens = PushToken.objects.filter(project=world["project"], active=True)
     assert audience_counts(tokens) == {
         "total": 7,
-        "by_provider": {"apns": 4, "fcm": 3},
+        "by_provider": {"apns": 4, "fcm": 3, "webpush": 0},
         "by_platform": {"ios": 4, "android": 2, "web": 1},
     }
     assert audience_counts(tokens.none()) == {
         "total": 0,
-        "by_provider": {"apns": 0, "fcm": 0},
+        "by_provider": {"apns": 0, "fcm": 0, "webpush": 0},
         "by_platform": {"ios": 0, "android": 0, "web": 0},
     }
 

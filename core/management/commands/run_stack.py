@@ -160,6 +160,8 @@ class Command(BaseCommand):
                 str(settings.HERALD_SIMULATOR_FCM_PORT),
                 "--control-port",
                 str(settings.HERALD_SIMULATOR_CONTROL_PORT),
+                "--webpush-port",
+                str(settings.HERALD_SIMULATOR_WEBPUSH_PORT),
                 "--cert-dir",
                 str(settings.HERALD_SIMULATOR_DIR),
                 *report_argv,

@@ -1,4 +1,4 @@
-"""``manage.py run_simulators``: local APNs and FCM for the demo, tests and benches.
+"""``manage.py run_simulators``: local APNs, FCM and Web Push for the demo, tests and benches.
 
 A thin wrapper: the simulators are plain asyncio code in ``delivery/simulators``
 and need neither models nor the database. Defaults come from the
@@ -21,13 +21,15 @@ from delivery.simulators.server import (
     DEFAULT_CONTROL_PORT,
     DEFAULT_FCM_PORT,
     DEFAULT_HOST,
+    DEFAULT_WEBPUSH_PORT,
 )
 
 
 class Command(BaseCommand):
     help = (
-        "Run local APNs (HTTP/2 + TLS, JWT-checked) and FCM (HTTP v1 + OAuth token "
-        "endpoint) simulators with a control server, until Ctrl-C/SIGTERM."
+        "Run local APNs (HTTP/2 + TLS, JWT-checked), FCM (HTTP v1 + OAuth token "
+        "endpoint) and Web Push (RFC 8030, VAPID-checked, decrypting) simulators with a "
+        "control server, until Ctrl-C/SIGTERM."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -37,6 +39,7 @@ class Command(BaseCommand):
             apns_port=getattr(settings, "HERALD_SIMULATOR_APNS_PORT", DEFAULT_APNS_PORT),
             fcm_port=getattr(settings, "HERALD_SIMULATOR_FCM_PORT", DEFAULT_FCM_PORT),
             control_port=getattr(settings, "HERALD_SIMULATOR_CONTROL_PORT", DEFAULT_CONTROL_PORT),
+            webpush_port=getattr(settings, "HERALD_SIMULATOR_WEBPUSH_PORT", DEFAULT_WEBPUSH_PORT),
             cert_dir=Path(getattr(settings, "HERALD_SIMULATOR_DIR", DEFAULT_CERT_DIR)),
         )
 
