@@ -173,6 +173,7 @@ def test_broadcast_with_dead_bad_and_flaky_tokens(simulators, start_worker, sett
     assert {p: n["sent"] for p, n in analytics["by_provider"].items()} == {
         "apns": 1200,
         "fcm": 1200,
+        "webpush": 0,
     }
     assert sum(point["sent"] for point in analytics["series"]["points"]) == 2400
     _report_engagement_through_the_api(project, campaign, sent_rows)
