@@ -30,7 +30,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -39,11 +38,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.setup_db import ensure_database, log, manage  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/herald_bench_segments"
 PROJECT_NAME = "bench-segments"
@@ -93,35 +93,6 @@ RULES: dict[str, dict[str, Any]] = {
     },
     "signup within 90 days (JSON date)": {"attr": "signup", "op": "gte", "value": "-90d"},
 }
-
-
-def log(message: str = "") -> None:
-    print(message, flush=True)
-
-
-def ensure_database(database_url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            log(f"created database {name}")
-
-
-def migrate() -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"migrate failed:\n{result.stdout}\n{result.stderr}")
 
 
 def _weighted(rng: random.Random, pairs: list[tuple[str, float]]) -> Callable[[], str]:
@@ -398,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         os.environ["DATABASE_URL"] = database_url
         ensure_database(database_url)
-    migrate()
+    manage("migrate", "--noinput")
 
     import django
 
