@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc files, served by us (no CDN)
     "django_celery_beat",
     "core",
     "segments",
@@ -210,11 +211,17 @@ HERALD_API_RATE_PER_MINUTE = env_int("HERALD_API_RATE_PER_MINUTE", 1200)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Herald API",
-    "DESCRIPTION": "Self-hosted push campaigns over APNs and FCM.",
+    "DESCRIPTION": "Self-hosted push campaigns over APNs, FCM and web push.",
     # 0.2: operationIds and enum names changed; 0.3: types (uuid ids, bounds, typed
     # JSON fields, image_url may be ""). docs/api.md, "Schema".
     "VERSION": "0.3.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs (Swagger UI) and /api/redoc from drf-spectacular-sidecar's copies.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Keep the key entered in "Authorize" across reloads of the docs page.
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "deepLinking": True},
     # One enum component per choice set, named after the model choices, wherever a
     # provider, platform or delivery status field appears (tokens, deliveries,
     # registration input, test push results).

@@ -1,12 +1,20 @@
-"""Service health: database and broker reachability (no auth, for load balancers)."""
+"""Service health (database and broker reachability, no auth, for load balancers) and
+the schema view behind /api/schema."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.renderers import OpenApiYamlRenderer
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from config.celery import app
 from core.errors import envelope
@@ -50,3 +58,38 @@ def healthz(request: HttpRequest) -> JsonResponse:
         **{name: "ok" if ok else "unreachable" for name, ok in checks.items()},
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+class _BrowserYamlRenderer(OpenApiYamlRenderer):
+    media_type = "text/plain"
+
+
+class SchemaView(SpectacularAPIView):
+    """``/api/schema``: YAML by default, JSON on request (``?format=json`` or
+    ``Accept: application/json``), as drf-spectacular answers. A browser (it accepts
+    text/html) gets the YAML as ``text/plain``, so it shows the schema instead of
+    downloading a file of a type it does not know."""
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def perform_content_negotiation(
+        self, request: Request, force: bool = False
+    ) -> tuple[BaseRenderer, str]:
+        renderer, media_type = super().perform_content_negotiation(request, force)
+        if renderer.format == "yaml" and "text/html" in request.headers.get("Accept", ""):
+            return _BrowserYamlRenderer(), "text/plain"
+        return renderer, media_type
+
+
+class RedocView(SpectacularRedocView):
+    """``/api/redoc``. Redoc's bundle always draws its vendor's logo from
+    cdn.redoc.ly (and hides it if that fails); Herald loads nothing from a CDN, so the
+    page forbids images from elsewhere and the browser never asks."""
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().get(request, *args, **kwargs)
+        response["Content-Security-Policy"] = "img-src 'self' data:"
+        return response

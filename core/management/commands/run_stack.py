@@ -249,7 +249,7 @@ class Command(BaseCommand):
             " Herald is running (Ctrl-C stops everything)\n"
             f"   Admin console   {base}/ops/   login: admin / {password}\n"
             f"   API             {base}/admin/projects/{project}/push/campaigns\n"
-            f"   OpenAPI schema  {base}/api/schema\n"
+            f"   API docs        {base}/api/docs   (Redoc: /api/redoc, schema: /api/schema)\n"
             f"   Health          {base}/healthz\n"
             f"   Simulators      {control}/stats\n"
             f"   Device events   {device}\n"
