@@ -30,12 +30,13 @@ def env_int(name: str, default: int) -> int:
 
 
 DEBUG = env_bool("DEBUG", False)
+INSECURE_SECRET_KEY = "herald-insecure-local-default-key-change-me"  # noqa: S105
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG and env_bool("HERALD_REQUIRE_SECRET_KEY", False):
         raise RuntimeError("SECRET_KEY must be set in production")
     # Local/demo default only; production sets SECRET_KEY (see README).
-    SECRET_KEY = "herald-insecure-local-default-key-change-me"  # noqa: S105
+    SECRET_KEY = INSECURE_SECRET_KEY
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
@@ -93,7 +94,10 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Persistent connections: one per web/pool process, reused for this many seconds
+    # (docs/deploy.md counts them against PostgreSQL's max_connections).
+    conn_max_age = env_int("HERALD_DB_CONN_MAX_AGE", 60)
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=conn_max_age)}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

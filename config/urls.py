@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from core.views import RedocView, SchemaView, healthz
+from core.views import RedocView, SchemaView, healthz, readyz
 
 # The schema and its docs pages are public, like the API's contract they describe.
 PUBLIC = {"authentication_classes": [], "permission_classes": [AllowAny]}
@@ -13,6 +13,7 @@ urlpatterns = [
     # The root (and the console's "View site" link) is the operator console.
     path("", RedirectView.as_view(url="/ops/", permanent=False)),
     path("healthz", healthz),
+    path("readyz", readyz),
     path("api/schema", SchemaView.as_view(**PUBLIC), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema", **PUBLIC), name="api-docs"),
     path("api/redoc", RedocView.as_view(url_name="schema", **PUBLIC), name="api-redoc"),

@@ -1,13 +1,17 @@
-"""Service health (database and broker reachability, no auth, for load balancers) and
-the schema view behind /api/schema."""
+"""Service health, no auth, for load balancers and orchestrators: ``/healthz`` (the web
+process answers; database and broker reachable) and ``/readyz`` (also a live worker
+and a recent sweep, so work gets done); and the views behind /api/schema and
+/api/redoc."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.renderers import OpenApiYamlRenderer
 from drf_spectacular.utils import extend_schema
@@ -18,8 +22,10 @@ from rest_framework.response import Response
 
 from config.celery import app
 from core.errors import envelope
+from core.models import SWEEP_HEARTBEAT, Heartbeat
 
 logger = logging.getLogger("herald.health")
+PING_TIMEOUT_SECONDS = 1.0
 
 
 def _database_ok() -> bool:
@@ -42,15 +48,19 @@ def _broker_ok() -> bool:
         return False
 
 
+def _get_only(request: HttpRequest) -> JsonResponse:
+    not_allowed = JsonResponse(
+        envelope("METHOD_NOT_ALLOWED", f'Method "{request.method}" not allowed.'),
+        status=405,
+    )
+    not_allowed["Allow"] = "GET"
+    return not_allowed
+
+
 @csrf_exempt  # read-only; a probe POSTing here gets the JSON 405, not an HTML 403
 def healthz(request: HttpRequest) -> JsonResponse:
     if request.method != "GET":
-        not_allowed = JsonResponse(
-            envelope("METHOD_NOT_ALLOWED", f'Method "{request.method}" not allowed.'),
-            status=405,
-        )
-        not_allowed["Allow"] = "GET"
-        return not_allowed
+        return _get_only(request)
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     healthy = all(checks.values())
     body = {
@@ -58,6 +68,50 @@ def healthz(request: HttpRequest) -> JsonResponse:
         **{name: "ok" if ok else "unreachable" for name, ok in checks.items()},
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def _live_workers() -> list[str]:
+    """Names of Celery workers answering a ping: the first answer ends the wait, so
+    a healthy cluster answers in milliseconds and a dead one in PING_TIMEOUT."""
+    try:
+        replies = app.control.ping(timeout=PING_TIMEOUT_SECONDS, limit=1)
+    except Exception:  # the broker is down or refused the broadcast: no worker reachable
+        logger.warning("readyz: worker ping failed", exc_info=True)
+        return []
+    return sorted(name for reply in replies or [] for name in reply)
+
+
+def _sweep_age_seconds() -> float | None:
+    """Seconds since the campaign sweeper last ran (None: never)."""
+    beat = Heartbeat.objects.filter(name=SWEEP_HEARTBEAT).values_list("at", flat=True).first()
+    return None if beat is None else (timezone.now() - beat).total_seconds()
+
+
+@csrf_exempt
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Ready to take traffic and get work done: the database and broker answer, at
+    least one worker answers a ping, and the sweeper (sent by beat, run by a worker)
+    ran recently. 503 names what is missing."""
+    if request.method != "GET":
+        return _get_only(request)
+    database, broker = _database_ok(), _broker_ok()
+    workers = _live_workers() if broker else []
+    age = _sweep_age_seconds() if database else None
+    stale_after = max(60, 4 * settings.HERALD_SWEEP_INTERVAL_SECONDS)
+    scheduler_ok = age is not None and age <= stale_after
+    ready = database and broker and bool(workers) and scheduler_ok
+    body: dict[str, Any] = {
+        "status": "ready" if ready else "unavailable",
+        "database": "ok" if database else "unreachable",
+        "broker": "ok" if broker else "unreachable",
+        "workers": {"status": "ok" if workers else "none answered", "answered": workers},
+        "scheduler": {
+            "status": "ok" if scheduler_ok else ("never ran" if age is None else "stale"),
+            "last_sweep_seconds_ago": None if age is None else round(age, 1),
+            "stale_after_seconds": stale_after,
+        },
+    }
+    return JsonResponse(body, status=200 if ready else 503)
 
 
 class _BrowserYamlRenderer(OpenApiYamlRenderer):
