@@ -67,6 +67,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "core.throttling.RateLimitHeadersMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -210,7 +211,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "core.schema.HeraldAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
-# Requests per minute per API key (or staff user); answers 429 RATE_LIMITED.
+# Per API key (or staff user): at most this many requests a second (burst) and a
+# minute (sustained); over either, 429 RATE_LIMITED with Retry-After. 0 turns a tier
+# off. core/throttling.py; docs/api.md, "Rate limits" (the Ocamba reference's 10 and
+# 150 are the documented example).
+HERALD_API_BURST_PER_SECOND = env_int("HERALD_API_BURST_PER_SECOND", 100)
 HERALD_API_RATE_PER_MINUTE = env_int("HERALD_API_RATE_PER_MINUTE", 1200)
 
 SPECTACULAR_SETTINGS = {
