@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
+from typing import Any
 
 from kombu.exceptions import KombuError
 
@@ -55,3 +56,21 @@ def enqueue_batch(
 
 def enqueue_close_run(campaign_id: uuid.UUID, run: int) -> None:
     _send(CLOSE_RUN_TASK, [str(campaign_id), run])
+
+
+def queue_depths() -> dict[str, int] | None:
+    """Messages waiting in the broker's task queue(s), by queue name: on Redis the
+    length of the queue's lists (LLEN, summed over kombu's priority lists), on the
+    embedded filesystem broker the message files in its folder. Tasks a worker has
+    already taken (prefetched, or holding an ETA) are not waiting and not counted.
+    None when the broker cannot be reached."""
+    names = [app.conf.task_default_queue]
+    conn: Any  # a pooled kombu Connection (celery-types says Producer)
+    try:
+        with app.pool.acquire(block=True, timeout=2) as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            channel = conn.default_channel
+            return {name: int(channel.queue_declare(queue=name).message_count) for name in names}
+    except (KombuError, OSError) as exc:
+        logger.warning("Could not read the broker's queue depth: %s", exc)
+        return None

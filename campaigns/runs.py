@@ -40,7 +40,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from campaigns import engagement, queue, scheduling
+from campaigns import engagement, metrics, queue, scheduling
 from campaigns.content import RunOverrides
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign, empty_stats
 from delivery.models import PushDelivery
@@ -251,7 +251,7 @@ def run_maybe_finish(*, campaign_id: uuid.UUID, run: int) -> bool:
     """
     run_row = (
         CampaignRun.objects.filter(campaign_id=campaign_id, number=run)
-        .values("pk", "status", "fanout_done")
+        .values("pk", "status", "fanout_done", "started_at", "trigger")
         .first()
     )
     if run_row is None or (
@@ -294,6 +294,9 @@ def run_maybe_finish(*, campaign_id: uuid.UUID, run: int) -> bool:
             scheduling.arm_if_due(campaign_id)
         except queue.EnqueueFailed:
             logger.warning("Could not arm %s; the sweeper will fire it", campaign_id)
+    if finished:
+        elapsed = (now - run_row["started_at"]).total_seconds()
+        metrics.RUN_SECONDS.labels(run_row["trigger"]).observe(max(0.0, elapsed))
     return bool(finished)
 
 

@@ -24,7 +24,7 @@ from django.db.models import Min, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
-from campaigns import queue, runs
+from campaigns import metrics, queue, runs
 from campaigns.content import RunOverrides, campaign_content
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from core.errors import InvalidInput
@@ -186,7 +186,8 @@ def run_fan_out(*, campaign_id: uuid.UUID, run: int) -> None:
     if campaign is None:
         return
     try:
-        _fan_out(campaign, run)
+        with metrics.FANOUT_SECONDS.time():
+            _fan_out(campaign, run)
     except InvalidInput as exc:
         runs.run_fail(campaign_id=campaign_id, run=run, reason=exc.message)
     except Exception as exc:

@@ -4,7 +4,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init
+from celery.signals import beat_init, worker_process_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -21,3 +21,11 @@ def sync_periodic_tasks_at_beat_start(**_: Any) -> None:
     from campaigns.periodic import sync_periodic_tasks
 
     sync_periodic_tasks()
+
+
+@worker_process_shutdown.connect
+def mark_metrics_process_dead(pid: int, **_: Any) -> None:
+    """A pool process is going: drop its live-gauge metrics files (core/metrics.py)."""
+    from core.metrics import mark_process_dead
+
+    mark_process_dead(pid)

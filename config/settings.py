@@ -67,6 +67,9 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Counts requests by route pattern and status (after WhiteNoise: static files
+    # are not counted). core/metrics.py.
+    "core.metrics.RequestMetricsMiddleware",
     "core.throttling.RateLimitHeadersMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -248,6 +251,21 @@ HERALD_EVENT_RETENTION_DAYS = env_int("HERALD_EVENT_RETENTION_DAYS", 90)
 
 # Largest accepted request body (Django refuses bigger ones before parsing).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("HERALD_MAX_BODY_BYTES", 1024 * 1024)
+
+# --- Metrics (/metrics, Prometheus) --------------------------------------------
+# Every process of a node (web workers, Celery pool children, beat, commands) keeps
+# its counters and histograms in files here, and /metrics adds them up: prometheus-
+# client's multiprocess mode, which reads this variable when it is first imported,
+# so it is set here, before any app module imports it. run_stack empties the folder
+# when a node starts (docs/deploy.md, "Metrics").
+PROMETHEUS_MULTIPROC_DIR = Path(
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))
+)
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+# A scraper's `Authorization: Bearer <token>`; empty: staff sessions only.
+HERALD_METRICS_TOKEN = os.environ.get("HERALD_METRICS_TOKEN", "")
+# Computed when /metrics is scraped (bounded queries), beside the processes' files.
+HERALD_METRICS_COLLECTORS = ["campaigns.metrics.ScrapeTimeCollector"]
 
 # --- Delivery ---------------------------------------------------------------
 HERALD_FANOUT_CHUNK_SIZE = env_int("HERALD_FANOUT_CHUNK_SIZE", 2000)

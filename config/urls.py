@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from core.views import RedocView, SchemaView, healthz, readyz
+from core.views import RedocView, SchemaView, healthz, metrics, readyz
 
 # The schema and its docs pages are public, like the API's contract they describe.
 PUBLIC = {"authentication_classes": [], "permission_classes": [AllowAny]}
@@ -14,6 +14,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/ops/", permanent=False)),
     path("healthz", healthz),
     path("readyz", readyz),
+    path("metrics", metrics),
     path("api/schema", SchemaView.as_view(**PUBLIC), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema", **PUBLIC), name="api-docs"),
     path("api/redoc", RedocView.as_view(url_name="schema", **PUBLIC), name="api-redoc"),

@@ -1,7 +1,7 @@
 """Service health, no auth, for load balancers and orchestrators: ``/healthz`` (the web
 process answers; database and broker reachable) and ``/readyz`` (also a live worker
-and a recent sweep, so work gets done); and the views behind /api/schema and
-/api/redoc."""
+and a recent sweep, so work gets done); ``/metrics`` for Prometheus (staff or the
+metrics token, core/metrics.py); and the views behind /api/schema and /api/redoc."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.renderers import OpenApiYamlRenderer
@@ -22,6 +22,7 @@ from rest_framework.response import Response
 
 from config.celery import app
 from core.errors import envelope
+from core.metrics import CONTENT_TYPE, metrics_access, render_metrics
 from core.models import SWEEP_HEARTBEAT, Heartbeat
 
 logger = logging.getLogger("herald.health")
@@ -112,6 +113,27 @@ def readyz(request: HttpRequest) -> JsonResponse:
         },
     }
     return JsonResponse(body, status=200 if ready else 503)
+
+
+_REFUSALS = {
+    401: ("UNAUTHENTICATED", "Sign in as staff or send Authorization: Bearer <metrics token>."),
+    403: ("FORBIDDEN", "Only staff users may read the metrics."),
+}
+
+
+@csrf_exempt
+def metrics(request: HttpRequest) -> HttpResponse:
+    """The node's metrics in the Prometheus text format (docs/api.md, "Metrics")."""
+    if request.method != "GET":
+        return _get_only(request)
+    refused = metrics_access(request)
+    if refused is not None:
+        code, message = _REFUSALS[refused]
+        response = JsonResponse(envelope(code, message), status=refused)
+        if refused == 401:
+            response["WWW-Authenticate"] = 'Bearer realm="herald-metrics"'
+        return response
+    return HttpResponse(render_metrics(), content_type=CONTENT_TYPE)
 
 
 class _BrowserYamlRenderer(OpenApiYamlRenderer):

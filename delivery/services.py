@@ -30,7 +30,7 @@ import logging
 import random
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,6 +45,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from core.models import DeliveryGuarantee, Project
+from delivery import metrics
 from delivery.credentials import MissingCredentials, provider_config
 from delivery.models import DeliveryClaim, PushDelivery, PushToken
 from delivery.payloads import (
@@ -205,13 +206,17 @@ def _load(rows: QuerySet[PushDelivery], names: Sequence[str] = ()) -> list[_Row]
 
 @dataclass
 class _Recorder:
-    """Collects per-row results until the next flush writes them in one statement."""
+    """Collects per-row results until the next flush writes them in one statement,
+    with the flush's metrics counts (published once it is written)."""
 
     claim: uuid.UUID
     now: datetime
     rows: list[_Row] = field(default_factory=list)
-    dead_tokens: dict[int, str] = field(default_factory=dict)
+    dead_tokens: dict[int, tuple[str, str]] = field(default_factory=dict)  # (provider, reason)
     outcome: BatchOutcome = field(default_factory=BatchOutcome)
+    # {(provider, status, reason label): n} and {(provider, reason label): n}
+    counted: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    retried: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 def backoff_seconds(attempt: int, retry_after: float | None) -> float:
@@ -281,7 +286,9 @@ def _apply_policy(
         skip["frequency_cap"].extend(c.pk for c in ready if c.pk not in allowed)
         ready = [c for c in ready if c.pk in allowed]
     for reason, ids in skip.items():
-        outcome.skipped += _unclaimed(ids).update(status=Status.SKIPPED, error_message=reason)
+        closed = _unclaimed(ids).update(status=Status.SKIPPED, error_message=reason)
+        metrics.count_skipped(reason, closed)
+        outcome.skipped += closed
     if defer:
         _bulk_update(defer, ["not_before"], claim=None)
     return ready, outcome
@@ -323,6 +330,7 @@ def _claim(
         outcome.skipped = _unclaimed(rows.values("id")).update(
             status=Status.SKIPPED, error_message="expired"
         )
+        metrics.count_skipped("expired", outcome.skipped)
         return claim, [], outcome
     needs_rows = bool(
         policy.quiet_hours
@@ -447,7 +455,8 @@ def _build(
 
 
 def _record(recorder: _Recorder, row: _Row, result: PushResult) -> None:
-    """Turn one provider result into the row's new state (written later, in bulk)."""
+    """Turn one provider result into the row's new state (written later, in bulk),
+    and count it for the metrics: the one place results are recorded."""
     reason = result.reason
     outcome = recorder.outcome
     row.claim = recorder.claim
@@ -458,21 +467,27 @@ def _record(recorder: _Recorder, row: _Row, result: PushResult) -> None:
         row.provider_msg_id = (result.provider_message_id or "")[:200]
         reason = ""
         outcome.sent += 1
+        recorder.counted[(row.provider, Status.SENT, "")] += 1
     elif result.outcome == Outcome.INVALID_TOKEN:
         row.status = Status.INVALID_TOKEN
-        recorder.dead_tokens[row.token_id] = reason
+        recorder.dead_tokens[row.token_id] = (row.provider, reason)
         outcome.invalid_tokens += 1
+        label = metrics.reason_label(reason, result.status_code)
+        recorder.counted[(row.provider, Status.INVALID_TOKEN, label)] += 1
     elif result.outcome == Outcome.RETRY and row.attempts < settings.HERALD_MAX_ATTEMPTS:
         delay = backoff_seconds(row.attempts, result.retry_after)
         row.not_before = recorder.now + timedelta(seconds=delay)
         row.claim = None
         row.claimed_at = None
+        recorder.retried[(row.provider, metrics.reason_label(reason, result.status_code))] += 1
         reason = f"retrying: {reason}"
     else:
+        label = metrics.reason_label(reason, result.status_code)
         if result.outcome == Outcome.RETRY:
             reason = f"gave up after {row.attempts} attempts: {reason}"
         row.status = Status.FAILED
         outcome.failed += 1
+        recorder.counted[(row.provider, Status.FAILED, label)] += 1
     row.error_message = reason[:500]
     recorder.rows.append(row)
 
@@ -550,22 +565,34 @@ def _bulk_update(rows: Sequence[_Row], fields: Sequence[str], *, claim: uuid.UUI
 
 def _write(recorder: _Recorder) -> None:
     """Flush: one conditional bulk UPDATE, so only rows still holding this claim
-    change; then the recorded rows are off the recorder."""
+    change; then the recorded rows are off the recorder and their counts published."""
     if not recorder.dead_tokens:  # one statement: no transaction to open and commit
         _bulk_update(recorder.rows, RESULT_FIELDS, claim=recorder.claim)
-        recorder.rows = []
-        return
-    with transaction.atomic():
-        _bulk_update(recorder.rows, RESULT_FIELDS, claim=recorder.claim)
-        by_reason: dict[str, list[int]] = defaultdict(list)
-        for token_id, reason in recorder.dead_tokens.items():
-            by_reason[reason[:200]].append(token_id)
-        for reason, token_ids in by_reason.items():
-            PushToken.objects.filter(id__in=token_ids, active=True).update(
-                active=False, invalidated_at=recorder.now, invalid_reason=reason
-            )
+    else:
+        with transaction.atomic():
+            _bulk_update(recorder.rows, RESULT_FIELDS, claim=recorder.claim)
+            tokens_retire(dead_tokens=recorder.dead_tokens, now=recorder.now)
     recorder.rows = []
     recorder.dead_tokens = {}
+    metrics.publish_results(recorder.counted, recorder.retried)
+    recorder.counted = Counter()
+    recorder.retried = Counter()
+
+
+def tokens_retire(*, dead_tokens: dict[int, tuple[str, str]], now: datetime) -> int:
+    """Deactivate the tokens a provider called invalid: {token id: (provider,
+    reason)}. Tokens already inactive stay as they are; returns how many changed."""
+    by_reason: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for token_id, (provider, reason) in dead_tokens.items():
+        by_reason[(provider, reason[:200])].append(token_id)
+    retired = 0
+    for (provider, reason), token_ids in by_reason.items():
+        changed = PushToken.objects.filter(id__in=token_ids, active=True).update(
+            active=False, invalidated_at=now, invalid_reason=reason
+        )
+        metrics.count_retired(provider, changed)
+        retired += changed
+    return retired
 
 
 def deliveries_send(
@@ -781,6 +808,7 @@ def deliveries_expire_claims() -> list[ExpiredClaim]:
                 )
             released = held.update(claim=None, claimed_at=None, attempts=F("attempts") - 1)
             claim.delete()
+        metrics.count_unknown(unknown)
         closed.append(ExpiredClaim(claim.campaign_id, claim.run, unknown, resent, released))
     return closed
 
@@ -790,18 +818,22 @@ def deliveries_expire_orphaned_claims(*, rows: QuerySet[PushDelivery]) -> int:
     and older than the lease, as unknown. Returns how many."""
     cutoff = timezone.now() - timedelta(seconds=settings.HERALD_CLAIM_LEASE_SECONDS)
     lease = DeliveryClaim.objects.filter(pk=OuterRef("claim"))
-    return (
+    closed = (
         rows.filter(status=Status.QUEUED, claim__isnull=False, claimed_at__lt=cutoff)
         .exclude(Exists(lease))
         .update(status=Status.UNKNOWN, error_message=UNKNOWN_OUTCOME)
     )
+    metrics.count_unknown(closed)
+    return closed
 
 
 def deliveries_skip(*, rows: QuerySet[PushDelivery], reason: str) -> int:
     """Close queued, unclaimed rows without sending (cancelled, expired, capped)."""
-    return rows.filter(status=Status.QUEUED, claim__isnull=True).update(
+    closed = rows.filter(status=Status.QUEUED, claim__isnull=True).update(
         status=Status.SKIPPED, error_message=reason[:500]
     )
+    metrics.count_skipped(reason, closed)
+    return closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -970,7 +1002,7 @@ def delivery_send_one(
     delivery.sent_at = now if result.outcome == Outcome.SENT else None
     delivery.save(update_fields=["status", "error_message", "provider_msg_id", "sent_at"])
     if result.outcome == Outcome.INVALID_TOKEN:
-        PushToken.objects.filter(pk=token.pk, active=True).update(
-            active=False, invalidated_at=now, invalid_reason=result.reason[:200]
-        )
+        tokens_retire(dead_tokens={token.pk: (token.provider, result.reason)}, now=now)
+    reason = metrics.reason_label(result.reason, result.status_code)
+    metrics.publish_results({(token.provider, delivery.status, reason): 1}, {})
     return TestPushResult(delivery=delivery, result=result)

@@ -62,6 +62,7 @@ from h2.events import (
 from h2.exceptions import NoAvailableStreamIDError, ProtocolError
 from h2.settings import SettingCodes
 
+from delivery.providers import latency
 from delivery.providers.base import (
     ApnsConfig,
     Outcome,
@@ -556,6 +557,7 @@ class ApnsSender:
                 and pool.loop.time() - pool.last_connect_failure < CONNECT_FAILURE_COOLDOWN_SECONDS
             ):
                 return PushResult(push.ref, Outcome.RETRY, None, "connection_error")
+            started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.config.timeout_seconds):
                     connection = await pool.acquire()
@@ -572,6 +574,8 @@ class ApnsSender:
                     "connection_error" if isinstance(exc, ApnsConnectError) else "connection_closed"
                 )
                 return PushResult(push.ref, Outcome.RETRY, None, reason)
+            finally:
+                latency.record("apns", time.perf_counter() - started)
         return classify_apns_response(
             ref=push.ref,
             status=response.status,

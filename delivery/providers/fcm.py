@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import ssl
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from google.auth.transport.requests import Request as GoogleAuthRequest
 from google.oauth2 import service_account
 from requests.adapters import HTTPAdapter
 
+from delivery.providers import latency
 from delivery.providers.base import (
     FcmConfig,
     Outcome,
@@ -288,6 +290,7 @@ class FcmSender:
                 "Authorization": f"Bearer {token}",
                 "Content-Type": "application/json; charset=UTF-8",
             }
+            started = time.perf_counter()
             try:
                 async with session.post(self.url, data=body, headers=headers) as response:
                     status = response.status
@@ -298,6 +301,8 @@ class FcmSender:
             except aiohttp.ClientError as exc:
                 logger.debug("FCM request failed: %r", exc)
                 return PushResult(push.ref, Outcome.RETRY, None, "connection_error")
+            finally:
+                latency.record("fcm", time.perf_counter() - started)
         if status == 401 and not _error_details(content)[0]:
             # Our access token was refused (expired/revoked early): fetch a new one.
             # A 401 *with* an FCM code (THIRD_PARTY_AUTH_ERROR: the app's APNs

@@ -51,6 +51,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from delivery.providers import latency
 from delivery.providers.base import (
     Outcome,
     OutgoingPush,
@@ -450,6 +451,7 @@ class WebPushSender:
         }
         pool = self._pool(origin)
         pool.in_flight += 1
+        started = time.perf_counter()
         try:
             async with pool.session.post(url, data=body, headers=headers) as response:
                 status = response.status
@@ -463,6 +465,7 @@ class WebPushSender:
             return PushResult(push.ref, Outcome.RETRY, None, "connection_error")
         finally:
             pool.in_flight -= 1
+            latency.record("webpush", time.perf_counter() - started)
         return classify_webpush_response(
             ref=push.ref, status=status, body=content, location=location, retry_after=retry_after
         )

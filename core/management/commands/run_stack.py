@@ -20,6 +20,10 @@ demo login. `--no-web` / `--no-beat` make a worker-only node for another machine
 (beat must run exactly once per deployment); `--node` names the machine in the
 workers' names (`worker1@<node>`). Only a node with web migrates and collects
 static files.
+
+Either way the node's metrics folder (PROMETHEUS_MULTIPROC_DIR, which every child
+inherits) is emptied first, so /metrics adds up this run's processes only
+(core/metrics.py).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.metrics import metrics_dir_reset
 from core.models import ApiKey, Project
 from core.process_group import ProcessGroup, describe_exit
 from core.services import api_key_replace
@@ -179,6 +184,7 @@ class Command(BaseCommand):
             self._production(options)
             return
         host, port = options["host"], options["port"]
+        metrics_dir_reset()
         self.stdout.write("Migrating the database ...")
         call_command("migrate", verbosity=0, interactive=False)
         call_command("collectstatic", verbosity=0, interactive=False)
@@ -295,6 +301,7 @@ class Command(BaseCommand):
             raise CommandError(f"--workers must be between 0 and {MAX_WORKERS}.")
         if not (workers or options["web"] or options["beat"]):
             raise CommandError("Nothing to run: --no-web, --no-beat and --workers 0.")
+        metrics_dir_reset()
         if options["web"]:
             self.stdout.write("Migrating the database ...")
             call_command("migrate", verbosity=0, interactive=False)
@@ -312,6 +319,8 @@ class Command(BaseCommand):
                 "-m",
                 "gunicorn",
                 "config.wsgi:application",
+                "--config",
+                "python:config.gunicorn",
                 "--bind",
                 f"{host}:{port}",
                 "--workers",
