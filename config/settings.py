@@ -254,14 +254,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("HERALD_MAX_BODY_BYTES", 1024 * 1024)
 
 # --- Metrics (/metrics, Prometheus) --------------------------------------------
 # Every process of a node (web workers, Celery pool children, beat, commands) keeps
-# its counters and histograms in files here, and /metrics adds them up: prometheus-
-# client's multiprocess mode, which reads this variable when it is first imported,
-# so it is set here, before any app module imports it. run_stack empties the folder
-# when a node starts (docs/deploy.md, "Metrics").
-PROMETHEUS_MULTIPROC_DIR = Path(
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))
-)
+# its counters and histograms in files in HERALD_METRICS_DIR, and /metrics adds them
+# up: prometheus-client's multiprocess mode. It reads PROMETHEUS_MULTIPROC_DIR when it
+# is first imported, so that is set here, from HERALD_METRICS_DIR, before any app
+# module imports it (and overwritten: a child started with another var dir must not
+# write to its parent's folder). run_stack empties the folder when a node starts;
+# one folder per node (docs/deploy.md, "Metrics").
+PROMETHEUS_MULTIPROC_DIR = Path(os.environ.get("HERALD_METRICS_DIR", VAR_DIR / "metrics"))
 PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 # A scraper's `Authorization: Bearer <token>`; empty: staff sessions only.
 HERALD_METRICS_TOKEN = os.environ.get("HERALD_METRICS_TOKEN", "")
 # Computed when /metrics is scraped (bounded queries), beside the processes' files.

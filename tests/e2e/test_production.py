@@ -27,10 +27,12 @@ from config.celery import app
 from tests.e2e.conftest import ROOT, Simulators, _database_env, drain_broker, wait_for
 from tests.e2e.test_delivery import _accepted, _project, _tokens
 from tests.factories import create_api_key
+from tests.scrape import Samples, parse, total, value
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 NODES = ("alpha", "beta")
+METRICS_TOKEN = "e2e-production-metrics-token-0123456789"
 
 
 def _free_port() -> int:
@@ -44,6 +46,10 @@ def _node(args: list[str], log: Path) -> subprocess.Popen[bytes]:
         **os.environ,
         **_database_env(),
         "HERALD_VAR_DIR": str(settings.VAR_DIR),
+        # One metrics folder per node, as on separate machines (each node empties its
+        # own at start; docs/deploy.md, "Metrics").
+        "HERALD_METRICS_DIR": str(log.parent / f"metrics-{log.stem}"),
+        "HERALD_METRICS_TOKEN": METRICS_TOKEN,
         "SECRET_KEY": "e2e-production-secret-key-0123456789abcdef",
         "DEBUG": "0",
         # Small batches, so a few thousand tokens make work for both nodes.
@@ -78,6 +84,14 @@ def _post(url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return dict(json.load(response))
+
+
+def _scrape(base: str) -> Samples:
+    request = urllib.request.Request(
+        f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return parse(response.read().decode())
 
 
 def _stop(process: subprocess.Popen[bytes]) -> int:
@@ -132,6 +146,15 @@ def test_two_production_nodes_share_a_broadcast(simulators: Simulators, tmp_path
         stats = app.control.inspect(destination=sorted(workers), timeout=5.0).stats() or {}
         batches = {name: stats[name]["total"].get(SEND_BATCH_TASK, 0) for name in workers}
         assert all(n > 0 for n in batches.values()), batches
+        # alpha's /metrics (gunicorn) adds up alpha's processes: its web worker counted
+        # the API calls, its worker's pool processes their share of the pushes; beta's
+        # share is in beta's own folder, for beta's own scrape.
+        samples = _scrape(base)
+        sent_here = total(samples, "herald_deliveries_total", status="sent")
+        assert 0 < sent_here < len(tokens)
+        send_route = "/admin/projects/{project_id}/push/campaigns/{campaign_id}/send"
+        labels = {"method": "POST", "route": send_route, "status": "200"}
+        assert value(samples, "herald_http_requests_total", **labels) == 1
     finally:
         codes = {"alpha": _stop(alpha), "beta": _stop(beta)}
     # SIGTERM is an orderly stop: every process of both nodes is gone, exit code 0.
