@@ -38,6 +38,21 @@ def with_current_run(campaigns: QuerySet[PushCampaign]) -> QuerySet[PushCampaign
     )
 
 
+def campaigns_by_status() -> dict[str, int]:
+    """How many campaigns (all projects) are in each status, every status named.
+
+    One GROUP BY over push_campaigns (a row per campaign, not per device): ~19 ms at
+    50,000 campaigns, by a sequential or an index-only scan of the (status, fire_at)
+    index, whichever the planner finds cheaper (docs/decisions.md, "Metrics")."""
+    counts = dict(
+        PushCampaign.objects.order_by()
+        .values_list("status")
+        .annotate(n=Count("status"))
+        .values_list("status", "n")
+    )
+    return {status: counts.get(status, 0) for status in CampaignStatus.values}
+
+
 def campaign_get(*, project: Project, campaign_id: uuid.UUID) -> PushCampaign:
     try:
         return with_current_run(PushCampaign.objects.select_related("segment")).get(

@@ -266,7 +266,7 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 # A scraper's `Authorization: Bearer <token>`; empty: staff sessions only.
 HERALD_METRICS_TOKEN = os.environ.get("HERALD_METRICS_TOKEN", "")
 # Computed when /metrics is scraped (bounded queries), beside the processes' files.
-HERALD_METRICS_COLLECTORS = ["campaigns.metrics.ScrapeTimeCollector"]
+HERALD_METRICS_COLLECTORS = ["campaigns.collector.ScrapeTimeCollector"]
 
 # --- Delivery ---------------------------------------------------------------
 HERALD_FANOUT_CHUNK_SIZE = env_int("HERALD_FANOUT_CHUNK_SIZE", 2000)
