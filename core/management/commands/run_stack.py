@@ -358,6 +358,7 @@ class Command(BaseCommand):
                 f"   Console         {base}/ops/",
                 f"   API docs        {base}/api/docs",
                 f"   Health          {base}/healthz   ready: {base}/readyz",
+                f"   Metrics         {base}/metrics   (staff, or HERALD_METRICS_TOKEN)",
             ]
         workers = [name for name in processes if name.startswith("worker")]
         beat = ", beat" if "beat" in processes else ""
@@ -404,7 +405,7 @@ class Command(BaseCommand):
             f"   Admin console   {base}/ops/   login: admin / {password}\n"
             f"   API             {base}/admin/projects/{project}/push/campaigns\n"
             f"   API docs        {base}/api/docs   (Redoc: /api/redoc, schema: /api/schema)\n"
-            f"   Health          {base}/healthz\n"
+            f"   Health          {base}/healthz   metrics: {base}/metrics\n"
             f"   Simulators      {control}/stats\n"
             f"   Device events   {device}\n"
             f"   Demo project    {project}\n"
