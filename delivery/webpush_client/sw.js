@@ -37,8 +37,8 @@ const HERALD = (() => {
   };
 })();
 
-// A report that meets a network error, 429 or 5xx is tried again this many times in
-// all; the event id makes a repeat count once (Herald stores an event id once).
+// A report that meets a network error, 429 or 5xx is tried this many times in all;
+// the event id makes a repeat count once (Herald stores an event id once).
 const REPORT_ATTEMPTS = 3;
 const REPORT_BACKOFF_MS = 1000;
 
@@ -52,9 +52,9 @@ function heraldOnPush(event) {
 }
 
 function heraldOnNotificationClick(event) {
-  event.notification.close();
   const herald = (event.notification.data || {}).herald;
   if (!herald) return; // not one of Herald's notifications: the site's own code decides
+  event.notification.close();
   const action = event.action || "";
   const url = (action && herald.action_urls && herald.action_urls[action]) || herald.url;
   event.waitUntil(
