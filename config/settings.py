@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Browsers may call the app routes (/v1/) from any site: core/cors.py says why.
+    "core.cors.ClientCorsMiddleware",
     # Static files (the console's CSS and JS) with DEBUG off, from this process:
     # runserver in `make run` and any WSGI server in production (docs/decisions.md).
     "whitenoise.middleware.WhiteNoiseMiddleware",
