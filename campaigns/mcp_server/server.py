@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-import mcp_types as types
+from mcp import types
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections

@@ -70,7 +70,5 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         raw_key = os.environ.get(API_KEY_ENV, "").strip()
         project = checked_project(raw_key, options["project"])
-        server = build_server(
-            lambda: api_key_project(raw_key, project.pk), close_connections=True
-        )
+        server = build_server(lambda: api_key_project(raw_key, project.pk), close_connections=True)
         anyio.run(serve_stdio, server)
