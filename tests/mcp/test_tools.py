@@ -225,9 +225,7 @@ def test_another_projects_ids_are_not_found(mcp: McpClient, key: str) -> None:
 def test_stats_analytics_audience_segments(mcp: McpClient, key: str, project: Project) -> None:
     campaign = CampaignFactory(project=project, status=CampaignStatus.SENT)
     CampaignRunFactory(campaign=campaign, number=1)
-    segment = SegmentFactory(
-        project=project, rules={"attr": "country", "op": "eq", "value": "FR"}
-    )
+    segment = SegmentFactory(project=project, rules={"attr": "country", "op": "eq", "value": "FR"})
     for country, provider, platform in (
         ("FR", "apns", "ios"),
         ("FR", "fcm", "android"),
