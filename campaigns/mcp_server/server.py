@@ -12,12 +12,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from mcp import types
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
-from mcp.server.lowlevel import Server
+from mcp import types
 from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
 from campaigns.mcp_server.tools import TOOLS, TOOLS_BY_NAME, ToolAnswer, tool_call
@@ -92,7 +92,7 @@ def build_server(
 
     return Server(
         SERVER_NAME,
-        version=settings.SPECTACULAR_SETTINGS["VERSION"],
+        version=str(settings.SPECTACULAR_SETTINGS["VERSION"]),
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,
         on_call_tool=call_tool,

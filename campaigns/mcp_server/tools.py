@@ -273,7 +273,7 @@ def tool_call(
     may refuse it as the API would: UNAUTHENTICATED, FORBIDDEN, NOT_FOUND)."""
     try:
         data = tool.run(resolve_project(), dict(arguments or {}))
-    except Exception as exc:  # noqa: BLE001 - rendered by the API's one renderer
+    except Exception as exc:
         response = exception_response(exc, failure_code=tool.failure_code, where=tool.name)
         return _answer(response.data, status=response.status_code)
     return _answer(data, status=200)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -137,7 +138,7 @@ def test_create_get_list_answer_the_apis_json(mcp: McpClient, key: str, project:
     listed = mcp.ok("herald_list_push_campaigns", {"limit": 5, "tag": "a"})
     assert listed == rest(key).get("/admin/push?limit=5&tag=a").json()
     assert [c["id"] for c in listed["results"]] == [campaign_id]
-    scheduled_at = (timezone.now() + timezone.timedelta(hours=1)).isoformat()
+    scheduled_at = (timezone.now() + timedelta(hours=1)).isoformat()
     scheduled = mcp.ok(
         "amba_create_push_campaign", {"title": "Later", "body": "B", "scheduled_at": scheduled_at}
     )
