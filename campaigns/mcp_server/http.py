@@ -17,6 +17,7 @@ API's envelope, before any MCP message is read. The key's project is the project
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
@@ -25,6 +26,9 @@ from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -91,11 +95,28 @@ def asgi_scope(request: Request) -> dict[str, Any]:
     }
 
 
+class TransportNegotiates(BaseContentNegotiation):
+    """The transport judges Accept and Content-Type (MCP's rules, not DRF's); DRF's own
+    answers (401, 403, 405, 429) are the JSON envelope whatever the client accepts."""
+
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))  # the API's JSONRenderer
+        return renderer, str(renderer.media_type)
+
+
 class McpView(APIView):
-    """POST /mcp (GET and DELETE are answered by the transport: no sessions here)."""
+    """POST /mcp. Only POST: a GET would open the transport's server-sent event stream,
+    which never ends (a WSGI thread held forever), and DELETE ends a session, of which
+    there are none; both answer 405 METHOD_NOT_ALLOWED, as MCP allows."""
 
     authentication_classes = [ApiKeyAuthentication]
-    failure_codes = {"POST": "MCP_FAILED", "GET": "MCP_FAILED", "DELETE": "MCP_FAILED"}
+    content_negotiation_class = TransportNegotiates
+    failure_codes = {"POST": "MCP_FAILED"}
 
     @extend_schema(exclude=True)  # not a REST operation: docs/api.md, "MCP"
     def post(self, request: Request) -> HttpResponse:
@@ -108,6 +129,3 @@ class McpView(APIView):
             if name.decode("latin-1").lower() not in DROPPED_HEADERS:
                 response[name.decode("latin-1")] = value.decode("latin-1")
         return response
-
-    get = post
-    delete = post

@@ -110,3 +110,12 @@ def test_stdio_checks_the_key_at_every_call(monkeypatch: pytest.MonkeyPatch) -> 
         assert mcp.error("herald_list_segments") == {
             "error": {"code": "UNAUTHENTICATED", "message": "Invalid API key.", "details": {}}
         }
+
+
+@pytest.mark.parametrize("method", ["get", "delete"])
+def test_only_post_is_served(method: str) -> None:
+    """No sessions and no server-sent stream: a GET would otherwise hold its thread."""
+    _, key = create_api_key(ProjectFactory())
+    answered = getattr(api_client(key), method)("/mcp", HTTP_ACCEPT="text/event-stream")
+    assert answered.status_code == 405
+    assert answered.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
