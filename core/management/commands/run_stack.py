@@ -250,6 +250,7 @@ class Command(BaseCommand):
             f"   Admin console   {base}/ops/   login: admin / {password}\n"
             f"   API             {base}/admin/projects/{project}/push/campaigns\n"
             f"   OpenAPI schema  {base}/api/schema\n"
+            f"   MCP (HTTP)      {base}/mcp   (Bearer: the demo API key)\n"
             f"   Health          {base}/healthz\n"
             f"   Simulators      {control}/stats\n"
             f"   Device events   {device}\n"
