@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Browsers may call the app routes (/v1/) from any site: core/cors.py says why.
+    "core.cors.ClientCorsMiddleware",
     # Static files (the console's CSS and JS) with DEBUG off, from this process:
     # runserver in `make run` and any WSGI server in production (docs/decisions.md).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -280,6 +282,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.request": {"level": "ERROR"},
+        # The MCP SDK logs each stateless request's transport start and stop at INFO.
+        "mcp": {"level": "WARNING"},
     },
 }
 

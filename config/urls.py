@@ -22,6 +22,7 @@ urlpatterns = [
     path("", include("campaigns.urls")),
     path("", include("segments.urls")),
     path("", include("core.urls")),
+    path("", include("delivery.urls")),
 ]
 
 handler400 = "core.errors.handler400"
