@@ -9,12 +9,15 @@ from an empty queue.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from queue import Empty
 from typing import Any, NamedTuple
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.test import APIClient
@@ -83,6 +86,28 @@ class BrokerQueue:
             finally:
                 queue.close()
         return tasks
+
+
+@pytest.fixture(scope="session", autouse=True)
+def metrics_files_of_live_processes_only() -> None:
+    """The test var dir's metrics folder keeps the files of every process that ever
+    wrote to it; those of processes no longer running are earlier sessions', so they
+    go at the start (a node's run_stack empties its folder the same way) and scrapes
+    add up this session's processes only."""
+    for path in Path(django_settings.PROMETHEUS_MULTIPROC_DIR).glob("*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if pid.isdigit() and not _running(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @pytest.fixture(autouse=True)
