@@ -54,8 +54,10 @@ OTHER_REASON = "other"
 # Distinct reason labels this process may create; any further ones count as `other`,
 # so a provider answering free text can never blow up the series.
 MAX_REASONS = 64
+MAX_CACHED = 1024  # (reason, status) pairs remembered; the rest are classified each time
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,47}")
-_reasons: dict[tuple[str, int | None], str] = {}
+_labels: set[str] = set()
+_cache: dict[tuple[str, int | None], str] = {}
 
 
 def reason_label(reason: str, status_code: int | None = None) -> str:
@@ -67,7 +69,7 @@ def reason_label(reason: str, status_code: int | None = None) -> str:
     if not reason:
         return ""
     key = (reason, status_code)
-    label = _reasons.get(key)
+    label = _cache.get(key)
     if label is not None:
         return label
     head = reason.split(":", 1)[0].split(" (", 1)[0].strip().replace(" ", "_")
@@ -77,9 +79,13 @@ def reason_label(reason: str, status_code: int | None = None) -> str:
         label = f"http_{status_code}"
     else:
         label = OTHER_REASON
-    if len(_reasons) >= MAX_REASONS:
-        return label if label in _reasons.values() else OTHER_REASON
-    _reasons[key] = label
+    if label not in _labels:
+        if len(_labels) >= MAX_REASONS:
+            label = OTHER_REASON
+        else:
+            _labels.add(label)
+    if len(_cache) < MAX_CACHED:
+        _cache[key] = label
     return label
 
 

@@ -37,12 +37,17 @@ def test_reason_labels_are_codes_or_a_bounded_fallback(reason, status, label):
 
 
 def test_reason_labels_stop_growing_at_the_cap(monkeypatch):
-    monkeypatch.setattr(metrics, "_reasons", {})
-    for n in range(metrics.MAX_REASONS):
+    monkeypatch.setattr(metrics, "_labels", set())
+    monkeypatch.setattr(metrics, "_cache", {})
+    # Reasons that differ only in their details share a label and use up no room.
+    for size in range(5000, 5200):
+        assert metrics.reason_label(f"payload too large ({size} bytes)") == "payload_too_large"
+    for n in range(metrics.MAX_REASONS - 1):
         assert metrics.reason_label(f"Code{n}") == f"Code{n}"
     assert metrics.reason_label("OneTooMany") == metrics.OTHER_REASON
     assert metrics.reason_label("Code7") == "Code7"  # known labels still map to themselves
-    assert len(metrics._reasons) == metrics.MAX_REASONS
+    assert metrics.reason_label("payload too large (1 bytes)") == "payload_too_large"
+    assert len(metrics._labels) == metrics.MAX_REASONS
 
 
 def test_the_latency_tally_buckets_and_drains():
