@@ -8,7 +8,7 @@ writes its counters and histograms to its own files in PROMETHEUS_MULTIPROC_DIR
 HERALD_METRICS_COLLECTORS (values computed from the database and the broker when
 scraped). Each node is scraped on its own (docs/deploy.md, "Metrics").
 
-A write to a multiprocess value costs ~8-10 us (an mmap write under a lock;
+A write to a multiprocess value costs 4-6 us (an mmap write under a lock;
 docs/decisions.md, "Metrics"), so hot paths count into plain Python first and
 publish a batch at a time (`BatchHistogram.observe_counts`, delivery/metrics.py).
 """

@@ -2,7 +2,7 @@
 
 The engine counts into plain Python while it records results (delivery/services.py:
 `_record` per row, `_write` per flush) and publishes here once per flush, so the
-per-push cost is a dict increment, not a multiprocess value write (~10 us each;
+per-push cost is a dict increment, not a multiprocess value write (4-6 us each;
 docs/decisions.md, "Metrics"). Provider request latencies are tallied by the
 senders (delivery/providers/latency.py) and drained into the histogram at the same
 moments.

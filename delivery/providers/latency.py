@@ -1,10 +1,10 @@
 """Provider request latencies, tallied in process for the metrics.
 
 Senders call `record` once per request (a bisect and two additions under a lock,
-well under a microsecond); the delivery engine drains the tally into the
+about a microsecond); the delivery engine drains the tally into the
 `herald_provider_request_seconds` histogram with each result flush
 (delivery/metrics.py). Observing each request straight into prometheus-client's
-multiprocess histogram costs ~10 us of the worker's CPU per push (docs/decisions.md,
+multiprocess histogram costs 4-10 us of the worker's CPU per push (docs/decisions.md,
 "Metrics"), which the send path would feel. Pure: no Django, no prometheus-client.
 """
 
