@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast schema-check screenshots lint format bench clean setup
+.PHONY: run production test test-fast schema-check screenshots lint format bench clean setup
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ setup: $(STAMP)
 ## run: set up and start web + worker + beat + provider simulators
 run: $(STAMP)
 	$(PY) manage.py run_stack
+
+## production: a production node from the environment (docs/deploy.md)
+production: $(STAMP)
+	$(PY) manage.py run_stack --production $(PRODUCTION_ARGS)
 
 ## test: set up and run the whole suite (unit + e2e)
 test: $(STAMP)

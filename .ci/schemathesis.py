@@ -91,6 +91,7 @@ def _server_env(tmp: Path) -> dict[str, str]:
         CELERY_BROKER_URL="filesystem://localhost/",
         # schemathesis sends hundreds of requests a minute with one key.
         HERALD_API_RATE_PER_MINUTE="1000000",
+        HERALD_API_BURST_PER_SECOND="0",
         DEBUG="false",
         PYTHONUNBUFFERED="1",
     )

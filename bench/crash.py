@@ -54,6 +54,7 @@ from bench.fanout import (  # noqa: E402 -- after the sys.path line above
     flush_broker,
     log,
     migrate,
+    provider_plan,
     seed_tokens,
     simulator_stats,
     start_simulators,
@@ -153,7 +154,7 @@ def run_policy(
     simulators.reset()
     project = create_project(simulators.info)
     project_update(project=project, fields={"delivery_guarantee": policy})
-    seed_tokens(project.id, args.tokens, 0.5, "interleaved")
+    seed_tokens(project.id, provider_plan(args.tokens, 0.5, 0.0), "interleaved")
     log(f"== {policy}: {args.tokens:,} tokens seeded")
 
     with contextlib.ExitStack() as stack:

@@ -1,6 +1,7 @@
 """Fan-out throughput end to end: a broadcast through real Celery workers to the simulators.
 
-    python bench/fanout.py [--tokens 100000] [--apns-share 0.5] [--workers 1]
+    python bench/fanout.py [--tokens 100000] [--apns-share 0.5] [--webpush-share 0]
+                           [--workers 1]
                            [--concurrency 2] [--keep] [--database-url URL] [--redis-url URL]
                            [--send-chunk N] [--fanout-chunk N] [--apns-concurrency N]
                            [--fcm-concurrency N] [--env KEY=VALUE ...] [--timeout S]
@@ -14,12 +15,13 @@ What one run does, in order:
    project and what hangs off it) and flushes the bench Redis database.
 2. Starts the provider simulators in their own process (``python -m
    delivery.simulators ... --json``), creates a project whose credentials point at
-   them and seeds N active tokens (APNs 64-hex / FCM ~150 chars, each with an
-   AppUser) with ``COPY``.
+   them and seeds N active tokens (APNs 64-hex / FCM ~150 chars / web push
+   subscriptions the simulator minted, each with an AppUser) with ``COPY``. The mix
+   is ``--apns-share`` APNs, ``--webpush-share`` web push and the rest FCM.
 3. Measures the *sender-alone ceiling* in this process: the real senders
    (``delivery.providers``, via bench/sender.py's ``measure_sender_ceiling``)
    against the same simulators, no database, no Celery, one process, for the same
-   APNs/FCM mix and the same concurrency knobs.
+   provider mix and the same concurrency knobs.
 4. Starts ``--workers`` real ``celery -A config worker --concurrency C`` processes
    against the bench database and broker, creates a broadcast campaign and sends it
    through ``campaigns.services.campaign_send``, then polls until it is ``sent``.
@@ -488,8 +490,19 @@ def _fcm_token(i: int, rng: random.Random) -> str:
     return f"{i:08x}{head}:APA91b{tail}"
 
 
+def provider_plan(tokens: int, apns_share: float, webpush_share: float) -> dict[str, int]:
+    """How many of ``tokens`` each provider gets: the shares, FCM the rest."""
+    apns = round(tokens * apns_share)
+    webpush = min(round(tokens * webpush_share), tokens - apns)
+    return {"apns": apns, "fcm": tokens - apns - webpush, "webpush": webpush}
+
+
 def seed_tokens(
-    project_id: uuid.UUID, tokens: int, apns_share: float, layout: str, personalized: bool = False
+    project_id: uuid.UUID,
+    plan: dict[str, int],
+    layout: str,
+    personalized: bool = False,
+    subscriptions: Sequence[dict[str, Any]] = (),
 ) -> Counter[str]:
     """N users, one active token each, via COPY; providers interleaved or grouped.
 
@@ -501,13 +514,18 @@ def seed_tokens(
     start with the row number, so inserts into the primary keys append.
     ``personalized``: every user also has a first name of their own and one of 20
     cities, so each gets a distinct text (the worst case for payload sharing).
+    ``subscriptions`` (``plan["webpush"]`` of them) are the web push rows' endpoints
+    and keys.
     """
     import psycopg
     from django.db import DatabaseError, connection, transaction
 
     rng = random.Random(project_id.int)  # bench data, not secrets; unique per project
-    apns = round(tokens * apns_share)
-    providers = ["apns"] * apns + ["fcm"] * (tokens - apns)
+    providers = [name for name, count in plan.items() for _ in range(count)]
+    tokens = len(providers)
+    if len(subscriptions) != plan.get("webpush", 0):
+        raise ValueError("one minted subscription per web push token")
+    browsers = iter(subscriptions)
     if layout == "interleaved":
         rng.shuffle(providers)
     now = datetime.now(UTC).isoformat()
@@ -519,7 +537,7 @@ def seed_tokens(
     users_sql = "COPY app_users (id, project_id, external_id, attributes, created_at) FROM STDIN"
     tokens_sql = (
         "COPY push_tokens (project_id, app_user_id, token, provider, platform, active, "
-        "locale, timezone, app_version, created_at, last_registered_at, invalid_reason) "
+        "locale, timezone, app_version, created_at, last_registered_at, invalid_reason, keys) "
         "FROM STDIN"
     )
     project = str(project_id)
@@ -543,13 +561,18 @@ def seed_tokens(
                     attributes += f', "first_name": "user{i}", "city": "city{i % 20}"'
                 attributes += "}"
                 users.append(f"{user_id}\t{project}\tbench-{i:09d}\t{attributes}\t{now}\n")
+                keys = "\\N"
                 if providers[i] == "apns":
                     token, platform = f"{i:012x}{rng.getrandbits(208):052x}", "ios"
+                elif providers[i] == "webpush":
+                    browser = next(browsers)
+                    token, platform = browser["endpoint"], "web"
+                    keys = json.dumps(browser["keys"])
                 else:
                     token, platform = _fcm_token(i, rng), "android"
                 rows.append(
                     f"{project}\t{user_id}\t{token}\t{providers[i]}\t{platform}\tt\t"
-                    f"{language}\t\t\t{now}\t{now}\t\n"
+                    f"{language}\t\t\t{now}\t{now}\t\t{keys}\n"
                 )
             with cursor.copy(users_sql) as copy:
                 copy.write("".join(users))
@@ -590,10 +613,11 @@ def _drop_secondary_indexes(cursor: Any, tables: Sequence[str]) -> list[str]:
 
 def create_project(info: dict[str, Any]) -> Any:
     from core.models import Project
+    from core.services import project_generate_vapid
     from delivery.simulators.credentials import ensure_demo_credentials
 
     creds = ensure_demo_credentials(Path(info["cert_dir"]), fcm_base_url=info["fcm_endpoint"])
-    return Project.objects.create(
+    project = Project.objects.create(
         name=PROJECT_NAME,
         apns_team_id=creds.team_id,
         apns_key_id=creds.key_id,
@@ -604,7 +628,10 @@ def create_project(info: dict[str, Any]) -> Any:
         fcm_service_account=creds.service_account_info,
         fcm_endpoint=info["fcm_endpoint"],
         fcm_ca_file=str(creds.ca_file),
+        webpush_ca_file=str(creds.ca_file),
     )
+    project, _ = project_generate_vapid(project=project, subject="mailto:bench@example.com")
+    return project
 
 
 # --------------------------------------------------------------------------- ceiling
@@ -623,7 +650,7 @@ class Ceiling:
         return 1000 * self.cpu_seconds / self.messages
 
 
-def measure_ceiling(simulators: Any, messages: int, apns_share: float, batch_size: int) -> Ceiling:
+def measure_ceiling(simulators: Any, plan: dict[str, int], batch_size: int) -> Ceiling:
     """The real senders alone, this process, same mix: total messages / total time.
 
     Each provider is measured with bench/sender.py's ``measure_sender_ceiling`` (warm
@@ -635,11 +662,11 @@ def measure_ceiling(simulators: Any, messages: int, apns_share: float, batch_siz
     from bench.sender import measure_sender_ceiling
     from delivery.providers import runtime
 
-    plan = {"apns": round(messages * apns_share)}
-    plan["fcm"] = messages - plan["apns"]
+    messages = sum(plan.values())
     concurrency = {
         "apns": settings.HERALD_APNS_CONCURRENCY,
         "fcm": settings.HERALD_FCM_CONCURRENCY,
+        "webpush": None,  # WebPushConfig's defaults, as delivery.credentials builds it
     }
     seconds = 0.0
     rates: dict[str, float] = {}
@@ -766,8 +793,11 @@ def simulator_stats(simulators: Any) -> dict[str, Any]:
         return dict(json.load(resp))
 
 
+PROVIDERS = ("apns", "fcm", "webpush")
+
+
 def accepted(stats: dict[str, Any]) -> int:
-    return int(stats["apns"]["accepted"]) + int(stats["fcm"]["accepted"])
+    return sum(int(stats[provider]["accepted"]) for provider in PROVIDERS)
 
 
 @dataclass
@@ -859,7 +889,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tokens", type=int, default=100_000)
-    parser.add_argument("--apns-share", type=float, default=0.5, help="0..1, rest is FCM")
+    parser.add_argument("--apns-share", type=float, default=0.5, help="0..1")
+    parser.add_argument(
+        "--webpush-share", type=float, default=0.0, help="0..1; the rest after both is FCM"
+    )
     parser.add_argument(
         "--layout",
         choices=("interleaved", "grouped"),
@@ -900,8 +933,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--profile-rate", type=int, default=50, help="py-spy samples/s")
     args = parser.parse_args(argv)
-    if not 0.0 <= args.apns_share <= 1.0:
-        parser.error("--apns-share must be within 0..1")
+    if not 0.0 <= args.apns_share <= 1.0 or not 0.0 <= args.webpush_share <= 1.0:
+        parser.error("--apns-share and --webpush-share must be within 0..1")
+    if args.apns_share + args.webpush_share > 1.0:
+        parser.error("--apns-share + --webpush-share must be at most 1")
     if args.tokens < 1 or args.workers < 1 or args.concurrency < 1:
         parser.error("--tokens, --workers and --concurrency must be positive")
     return args
@@ -957,7 +992,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     env = configure_environment(args)
-    log(f"== Herald fan-out bench: {args.tokens:,} tokens, apns share {args.apns_share}")
+    log(
+        f"== Herald fan-out bench: {args.tokens:,} tokens, apns share {args.apns_share}, "
+        f"web push share {args.webpush_share}"
+    )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     log(f"  cpus={os.cpu_count()} python={sys.version.split()[0]} loadavg={load}")
     log(f"  code: {code_version()}")
@@ -986,8 +1024,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"  simulators pid {simulators.process.pid}: {simulators.info['apns_endpoint']}")
         project = create_project(simulators.info)
 
+        plan = provider_plan(args.tokens, args.apns_share, args.webpush_share)
         started = time.perf_counter()
-        mix = seed_tokens(project.id, args.tokens, args.apns_share, args.layout, args.personalized)
+        subscriptions = simulators.mint_webpush(plan["webpush"]) if plan["webpush"] else []
+        if subscriptions:
+            log(
+                f"  minted {len(subscriptions):,} web push subscriptions at the simulator in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
+        mix = seed_tokens(project.id, plan, args.layout, args.personalized, subscriptions)
         seed_seconds = time.perf_counter() - started
         log(
             f"== seeded {args.tokens:,} users + tokens ({dict(mix)}, {args.layout}) "
@@ -996,7 +1041,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         log(f"== sender-alone ceiling ({args.ceiling_messages:,} messages, same mix)")
         ceiling = measure_ceiling(
-            simulators, args.ceiling_messages, args.apns_share, args.ceiling_batch
+            simulators,
+            provider_plan(args.ceiling_messages, args.apns_share, args.webpush_share),
+            args.ceiling_batch,
         )
         log(
             f"  ceiling: {ceiling.rate:,.0f} msg/s ({ceiling.messages:,} in "
@@ -1106,7 +1153,7 @@ def report(
     e2e_rate = stats["sent"] / seconds if seconds else 0.0
     ratio = e2e_rate / ceiling.rate if ceiling.rate else 0.0
     sim_accepted = accepted(sim)
-    duplicates = int(sim["apns"]["duplicates"]) + int(sim["fcm"]["duplicates"])
+    duplicates = sum(int(sim[provider]["duplicates"]) for provider in PROVIDERS)
 
     log("== results")
     log(f"  status: {result.status}")
@@ -1157,8 +1204,10 @@ def report(
         f"{ceiling.cpu_ms_per_message / worker_ms if worker_ms else 0:.2f})"
     )
 
-    for provider in ("apns", "fcm"):
+    for provider in PROVIDERS:
         p = sim[provider]
+        if not p["requests_total"]:
+            continue
         log(
             f"  simulator {provider}: accepted {p['accepted']:,} duplicates {p['duplicates']} "
             f"requests {p['requests_total']:,} by_status {p['by_status']} "
@@ -1180,7 +1229,8 @@ def report(
     )
     summary = (
         f"SUMMARY tokens={args.tokens} personalized={args.personalized} "
-        f"apns_share={args.apns_share} workers={args.workers} "
+        f"apns_share={args.apns_share} webpush_share={args.webpush_share} "
+        f"workers={args.workers} "
         f"concurrency={args.concurrency} fanout_chunk={settings.HERALD_FANOUT_CHUNK_SIZE} "
         f"send_chunk={settings.HERALD_SEND_CHUNK_SIZE} e2e_rate={e2e_rate:.0f}/s "
         f"ceiling={ceiling.rate:.0f}/s ratio={ratio:.2f} time_to_sent={seconds:.1f}s "

@@ -18,7 +18,7 @@ from campaigns.services import MAX_EXPLICIT_DEVICES
 from campaigns.validation import WRITABLE_FIELDS
 from core.schema import NOT_BLANK, DocumentedJSONField
 from delivery.models import Platform, Provider, PushDelivery
-from segments.serializers import EXTERNAL_ID_PATTERN
+from segments.serializers import EXTERNAL_ID_PATTERN, SubscriptionSerializer
 from segments.services import MAX_EXTERNAL_ID
 
 # What campaigns.validation accepts, as JSON Schema patterns (searched, so anchored).
@@ -406,13 +406,21 @@ TestPushRequestSerializer = inline_serializer(
             required=False, help_text="Send to this user's most recent active token."
         ),
         "device_token": _text(
-            v.MAX_DEVICE_ID, required=False, help_text="Or to this token (needs provider)."
+            v.MAX_DEVICE_ID,
+            required=False,
+            help_text="Or to this token (needs provider); for webpush, the endpoint of a "
+            "subscription registered before.",
         ),
         "provider": serializers.ChoiceField(choices=Provider.choices, required=False),
         "platform": serializers.ChoiceField(
             choices=Platform.choices,
             required=False,
-            help_text="Default: ios for apns, android for fcm.",
+            help_text="Default: ios for apns, android for fcm, web for webpush.",
+        ),
+        "subscription": SubscriptionSerializer(
+            required=False,
+            help_text="Or to this browser (web push): its PushSubscription.toJSON(), "
+            "registered as the registration API would.",
         ),
         "data": serializers.DictField(required=False),
         **_content_fields(),

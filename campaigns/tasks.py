@@ -7,6 +7,8 @@ import uuid
 from celery import shared_task
 
 from campaigns import queue, runs, scheduling, sending
+from core.models import SWEEP_HEARTBEAT
+from core.services import heartbeat
 
 
 @shared_task(name=queue.FAN_OUT_TASK)
@@ -53,5 +55,8 @@ def wake_recurring_campaign_task(campaign_id: str) -> bool:
 
 @shared_task(name="campaigns.sweep")
 def sweep_campaigns_task() -> dict[str, int]:
-    """Periodic (django-celery-beat): fire due schedules, re-drive stalled runs."""
-    return {**scheduling.campaigns_sweep_scheduled(), **sending.runs_sweep_stalled()}
+    """Periodic (django-celery-beat): fire due schedules, re-drive stalled runs. Its
+    heartbeat tells /readyz that beat and a worker are both alive."""
+    result = {**scheduling.campaigns_sweep_scheduled(), **sending.runs_sweep_stalled()}
+    heartbeat(SWEEP_HEARTBEAT)
+    return result

@@ -3,6 +3,11 @@
 Contract (DESIGN.md): target by app_user_id (the user's most recent active token)
 or by device_token + provider; answers {delivery_id, provider,
 provider_message_id, status} or PUSH_FAILED 502 with the same details.
+
+A web push subscription cannot be reached from its endpoint alone (the payload is
+encrypted with its keys): ``device_token`` + ``provider: webpush`` names a
+subscription registered before, and ``subscription`` (a browser's
+``PushSubscription.toJSON()``, as registration takes it) registers one and sends.
 """
 
 from __future__ import annotations
@@ -16,17 +21,18 @@ from campaigns.validation import VALIDATORS, check_content, silent_priority_defa
 from core.api import refuse_unknown_fields
 from core.errors import ApplicationError, InvalidInput, NotFound
 from core.models import Project
-from delivery.models import PushToken
+from delivery.models import Provider, PushToken
 from delivery.services import delivery_send_one
 from segments.services import (
     TokenRegistration,
     clean_platform,
     clean_provider,
+    clean_subscription,
     clean_token,
     token_register,
 )
 
-TARGET_FIELDS = {"app_user_id", "device_token", "provider", "platform"}
+TARGET_FIELDS = {"app_user_id", "device_token", "provider", "platform", "subscription"}
 ALLOWED = {*CONTENT_FIELDS, *TARGET_FIELDS}
 
 
@@ -47,9 +53,21 @@ def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
         if name not in ("title", "body") and name in payload:
             clean[name] = VALIDATORS[name](payload[name])
     user_id, token = payload.get("app_user_id"), payload.get("device_token")
-    if user_id in (None, "") and token in (None, ""):
+    subscription = payload.get("subscription")
+    if user_id in (None, "") and token in (None, "") and subscription is None:
         raise InvalidInput(
-            "Give app_user_id, or device_token with provider.", code="MISSING_TARGET"
+            "Give app_user_id, device_token with provider, or a web push subscription.",
+            code="MISSING_TARGET",
+        )
+    if subscription is not None and (
+        user_id not in (None, "")
+        or token not in (None, "")
+        or payload.get("provider") not in (None, "", Provider.WEBPUSH)
+    ):
+        raise InvalidInput(
+            "subscription is a target of its own (web push): give it without app_user_id, "
+            "device_token or another provider.",
+            details={"field": "subscription"},
         )
     if user_id not in (None, ""):
         try:
@@ -58,6 +76,10 @@ def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidInput(
                 "app_user_id must be a UUID.", details={"field": "app_user_id"}
             ) from exc
+    elif subscription is not None:
+        endpoint, keys = clean_subscription(subscription)
+        platform = clean_platform(payload.get("platform") or "web", Provider.WEBPUSH)
+        clean.update(device_token=endpoint, provider=Provider.WEBPUSH, platform=platform, keys=keys)
     else:
         # The device is cleaned by the token owner, as a registration would be.
         provider = payload.get("provider")
@@ -96,15 +118,21 @@ def _resolve_token(project: Project, fields: Mapping[str, Any]) -> PushToken:
         if token is None:
             raise NotFound("That app user has no active push token.", code="NO_ACTIVE_TOKEN")
         return token
+    keys = fields.get("keys")
     existing = PushToken.objects.filter(
         project=project, provider=fields["provider"], token=fields["device_token"]
     ).first()
-    if existing is not None:  # sent as it is: a test push is no sign of life from the device
-        return existing
+    if existing is not None and (keys is None or keys == existing.keys):
+        return existing  # sent as it is: a test push is no sign of life from the device
+    # New, or a subscription given with other keys: stored as registration stores it
+    # (which refuses a web push endpoint without keys: nothing could be encrypted to it).
     token, _ = token_register(
         project=project,
         registration=TokenRegistration(
-            token=fields["device_token"], provider=fields["provider"], platform=fields["platform"]
+            token=fields["device_token"],
+            provider=fields["provider"],
+            platform=fields["platform"],
+            keys=keys,
         ),
     )
     return token

@@ -30,12 +30,13 @@ def env_int(name: str, default: int) -> int:
 
 
 DEBUG = env_bool("DEBUG", False)
+INSECURE_SECRET_KEY = "herald-insecure-local-default-key-change-me"  # noqa: S105
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG and env_bool("HERALD_REQUIRE_SECRET_KEY", False):
         raise RuntimeError("SECRET_KEY must be set in production")
     # Local/demo default only; production sets SECRET_KEY (see README).
-    SECRET_KEY = "herald-insecure-local-default-key-change-me"  # noqa: S105
+    SECRET_KEY = INSECURE_SECRET_KEY
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc files, served by us (no CDN)
     "django_celery_beat",
     "core",
     "segments",
@@ -60,11 +62,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Browsers may call the app routes (/v1/) from any site: core/cors.py says why.
+    "core.cors.ClientCorsMiddleware",
     # Static files (the console's CSS and JS) with DEBUG off, from this process:
     # runserver in `make run` and any WSGI server in production (docs/decisions.md).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "core.throttling.RateLimitHeadersMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -92,7 +97,10 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Persistent connections: one per web/pool process, reused for this many seconds
+    # (docs/deploy.md counts them against PostgreSQL's max_connections).
+    conn_max_age = env_int("HERALD_DB_CONN_MAX_AGE", 60)
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=conn_max_age)}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -205,16 +213,26 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "core.schema.HeraldAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
-# Requests per minute per API key (or staff user); answers 429 RATE_LIMITED.
+# Per API key (or staff user): at most this many requests a second (burst) and a
+# minute (sustained); over either, 429 RATE_LIMITED with Retry-After. 0 turns a tier
+# off. core/throttling.py; docs/api.md, "Rate limits" (the Ocamba reference's 10 and
+# 150 are the documented example).
+HERALD_API_BURST_PER_SECOND = env_int("HERALD_API_BURST_PER_SECOND", 100)
 HERALD_API_RATE_PER_MINUTE = env_int("HERALD_API_RATE_PER_MINUTE", 1200)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Herald API",
-    "DESCRIPTION": "Self-hosted push campaigns over APNs and FCM.",
+    "DESCRIPTION": "Self-hosted push campaigns over APNs, FCM and web push.",
     # 0.2: operationIds and enum names changed; 0.3: types (uuid ids, bounds, typed
     # JSON fields, image_url may be ""). docs/api.md, "Schema".
     "VERSION": "0.3.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs (Swagger UI) and /api/redoc from drf-spectacular-sidecar's copies.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Keep the key entered in "Authorize" across reloads of the docs page.
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "deepLinking": True},
     # One enum component per choice set, named after the model choices, wherever a
     # provider, platform or delivery status field appears (tokens, deliveries,
     # registration input, test push results).

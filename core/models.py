@@ -178,3 +178,21 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.response_status or 'running'})"
+
+
+SWEEP_HEARTBEAT = "sweep"
+
+
+class Heartbeat(models.Model):
+    """When a recurring piece of the stack last did its work, for /readyz: the row
+    ``sweep`` is written by every run of the campaign sweeper, which only runs when
+    beat scheduled it and a worker executed it. Written by core.services.heartbeat."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        db_table = "heartbeats"
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.at.isoformat()}"

@@ -8,6 +8,7 @@ and stores only the SHA-256 of the secret, so nothing that reads the database
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from core.credentials import clean_credential_fields, clean_vapid_subject, generate_vapid_key_pair
 from core.errors import InvalidInput
-from core.models import ApiKey, DeliveryGuarantee, Project
+from core.models import ApiKey, DeliveryGuarantee, Heartbeat, Project
 
 # Everything an operator may set on a project; id and created_at are not theirs.
 PROJECT_WRITABLE_FIELDS = frozenset(
@@ -153,3 +154,8 @@ def api_key_revoke(*, key: ApiKey) -> None:
     now = timezone.now()
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
     key.refresh_from_db(fields=["revoked_at"])
+
+
+def heartbeat(name: str, *, now: datetime | None = None) -> None:
+    """Record that ``name`` just did its work (one row per name, upserted)."""
+    Heartbeat.objects.update_or_create(name=name, defaults={"at": now or timezone.now()})

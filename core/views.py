@@ -1,17 +1,31 @@
-"""Service health: database and broker reachability (no auth, for load balancers)."""
+"""Service health, no auth, for load balancers and orchestrators: ``/healthz`` (the web
+process answers; database and broker reachable) and ``/readyz`` (also a live worker
+and a recent sweep, so work gets done); and the views behind /api/schema and
+/api/redoc."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.renderers import OpenApiYamlRenderer
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from config.celery import app
 from core.errors import envelope
+from core.models import SWEEP_HEARTBEAT, Heartbeat
 
 logger = logging.getLogger("herald.health")
+PING_TIMEOUT_SECONDS = 1.0
 
 
 def _database_ok() -> bool:
@@ -34,15 +48,19 @@ def _broker_ok() -> bool:
         return False
 
 
+def _get_only(request: HttpRequest) -> JsonResponse:
+    not_allowed = JsonResponse(
+        envelope("METHOD_NOT_ALLOWED", f'Method "{request.method}" not allowed.'),
+        status=405,
+    )
+    not_allowed["Allow"] = "GET"
+    return not_allowed
+
+
 @csrf_exempt  # read-only; a probe POSTing here gets the JSON 405, not an HTML 403
 def healthz(request: HttpRequest) -> JsonResponse:
     if request.method != "GET":
-        not_allowed = JsonResponse(
-            envelope("METHOD_NOT_ALLOWED", f'Method "{request.method}" not allowed.'),
-            status=405,
-        )
-        not_allowed["Allow"] = "GET"
-        return not_allowed
+        return _get_only(request)
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     healthy = all(checks.values())
     body = {
@@ -50,3 +68,82 @@ def healthz(request: HttpRequest) -> JsonResponse:
         **{name: "ok" if ok else "unreachable" for name, ok in checks.items()},
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def _live_workers() -> list[str]:
+    """Names of Celery workers answering a ping: the first answer ends the wait, so
+    a healthy cluster answers in milliseconds and a dead one in PING_TIMEOUT."""
+    try:
+        replies = app.control.ping(timeout=PING_TIMEOUT_SECONDS, limit=1)
+    except Exception:  # the broker is down or refused the broadcast: no worker reachable
+        logger.warning("readyz: worker ping failed", exc_info=True)
+        return []
+    return sorted(name for reply in replies or [] for name in reply)
+
+
+def _sweep_age_seconds() -> float | None:
+    """Seconds since the campaign sweeper last ran (None: never)."""
+    beat = Heartbeat.objects.filter(name=SWEEP_HEARTBEAT).values_list("at", flat=True).first()
+    return None if beat is None else (timezone.now() - beat).total_seconds()
+
+
+@csrf_exempt
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Ready to take traffic and get work done: the database and broker answer, at
+    least one worker answers a ping, and the sweeper (sent by beat, run by a worker)
+    ran recently. 503 names what is missing."""
+    if request.method != "GET":
+        return _get_only(request)
+    database, broker = _database_ok(), _broker_ok()
+    workers = _live_workers() if broker else []
+    age = _sweep_age_seconds() if database else None
+    stale_after = max(60, 4 * settings.HERALD_SWEEP_INTERVAL_SECONDS)
+    scheduler_ok = age is not None and age <= stale_after
+    ready = database and broker and bool(workers) and scheduler_ok
+    body: dict[str, Any] = {
+        "status": "ready" if ready else "unavailable",
+        "database": "ok" if database else "unreachable",
+        "broker": "ok" if broker else "unreachable",
+        "workers": {"status": "ok" if workers else "none answered", "answered": workers},
+        "scheduler": {
+            "status": "ok" if scheduler_ok else ("never ran" if age is None else "stale"),
+            "last_sweep_seconds_ago": None if age is None else round(age, 1),
+            "stale_after_seconds": stale_after,
+        },
+    }
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+class _BrowserYamlRenderer(OpenApiYamlRenderer):
+    media_type = "text/plain"
+
+
+class SchemaView(SpectacularAPIView):
+    """``/api/schema``: YAML by default, JSON on request (``?format=json`` or
+    ``Accept: application/json``), as drf-spectacular answers. A browser (it accepts
+    text/html) gets the YAML as ``text/plain``, so it shows the schema instead of
+    downloading a file of a type it does not know."""
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def perform_content_negotiation(
+        self, request: Request, force: bool = False
+    ) -> tuple[BaseRenderer, str]:
+        renderer, media_type = super().perform_content_negotiation(request, force)
+        if renderer.format == "yaml" and "text/html" in request.headers.get("Accept", ""):
+            return _BrowserYamlRenderer(), "text/plain"
+        return renderer, media_type
+
+
+class RedocView(SpectacularRedocView):
+    """``/api/redoc``. Redoc's bundle always draws its vendor's logo from
+    cdn.redoc.ly (and hides it if that fails); Herald loads nothing from a CDN, so the
+    page forbids images from elsewhere and the browser never asks."""
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().get(request, *args, **kwargs)
+        response["Content-Security-Policy"] = "img-src 'self' data:"
+        return response

@@ -35,6 +35,7 @@ from segments.serializers import (
     SegmentSerializer,
     SegmentWriteSerializer,
     TokenSerializer,
+    TokenUnregisterSerializer,
     TokenWriteSerializer,
 )
 
@@ -238,6 +239,40 @@ class TokenDetailView(RegistrationView):
         services.token_unregister(
             project=project,
             token=str(kwargs.get("token")),
+            provider=services.clean_provider(provider) if provider is not None else None,
+        )
+        return Response(status=204)
+
+
+class TokenUnregisterView(RegistrationView):
+    """The unregister route for tokens that cannot be a path segment: a web push
+    subscription's endpoint holds ``/``. Same service and answers as DELETE."""
+
+    failure_codes = {"POST": "UNREGISTER_FAILED"}
+
+    @extend_schema(
+        request=TokenUnregisterSerializer,
+        responses={204: None, **ERRORS},
+        summary="Unregister a token given in the body (web push endpoints)",
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        project = self.project(request, kwargs)
+        body = json_body(request, allowed=("token", "provider"))
+        token = body.get("token")
+        if token is None or token == "":
+            raise InvalidInput(
+                "token is required.", code="MISSING_TOKEN", details={"field": "token"}
+            )
+        if not isinstance(token, str) or len(token) > services.WEBPUSH_ENDPOINT_MAX:
+            raise InvalidInput(
+                f"token must be a string of at most {services.WEBPUSH_ENDPOINT_MAX} characters.",
+                code="INVALID_TOKEN_FORMAT",
+                details={"field": "token"},
+            )
+        provider = body.get("provider")
+        services.token_unregister(
+            project=project,
+            token=token,
             provider=services.clean_provider(provider) if provider is not None else None,
         )
         return Response(status=204)

@@ -179,6 +179,19 @@ class SubscriptionSerializer(serializers.Serializer[object]):
     )
 
 
+class TokenUnregisterSerializer(serializers.Serializer[object]):
+    token = serializers.CharField(
+        min_length=1,
+        max_length=services.WEBPUSH_ENDPOINT_MAX,
+        help_text="The token as registered: for web push, the subscription's endpoint.",
+    )
+    provider = serializers.ChoiceField(
+        choices=Provider.choices,
+        required=False,
+        help_text="Only this provider's token, when the same string exists for two.",
+    )
+
+
 class TokenWriteSerializer(serializers.Serializer[object]):
     token = serializers.RegexField(
         TOKEN_PATTERN,

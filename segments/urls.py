@@ -16,5 +16,7 @@ urlpatterns: list[URLPattern] = [
     re_path(rf"^{V1}/users/(?P<external_id>[^/]+)/?$", api.AppUserView.as_view()),
     re_path(rf"^{V1}/tokens/?$", api.TokenListView.as_view()),
     re_path(rf"^{V1}/events/?$", api.EventListView.as_view()),
+    # Before the detail route, which would take "unregister" for a token.
+    re_path(rf"^{V1}/tokens/unregister/?$", api.TokenUnregisterView.as_view()),
     re_path(rf"^{V1}/tokens/(?P<token>[^/]+)/?$", api.TokenDetailView.as_view()),
 ]

@@ -236,9 +236,23 @@ class ReceivedPush:
 
 
 def read_push(provider: str, payload: Any) -> ReceivedPush | None:
-    """``payload`` is the APNs request body (bytes) or the FCM ``message`` object.
-    None when it carries no usable ``herald_delivery_id`` (or is not what we sent)."""
-    if provider == "apns":
+    """``payload`` is the APNs request body (bytes), the FCM ``message`` object or the
+    decrypted web push JSON (an object). None when it carries no usable
+    ``herald_delivery_id`` (or is not what we sent)."""
+    if provider == "webpush":
+        if not isinstance(payload, Mapping):
+            return None
+        notification = payload.get("notification")
+        silent = not isinstance(notification, Mapping)
+        custom: Mapping[str, Any] = payload
+        buttons = notification.get("actions") if isinstance(notification, Mapping) else None
+        # The Notifications API spells a button's id "action".
+        actions: Any = [
+            {"id": button.get("action")}
+            for button in (buttons if isinstance(buttons, list) else [])
+            if isinstance(button, Mapping)
+        ]
+    elif provider == "apns":
         try:
             document = json.loads(payload)
         except (TypeError, ValueError):
@@ -247,8 +261,8 @@ def read_push(provider: str, payload: Any) -> ReceivedPush | None:
             return None
         aps = document.get("aps")
         silent = not (isinstance(aps, dict) and aps.get("alert"))
-        custom: Mapping[str, Any] = document
-        actions: Any = document.get("actions")
+        custom = document
+        actions = document.get("actions")
     else:
         if not isinstance(payload, Mapping):
             return None

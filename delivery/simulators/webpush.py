@@ -53,6 +53,7 @@ MAX_BODY_BYTES = 4096
 MAX_JWT_LIFETIME_SECONDS = 24 * 3600
 MAX_MINT = 100_000
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{11}$")
+_NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _URGENCIES = frozenset({"very-low", "low", "normal", "high"})
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -79,6 +80,45 @@ def load_or_create_seed(directory: Path) -> bytes:
     with os.fdopen(fd, "w") as handle:
         handle.write(seed.hex())
     return seed
+
+
+def subscription_mac(seed: bytes, nonce: str) -> str:
+    return _b64e(hmac.new(seed, b"id:" + nonce.encode(), hashlib.sha256).digest()[:8])
+
+
+def subscription_keys(
+    seed: bytes, subscription_id: str
+) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+    """The browser side of a subscription: its P-256 private key and auth secret,
+    both derived from the seed and the id (so nothing per subscription is stored)."""
+    digest = hmac.new(seed, b"key:" + subscription_id.encode(), hashlib.sha512).digest()
+    scalar = int.from_bytes(digest, "big") % (_P256_ORDER - 1) + 1
+    private_key = ec.derive_private_key(scalar, ec.SECP256R1())
+    auth = hmac.new(seed, b"auth:" + subscription_id.encode(), hashlib.sha256).digest()
+    return private_key, auth[:16]
+
+
+def subscription_for(seed: bytes, base_url: str, nonce: str) -> dict[str, Any]:
+    """The subscription ``nonce`` (22 base64url characters) names, as a browser's
+    ``PushSubscription.toJSON()``: ``{"endpoint", "keys": {"p256dh", "auth"}}``.
+    Deterministic, so the demo seeds the same subscriptions on every run
+    (``demo_nonce``) and the simulator recognises them after a restart."""
+    if not _NONCE_RE.match(nonce):
+        raise ValueError("a subscription nonce is 22 base64url characters")
+    subscription_id = f"{nonce}.{subscription_mac(seed, nonce)}"
+    private_key, auth = subscription_keys(seed, subscription_id)
+    point = private_key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return {
+        "endpoint": f"{base_url.rstrip('/')}/push/{subscription_id}",
+        "keys": {"p256dh": _b64e(point), "auth": _b64e(auth)},
+    }
+
+
+def demo_nonce(label: str) -> str:
+    """A stable nonce for ``subscription_for`` (e.g. ``demo_nonce("demo-user-7")``)."""
+    return _b64e(hashlib.sha256(b"herald-demo-webpush:" + label.encode()).digest()[:16])
 
 
 def hkdf_sha256(*, salt: bytes, ikm: bytes, info: bytes, length: int) -> bytes:
@@ -168,7 +208,7 @@ class WebPushSimulator:
         self.origins = frozenset({self.base_url, *aliases})
         self.behaviour = behaviour or Behaviour()
         self.stats = WebPushStats("webpush")
-        self.report_sink: list[tuple[str, Any]] | None = None  # wired with the payloads
+        self.report_sink: list[tuple[str, Any]] | None = None
         self.max_body_bytes = MAX_BODY_BYTES
         self._keys: dict[str, tuple[ec.EllipticCurvePrivateKey, bytes]] = {}
         self._verified: dict[tuple[str, str], dict[str, Any]] = {}
@@ -177,19 +217,15 @@ class WebPushSimulator:
     # --- subscriptions ----------------------------------------------------------
 
     def _mac(self, nonce: str) -> str:
-        return _b64e(hmac.new(self._seed, b"id:" + nonce.encode(), hashlib.sha256).digest()[:8])
+        return subscription_mac(self._seed, nonce)
 
     def _subscription_keys(self, subscription_id: str) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
         cached = self._keys.get(subscription_id)
         if cached is not None:
             return cached
-        digest = hmac.new(self._seed, b"key:" + subscription_id.encode(), hashlib.sha512).digest()
-        scalar = int.from_bytes(digest, "big") % (_P256_ORDER - 1) + 1
-        private_key = ec.derive_private_key(scalar, ec.SECP256R1())
-        auth = hmac.new(self._seed, b"auth:" + subscription_id.encode(), hashlib.sha256).digest()
         if len(self._keys) >= _MAX_CACHED_KEYS:
             self._keys.clear()
-        self._keys[subscription_id] = (private_key, auth[:16])
+        self._keys[subscription_id] = subscription_keys(self._seed, subscription_id)
         return self._keys[subscription_id]
 
     def is_subscription(self, subscription_id: str) -> bool:
@@ -203,21 +239,10 @@ class WebPushSimulator:
         ``{"endpoint", "keys": {"p256dh", "auth"}}``."""
         if not 1 <= count <= MAX_MINT:
             raise ValueError(f"count must be between 1 and {MAX_MINT}")
-        minted = []
-        for _ in range(count):
-            nonce = secrets.token_urlsafe(16)
-            subscription_id = f"{nonce}.{self._mac(nonce)}"
-            private_key, auth = self._subscription_keys(subscription_id)
-            point = private_key.public_key().public_bytes(
-                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-            )
-            minted.append(
-                {
-                    "endpoint": f"{self.base_url}/push/{subscription_id}",
-                    "keys": {"p256dh": _b64e(point), "auth": _b64e(auth)},
-                }
-            )
-        return minted
+        return [
+            subscription_for(self._seed, self.base_url, secrets.token_urlsafe(16))
+            for _ in range(count)
+        ]
 
     def forget_verified_tokens(self) -> None:
         self._verified.clear()
@@ -338,12 +363,14 @@ class WebPushSimulator:
         except ValueError as exc:
             return self._error(400, token, f"decryption failed: {exc}")
         payload: Any = None
-        if behaviour.keep_payloads:
+        if behaviour.keep_payloads or self.report_sink is not None:
             try:
                 payload = json.loads(plaintext)
             except ValueError:
                 payload = plaintext.decode("utf-8", "replace")
-        self.stats.record(201, token, topic, payload)
+        self.stats.record(201, token, topic, payload if behaviour.keep_payloads else None)
+        if self.report_sink is not None:
+            self.report_sink.append(("webpush", payload))
         self.stats.decrypted_bytes_max = max(self.stats.decrypted_bytes_max, len(plaintext))
         self.stats.decrypted_bytes_total += len(plaintext)
         message_id = f"{origin}/m/{time.time_ns():x}{next(self._message_ids):x}"

@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from campaigns import runs
 from campaigns.models import CampaignRun, PushCampaign
+from core.models import Project
+from core.services import project_generate_vapid
 from delivery.models import PushDelivery
 from delivery.services import BatchOutcome
 from delivery.simulators.server import SimulatorServer
@@ -225,6 +227,24 @@ def test_send_test_to_an_external_id_and_see_why_one_failed(
     result.filter(has_text="(INVALID_TOKEN_FORMAT)").wait_for()
     assert "An APNs device token is 64-200 hexadecimal characters." in result.inner_text()
     assert PushDelivery.objects.count() == 2  # the malformed token was never sent
+
+    # A browser's web push subscription, registered before, by its endpoint.
+    project_generate_vapid(project=project, subject="mailto:ops@example.com")
+    Project.objects.filter(pk=project.pk).update(webpush_ca_file=str(sim.credentials.ca_file))
+    [browser] = sim.mint_webpush_subscriptions(1)
+    PushTokenFactory.create(
+        project=project,
+        app_user=alice,
+        token=browser["endpoint"],
+        keys=browser["keys"],
+        provider="webpush",
+        platform="web",
+    )
+    dialog.get_by_label("Device token", exact=True).fill(browser["endpoint"])
+    dialog.get_by_label("Provider").select_option("webpush")
+    dialog.get_by_role("button", name="Send test").click()
+    result.filter(has_text="Sent through Web push").wait_for()
+    assert sim.stats(tokens=True)["webpush"]["tokens"] == {browser["endpoint"]: 1}
     console.assert_fits_width()
     # The refused requests (502, 400) are logged by Chromium; nothing else went wrong.
     unexpected = [e for e in console.console_errors if "Failed to load resource" not in e]

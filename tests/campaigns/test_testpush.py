@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
+from core.services import project_generate_vapid
 from delivery.models import PushDelivery, PushToken
 from tests.campaigns.conftest import DEAD_APNS
 from tests.factories import AppUserFactory, PushTokenFactory
@@ -281,3 +282,116 @@ def test_localizations_are_capped_as_for_a_campaign(api, project):
             "details": {"field": "localizations"},
         }
     }
+
+
+# --- web push: a subscription is reached with its keys ----------------------------------------
+
+
+@pytest.fixture
+def web_project(project, sim):
+    project, _ = project_generate_vapid(project=project, subject="mailto:ops@example.com")
+    project.webpush_ca_file = str(sim.credentials.ca_file)
+    project.save(update_fields=["webpush_ca_file"])
+    return project
+
+
+def test_a_browser_subscription_gets_a_test_push_and_is_registered(api, web_project, sim):
+    sim.configure({"webpush": {"keep_payloads": True}})
+    [browser] = sim.mint_webpush_subscriptions(1)
+    body = {"title": "T", "body": "B", "subscription": browser, "url": "https://example.com/x"}
+
+    response = api.client.post(url(web_project, False), body)
+
+    assert response.status_code == 200, response.json()
+    answer = response.json()
+    assert (answer["provider"], answer["status"]) == ("webpush", "sent")
+    token = PushToken.objects.get(token=browser["endpoint"])
+    assert (token.provider, token.platform, token.keys) == ("webpush", "web", browser["keys"])
+    # The simulator decrypted it with the browser's keys.
+    received = sim.stats(tokens=True)["webpush"]["payloads"][browser["endpoint"]]
+    assert received["notification"] == {"title": "T", "body": "B"}
+    assert received["herald_delivery_id"] == str(answer["delivery_id"])
+
+    # Registered now, its endpoint is enough (API and command alike).
+    again = {"title": "T", "body": "B", "device_token": browser["endpoint"], "provider": "webpush"}
+    response = api.client.post(url(web_project, False), again)
+    assert response.status_code == 200 and response.json()["provider"] == "webpush"
+    out = io.StringIO()
+    call_command(
+        "send_test_push",
+        project=str(web_project.id),
+        title="T",
+        body="B",
+        device_token=browser["endpoint"],
+        provider="webpush",
+        json=True,
+        stdout=out,
+    )
+    assert json.loads(out.getvalue())["status"] == "sent"
+    assert sim.stats(tokens=True)["webpush"]["tokens"][browser["endpoint"]] == 3
+    assert PushToken.objects.filter(provider="webpush").count() == 1
+
+
+def test_the_command_takes_a_subscription(web_project, sim):
+    [browser] = sim.mint_webpush_subscriptions(1)
+    out = io.StringIO()
+    call_command(
+        "send_test_push",
+        project=str(web_project.id),
+        title="T",
+        body="B",
+        subscription=json.dumps(browser),
+        stdout=out,
+    )
+    assert out.getvalue().startswith("sent: delivery ")
+    assert " via webpush, " in out.getvalue()
+    with pytest.raises(CommandError, match="--subscription must be a JSON object"):
+        call_command(
+            "send_test_push",
+            project=str(web_project.id),
+            title="T",
+            body="B",
+            subscription="{nope",
+            stdout=io.StringIO(),
+        )
+
+
+ENDPOINT = "https://push.example.com/send/abc"
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "code", "field"),
+    [
+        # An endpoint alone cannot be encrypted for: it must be registered first.
+        (
+            {"device_token": ENDPOINT, "provider": "webpush"},
+            400,
+            "INVALID_SUBSCRIPTION",
+            "subscription",
+        ),
+        ({"subscription": {"endpoint": ENDPOINT}}, 400, "INVALID_SUBSCRIPTION", None),
+        ({"subscription": "x"}, 400, "INVALID_SUBSCRIPTION", "subscription"),
+        (
+            {"subscription": {}, "device_token": APNS_TOKEN, "provider": "apns"},
+            400,
+            "VALIDATION_ERROR",
+            "subscription",
+        ),
+        (
+            {"device_token": "http://push.example.com/x", "provider": "webpush"},
+            400,
+            "INVALID_TOKEN_FORMAT",
+            "device_token",
+        ),
+    ],
+)
+def test_web_push_targets_refused_write_nothing(api, web_project, extra, status, code, field):
+    response = api.client.post(url(web_project, False), {"title": "T", "body": "B", **extra})
+
+    assert response.status_code == status, response.json()
+    error = response.json()["error"]
+    assert error["code"] == code
+    if field is not None:
+        assert error["details"]["field"] == field
+    assert PushDelivery.objects.count() == 0
+    assert PushToken.objects.count() == 0

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from campaigns.models import PushCampaign
 from core.models import ApiKey
-from core.throttling import ApiRateThrottle
+from core.throttling import Tier, counter_key
 from tests.factories import CampaignFactory, ProjectFactory, api_client, create_api_key
 
 pytestmark = pytest.mark.django_db
@@ -354,30 +354,43 @@ def test_a_staff_session_write_needs_the_csrf_token(db_state):
 # --- rate limit ----------------------------------------------------------------------
 
 
+def clear_counters(ident: str) -> None:
+    """This key's rate counters around NOW (the cache may be a Redis db shared with
+    other runs, and a fresh test database reuses key ids)."""
+    start = NOW.timestamp()
+    keys = [counter_key(ident, Tier(0, 60), int((start + d) // 60)) for d in (0, 30, 61)]
+    keys += [counter_key(ident, Tier(0, 1), int(start + d)) for d in range(0, 62)]
+    cache.delete_many(keys)
+
+
 @pytest.fixture
 def limited(settings):
-    """A fresh key limited to 3 requests a minute, with no throttle history."""
+    """A fresh key limited to 3 requests a minute (no burst tier), with no history."""
     settings.HERALD_API_RATE_PER_MINUTE = 3
+    settings.HERALD_API_BURST_PER_SECOND = 0
     project = ProjectFactory()
     key, raw = create_api_key(project)
-    # Only this key's history is cleared: the cache may be a Redis db shared with others.
-    throttle_key = ApiRateThrottle.cache_format % {"scope": "api", "ident": f"key:{key.pk}"}
-    cache.delete(throttle_key)
+    clear_counters(f"key:{key.pk}")
     yield project, api_client(raw)
-    cache.delete(throttle_key)
+    clear_counters(f"key:{key.pk}")
 
 
 def test_over_the_rate_is_429_with_retry_after(limited, db_state):
     project, client = limited
 
     with time_machine.travel(NOW, tick=False):
-        allowed = [client.get(base(project.id)).status_code for _ in range(3)]
+        allowed = [client.get(base(project.id)) for _ in range(3)]
         before = db_state()
         limited_response = client.post(base(project.id), {"title": "t", "body": "b"})
 
-    assert allowed == [200, 200, 200]
+    assert [r.status_code for r in allowed] == [200, 200, 200]
+    assert [r["X-RateLimit-Remaining"] for r in allowed] == ["2", "1", "0"]
+    assert allowed[0]["X-RateLimit-Limit"] == "3"
+    assert allowed[0]["X-RateLimit-Reset"] == "60"
+    assert allowed[0]["X-RateLimit-Policy"] == "3;w=60"
     assert limited_response.status_code == 429
     assert limited_response["Retry-After"] == "60"
+    assert limited_response["X-RateLimit-Remaining"] == "0"
     assert limited_response.json() == error(
         "RATE_LIMITED",
         "Request was throttled. Expected available in 60 seconds.",
@@ -386,7 +399,7 @@ def test_over_the_rate_is_429_with_retry_after(limited, db_state):
     assert db_state() == before
 
 
-def test_the_rate_limit_resets_after_a_minute(limited):
+def test_the_rate_limit_resets_with_the_minute(limited):
     project, client = limited
 
     with time_machine.travel(NOW, tick=False):
@@ -403,14 +416,48 @@ def test_the_rate_limit_resets_after_a_minute(limited):
 
 def test_the_rate_limit_is_per_key(limited):
     project, client = limited
-    _other_key, other_raw = create_api_key(project)
+    other_key, other_raw = create_api_key(project)
     other = api_client(other_raw)
-    throttle_key = ApiRateThrottle.cache_format % {"scope": "api", "ident": f"key:{_other_key.pk}"}
-    cache.delete(throttle_key)
+    clear_counters(f"key:{other_key.pk}")
 
     with time_machine.travel(NOW, tick=False):
         for _ in range(3):
             client.get(base(project.id))
         assert client.get(base(project.id)).status_code == 429
         assert other.get(base(project.id)).status_code == 200
-    cache.delete(throttle_key)
+    clear_counters(f"key:{other_key.pk}")
+
+
+def test_burst_and_sustained_tiers_as_the_ocamba_reference_documents(settings):
+    """10 a second and 150 a minute: the 11th request within a second waits for the
+    next second; the 151st within a minute waits for the next minute."""
+    settings.HERALD_API_BURST_PER_SECOND = 10
+    settings.HERALD_API_RATE_PER_MINUTE = 150
+    project = ProjectFactory()
+    key, raw = create_api_key(project)
+    clear_counters(f"key:{key.pk}")
+    client = api_client(raw)
+    url = base(project.id)
+
+    with time_machine.travel(NOW, tick=False):
+        first = [client.get(url) for _ in range(10)]
+        burst = client.get(url)
+    assert {r.status_code for r in first} == {200}
+    assert first[0]["X-RateLimit-Policy"] == "10;w=1, 150;w=60"
+    # The burst tier is the tight one until the minute's budget runs lower.
+    assert (first[0]["X-RateLimit-Limit"], first[0]["X-RateLimit-Remaining"]) == ("10", "9")
+    assert (burst.status_code, burst["Retry-After"]) == (429, "1")
+    assert burst.json()["error"]["details"] == {"retry_after": 1}
+
+    statuses = []
+    for second in range(1, 15):  # 10 a second: 140 more, the minute's 150th is second 14's last
+        with time_machine.travel(NOW + timedelta(seconds=second), tick=False):
+            statuses += [client.get(url).status_code for _ in range(10)]
+    assert statuses == [200] * 140
+    with time_machine.travel(NOW + timedelta(seconds=15), tick=False):
+        sustained = client.get(url)
+    assert (sustained.status_code, sustained["Retry-After"]) == (429, "45")
+    assert (sustained["X-RateLimit-Limit"], sustained["X-RateLimit-Remaining"]) == ("150", "0")
+    with time_machine.travel(NOW + timedelta(seconds=60), tick=False):
+        assert client.get(url).status_code == 200
+    clear_counters(f"key:{key.pk}")

@@ -15,8 +15,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from pytest_django.fixtures import Settings
 
-from campaigns.management.commands.seed_demo import demo_devices
+from campaigns.management.commands.seed_demo import demo_devices, simulator_subscriptions
 from campaigns.models import PushCampaign
+from core.credentials import webpush_missing
 from core.management.commands.run_stack import REPORT_KEY_ENV, device_behaviour
 from core.models import ApiKey, Project, hash_secret
 from delivery.models import PushToken
@@ -60,6 +61,7 @@ def demo_settings(settings: Settings, simulator_dir: Path) -> Settings:
     settings.HERALD_SIMULATOR_HOST = "127.0.0.1"
     settings.HERALD_SIMULATOR_APNS_PORT = 12197
     settings.HERALD_SIMULATOR_FCM_PORT = 12198
+    settings.HERALD_SIMULATOR_WEBPUSH_PORT = 12196
     return settings
 
 
@@ -136,8 +138,9 @@ def test_create_project_refuses_an_unknown_delivery_guarantee_and_creates_nothin
 
 DEMO_USERS = 40
 # 40 users: one token each, plus a second platform for users 11, 20, 31, 40,
-# plus a web token for users 3 and 28.
-DEMO_TOKENS = 46
+# plus an FCM web token for users 3 and 28 and a web push subscription for users 5,
+# 15, 25 and 35.
+DEMO_TOKENS = 50
 
 
 @pytest.mark.django_db
@@ -178,12 +181,17 @@ def test_seed_demo_with_more_users_adds_only_the_difference(
 ) -> None:
     run("seed_demo", users=DEMO_USERS, json=True)
     before = dict(PushToken.objects.values_list("token", "app_user__external_id"))
+    vapid_key = Project.objects.get().webpush_vapid_public_key
 
     after = json.loads(run("seed_demo", users=60, json=True))
 
-    expected_tokens = sum(len(demo_devices(i)) for i in range(1, 61))
+    # The VAPID keys are made once: new keys would break subscriptions made with them.
+    assert Project.objects.get().webpush_vapid_public_key == vapid_key != ""
+
+    subscribe = simulator_subscriptions()
+    expected_tokens = sum(len(demo_devices(i, subscribe)) for i in range(1, 61))
     assert (after["users"], after["tokens"]) == (60, expected_tokens)
-    assert expected_tokens == 69
+    assert expected_tokens == 75  # 69 phones and FCM web, 6 web push subscriptions
     now = dict(PushToken.objects.values_list("token", "app_user__external_id"))
     assert {t: now[t] for t in before} == before  # the first 40 users' tokens are untouched
     assert AppUser.objects.filter(external_id="demo-user-0060").exists()
@@ -218,10 +226,19 @@ def test_seed_demo_users_and_tokens_look_real(demo_settings: Settings) -> None:
     owners = {t.pk: t.app_user for t in tokens if t.app_user is not None}
     assert len(owners) == len(tokens)  # every demo token belongs to a user
     by_kind = Counter((t.provider, t.platform) for t in tokens)
-    assert by_kind == {("apns", "ios"): 110, ("fcm", "android"): 110, ("fcm", "web"): 8}
+    assert by_kind == {
+        ("apns", "ios"): 110,
+        ("fcm", "android"): 110,
+        ("fcm", "web"): 8,
+        ("webpush", "web"): 20,
+    }
     for token in tokens:
         if token.provider == "apns":
             assert re.fullmatch(r"[0-9a-f]{64}", token.token)
+        elif token.provider == "webpush":
+            # The web push simulator's endpoints, with keys it can decrypt for.
+            assert token.token.startswith("https://127.0.0.1:12196/push/")
+            assert token.keys is not None and set(token.keys) == {"p256dh", "auth"}
         else:
             assert re.fullmatch(r"[A-Za-z0-9_-]{22}:APA91b[A-Za-z0-9_-]{120}", token.token)
         assert token.locale == owners[token.pk].attributes["language"]
@@ -248,7 +265,9 @@ def test_seed_demo_points_credentials_at_the_simulators(
     assert project.fcm_service_account["token_uri"] == "https://127.0.0.1:12198/token"
     assert project.fcm_endpoint == "https://127.0.0.1:12198"
     assert project.fcm_ca_file == str(creds.ca_file)
+    assert project.webpush_ca_file == str(creds.ca_file)
     assert project.has_apns_credentials and project.has_fcm_credentials
+    assert webpush_missing(project) == []
 
 
 @pytest.mark.django_db
@@ -268,9 +287,10 @@ def test_seed_demo_text_output_prints_the_key_and_no_other_secret(
     match = re.fullmatch(rf"API key:    ({KEY_RE})", lines[2])
     assert match is not None and stored_key(match.group(1)).pk == newest.pk
     assert lines[3] == "Users:      12 (2 new)"
-    assert lines[4] == "Tokens:     14 (3 new)"  # user 11 has iOS and Android
+    assert lines[4] == "Tokens:     15 (3 new)"  # user 11 has iOS and Android
     assert lines[5] == (
-        "Providers:  APNs 127.0.0.1:12197, FCM https://127.0.0.1:12198 (the local simulators)"
+        "Providers:  APNs 127.0.0.1:12197, FCM https://127.0.0.1:12198, "
+        "web push https://127.0.0.1:12196 (the local simulators)"
     )
     assert lines[6] == "A new key is made on every run; earlier demo keys stay valid."
     assert len(lines) == 7
@@ -280,6 +300,8 @@ def test_seed_demo_text_output_prints_the_key_and_no_other_secret(
     secret_lines += str(project.fcm_service_account["private_key"]).splitlines()[1:-1]
     assert not [line for line in secret_lines if line in out]
     assert project.fcm_service_account["private_key_id"] not in out
+    vapid_lines = project.webpush_vapid_private_key.splitlines()[1:-1]
+    assert vapid_lines and not [line for line in vapid_lines if line in out]
 
 
 @pytest.mark.django_db

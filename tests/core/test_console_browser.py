@@ -73,3 +73,55 @@ def test_every_input_has_a_label_and_pages_fit_1280(
         if unlabelled or overflow > 0:
             problems[path] = {"unlabelled": unlabelled, "overflow": overflow}
     assert problems == {}, json.dumps(problems, indent=1)
+
+
+@pytest.mark.parametrize(
+    ("path", "rendered"),
+    [
+        # Swagger UI lists every operation; Redoc draws its menu of them.
+        ("/api/docs", ".opblock"),
+        ("/api/redoc", "[role=menuitem], li[data-item-id]"),
+    ],
+)
+def test_the_api_docs_render_offline(console: Console, path: str, rendered: str) -> None:
+    """Served by Herald alone: any request to another host is refused (and recorded),
+    as on a machine without internet, and the page still renders the schema."""
+    page: Any = console.page
+    outside: list[str] = []
+    local = re.compile(r"^(https?://(127\.0\.0\.1|localhost)(:\d+)?/|data:|blob:)")
+
+    def only_local(route: Any) -> None:
+        if local.match(route.request.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+
+    console.goto(path)
+
+    page.wait_for_selector(rendered)
+    assert page.locator(rendered).count() > 20
+    assert "Herald API" in page.inner_text("body")
+    console.shot(path.rsplit("/", 1)[-1])
+    assert outside == [] and failed == []
+    # Redoc's vendor logo (cdn.redoc.ly) is refused by the page's policy, not fetched.
+    assert [e for e in console.console_errors if "cdn.redoc.ly" not in e] == []
+
+
+def test_the_console_links_the_api_docs_and_the_schema_shows_in_the_browser(
+    console: Console,
+) -> None:
+    page: Any = console.page
+    console.goto("/ops/")
+    page.get_by_role("link", name="API docs").click()
+    page.wait_for_url("**/api/docs")
+    page.wait_for_selector(".opblock")
+
+    console.goto("/api/schema")  # shown as text, not downloaded
+    assert page.inner_text("body").startswith("openapi: 3.")
+    console.goto("/api/schema?format=json")
+    assert json.loads(page.inner_text("body"))["info"]["title"] == "Herald API"

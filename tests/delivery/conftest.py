@@ -17,6 +17,7 @@ import pytest
 from delivery.providers.apns import ApnsSender
 from delivery.providers.base import ApnsConfig, FcmConfig, OutgoingPush, PushResult
 from delivery.providers.fcm import FcmSender
+from delivery.providers.webpush import WebPushSender
 from delivery.simulators.server import SimulatorServer
 
 T = TypeVar("T")
@@ -39,7 +40,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def send_with(
-    sender: ApnsSender | FcmSender, pushes: Sequence[OutgoingPush]
+    sender: ApnsSender | FcmSender | WebPushSender, pushes: Sequence[OutgoingPush]
 ) -> list[PushResult]:
     """One batch on a fresh sender, closed afterwards."""
     try:

@@ -23,10 +23,20 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from delivery.payloads import Action, PushContent, Recipient, build_apns, build_fcm
+from core.credentials import generate_vapid_key_pair
+from delivery.payloads import (
+    Action,
+    PushContent,
+    Recipient,
+    build_apns,
+    build_fcm,
+    build_webpush,
+    webpush_headers,
+)
 from delivery.providers.apns import ApnsSender
-from delivery.providers.base import ApnsConfig, FcmConfig, OutgoingPush
+from delivery.providers.base import ApnsConfig, FcmConfig, OutgoingPush, WebPushConfig
 from delivery.providers.fcm import FcmSender
+from delivery.providers.webpush import WebPushSender
 from delivery.simulators.cli import reporting_from_options
 from delivery.simulators.reporting import (
     API_KEY_ENV,
@@ -61,6 +71,17 @@ def fcm_message(delivery_id: int | None, *, actions: tuple[Action, ...] = BUTTON
     if delivery_id is not None:
         message.setdefault("data", {})[DELIVERY_ID_KEY] = str(delivery_id)
     return message
+
+
+def web_payload(
+    delivery_id: int | None, *, actions: tuple[Action, ...] = BUTTONS, silent: bool = False
+) -> dict:
+    """The JSON a browser decrypts (build_webpush plus the delivery id the sender adds)."""
+    content = PushContent("Hi", "there", actions=actions, silent=silent)
+    payload, _ = build_webpush(content, Recipient(platform="web"), now=NOW)
+    if delivery_id is not None:
+        payload[DELIVERY_ID_KEY] = str(delivery_id)
+    return payload
 
 
 def config(**knobs: Any) -> ReportingConfig:
@@ -149,11 +170,13 @@ def expected_events(delivery_ids: list[int], cfg: ReportingConfig, seed: int) ->
 # --- reading payloads ------------------------------------------------------------------
 
 
-def test_read_push_finds_the_delivery_id_and_actions_in_both_providers() -> None:
+def test_read_push_finds_the_delivery_id_and_actions_in_every_provider() -> None:
     assert read_push("apns", apns_body(42)) == ReceivedPush(42, ("try", "later"), silent=False)
     assert read_push("fcm", fcm_message(42)) == ReceivedPush(42, ("try", "later"), silent=False)
+    assert read_push("webpush", web_payload(42)) == ReceivedPush(42, ("try", "later"), False)
     assert read_push("apns", apns_body(7, actions=())) == ReceivedPush(7, (), silent=False)
     assert read_push("fcm", fcm_message(7, actions=())) == ReceivedPush(7, (), silent=False)
+    assert read_push("webpush", web_payload(7, actions=())) == ReceivedPush(7, (), False)
 
 
 def test_read_push_skips_pushes_without_a_usable_delivery_id() -> None:
@@ -163,6 +186,8 @@ def test_read_push_skips_pushes_without_a_usable_delivery_id() -> None:
         assert read_push("apns", json.dumps({"aps": {}, DELIVERY_ID_KEY: bad})) is None
     assert read_push("apns", b"not json") is None
     assert read_push("fcm", "not a message") is None
+    assert read_push("webpush", web_payload(None)) is None
+    assert read_push("webpush", "not json") is None  # what the simulator keeps of non-JSON
 
 
 def test_silent_pushes_are_recognised() -> None:
@@ -172,6 +197,9 @@ def test_silent_pushes_are_recognised() -> None:
     assert read_push("fcm", fcm_silent) == ReceivedPush(5, (), silent=True)
     fcm_ios = {"data": {DELIVERY_ID_KEY: "5"}, "apns": {"payload": {"aps": {"alert": "x"}}}}
     assert read_push("fcm", fcm_ios) == ReceivedPush(5, (), silent=False)
+    web_silent = web_payload(5, actions=(), silent=True)
+    assert "notification" not in web_silent
+    assert read_push("webpush", web_silent) == ReceivedPush(5, (), silent=True)
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -455,6 +483,15 @@ def test_pushes_sent_to_the_simulators_come_back_as_events(
     reporting_off: SimulatorServer, apns_config: ApnsConfig, fcm_config: FcmConfig
 ) -> None:
     sim = reporting_off
+    browsers = sim.mint_webpush_subscriptions(2)
+    vapid_pem, vapid_public = generate_vapid_key_pair()
+    web_config = WebPushConfig(
+        vapid_private_key=vapid_pem,
+        vapid_public_key=vapid_public,
+        subject="mailto:ops@example.com",
+        ca_file=str(sim.credentials.ca_file),
+    )
+    headers = webpush_headers(ttl_seconds=60, priority="high")
 
     async def main() -> None:
         recorder = Recorder()
@@ -466,17 +503,22 @@ def test_pushes_sent_to_the_simulators_come_back_as_events(
         assert KEY not in json.dumps(described)
         apns = [OutgoingPush(f"a{i}", apns_token(i), json.loads(apns_body(i))) for i in (1, 2)]
         fcm = [OutgoingPush(f"f{i}", fcm_token(i), fcm_message(i + 10)) for i in (1, 2)]
+        web = [
+            OutgoingPush(f"w{i}", b["endpoint"], web_payload(i), headers=headers, keys=b["keys"])
+            for i, b in zip((21, 22), browsers, strict=True)
+        ]
         await send_with(ApnsSender(apns_config), apns)
         await send_with(FcmSender(fcm_config), fcm)
-        await until(lambda: len(recorder.stored) == 12, "12 events")
+        await send_with(WebPushSender(web_config), web)
+        await until(lambda: len(recorder.stored) == 18, "18 events")
         await recorder.stop()
 
         assert set(recorder.stored) == {
-            f"sim-{i}-{step}" for i in (1, 2, 11, 12) for step in ("open", "click", "goal")
+            f"sim-{i}-{step}" for i in (1, 2, 11, 12, 21, 22) for step in ("open", "click", "goal")
         }
         status, described = await asyncio.to_thread(control, sim, "GET", "/reporting")
-        assert described["stats"]["received"] == 4
-        assert described["stats"]["accepted"] == 12
+        assert described["stats"]["received"] == 6
+        assert described["stats"]["accepted"] == 18
 
     asyncio.run(main())
     # Turned off at run time, the simulators drop their sink again.

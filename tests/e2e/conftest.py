@@ -67,6 +67,10 @@ class Simulators:
     def reset(self) -> None:
         self._call("/reset", {"config": True})
 
+    def subscribe(self, count: int) -> list[dict[str, Any]]:
+        """``count`` browser subscriptions the web push simulator minted."""
+        return list(self._call("/webpush/subscriptions", {"count": count})["subscriptions"])
+
 
 @pytest.fixture(scope="session")
 def simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulators]:

@@ -22,6 +22,7 @@ from campaigns.runs import campaign_stats
 from campaigns.tasks import sweep_campaigns_task
 from campaigns.validation import validate_create
 from core.models import ApiKey, Project
+from core.services import project_generate_vapid
 from delivery.models import DeliveryClaim, PushDelivery, PushToken
 from delivery.providers import runtime
 from delivery.simulators.credentials import ensure_demo_credentials
@@ -37,7 +38,7 @@ FAST_RETRIES = {"HERALD_RETRY_BASE_SECONDS": "0.2", "HERALD_RETRY_MAX_SECONDS": 
 def _project(simulators: Simulators) -> Project:
     info = simulators.info
     creds = ensure_demo_credentials(Path(info["cert_dir"]), fcm_base_url=info["fcm_endpoint"])
-    return Project.objects.create(
+    project = Project.objects.create(
         name="e2e",
         apns_team_id=creds.team_id,
         apns_key_id=creds.key_id,
@@ -48,7 +49,32 @@ def _project(simulators: Simulators) -> Project:
         fcm_service_account=creds.service_account_info,
         fcm_endpoint=info["fcm_endpoint"],
         fcm_ca_file=str(creds.ca_file),
+        webpush_ca_file=str(creds.ca_file),
     )
+    project, _ = project_generate_vapid(project=project, subject="mailto:e2e@example.com")
+    return project
+
+
+def _subscriptions(project: Project, simulators: Simulators, count: int) -> list[str]:
+    """Browsers subscribed at the web push simulator; the endpoints (the tokens)."""
+    minted = simulators.subscribe(count)
+    users = AppUser.objects.bulk_create(
+        [AppUser(project=project, external_id=f"web-{secrets.token_hex(6)}") for _ in minted]
+    )
+    PushToken.objects.bulk_create(
+        [
+            PushToken(
+                project=project,
+                app_user=u,
+                token=m["endpoint"],
+                keys=m["keys"],
+                provider="webpush",
+                platform="web",
+            )
+            for u, m in zip(users, minted, strict=True)
+        ]
+    )
+    return [m["endpoint"] for m in minted]
 
 
 def _tokens(project: Project, provider: str, count: int, *, prefix: str = "") -> list[str]:
@@ -95,7 +121,10 @@ def _accepted(simulators: Simulators) -> dict[str, Any]:
     return {
         "apns": stats["apns"],
         "fcm": stats["fcm"],
-        "tokens": Counter({**stats["apns"]["tokens"], **stats["fcm"]["tokens"]}),
+        "webpush": stats["webpush"],
+        "tokens": Counter(
+            {**stats["apns"]["tokens"], **stats["fcm"]["tokens"], **stats["webpush"]["tokens"]}
+        ),
     }
 
 
@@ -107,6 +136,8 @@ def test_broadcast_with_dead_bad_and_flaky_tokens(simulators, start_worker, sett
     fcm_ok = _tokens(project, "fcm", 1200)
     apns_dead = _tokens(project, "apns", 150)
     fcm_dead = _tokens(project, "fcm", 150)
+    web_ok = _subscriptions(project, simulators, 300)
+    web_dead = _subscriptions(project, simulators, 40)
     # Malformed APNs tokens (not hex): APNs answers 400 BadDeviceToken.
     bad = AppUser.objects.create(project=project, external_id="bad")
     bad_tokens = [f"not-a-hex-token-{i}" for i in range(50)]
@@ -129,53 +160,66 @@ def test_broadcast_with_dead_bad_and_flaky_tokens(simulators, start_worker, sett
                 "transient_failures": dict.fromkeys(fcm_ok[:60], 2),
                 "transient_status": 503,
             },
+            "webpush": {
+                "invalid_tokens": web_dead,
+                "transient_failures": dict.fromkeys(web_ok[:30], 2),
+                "transient_status": 429,
+                "retry_after": 1,
+            },
         }
     )
     start_worker(env=FAST_RETRIES)
-    campaign = _send(project, goals=[GOAL])
+    campaign = _send(project, goals=[GOAL], actions=[{"id": "buy", "title": "Buy"}])
 
     assert wait_for(lambda: _status(campaign) == CampaignStatus.SENT, timeout=120)
 
     campaign.refresh_from_db()
-    total = 1200 * 2 + 150 * 2 + 50
+    total = 1200 * 2 + 150 * 2 + 50 + 300 + 40
     assert campaign_stats(campaign) == {
         "targeted": total,
-        "sent": 2400,
+        "sent": 2700,
         "failed": 0,
-        "invalid_tokens": 350,
+        "invalid_tokens": 390,
         "skipped": 0,
         "unknown": 0,
         "pending": 0,
     }
     accepted = _accepted(simulators)
-    assert accepted["apns"]["duplicates"] == 0 and accepted["fcm"]["duplicates"] == 0
-    assert set(accepted["tokens"]) == set(apns_ok) | set(fcm_ok)
+    for provider in ("apns", "fcm", "webpush"):
+        assert accepted[provider]["duplicates"] == 0
+    assert set(accepted["tokens"]) == set(apns_ok) | set(fcm_ok) | set(web_ok)
     assert set(accepted["tokens"].values()) == {1}
-    # Transient failures were answered and retried: 2 refusals each for 60 tokens.
+    # The web push simulator decrypted every payload it accepted.
+    assert accepted["webpush"]["accepted"] == 300
+    assert accepted["webpush"]["decrypted_bytes_max"] > 0
+    # Transient failures were answered and retried: 2 refusals each.
     assert accepted["apns"]["by_status"].get("429") == 120
     assert accepted["fcm"]["by_status"].get("503") == 120
-    flaky = PushDelivery.objects.filter(campaign=campaign, token__token__in=apns_ok[:60])
-    assert set(flaky.values_list("status", "attempts")) == {("sent", 3)}
+    assert accepted["webpush"]["by_status"].get("429") == 60
+    for flaky_tokens in (apns_ok[:60], web_ok[:30]):
+        flaky = PushDelivery.objects.filter(campaign=campaign, token__token__in=flaky_tokens)
+        assert set(flaky.values_list("status", "attempts")) == {("sent", 3)}
     # Dead and malformed tokens are retired with the provider's reason.
-    dead = PushToken.objects.filter(token__in=[*apns_dead, *fcm_dead, *bad_tokens])
+    dead = PushToken.objects.filter(token__in=[*apns_dead, *fcm_dead, *bad_tokens, *web_dead])
     assert dead.filter(active=True).count() == 0
     assert set(dead.values_list("invalid_reason", flat=True)) == {
         "Unregistered",
         "UNREGISTERED",
         "BadDeviceToken",
+        "Gone",
     }
     sent_rows = PushDelivery.objects.filter(campaign=campaign, status="sent")
     assert sent_rows.count() == sum(accepted["tokens"].values())
-    assert sent_rows.exclude(provider_msg_id="").count() == 2400
+    assert sent_rows.exclude(provider_msg_id="").count() == 2700
     # Settling the run counted analytics' sent breakdown from the same rows.
     analytics = campaign_analytics(campaign)
-    assert analytics["totals"]["sent"] == 2400
+    assert analytics["totals"]["sent"] == 2700
     assert {p: n["sent"] for p, n in analytics["by_provider"].items()} == {
         "apns": 1200,
         "fcm": 1200,
-        "webpush": 0,
+        "webpush": 300,
     }
-    assert sum(point["sent"] for point in analytics["series"]["points"]) == 2400
+    assert sum(point["sent"] for point in analytics["series"]["points"]) == 2700
     _report_engagement_through_the_api(project, campaign, sent_rows)
 
 
@@ -221,7 +265,7 @@ def _report_engagement_through_the_api(
     assert analytics["totals"]["clicked"] == 300
     assert analytics["totals"]["converted"] == 120
     assert analytics["clicks_by_action"] == {"buy": 300}
-    assert analytics["rates"]["open_rate"] == pytest.approx(900 / 2400, abs=1e-6)
+    assert analytics["rates"]["open_rate"] == pytest.approx(900 / 2700, abs=1e-6)
     assert [goal["converted"] for goal in analytics["goals"]] == [120]
     opened_by_provider = {p: n["opened"] for p, n in analytics["by_provider"].items()}
     assert sum(opened_by_provider.values()) == 900

@@ -315,9 +315,7 @@ def test_a_test_push_to_an_unknown_endpoint_makes_no_keyless_token(project: Any)
     assert not PushToken.objects.exists()
 
 
-def test_a_test_push_to_a_subscription_fails_until_the_sender_exists(
-    client: Any, project: Any
-) -> None:
+def test_a_test_push_to_a_subscription_fails_without_vapid_keys(client: Any, project: Any) -> None:
     client.post(url(project), {"provider": "webpush", "subscription": subscription()})
     admin = client_for(project)
     body = {"title": "t", "body": "b", "device_token": ENDPOINT, "provider": "webpush"}
@@ -325,3 +323,60 @@ def test_a_test_push_to_a_subscription_fails_until_the_sender_exists(
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "PUSH_FAILED"
     assert "VAPID" in response.json()["error"]["message"]
+
+
+# --- unregistering: an endpoint holds "/", so it goes in the body ------------------------------
+
+
+def test_a_browser_unsubscribing_unregisters_its_endpoint(client: Any, project: Any) -> None:
+    client.post(url(project), {"provider": "webpush", "subscription": subscription()})
+    other = "https://updates.push.services.mozilla.com/wpush/v2/gAAAAABk"
+    client.post(url(project), {"provider": "webpush", "subscription": subscription(other)})
+
+    body = {"token": ENDPOINT, "provider": "webpush"}
+    response = client.post(f"{url(project)}/unregister", body)
+
+    assert response.status_code == 204
+    gone = PushToken.objects.get(token=ENDPOINT)
+    assert (gone.active, gone.invalid_reason) == (False, "unregistered")
+    assert PushToken.objects.get(token=other).active is True
+    # Again: a no-op, as DELETE is; without provider too.
+    assert client.post(f"{url(project)}/unregister", {"token": ENDPOINT}).status_code == 204
+    # Registering it again (the browser subscribed again) brings it back.
+    client.post(url(project), {"provider": "webpush", "subscription": subscription()})
+    assert PushToken.objects.get(token=ENDPOINT).active is True
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({}, 400, "MISSING_TOKEN"),
+        ({"token": ""}, 400, "MISSING_TOKEN"),
+        ({"token": 5}, 400, "INVALID_TOKEN_FORMAT"),
+        ({"token": "x" * (WEBPUSH_ENDPOINT_MAX + 1)}, 400, "INVALID_TOKEN_FORMAT"),
+        ({"token": ENDPOINT, "provider": "gcm"}, 400, "INVALID_PROVIDER"),
+        ({"token": ENDPOINT, "extra": 1}, 400, "VALIDATION_ERROR"),
+        ({"token": ENDPOINT + "/other"}, 404, "NOT_FOUND"),
+        ({"token": ENDPOINT, "provider": "fcm"}, 404, "NOT_FOUND"),
+    ],
+)
+def test_unregister_refusals_change_nothing(
+    client: Any, project: Any, body: dict[str, Any], status: int, code: str
+) -> None:
+    client.post(url(project), {"provider": "webpush", "subscription": subscription()})
+
+    response = client.post(f"{url(project)}/unregister", body)
+
+    assert error(response)[:2] == (status, code)
+    assert PushToken.objects.get(token=ENDPOINT).active is True
+
+
+def test_another_project_cannot_unregister_a_subscription(client: Any, project: Any) -> None:
+    client.post(url(project), {"provider": "webpush", "subscription": subscription()})
+    other = make_project()
+    other_client = client_for(other, scope=ApiKey.Scope.CLIENT)
+
+    response = other_client.post(f"{url(other)}/unregister", {"token": ENDPOINT})
+
+    assert error(response)[:2] == (404, "NOT_FOUND")
+    assert PushToken.objects.get(token=ENDPOINT).active is True

@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,13 +30,15 @@ from campaigns.models import PushCampaign
 from campaigns.services import campaign_create
 from campaigns.validation import validate_create
 from core.models import Project
-from core.services import api_key_create, project_create, project_update
+from core.services import api_key_create, project_create, project_generate_vapid, project_update
 from delivery.models import Platform, Provider, PushToken
 from delivery.simulators.credentials import ensure_demo_credentials
+from delivery.simulators.webpush import demo_nonce, load_or_create_seed, subscription_for
 from segments.models import AppUser, Segment
-from segments.services import clean_segment_fields, segment_create
+from segments.services import clean_segment_fields, clean_subscription, segment_create
 
 DEMO_PROJECT_NAME = "Herald Demo"
+DEMO_VAPID_SUBJECT = "mailto:demo@herald.invalid"
 EXTERNAL_ID_PREFIX = "demo-user-"
 CHUNK = 1000
 PROGRESS_FROM = 2000  # print progress lines (stderr) from this many users up
@@ -164,6 +166,11 @@ class DemoDevice:
     provider: str
     platform: str
     token: str
+    keys: dict[str, str] | None = None  # web push: {"p256dh", "auth"}
+
+
+# A browser subscribing: the subscription (PushSubscription.toJSON()) for a label.
+Subscribe = Callable[[str], dict[str, Any]]
 
 
 def demo_attributes(index: int) -> dict[str, Any]:
@@ -184,9 +191,11 @@ def demo_attributes(index: int) -> dict[str, Any]:
     }
 
 
-def demo_devices(index: int) -> list[DemoDevice]:
+def demo_devices(index: int, subscribe: Subscribe | None = None) -> list[DemoDevice]:
     """Half iOS (APNs), half Android (FCM); every 20th user also has the other
-    platform, and every 25th also subscribed on the web (FCM)."""
+    platform, every 25th also subscribed on the web through FCM, and every 10th
+    (with ``subscribe``, the web push simulator's subscriptions) in a browser
+    through standard web push."""
     ios = DemoDevice(Provider.APNS, Platform.IOS, apns_token(index))
     android = DemoDevice(Provider.FCM, Platform.ANDROID, fcm_token(index))
     devices = [ios] if index % 2 else [android]
@@ -196,7 +205,19 @@ def demo_devices(index: int) -> list[DemoDevice]:
         devices.append(android)
     if index % 25 == 3:
         devices.append(DemoDevice(Provider.FCM, Platform.WEB, fcm_token(index, "web")))
+    if subscribe is not None and index % 10 == 5:
+        endpoint, keys = clean_subscription(subscribe(external_id(index)))
+        devices.append(DemoDevice(Provider.WEBPUSH, Platform.WEB, endpoint, keys))
     return devices
+
+
+def simulator_subscriptions() -> Subscribe:
+    """Subscriptions of the local web push simulator, stable per label: derived from
+    the simulator's seed (in HERALD_SIMULATOR_DIR, made on first use), which is also
+    how the simulator recognises them and decrypts what is sent to them."""
+    seed = load_or_create_seed(settings.HERALD_SIMULATOR_DIR)
+    base_url = f"https://{settings.HERALD_SIMULATOR_HOST}:{settings.HERALD_SIMULATOR_WEBPUSH_PORT}"
+    return lambda label: subscription_for(seed, base_url, demo_nonce(label))
 
 
 def _chunks(start: int, stop: int) -> Iterator[range]:
@@ -250,7 +271,8 @@ class Command(BaseCommand):
         self.stdout.write(f"Tokens:     {tokens} ({tokens - tokens_before} new)")
         self.stdout.write(
             f"Providers:  APNs {host}:{settings.HERALD_SIMULATOR_APNS_PORT}, "
-            f"FCM https://{host}:{settings.HERALD_SIMULATOR_FCM_PORT} (the local simulators)"
+            f"FCM https://{host}:{settings.HERALD_SIMULATOR_FCM_PORT}, web push "
+            f"https://{host}:{settings.HERALD_SIMULATOR_WEBPUSH_PORT} (the local simulators)"
         )
         self.stdout.write("A new key is made on every run; earlier demo keys stay valid.")
 
@@ -275,13 +297,18 @@ class Command(BaseCommand):
                 "fcm_service_account": creds.service_account_info,
                 "fcm_endpoint": fcm_base_url,
                 "fcm_ca_file": str(creds.ca_file),
+                "webpush_ca_file": str(creds.ca_file),
             },
         )
+        if not project.webpush_vapid_private_key:  # generated once: rotating would
+            # break the browsers' subscriptions (real ones; the simulator's do not care)
+            project_generate_vapid(project=project, subject=DEMO_VAPID_SUBJECT)
 
     def _seed_users(self, project: Project, wanted: int) -> None:
         """Insert users 1..wanted and their tokens in chunks; existing rows are kept."""
         now = timezone.now()
         show_progress = wanted >= PROGRESS_FROM
+        subscribe = simulator_subscriptions()
         for indexes in _chunks(1, wanted + 1):
             users = []
             for index in indexes:
@@ -304,7 +331,7 @@ class Command(BaseCommand):
             tokens = []
             for index, user in zip(indexes, users, strict=True):
                 attributes = user.attributes
-                for device in demo_devices(index):
+                for device in demo_devices(index, subscribe):
                     tokens.append(
                         PushToken(
                             project=project,
@@ -315,6 +342,7 @@ class Command(BaseCommand):
                             locale=attributes["language"],
                             timezone=attributes["timezone"],
                             app_version=attributes["app_version"],
+                            keys=device.keys,
                         )
                     )
             PushToken.objects.bulk_create(tokens, ignore_conflicts=True)

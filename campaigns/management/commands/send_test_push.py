@@ -21,8 +21,15 @@ class Command(BaseCommand):
         parser.add_argument("--body", required=True)
         target = parser.add_mutually_exclusive_group(required=True)
         target.add_argument("--app-user-id")
-        target.add_argument("--device-token")
-        parser.add_argument("--provider", choices=("apns", "fcm"))
+        target.add_argument(
+            "--device-token",
+            help="a device token, or a registered web push subscription's endpoint",
+        )
+        target.add_argument(
+            "--subscription",
+            help="a browser's web push subscription as JSON (PushSubscription.toJSON())",
+        )
+        parser.add_argument("--provider", choices=("apns", "fcm", "webpush"))
         parser.add_argument("--platform", choices=("ios", "android", "web"))
         parser.add_argument("--data", help="JSON object of custom data")
         parser.add_argument(
@@ -40,6 +47,11 @@ class Command(BaseCommand):
         for name in ("app_user_id", "device_token", "provider", "platform"):
             if options.get(name):
                 payload[name] = options[name]
+        if options.get("subscription"):
+            try:
+                payload["subscription"] = json.loads(options["subscription"])
+            except ValueError as exc:
+                raise CommandError("--subscription must be a JSON object.") from exc
         if options.get("silent"):
             payload["silent"] = True
         if options.get("data"):

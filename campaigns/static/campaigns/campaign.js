@@ -8,7 +8,7 @@
   const BARS = ["sent", "failed", "invalid_tokens", "skipped", "unknown"];
   const SERIES = [["sent", "Sent", "#15803d"], ["failed", "Failed", "#b91c1c"], ["invalid_token", "Invalid token", "#7c3aed"], ["unknown", "Unknown", "#b45309"]];
   const STATUS_LABELS = { queued: "Queued", sent: "Sent", failed: "Failed", invalid_token: "Invalid token", skipped: "Skipped", unknown: "Unknown" };
-  const PROVIDER_LABELS = { apns: "APNs", fcm: "FCM" };
+  const PROVIDER_LABELS = { apns: "APNs", fcm: "FCM", webpush: "Web push" };
   const PLATFORM_LABELS = { ios: "iOS", android: "Android", web: "Web" };
   const ENGAGEMENT = [["sent", "Sent", "#15803d"], ["opened", "Opened", "#2563eb"], ["clicked", "Clicked", "#d97706"], ["converted", "Converted", "#7c3aed"]];
 

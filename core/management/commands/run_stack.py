@@ -1,4 +1,5 @@
-"""`manage.py run_stack`: the whole of Herald on one machine, for `make run`.
+"""`manage.py run_stack`: the whole of Herald on one machine, for `make run`, or a
+production node with `--production` (see below and docs/deploy.md).
 
 Migrates, seeds the demo project (wired to the local provider simulators), makes
 sure an admin login exists, then starts the simulators, the web server, a Celery
@@ -11,6 +12,14 @@ The simulators also play the demo's devices (delivery/simulators/reporting.py): 
 report opens, clicks and a goal event for received pushes to the events API, with a
 client-scoped key minted at each start (the previous one revoked) and handed to them
 by environment variable only, so it is never printed, stored or visible in `ps`.
+
+`--production` runs what a deployment runs, from the environment: gunicorn (web,
+static files by WhiteNoise), `--workers` Celery worker processes (each a prefork pool
+of `--concurrency`) and beat, on PostgreSQL and Redis; no demo, no simulators, no
+demo login. `--no-web` / `--no-beat` make a worker-only node for another machine
+(beat must run exactly once per deployment); `--node` names the machine in the
+workers' names (`worker1@<node>`). Only a node with web migrates and collects
+static files.
 """
 
 from __future__ import annotations
@@ -39,7 +48,9 @@ from core.services import api_key_replace
 PYTHON = sys.executable
 # Web and beat first so nothing new is enqueued, then the worker (a warm shutdown
 # finishes its current task while the simulators still answer), then the simulators.
-STOP_ORDER = (("web", "beat"), ("worker",), ("simulators",))
+MAX_WORKERS = 64  # --production worker processes per node
+WORKER_NAMES = ("worker", *(f"worker{n}" for n in range(1, MAX_WORKERS + 1)))
+STOP_ORDER = (("web", "beat"), WORKER_NAMES, ("simulators",))
 STOP_TIMEOUT_SECONDS = 20.0
 DEVICE_KEY_NAME = "demo device behaviour"
 # The simulators read their events API key from this variable (delivery/simulators/
@@ -104,10 +115,50 @@ class Command(BaseCommand):
     help = "Set up and run web + worker + beat + provider simulators (Ctrl-C stops all)."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--production",
+            action="store_true",
+            help="gunicorn + Celery workers + beat on PostgreSQL and Redis, no demo "
+            "(docs/deploy.md)",
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=int(os.environ.get("HERALD_WORKERS", "1")),
+            help="--production: Celery worker processes on this node (HERALD_WORKERS)",
+        )
+        parser.add_argument(
+            "--web-workers",
+            type=int,
+            default=int(os.environ.get("HERALD_WEB_WORKERS", "2")),
+            help="--production: gunicorn worker processes (HERALD_WEB_WORKERS)",
+        )
+        parser.add_argument(
+            "--web",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="--production: run the web server here (--no-web: a worker node)",
+        )
+        parser.add_argument(
+            "--beat",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="--production: run beat here (exactly one node of a deployment does)",
+        )
+        parser.add_argument(
+            "--node",
+            default=os.environ.get("HERALD_NODE", "%h"),
+            help="--production: this machine's name in worker names (default: host name)",
+        )
         parser.add_argument("--host", default=os.environ.get("HERALD_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("HERALD_PORT", "8000")))
         parser.add_argument("--users", type=int, default=200, help="demo users to seed")
-        parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=int(os.environ.get("HERALD_WORKER_CONCURRENCY", "2")),
+            help="pool processes per Celery worker (HERALD_WORKER_CONCURRENCY)",
+        )
         parser.add_argument(
             "--device-behaviour",
             action=argparse.BooleanOptionalAction,
@@ -124,6 +175,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["production"]:
+            self._production(options)
+            return
         host, port = options["host"], options["port"]
         self.stdout.write("Migrating the database ...")
         call_command("migrate", verbosity=0, interactive=False)
@@ -179,6 +233,25 @@ class Command(BaseCommand):
             ],
             "beat": [*celery, "beat", "-l", "INFO", "--pidfile="],
         }
+        base = f"http://{host}:{port}"
+        self._supervise(
+            processes,
+            envs={"simulators": report_env},
+            health_url=f"{base}/healthz",
+            banner=lambda: self._banner(base, demo, password, device_line),
+        )
+
+    def _supervise(
+        self,
+        processes: dict[str, list[str]],
+        *,
+        envs: dict[str, dict[str, str]],
+        health_url: str | None,
+        banner: Any,
+    ) -> None:
+        """Start the processes in one group, prefix their output, print the banner once
+        the web server answers (at once without one), and stop them all on a signal
+        or as soon as one of them exits."""
         stopping = threading.Event()
         group: ProcessGroup | None = None
 
@@ -194,13 +267,13 @@ class Command(BaseCommand):
             # Every child is started before the first output thread: a fork with
             # another thread running could copy a lock that thread holds.
             for name, argv in processes.items():
-                group.start(name, argv, env=report_env if name == "simulators" else None)
+                group.start(name, argv, env=envs.get(name))
             for name, child in group.children.items():
                 self._pump(name, child)
-            base = f"http://{host}:{port}"
-            self._wait_healthy(f"{base}/healthz", group, stopping)
+            if health_url is not None:
+                self._wait_healthy(health_url, group, stopping)
             if not stopping.is_set():
-                self._banner(base, demo, password, device_line)
+                banner()
             while not stopping.is_set():
                 exited = group.first_exit()
                 if exited is not None:
@@ -210,6 +283,78 @@ class Command(BaseCommand):
         finally:
             group.stop(STOP_ORDER, timeout=STOP_TIMEOUT_SECONDS)
         self.stdout.write("Stopped.")
+
+    # --- production ------------------------------------------------------------------
+
+    def _production(self, options: dict[str, Any]) -> None:
+        problems = production_problems()
+        if problems:
+            raise CommandError("--production needs: " + "; ".join(problems) + " (docs/deploy.md).")
+        workers, host, port = options["workers"], options["host"], options["port"]
+        if not 0 <= workers <= MAX_WORKERS:
+            raise CommandError(f"--workers must be between 0 and {MAX_WORKERS}.")
+        if not (workers or options["web"] or options["beat"]):
+            raise CommandError("Nothing to run: --no-web, --no-beat and --workers 0.")
+        if options["web"]:
+            self.stdout.write("Migrating the database ...")
+            call_command("migrate", verbosity=0, interactive=False)
+            call_command("collectstatic", verbosity=0, interactive=False)
+            password = os.environ.get("HERALD_ADMIN_PASSWORD")
+            if password:  # otherwise: manage.py createsuperuser, once
+                call_command(
+                    "ensure_admin", username="admin", password=password, stdout=io.StringIO()
+                )
+        celery = [PYTHON, "-m", "celery", "-A", "config"]
+        processes: dict[str, list[str]] = {}
+        if options["web"]:
+            processes["web"] = [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "--bind",
+                f"{host}:{port}",
+                "--workers",
+                str(options["web_workers"]),
+                "--access-logfile",
+                "-",
+                "--graceful-timeout",
+                "15",
+            ]
+        for n in range(1, workers + 1):
+            processes[f"worker{n}"] = [
+                *celery,
+                "worker",
+                "-l",
+                "INFO",
+                "--concurrency",
+                str(options["concurrency"]),
+                "-n",
+                f"worker{n}@{options['node']}",
+            ]
+        if options["beat"]:
+            processes["beat"] = [*celery, "beat", "-l", "INFO", "--pidfile="]
+        base = f"http://{host}:{port}"
+        self._supervise(
+            processes,
+            envs={},
+            health_url=f"{base}/healthz" if options["web"] else None,
+            banner=lambda: self._production_banner(base, processes),
+        )
+
+    def _production_banner(self, base: str, processes: dict[str, list[str]]) -> None:
+        lines = [" Herald (production) is running (SIGTERM or Ctrl-C stops it)"]
+        if "web" in processes:
+            lines += [
+                f"   Console         {base}/ops/",
+                f"   API docs        {base}/api/docs",
+                f"   Health          {base}/healthz   ready: {base}/readyz",
+            ]
+        workers = [name for name in processes if name.startswith("worker")]
+        beat = ", beat" if "beat" in processes else ""
+        lines.append(f"   Workers         {len(workers)} on this node{beat}")
+        self.stdout.write("\n".join(["", "=" * 66, *lines, "=" * 66, ""]) + "\n")
+        self.stdout.flush()
 
     @staticmethod
     def _pump(name: str, child: subprocess.Popen[str]) -> None:
@@ -249,7 +394,7 @@ class Command(BaseCommand):
             " Herald is running (Ctrl-C stops everything)\n"
             f"   Admin console   {base}/ops/   login: admin / {password}\n"
             f"   API             {base}/admin/projects/{project}/push/campaigns\n"
-            f"   OpenAPI schema  {base}/api/schema\n"
+            f"   API docs        {base}/api/docs   (Redoc: /api/redoc, schema: /api/schema)\n"
             f"   Health          {base}/healthz\n"
             f"   Simulators      {control}/stats\n"
             f"   Device events   {device}\n"
@@ -265,3 +410,17 @@ class Command(BaseCommand):
             "==================================================================\n"
         )
         self.stdout.flush()
+
+
+def production_problems() -> list[str]:
+    """What the environment lacks for --production ([] when nothing)."""
+    problems = []
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        problems.append("DATABASE_URL pointing at PostgreSQL")
+    if not settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        problems.append("REDIS_URL (the Celery broker)")
+    if settings.SECRET_KEY == settings.INSECURE_SECRET_KEY:
+        problems.append("SECRET_KEY (a long random string, the same on every node)")
+    if settings.DEBUG:
+        problems.append("DEBUG off")
+    return problems
