@@ -1,6 +1,7 @@
 from django.urls import URLPattern, re_path
 
 from campaigns import api
+from campaigns.mcp_server.http import McpView
 
 # Paths take an optional trailing slash; ids are matched loosely and validated by
 # the views so a malformed id gets INVALID_CAMPAIGN_ID, not a bare 404.
@@ -27,6 +28,8 @@ def routes(prefix: str) -> list[URLPattern]:
 
 
 urlpatterns = [
+    # The MCP server's streamable HTTP transport (campaigns/mcp_server/http.py).
+    re_path(r"^mcp/?$", McpView.as_view()),
     *routes(r"admin/projects/(?P<project_id>[^/]+)/push/campaigns"),
     *routes(r"admin/push"),
 ]

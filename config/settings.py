@@ -263,6 +263,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.request": {"level": "ERROR"},
+        # The MCP SDK logs each stateless request's transport start and stop at INFO.
+        "mcp": {"level": "WARNING"},
     },
 }
 

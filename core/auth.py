@@ -38,6 +38,38 @@ class ApiKeyPrincipal:
         return f"key:{self.key_id}"
 
 
+def api_key_lookup(raw: str) -> ApiKey | None:
+    """The key a raw `hk_<prefix>_<secret>` string proves, revoked or not; None if none."""
+    parts = ApiKey.split(raw)
+    if parts is None:
+        return None
+    prefix, secret = parts
+    key = ApiKey.objects.filter(prefix=prefix).first()
+    if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
+        return None
+    return key
+
+
+def api_key_authenticate(raw: str) -> ApiKey:
+    """The live key behind a raw key string, its use recorded; else 401 "Invalid API key."
+
+    The one check behind every door that takes a key: the REST API's Bearer header,
+    the MCP server over HTTP (the same header) and over stdio (HERALD_API_KEY).
+    """
+    key = api_key_lookup(raw)
+    if key is None or key.revoked_at is not None:
+        raise exceptions.AuthenticationFailed("Invalid API key.")
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key
+
+
+def client_key_refused(scope: str, *, allow_client_keys: bool) -> bool:
+    """Client-scoped keys (shipped inside apps) may call only the registration API."""
+    return scope == ApiKey.Scope.CLIENT and not allow_client_keys
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -53,16 +85,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode("ascii")
         except UnicodeDecodeError as exc:
             raise exceptions.AuthenticationFailed("Invalid API key.") from exc
-        parts = ApiKey.split(raw)
-        if parts is None:
-            raise exceptions.AuthenticationFailed("Invalid API key.")
-        prefix, secret = parts
-        key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
-        if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
-            raise exceptions.AuthenticationFailed("Invalid API key.")
-        now = timezone.now()
-        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key = api_key_authenticate(raw)
         principal = ApiKeyPrincipal(key_id=key.pk, project_id=key.project_id, scope=key.scope)
         return principal, key
 
@@ -89,9 +112,22 @@ class IsAuthenticatedForProject(permissions.BasePermission):
         user = request.user
         if user is None or not getattr(user, "is_authenticated", False):
             raise exceptions.NotAuthenticated("Authentication required.")
-        if isinstance(user, ApiKeyPrincipal) and user.scope == ApiKey.Scope.CLIENT:
-            return bool(getattr(view, "allow_client_keys", False))
+        if isinstance(user, ApiKeyPrincipal):
+            allowed = bool(getattr(view, "allow_client_keys", False))
+            return not client_key_refused(user.scope, allow_client_keys=allowed)
         return True
+
+
+def api_key_project(raw: str, project_id: uuid.UUID) -> Project:
+    """A raw key's authority over a project outside HTTP (the MCP stdio server): the
+    same 401 UNAUTHENTICATED, 403 FORBIDDEN (client keys) and 404 NOT_FOUND (another
+    project) as a request with that key on that project's URL."""
+    key = api_key_authenticate(raw)
+    if client_key_refused(key.scope, allow_client_keys=False):
+        raise exceptions.PermissionDenied(IsAuthenticatedForProject.message)
+    if key.project_id != project_id:
+        raise NotFound("Project not found.")
+    return Project.objects.get(pk=project_id)
 
 
 def parse_uuid(value: Any, *, code: str, field: str) -> uuid.UUID:

@@ -103,6 +103,18 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     (the view's `failure_codes[method]`, e.g. CREATE_FAILED); the traceback goes to the log,
     never to the client.
     """
+    view = context.get("view")
+    request = context.get("request")
+    method = getattr(request, "method", "") or ""
+    failure_code = getattr(view, "failure_codes", {}).get(method, "INTERNAL_ERROR")
+    where = type(view).__name__ if view else "request"
+    return exception_response(exc, failure_code=failure_code, where=where)
+
+
+def exception_response(exc: Exception, *, failure_code: str, where: str) -> Response:
+    """The envelope, HTTP status and headers for any exception: the one renderer of
+    the REST API's errors and the MCP tools' (campaigns/mcp_server). `failure_code`
+    names an unexpected failure (logged with `where`, never shown)."""
     if isinstance(exc, ApplicationError):
         return Response(
             envelope(exc.code, exc.message, exc.details), status=exc.status, headers=exc.headers
@@ -129,11 +141,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         if isinstance(exc, drf.NotFound):
             message = "Not found."
         return Response(envelope(code, message, details), status=exc.status_code, headers=headers)
-    view = context.get("view")
-    request = context.get("request")
-    method = getattr(request, "method", "") or ""
-    failure_code = getattr(view, "failure_codes", {}).get(method, "INTERNAL_ERROR")
-    logger.exception("Unhandled error in %s", type(view).__name__ if view else "request")
+    logger.exception("Unhandled error in %s", where)
     return Response(envelope(failure_code, "Internal error."), status=500)
 
 

@@ -395,6 +395,7 @@ class Command(BaseCommand):
             f"   Admin console   {base}/ops/   login: admin / {password}\n"
             f"   API             {base}/admin/projects/{project}/push/campaigns\n"
             f"   API docs        {base}/api/docs   (Redoc: /api/redoc, schema: /api/schema)\n"
+            f"   MCP (HTTP)      {base}/mcp   (Bearer: the demo API key)\n"
             f"   Health          {base}/healthz\n"
             f"   Simulators      {control}/stats\n"
             f"   Device events   {device}\n"
