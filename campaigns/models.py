@@ -65,10 +65,19 @@ class PushCampaign(models.Model):
     # Content and delivery options (validated at create/patch time).
     localizations = models.JSONField(default=dict, blank=True)
     image_url = models.URLField(max_length=2000, blank=True)
+    # Rich web/Android options (docs/api.md, "Campaign fields"): the web notification
+    # icon and monochrome badge image, the notification tag, and the
+    # Notifications API's requireInteraction / renotify / vibrate (milliseconds).
+    icon = models.URLField(max_length=2000, blank=True)
+    web_badge = models.URLField(max_length=2000, blank=True)
     url = models.CharField(max_length=2000, blank=True)
     actions = models.JSONField(default=list, blank=True)
     sound = models.CharField(max_length=200, blank=True)
     badge = models.PositiveIntegerField(null=True, blank=True)
+    vibrate = models.JSONField(default=list, blank=True)
+    require_interaction = models.BooleanField(default=False)
+    renotify = models.BooleanField(default=False)
+    tag = models.CharField(max_length=64, blank=True)
     collapse_key = models.CharField(max_length=64, blank=True)
     priority = models.CharField(max_length=8, choices=Priority.choices, default=Priority.HIGH)
     ttl_seconds = models.PositiveIntegerField(null=True, blank=True)

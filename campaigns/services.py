@@ -20,7 +20,13 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from campaigns import queue, runs, scheduling
-from campaigns.content import RunOverrides, campaign_content, check_payload_size, payload_preview
+from campaigns.content import (
+    RunOverrides,
+    campaign_content,
+    check_payload_size,
+    payload_preview,
+    reaches_browsers,
+)
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.validation import CampaignFields, campaign_segment, check_campaign
 from core.errors import ApplicationError, Conflict, NotFound, UpstreamFailure
@@ -380,6 +386,7 @@ def campaign_preview(
         external_id=external_id,
         attributes=attributes,
         language=language,
+        webpush=reaches_browsers(campaign.platforms),
     )
 
 
@@ -390,6 +397,7 @@ def content_preview(
     external_id: str | None = None,
     attributes: dict[str, Any] | None = None,
     language: str | None = None,
+    webpush: bool = True,
 ) -> dict[str, Any]:
     """Content's notification and payloads as one sample user would get them
     (`content.payload_preview`): a registered user of the project by external id
@@ -397,6 +405,7 @@ def content_preview(
     user), or made-up attributes, or nobody (placeholders take their defaults). The
     language is `language`, else the user's. The one sample-user lookup behind the
     API's preview of a saved campaign and the console composer's of unsaved content.
+    `webpush` false leaves the web push payload out (content no browser gets).
     """
     values: dict[str, Any] = dict(attributes or {})
     if external_id is not None:
@@ -409,7 +418,9 @@ def content_preview(
         values = {**user.attributes, "external_id": user.external_id}
     if language is None:
         language = values.get("language") if isinstance(values.get("language"), str) else ""
-    return payload_preview(content, language=language or "", now=timezone.now(), values=values)
+    return payload_preview(
+        content, language=language or "", now=timezone.now(), values=values, webpush=webpush
+    )
 
 
 def audience_of(

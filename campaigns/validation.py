@@ -50,6 +50,10 @@ MAX_BODY = 4000
 MAX_NAME = 200
 MAX_URL = 2000
 MAX_ACTIONS = 3
+MAX_ACTION_ID = 64
+MAX_ACTION_TITLE = 100
+MAX_VIBRATE = 10  # pulses and pauses: browsers and Android take longer patterns, no one needs them
+MAX_VIBRATE_MS = 10_000
 MAX_TAGS = 20
 MAX_TAG = 64
 MAX_GOALS = 5
@@ -106,10 +110,16 @@ WRITABLE_FIELDS = (
     "scheduled_at",
     "localizations",
     "image_url",
+    "icon",
+    "web_badge",
     "url",
     "actions",
     "sound",
     "badge",
+    "vibrate",
+    "require_interaction",
+    "renotify",
+    "tag",
     "collapse_key",
     "priority",
     "ttl_seconds",
@@ -126,7 +136,20 @@ WRITABLE_FIELDS = (
     "silent",
 )
 # What a silent (data-only) push cannot carry: each only changes a visible notification.
-SILENT_EXCLUDES = ("sound", "badge", "image_url", "actions")
+SILENT_EXCLUDES = (
+    "sound",
+    "badge",
+    "image_url",
+    "icon",
+    "web_badge",
+    "actions",
+    "vibrate",
+    "require_interaction",
+    "renotify",
+    "tag",
+)
+# What a localization may hold; image_url and actions are display-only, like above.
+LOCALIZATION_KEYS = ("title", "body", "image_url", "actions")
 READ_ONLY_FIELDS = (
     "id",
     "project_id",
@@ -255,7 +278,10 @@ def _scheduled_at(value: Any) -> datetime | None:
     return parsed
 
 
-def _localizations(value: Any) -> dict[str, dict[str, str]]:
+def _localizations(value: Any) -> dict[str, dict[str, Any]]:
+    """`{"fr": {"title", "body", "image_url", "actions": {id: title}}}`, each entry any
+    non-empty subset. Whether the action ids are the campaign's is `check_content`'s
+    (a PATCH may give the localizations alone)."""
     if not isinstance(value, dict):
         raise _invalid("localizations", "localizations must be an object keyed by language.")
     if len(value) > MAX_LOCALIZATIONS:
@@ -263,7 +289,7 @@ def _localizations(value: Any) -> dict[str, dict[str, str]]:
             "localizations",
             f"At most {MAX_LOCALIZATIONS} localizations (one per language); got {len(value)}.",
         )
-    clean: dict[str, dict[str, str]] = {}
+    clean: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}  # normalized tag -> the key that used it first
     for language, texts in value.items():
         where = f"localizations.{language}"
@@ -273,17 +299,37 @@ def _localizations(value: Any) -> dict[str, dict[str, str]]:
         if first != language:
             raise _invalid(where, f"'{language}' is the same language as '{first}'.")
         if not isinstance(texts, dict) or not texts:
-            raise _invalid(where, f"{where} must be an object with title and/or body.")
-        unknown = set(texts) - {"title", "body"}
+            raise _invalid(
+                where, f"{where} must be an object with title, body, image_url and/or actions."
+            )
+        unknown = set(texts) - set(LOCALIZATION_KEYS)
         if unknown:
             raise _invalid(where, f"{where} has unknown keys: {', '.join(sorted(unknown))}.")
-        entry: dict[str, str] = {}
+        entry: dict[str, Any] = {}
         if "title" in texts:
             entry["title"] = _text(f"{where}.title", texts["title"], max_length=MAX_TITLE)
         if "body" in texts:
             entry["body"] = _text(f"{where}.body", texts["body"], max_length=MAX_BODY)
+        if "image_url" in texts:
+            entry["image_url"] = _url_like(f"{where}.image_url", texts["image_url"], web_only=True)
+        if "actions" in texts:
+            entry["actions"] = _localized_actions(f"{where}.actions", texts["actions"])
         clean[language] = entry
     return clean
+
+
+def _localized_actions(where: str, value: Any) -> dict[str, str]:
+    """Button titles by action id (`{"buy": "Acheter"}`); at most one per button."""
+    if not isinstance(value, dict):
+        raise _invalid(where, f"{where} must be an object of button titles by action id.")
+    if len(value) > MAX_ACTIONS:
+        raise _invalid(where, f"{where} has more than {MAX_ACTIONS} button titles.")
+    return {
+        action_id: _string(
+            f"{where}.{action_id}", title, max_length=MAX_ACTION_TITLE, allow_blank=False
+        )
+        for action_id, title in value.items()
+    }
 
 
 def _url_like(field: str, value: Any, *, web_only: bool) -> str:
@@ -298,8 +344,13 @@ def _url_like(field: str, value: Any, *, web_only: bool) -> str:
     return text
 
 
-def _image_url(value: Any) -> str:
-    return _url_like("image_url", value, web_only=True)
+def _web_url(field: str) -> Callable[[Any], str]:
+    """An http(s) URL or "" (images the device or browser downloads)."""
+
+    def check(value: Any) -> str:
+        return _url_like(field, value, web_only=True)
+
+    return check
 
 
 def _url(value: Any) -> str:
@@ -308,7 +359,7 @@ def _url(value: Any) -> str:
 
 def _actions(value: Any) -> list[dict[str, str]]:
     if not isinstance(value, list):
-        raise _invalid("actions", "actions must be a list of {id, title, url}.")
+        raise _invalid("actions", "actions must be a list of {id, title, url, icon}.")
     if len(value) > MAX_ACTIONS:
         raise _invalid("actions", f"At most {MAX_ACTIONS} actions.")
     clean = []
@@ -317,21 +368,28 @@ def _actions(value: Any) -> list[dict[str, str]]:
         where = f"actions[{i}]"
         if not isinstance(action, dict):
             raise _invalid(where, f"{where} must be an object.")
-        unknown = set(action) - {"id", "title", "url"}
+        unknown = set(action) - {"id", "title", "url", "icon"}
         if unknown:
             raise _invalid(where, f"{where} has unknown keys: {', '.join(sorted(unknown))}.")
-        action_id = _string(f"{where}.id", action.get("id"), max_length=64, allow_blank=False)
+        action_id = _string(
+            f"{where}.id", action.get("id"), max_length=MAX_ACTION_ID, allow_blank=False
+        )
         if action_id in seen:
             raise _invalid(where, f"Duplicate action id '{action_id}'.")
         seen.add(action_id)
         entry = {
             "id": action_id,
             "title": _string(
-                f"{where}.title", action.get("title"), max_length=100, allow_blank=False
+                f"{where}.title",
+                action.get("title"),
+                max_length=MAX_ACTION_TITLE,
+                allow_blank=False,
             ),
         }
         if action.get("url"):
             entry["url"] = _url_like(f"{where}.url", action["url"], web_only=False)
+        if action.get("icon"):
+            entry["icon"] = _url_like(f"{where}.icon", action["icon"], web_only=True)
         clean.append(entry)
     return clean
 
@@ -342,6 +400,22 @@ def _sound(value: Any) -> str:
 
 def _badge(value: Any) -> int | None:
     return None if value is None else _integer("badge", value, minimum=0, maximum=99999)
+
+
+def _vibrate(value: Any) -> list[int]:
+    """A vibration pattern: vibrate, pause, vibrate... in milliseconds."""
+    if not isinstance(value, list):
+        raise _invalid("vibrate", "vibrate must be a list of milliseconds, e.g. [200, 100, 200].")
+    if len(value) > MAX_VIBRATE:
+        raise _invalid("vibrate", f"vibrate has more than {MAX_VIBRATE} items.")
+    return [
+        _integer(f"vibrate[{i}]", ms, minimum=0, maximum=MAX_VIBRATE_MS)
+        for i, ms in enumerate(value)
+    ]
+
+
+def _tag(value: Any) -> str:
+    return _string("tag", value, max_length=MAX_TAG)
 
 
 def _collapse_key(value: Any) -> str:
@@ -636,12 +710,18 @@ class CampaignFields(TypedDict, total=False):
     data: dict[str, Any]
     segment_id: uuid.UUID | None
     scheduled_at: datetime | None
-    localizations: dict[str, dict[str, str]]
+    localizations: dict[str, dict[str, Any]]
     image_url: str
+    icon: str
+    web_badge: str
     url: str
     actions: list[dict[str, str]]
     sound: str
     badge: int | None
+    vibrate: list[int]
+    require_interaction: bool
+    renotify: bool
+    tag: str
     collapse_key: str
     priority: str
     ttl_seconds: int | None
@@ -666,11 +746,17 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "segment_id": _segment_id,
     "scheduled_at": _scheduled_at,
     "localizations": _localizations,
-    "image_url": _image_url,
+    "image_url": _web_url("image_url"),
+    "icon": _web_url("icon"),
+    "web_badge": _web_url("web_badge"),
     "url": _url,
     "actions": _actions,
     "sound": _sound,
     "badge": _badge,
+    "vibrate": _vibrate,
+    "require_interaction": _bool("require_interaction"),
+    "renotify": _bool("renotify"),
+    "tag": _tag,
     "collapse_key": _collapse_key,
     "priority": _priority,
     "ttl_seconds": _ttl_seconds,
@@ -711,18 +797,56 @@ def silent_priority_default(clean: dict[str, Any]) -> None:
         clean["priority"] = "normal"
 
 
-def check_silent(values: Mapping[str, Any]) -> None:
-    """Refuse what a silent push cannot carry (`SILENT_EXCLUDES`), rather than drop it
-    without a word. `values` are content fields, clean (a test push) or stored."""
-    if not values.get("silent"):
-        return
-    for field in SILENT_EXCLUDES:
-        if values.get(field) not in (None, "", [], ()):
-            raise _invalid(
-                field,
-                f"A silent push shows no notification, so it cannot have {field}; "
-                f"remove {field} or make the push not silent.",
-            )
+# The stored fields `check_content` reads.
+CHECKED_CONTENT_FIELDS = ("silent", *SILENT_EXCLUDES, "localizations", "collapse_key")
+
+
+def check_content(values: Mapping[str, Any]) -> None:
+    """What only the content as a whole can tell: what a silent push cannot carry
+    (`SILENT_EXCLUDES`, and a localization's image or button titles) is refused rather
+    than dropped without a word; a localization's button titles must name the
+    campaign's buttons; `renotify` needs a tag to renotify for (`tag`, else
+    `collapse_key`, the web tag's default). `values` are content fields, clean (a test
+    push) or stored (`check_campaign`), so a PATCH of one field is judged with the
+    others as stored."""
+    localizations: Mapping[str, Mapping[str, Any]] = values.get("localizations") or {}
+    if values.get("silent"):
+        for field in SILENT_EXCLUDES:
+            if _is_set(values.get(field)):
+                raise _silent_refusal(field)
+        for language, entry in localizations.items():
+            for key in ("image_url", "actions"):
+                if entry.get(key):
+                    raise _silent_refusal(f"localizations.{language}.{key}")
+    action_ids = {action["id"] for action in values.get("actions") or ()}
+    for language, entry in localizations.items():
+        for action_id in entry.get("actions") or {}:
+            if action_id not in action_ids:
+                where = f"localizations.{language}.actions.{action_id}"
+                raise _invalid(
+                    where,
+                    f"{where}: the campaign has no action with id '{action_id}'; "
+                    "a localization translates the titles of the campaign's actions.",
+                )
+    if values.get("renotify") and not (values.get("tag") or values.get("collapse_key")):
+        raise _invalid(
+            "renotify",
+            "renotify alerts again when a notification replaces one with the same tag; "
+            "set tag (or collapse_key, the tag's default) or turn renotify off.",
+        )
+
+
+def _is_set(value: Any) -> bool:
+    # `False` and empty are unset; 0 is set (badge 0 clears the badge).
+    return value is not None and value is not False and value not in ("", [], ())
+
+
+def _silent_refusal(field: str) -> InvalidInput:
+    return _invalid(
+        field,
+        f"A silent push shows no notification, so it cannot have {field}; "
+        f"remove {field} or make the push not silent.",
+    )
 
 
 def validate_update(payload: Mapping[str, Any]) -> CampaignFields:
@@ -762,7 +886,7 @@ def check_campaign(campaign: PushCampaign) -> None:
     unsaved row (after ``scheduling.plan_schedule`` when the schedule changed).
     """
     _check_end_after_start(campaign.scheduled_at, campaign.end_at)
-    check_silent({name: getattr(campaign, name) for name in ("silent", *SILENT_EXCLUDES)})
+    check_content({name: getattr(campaign, name) for name in CHECKED_CONTENT_FIELDS})
     check_payload_size(campaign)
 
 

@@ -65,10 +65,16 @@ WRONG_TYPES: dict[str, tuple[list[Any], str]] = {
     "scheduled_at": (DATETIME, "scheduled_at"),
     "localizations": ([*OBJECT, None], "localizations"),
     "image_url": ([*TEXT, None], "image_url"),
+    "icon": ([*TEXT, None], "icon"),
+    "web_badge": ([*TEXT, None], "web_badge"),
     "url": ([*TEXT, None], "url"),
     "actions": (LIST, "actions"),
     "sound": ([*TEXT, None], "sound"),
     "badge": (INTEGER, "badge"),
+    "vibrate": ([{}, {"a": 1}, "200", 5, True, None, ["5"], [1.5], [True]], "vibrate"),
+    "require_interaction": ([1, 0, "true", "false", None, [], {}], "require_interaction"),
+    "renotify": ([1, 0, "true", "false", None, [], {}], "renotify"),
+    "tag": ([*TEXT, None], "tag"),
     "collapse_key": ([*TEXT, None], "collapse_key"),
     "priority": ([*TEXT, None, "HIGH"], "priority"),
     "ttl_seconds": (INTEGER, "ttl_seconds"),
@@ -228,21 +234,41 @@ plausible: dict[str, st.SearchStrategy[Any]] = {
     "localizations": st.dictionaries(
         st.sampled_from(["fr", "de", "pt-BR", "pt_br", "x", "fr\n"]),
         st.fixed_dictionaries(
-            {}, optional={"title": st.text(max_size=20), "body": st.text(max_size=20)}
+            {},
+            optional={
+                "title": st.text(max_size=20),
+                "body": st.text(max_size=20),
+                "image_url": st.sampled_from(["", "https://cdn.example.com/fr.png", "x"]),
+                "actions": st.dictionaries(
+                    st.sampled_from(["a", "b", ""]), st.text(max_size=10), max_size=4
+                ),
+            },
         ),
         max_size=3,
     ),
     "image_url": st.sampled_from(["", "https://cdn.example.com/a.png", "ftp://x", "x"]),
+    "icon": st.sampled_from(["", "https://cdn.example.com/i.png", "data:x", "x"]),
+    "web_badge": st.sampled_from(["", "https://cdn.example.com/b.png", "ftp://x"]),
     "url": st.sampled_from(["", "app://open", "https://example.com", "nope"]),
     "actions": st.lists(
         st.fixed_dictionaries(
-            {"id": st.text(max_size=5), "title": st.text(max_size=10)},
-            optional={"url": st.sampled_from(["https://e.com", "x"])},
+            {
+                "id": st.sampled_from(["a", "b", ""]) | st.text(max_size=5),
+                "title": st.text(max_size=10),
+            },
+            optional={
+                "url": st.sampled_from(["https://e.com", "x"]),
+                "icon": st.sampled_from(["https://e.com/i.png", "x", ""]),
+            },
         ),
         max_size=4,
     ),
     "sound": st.text(max_size=10),
     "badge": st.none() | st.integers(-2, 100_001),
+    "vibrate": st.lists(st.integers(-1, 10_001), max_size=11),
+    "require_interaction": st.booleans(),
+    "renotify": st.booleans(),
+    "tag": st.text(max_size=66),
     "collapse_key": st.text(max_size=70),
     "priority": st.sampled_from(["high", "normal", "low"]),
     "ttl_seconds": st.none() | st.integers(-1, 3_000_000),

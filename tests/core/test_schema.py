@@ -333,7 +333,7 @@ NULLABLE = {
     "Token": {"app_user_id", "external_id", "invalidated_at", "p256dh"},
     "TestPushResult": {"provider_message_id"},
     "ExplicitPushResult": {"run"},
-    "Action": {"url"},
+    "Action": {"url", "icon"},
 }  # fmt: skip
 
 
