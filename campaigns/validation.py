@@ -572,6 +572,13 @@ def _goal(i: int, goal: Any) -> dict[str, Any]:
     }
 
 
+def clean_stored_goal(index: int, goal: Any) -> dict[str, Any]:
+    """A goal as stored on a campaign, checked again by the rules it was saved under
+    (InvalidInput when it no longer passes them: data edited outside the API, or
+    rules tightened since)."""
+    return _goal(index, goal)
+
+
 def _goals(value: Any) -> list[dict[str, Any]]:
     """Conversion goals: at most MAX_GOALS, exactly one primary (a lone goal is primary
     unless it says otherwise); the filter is a segment rule over the event's properties."""
