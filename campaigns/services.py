@@ -348,6 +348,7 @@ def campaign_push_explicit(
     device_ids: list[str],
     user_ids: list[str],
     overrides: RunOverrides | None = None,
+    platforms: list[str] | None = None,
 ) -> ExplicitPush:
     """A new run of the campaign to exactly these devices/users (Azure-style push).
 
@@ -357,7 +358,8 @@ def campaign_push_explicit(
     does not change: a draft used for explicit pushes stays an editable draft
     (docs/decisions.md, "Explicit pushes"). The rows are created here (at most 1000),
     so the run needs no fan-out; unknown or inactive entries are reported back, and
-    nothing is started if none is reachable.
+    nothing is started if none is reachable. `platforms` (none: all) limits the
+    tokens reached, for the MoEngage door's targetPlatform.
     """
     if len(device_ids) + len(user_ids) > MAX_EXPLICIT_DEVICES:
         raise TooManyDevices(
@@ -367,7 +369,9 @@ def campaign_push_explicit(
     campaign = _get(project, campaign_id)
     if overrides is not None:
         check_payload_size(campaign, overrides)
-    tokens, invalid = explicit_tokens(project=project, device_ids=device_ids, user_ids=user_ids)
+    tokens, invalid = explicit_tokens(
+        project=project, device_ids=device_ids, user_ids=user_ids, platforms=platforms
+    )
     targets = list(tokens.order_by("id").values_list("id", "app_user_id", "provider"))
     if not targets:
         return ExplicitPush(run=None, targeted=0, invalid_device_ids=invalid)
