@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -428,6 +429,8 @@ def _number(where: str, value: Any) -> Any:
             number = float(value.strip())
         except ValueError as exc:
             raise _invalid(where, f"{where} must be a number.") from exc
+        if not math.isfinite(number):  # "nan", "inf": not JSON numbers
+            raise _invalid(where, f"{where} must be a number.")
         return int(number) if number.is_integer() else number
     return value  # numbers pass; the rule validator refuses anything else
 

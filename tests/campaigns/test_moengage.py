@@ -398,6 +398,12 @@ ERROR_CASES = [
         "conversionGoals[0].attrs.value",
     ),
     (
+        _goal({"name": "price", "filter": "is less than", "value": "nan", "type": "numeric"}),
+        400,
+        "VALIDATION_ERROR",
+        "conversionGoals[0].attrs.value",
+    ),
+    (
         _with(conversionGoals=[{"name": "Cart", "eventName": "Added To Cart"}]),
         400,
         "VALIDATION_ERROR",
