@@ -15,7 +15,7 @@ from campaigns import validation as v
 from campaigns.models import LOCAL_TIME_MISSED_CHOICES, CampaignRun, PushCampaign
 from campaigns.runs import campaign_stats
 from campaigns.services import MAX_EXPLICIT_DEVICES
-from campaigns.validation import WRITABLE_FIELDS
+from campaigns.validation import INPUT_ONLY_FIELDS, WRITABLE_FIELDS
 from core.schema import NOT_BLANK, DocumentedJSONField
 from delivery.models import Platform, Provider, PushDelivery
 from segments.serializers import EXTERNAL_ID_PATTERN, SubscriptionSerializer
@@ -131,7 +131,9 @@ URL_HELP = 'An absolute URL or app deep link, or "" for none.'
 TARGETING_HELP = (
     'Include/exclude lists {"include": [...], "exclude": [...]} under countries, languages, '
     "platforms, app_versions, segments, users; user_data {include: {...}, exclude: {...}}; "
-    "subscribed_age {from, to} in days (docs/api.md)."
+    "subscribed_age {from, to} in days. Also accepted (stored and answered in the form "
+    'above): the Ocamba form {"items": [...], "op": "include" | "exclude"} per list key, '
+    'and user_data {"<attribute>": {"items": [...], "op": ...}} (docs/api.md).'
 )
 SILENT_HELP = (
     "A data-only (background) push: no alert, sound or badge; APNs content-available "
@@ -201,13 +203,14 @@ class CampaignSerializer(serializers.ModelSerializer[PushCampaign]):
 
     class Meta:
         model = PushCampaign
-        # Every writable field plus the bookkeeping ones, in the validator's order.
+        # Every writable field plus the bookkeeping ones, in the validator's order
+        # (segment_name is answered as the segment_id it names).
         fields = (
             "id",
             "project_id",
             "status",
             "stats",
-            *WRITABLE_FIELDS,
+            *(f for f in WRITABLE_FIELDS if f not in INPUT_ONLY_FIELDS),
             "fire_at",
             "current_run",
             "last_error",
@@ -296,6 +299,14 @@ CampaignWriteSerializer = inline_serializer(
         "name": _text(v.MAX_NAME, required=False, help_text="Default: the title."),
         "data": serializers.DictField(required=False, help_text="The key 'aps' is reserved."),
         "segment_id": serializers.UUIDField(required=False, allow_null=True),
+        "segment_name": _text(
+            v.MAX_NAME,
+            required=False,
+            help_text=(
+                "Instead of segment_id: the segment of this project with exactly this name "
+                "(INVALID_SEGMENT_ID when none, AMBIGUOUS_SEGMENT_NAME when several)."
+            ),
+        ),
         "scheduled_at": serializers.DateTimeField(required=False, allow_null=True),
         **_content_fields(),
         "platforms": serializers.ListField(

@@ -99,6 +99,7 @@ TARGETING_LISTS: dict[str, int] = {
 }
 MAX_TARGETING_ITEM = 255  # characters per list item: the longest external id
 MAX_USER_DATA_KEY = 64  # characters: the longest attribute name
+MAX_AMBIGUOUS_SEGMENTS = 10  # segment ids an AMBIGUOUS_SEGMENT_NAME answer lists
 
 # Writable fields in the order errors are reported.
 WRITABLE_FIELDS = (
@@ -107,6 +108,7 @@ WRITABLE_FIELDS = (
     "name",
     "data",
     "segment_id",
+    "segment_name",
     "scheduled_at",
     "localizations",
     "image_url",
@@ -135,6 +137,8 @@ WRITABLE_FIELDS = (
     "throttle_per_minute",
     "silent",
 )
+# Accepted on input, answered as another field (segment_name -> segment_id).
+INPUT_ONLY_FIELDS = ("segment_name",)
 # What a silent (data-only) push cannot carry: each only changes a visible notification.
 SILENT_EXCLUDES = (
     "sound",
@@ -267,6 +271,16 @@ def _segment_id(value: Any) -> uuid.UUID | None:
         raise _invalid(
             "segment_id", "segment_id must be a UUID or null.", "INVALID_SEGMENT_ID"
         ) from exc
+
+
+def _segment_name(value: Any) -> str:
+    """A segment named exactly so (case-sensitive), resolved by `campaign_segment`."""
+    return _string("segment_name", value, max_length=MAX_NAME, allow_blank=False)
+
+
+def _check_one_segment_reference(payload: Mapping[str, Any]) -> None:
+    if "segment_id" in payload and "segment_name" in payload:
+        raise _invalid("segment_name", "Give segment_id or segment_name, not both.")
 
 
 def _scheduled_at(value: Any) -> datetime | None:
@@ -456,33 +470,137 @@ def _string_list(
     return value
 
 
+# Targeting comes in two shapes (docs/api.md, "Targeting"): Herald's own
+# `{"include": [...], "exclude": [...]}` per key, and the Ocamba push-task form
+# `{"items": [...], "op": "include" | "exclude"}` (for user_data, one such object per
+# attribute). `_targeting` is the one normaliser: every door (API, console, MCP tools,
+# audience estimate) calls it, and only Herald's form is stored and answered.
+TARGETING_SIDES = ("include", "exclude")
+OCAMBA_RULE_KEYS = ("items", "op")
+
+
+def _unsupported_targeting_keys(keys: list[str]) -> InvalidInput:
+    supported = [*TARGETING_LISTS, "user_data", "subscribed_age"]
+    return InvalidInput(
+        f"targeting has keys Herald does not support: {', '.join(keys)}. "
+        f"Supported keys: {', '.join(supported)}.",
+        details={"field": "targeting", "unsupported": keys, "supported": supported},
+    )
+
+
+def _ocamba_side(where: str, rule: Mapping[str, Any]) -> str:
+    """The side (`include` / `exclude`) an Ocamba `{"items", "op"}` object names."""
+    if "op" not in rule:
+        raise _invalid(f"{where}.op", f'{where}.op is required: "include" or "exclude".')
+    if rule["op"] not in TARGETING_SIDES:
+        raise _invalid(f"{where}.op", f'{where}.op must be "include" or "exclude".')
+    if "items" not in rule:
+        raise _invalid(f"{where}.items", f"{where}.items is required: a list.")
+    return cast(str, rule["op"])
+
+
+def _targeting_list(where: str, rule: Any, *, max_items: int) -> dict[str, list[str]]:
+    """One list key in either form -> `{"include": [...]}` and/or `{"exclude": [...]}`."""
+    shape = (
+        f'{where} must be {{"include": [...], "exclude": [...]}} or '
+        f'{{"items": [...], "op": "include" | "exclude"}}.'
+    )
+    if not isinstance(rule, dict) or not rule:
+        raise _invalid(where, shape)
+    ocamba = set(rule) & set(OCAMBA_RULE_KEYS)
+    if ocamba and set(rule) & set(TARGETING_SIDES):
+        raise _invalid(
+            where,
+            f"{where} mixes Herald's include/exclude with the Ocamba form's items/op; "
+            "use one form.",
+        )
+    if set(rule) - {*TARGETING_SIDES, *OCAMBA_RULE_KEYS}:
+        raise _invalid(where, shape)
+    if ocamba:
+        side = _ocamba_side(where, rule)
+        items = _string_list(
+            f"{where}.items", rule["items"], max_items=max_items, max_length=MAX_TARGETING_ITEM
+        )
+        return {side: items}
+    return {
+        k: _string_list(f"{where}.{k}", v, max_items=max_items, max_length=MAX_TARGETING_ITEM)
+        for k, v in rule.items()
+    }
+
+
+def _is_ocamba_entry(value: Any) -> bool:
+    """A user_data attribute in the Ocamba form: an object of `items` and `op` only."""
+    return (
+        isinstance(value, dict)
+        and bool(set(value) & set(OCAMBA_RULE_KEYS))
+        and not set(value) - set(OCAMBA_RULE_KEYS)
+    )
+
+
+def _targeting_user_data(rule: Any) -> dict[str, Any]:
+    """user_data in either form -> `{"include": {attr: value(s)}, "exclude": {...}}`.
+
+    Herald's form has the keys `include` / `exclude` mapping attributes to values;
+    the Ocamba form has one key per attribute whose value is `{"items", "op"}`.
+    """
+    where = "targeting.user_data"
+    if not isinstance(rule, dict) or not rule:
+        raise _invalid(
+            where,
+            f'{where} must be {{"include": {{...}}, "exclude": {{...}}}} or '
+            f'{{"<attribute>": {{"items": [...], "op": "include" | "exclude"}}, ...}}.',
+        )
+    herald = [k for k, v in rule.items() if k in TARGETING_SIDES and not _is_ocamba_entry(v)]
+    if not herald:
+        return _ocamba_user_data(where, rule)
+    if len(herald) != len(rule):
+        raise _invalid(
+            where,
+            f"{where} mixes Herald's include/exclude objects with Ocamba-form attributes "
+            '({"items", "op"}); use one form.',
+        )
+    for k, v in rule.items():
+        _user_data_side(f"{where}.{k}", v)
+    return rule
+
+
+def _ocamba_user_data(where: str, rule: Mapping[str, Any]) -> dict[str, Any]:
+    if len(rule) > 2 * MAX_ATTRIBUTES:
+        raise _invalid(where, f"{where} has more than {2 * MAX_ATTRIBUTES} keys.")
+    sides: dict[str, dict[str, Any]] = {side: {} for side in TARGETING_SIDES}
+    for key, entry in rule.items():
+        entry_where = f"{where}.{key}"
+        if not key or len(key) > MAX_USER_DATA_KEY:
+            raise _invalid(where, f"{where} keys must be 1-{MAX_USER_DATA_KEY} characters.")
+        if not _is_ocamba_entry(entry):
+            raise _invalid(
+                entry_where,
+                f'{entry_where} must be {{"items": [...], "op": "include" | "exclude"}}.',
+            )
+        side = _ocamba_side(entry_where, entry)
+        if not isinstance(entry["items"], list):
+            raise _invalid(f"{entry_where}.items", f"{entry_where}.items must be a list.")
+        _user_data_value(f"{entry_where}.items", entry["items"])
+        sides[side][key] = entry["items"]
+    for side, mapping in sides.items():
+        if len(mapping) > MAX_ATTRIBUTES:
+            raise _invalid(f"{where}", f"{where} has more than {MAX_ATTRIBUTES} {side} keys.")
+    return {side: mapping for side, mapping in sides.items() if mapping}
+
+
 def _targeting(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _invalid("targeting", "targeting must be an object.")
     allowed = (*TARGETING_LISTS, "user_data", "subscribed_age")
     unknown = set(value) - set(allowed)
     if unknown:
-        raise _invalid("targeting", f"targeting has unknown keys: {', '.join(sorted(unknown))}.")
+        raise _unsupported_targeting_keys(sorted(unknown))
     clean: dict[str, Any] = {}
     for key, max_items in TARGETING_LISTS.items():
-        if key not in value:
-            continue
-        rule = value[key]
-        where = f"targeting.{key}"
-        if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
-            raise _invalid(where, f'{where} must be {{"include": [...], "exclude": [...]}}.')
-        clean[key] = {
-            k: _string_list(f"{where}.{k}", v, max_items=max_items, max_length=MAX_TARGETING_ITEM)
-            for k, v in rule.items()
-        }
+        if key in value:
+            clean[key] = _targeting_list(f"targeting.{key}", value[key], max_items=max_items)
     if "user_data" in value:
-        rule = value["user_data"]
-        where = "targeting.user_data"
-        if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
-            raise _invalid(where, f'{where} must be {{"include": {{...}}, "exclude": {{...}}}}.')
-        for k, v in rule.items():
-            _user_data_side(f"{where}.{k}", v)
-        clean["user_data"] = rule
+        clean["user_data"] = _targeting_user_data(value["user_data"])
     if "subscribed_age" in value:
         rule = value["subscribed_age"]
         where = "targeting.subscribed_age"
@@ -504,18 +622,23 @@ def _user_data_side(where: str, value: Any) -> None:
     for key, wanted in value.items():
         if not key or len(key) > MAX_USER_DATA_KEY:
             raise _invalid(where, f"{where} keys must be 1-{MAX_USER_DATA_KEY} characters.")
-        values = wanted if isinstance(wanted, list) else [wanted]
-        if len(values) > MAX_LIST_ITEMS:
-            raise _invalid(f"{where}.{key}", f"{where}.{key} has more than {MAX_LIST_ITEMS} items.")
-        for item in values:
-            if isinstance(item, dict | list) or (
-                isinstance(item, str) and len(item) > MAX_ATTRIBUTE_STRING
-            ):
-                raise _invalid(
-                    f"{where}.{key}",
-                    f"{where}.{key} must be a value (string of at most {MAX_ATTRIBUTE_STRING} "
-                    "characters, number, boolean or null) or a list of them.",
-                )
+        _user_data_value(f"{where}.{key}", wanted)
+
+
+def _user_data_value(field: str, wanted: Any) -> None:
+    """A value or a list of values, bounded like the attributes it matches."""
+    values = wanted if isinstance(wanted, list) else [wanted]
+    if len(values) > MAX_LIST_ITEMS:
+        raise _invalid(field, f"{field} has more than {MAX_LIST_ITEMS} items.")
+    for item in values:
+        if isinstance(item, dict | list) or (
+            isinstance(item, str) and len(item) > MAX_ATTRIBUTE_STRING
+        ):
+            raise _invalid(
+                field,
+                f"{field} must be a value (string of at most {MAX_ATTRIBUTE_STRING} "
+                "characters, number, boolean or null) or a list of them.",
+            )
 
 
 def clean_tag(field: str, value: Any) -> str:
@@ -716,6 +839,7 @@ class CampaignFields(TypedDict, total=False):
     name: str
     data: dict[str, Any]
     segment_id: uuid.UUID | None
+    segment_name: str
     scheduled_at: datetime | None
     localizations: dict[str, dict[str, Any]]
     image_url: str
@@ -751,6 +875,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "name": _name,
     "data": _data,
     "segment_id": _segment_id,
+    "segment_name": _segment_name,
     "scheduled_at": _scheduled_at,
     "localizations": _localizations,
     "image_url": _web_url("image_url"),
@@ -784,6 +909,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
 def validate_create(payload: Mapping[str, Any]) -> CampaignFields:
     """Clean values for a new campaign; title and body are required."""
     refuse_unknown_fields(payload, allowed=VALIDATORS, read_only=READ_ONLY_FIELDS)
+    _check_one_segment_reference(payload)
     clean: dict[str, Any] = {}
     for field in WRITABLE_FIELDS:
         if field in ("title", "body") or field in payload:
@@ -861,6 +987,7 @@ def validate_update(payload: Mapping[str, Any]) -> CampaignFields:
     if not payload:
         raise InvalidInput("Give at least one field to update.", code="EMPTY_UPDATE")
     refuse_unknown_fields(payload, allowed=VALIDATORS, read_only=READ_ONLY_FIELDS)
+    _check_one_segment_reference(payload)
     clean: dict[str, Any] = {}
     for field in WRITABLE_FIELDS:
         if field in payload:
@@ -869,12 +996,37 @@ def validate_update(payload: Mapping[str, Any]) -> CampaignFields:
     return cast(CampaignFields, clean)
 
 
-def campaign_segment(*, project: Project, segment_id: uuid.UUID | None) -> Segment | None:
-    """The segment ``segment_id`` names, if it is one of ``project``'s; None for everyone.
+def campaign_segment(
+    *, project: Project, segment_id: uuid.UUID | None, segment_name: str | None = None
+) -> Segment | None:
+    """The segment ``segment_id`` (or ``segment_name``) names, if it is one of
+    ``project``'s; None for everyone.
 
-    INVALID_SEGMENT_ID otherwise: another project's segment is as unknown as a
-    made-up id (no leaks).
+    INVALID_SEGMENT_ID otherwise, with ``details.field`` naming the field given:
+    another project's segment is as unknown as a made-up id (no leaks). Segment names
+    are not unique, so a name several segments of the project carry is
+    AMBIGUOUS_SEGMENT_NAME with their ids (then use segment_id).
     """
+    if segment_name is not None:
+        found = list(
+            Segment.objects.filter(project=project, name=segment_name)
+            .order_by("created_at", "id")
+            .values_list("pk", flat=True)[:MAX_AMBIGUOUS_SEGMENTS]
+        )
+        if not found:
+            raise _invalid(
+                "segment_name",
+                f"No segment of this project is named '{segment_name}'.",
+                "INVALID_SEGMENT_ID",
+            )
+        if len(found) > 1:
+            raise InvalidInput(
+                f"Several segments of this project are named '{segment_name}'; "
+                "name one by segment_id.",
+                code="AMBIGUOUS_SEGMENT_NAME",
+                details={"field": "segment_name", "segment_ids": [str(pk) for pk in found]},
+            )
+        return Segment.objects.get(pk=found[0])
     if segment_id is None:
         return None
     segment = Segment.objects.filter(pk=segment_id, project=project).first()

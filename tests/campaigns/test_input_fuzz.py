@@ -62,6 +62,7 @@ WRONG_TYPES: dict[str, tuple[list[Any], str]] = {
     "name": ([*TEXT, None], "name"),
     "data": ([*OBJECT, None], "data"),
     "segment_id": ([5, 1.5, True, [], {}, ["x"]], "segment_id"),
+    "segment_name": ([5, 1.5, True, [], {}, None, "", " "], "segment_name"),
     "scheduled_at": (DATETIME, "scheduled_at"),
     "localizations": ([*OBJECT, None], "localizations"),
     "image_url": ([*TEXT, None], "image_url"),
@@ -230,6 +231,7 @@ plausible: dict[str, st.SearchStrategy[Any]] = {
     "name": st.text(max_size=30),
     "data": st.dictionaries(st.text(max_size=6), json_values, max_size=4),
     "segment_id": st.none() | st.uuids().map(str),
+    "segment_name": st.sampled_from(["Nobody", "Segment 0", ""]),
     "scheduled_at": st.none() | times,
     "localizations": st.dictionaries(
         st.sampled_from(["fr", "de", "pt-BR", "pt_br", "x", "fr\n"]),

@@ -562,9 +562,9 @@ FIELD_ERRORS: list[tuple[str, Any, str, str]] = [
     ("platforms", [1], "platforms", "platforms must be a list of 'ios', 'android', 'web'."),
     ("platforms", ["ios", "blackberry"], "platforms", "Unknown platform(s): blackberry."),
     ("targeting", [], "targeting", "targeting must be an object."),
-    ("targeting", {"planets": {}}, "targeting", "targeting has unknown keys: planets."),
     ("targeting", {"countries": ["FR"]}, "targeting.countries",
-     'targeting.countries must be {"include": [...], "exclude": [...]}.'),
+     'targeting.countries must be {"include": [...], "exclude": [...]} or '
+     '{"items": [...], "op": "include" | "exclude"}.'),
     ("targeting", {"countries": {"include": "FR"}}, "targeting.countries.include",
      "targeting.countries.include must be a list of strings."),
     ("targeting", {"user_data": {"include": []}}, "targeting.user_data.include",
