@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0012_dashboard_sent_index'),
+        ('campaigns', '0013_rich_content'),
     ]
 
     operations = [
