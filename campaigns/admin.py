@@ -246,9 +246,17 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
             return "—"
         return format_html_join(
             mark_safe("<br>"),
-            "<b>{}</b>: {} — {}",
+            "<b>{}</b>: {} — {}{}{}",
             (
-                (language, text.get("title", ""), text.get("body", ""))
+                (
+                    language,
+                    text.get("title", ""),
+                    text.get("body", ""),
+                    f" · image {text['image_url']}" if text.get("image_url") else "",
+                    " · buttons " + ", ".join(f"{k}: {v}" for k, v in text["actions"].items())
+                    if text.get("actions")
+                    else "",
+                )
                 for language, text in obj.localizations.items()
             ),
         )
@@ -259,9 +267,14 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
             return "—"
         return format_html_join(
             mark_safe("<br>"),
-            "{} ({}){}",
+            "{} ({}){}{}",
             (
-                (a.get("title", ""), a.get("id", ""), f" → {a['url']}" if a.get("url") else "")
+                (
+                    a.get("title", ""),
+                    a.get("id", ""),
+                    f" → {a['url']}" if a.get("url") else "",
+                    f" · icon {a['icon']}" if a.get("icon") else "",
+                )
                 for a in obj.actions
             ),
         )

@@ -27,6 +27,7 @@ from campaigns.widgets import (
     CommaListField,
     DurationField,
     JsonEditorWidget,
+    MillisecondsListField,
     PlatformsField,
     QuietHoursField,
     RecurrenceField,
@@ -44,12 +45,18 @@ CONTENT_FIELDS: tuple[str, ...] = (
     "body",
     "localizations",
     "image_url",
+    "icon",
+    "web_badge",
     "url",
     "actions",
     "data",
     "silent",
     "sound",
     "badge",
+    "vibrate",
+    "require_interaction",
+    "renotify",
+    "tag",
 )
 TARGETING_FIELDS: tuple[str, ...] = ("segment", "platforms", "targeting")
 SCHEDULE_FIELDS: tuple[str, ...] = (
@@ -127,6 +134,36 @@ class PushCampaignForm(forms.ModelForm):
         label="Image URL",
         widget=forms.URLInput(attrs={"class": "vURLField", "placeholder": "https://…/banner.png"}),
     )
+    icon = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Web icon URL",
+        help_text="The icon web browsers show beside the text (web push and FCM web). "
+        "Android apps use their own icon resource.",
+        widget=forms.URLInput(attrs={"class": "vURLField", "placeholder": "https://…/icon.png"}),
+    )
+    web_badge = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Web badge image URL",
+        help_text="A small monochrome image browsers show in the status bar (Android "
+        "Chrome); the iOS count is Badge below.",
+        widget=forms.URLInput(attrs={"class": "vURLField", "placeholder": "https://…/badge.png"}),
+    )
+    vibrate = MillisecondsListField(
+        required=False,
+        label="Vibration pattern",
+        help_text="Milliseconds, vibrate then pause, e.g. 200, 100, 200 (at most 10, each "
+        "0-10000): web and Android.",
+        widget=forms.TextInput(attrs={"placeholder": "200, 100, 200", "size": "24"}),
+    )
+    tag = forms.CharField(
+        required=False,
+        max_length=64,
+        label="Notification tag",
+        help_text="Web and Android: a newer notification with the same tag replaces the one "
+        "shown. Empty: the collapse key (Options).",
+    )
     url = forms.CharField(
         required=False,
         max_length=2000,
@@ -175,9 +212,15 @@ class PushCampaignForm(forms.ModelForm):
         }
         help_texts = {
             "data": f"Custom key/values for the app, as a JSON object, e.g. {DATA_EXAMPLE}.",
-            "localizations": "One row per language; a language without a row gets the "
-            "title and body above.",
-            "actions": "Up to 3 buttons.",
+            "localizations": "One row per language: title, body, image and button titles; "
+            "what a row leaves empty comes from the base language's row (pt for pt-BR), then "
+            "from the fields above.",
+            "actions": "Up to 3 buttons; an icon is an http(s) image URL (web shows it, "
+            "apps read it from the actions key).",
+            "require_interaction": "Web: the notification stays until the user clicks or "
+            "dismisses it.",
+            "renotify": "Web: sound and vibrate again when this replaces a notification with "
+            "the same tag (needs a tag or a collapse key).",
             "silent": "A data-only push the app handles in the background: nothing is "
             "shown, so no sound, badge, image or buttons (the title and body name the "
             "campaign but are not sent). Apple delivers it at low priority; choose priority "

@@ -23,6 +23,7 @@ sent_at + window, both edges inclusive), whether or not it was opened.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,11 +45,14 @@ from campaigns.models import (
     EngagementMetric,
     PushCampaign,
 )
-from campaigns.validation import MAX_GOAL_WINDOW_HOURS
+from campaigns.validation import MAX_GOAL_WINDOW_HOURS, clean_stored_goal
 from core.db import binary_cursor
+from core.errors import InvalidInput
 from delivery.models import PushDelivery
 from segments.events import PUSH_CLICKED, PUSH_OPENED, DeliveryRef, IngestedEvent
 from segments.rules import evaluate_properties
+
+logger = logging.getLogger("herald.engagement")
 
 Metric = EngagementMetric
 # Rows per INSERT statement: a batch of 1000 events stays one statement per table,
@@ -315,13 +319,26 @@ def goals_by_event(
         .values_list("id", "project_id", "goals")
     )
     for campaign_id, project_id, goals in rows:
-        for index, goal in enumerate(goals or ()):
+        for index, stored in enumerate(goals if isinstance(goals, list) else ()):
+            try:
+                goal = clean_stored_goal(index, stored)
+            except InvalidInput as exc:
+                # One goal no longer valid (edited outside the API) must not fail the
+                # whole batch of every project's events: it counts nothing until fixed.
+                logger.warning(
+                    "campaign %s: ignoring goal %d: %s %s",
+                    campaign_id,
+                    index,
+                    exc.message,
+                    exc.details,
+                )
+                continue
             found[(project_id, goal["event"])].append(
                 Goal(
                     campaign_id=campaign_id,
                     index=index,
                     event=goal["event"],
-                    filter=goal.get("filter"),
+                    filter=goal["filter"],
                     window=timedelta(hours=goal["window_hours"]),
                 )
             )

@@ -65,10 +65,19 @@ class PushCampaign(models.Model):
     # Content and delivery options (validated at create/patch time).
     localizations = models.JSONField(default=dict, blank=True)
     image_url = models.URLField(max_length=2000, blank=True)
+    # Rich web/Android options (docs/api.md, "Campaign fields"): the web notification
+    # icon and monochrome badge image, the notification tag, and the
+    # Notifications API's requireInteraction / renotify / vibrate (milliseconds).
+    icon = models.URLField(max_length=2000, blank=True)
+    web_badge = models.URLField(max_length=2000, blank=True)
     url = models.CharField(max_length=2000, blank=True)
     actions = models.JSONField(default=list, blank=True)
     sound = models.CharField(max_length=200, blank=True)
     badge = models.PositiveIntegerField(null=True, blank=True)
+    vibrate = models.JSONField(default=list, blank=True)
+    require_interaction = models.BooleanField(default=False)
+    renotify = models.BooleanField(default=False)
+    tag = models.CharField(max_length=64, blank=True)
     collapse_key = models.CharField(max_length=64, blank=True)
     priority = models.CharField(max_length=8, choices=Priority.choices, default=Priority.HIGH)
     ttl_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -106,6 +115,11 @@ class PushCampaign(models.Model):
     throttle_per_minute = models.PositiveIntegerField(null=True, blank=True)
     # A data-only (background) push: no alert, sound or badge (docs/api.md).
     silent = models.BooleanField(default=False)
+    # The name is this campaign's alone in its project: set by the compatible front
+    # doors whose reference makes names identifiers (campaigns/compat/). The partial
+    # unique constraint below settles two concurrent requests with one name; the
+    # Herald API leaves it False and keeps allowing repeated names.
+    unique_name = models.BooleanField(default=False, editable=False)
     # Bookkeeping.
     # The run the campaign's status and stats follow (sends, schedules, recurrences);
     # explicit pushes are runs of their own that leave it (and the status) alone.
@@ -126,6 +140,13 @@ class PushCampaign(models.Model):
             models.Index(fields=("status", "fire_at"), name="campaign_status_fire_at"),
             # The dashboard's recent campaigns across projects (newest send first).
             models.Index(fields=("-sent_at", "-id"), name="campaign_sent"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=("project", "name"),
+                condition=models.Q(unique_name=True),
+                name="campaign_unique_name_per_project",
+            )
         ]
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ from campaigns import validation as v
 from campaigns.models import LOCAL_TIME_MISSED_CHOICES, CampaignRun, PushCampaign
 from campaigns.runs import campaign_stats
 from campaigns.services import MAX_EXPLICIT_DEVICES
-from campaigns.validation import WRITABLE_FIELDS
+from campaigns.validation import INPUT_ONLY_FIELDS, WRITABLE_FIELDS
 from core.schema import NOT_BLANK, DocumentedJSONField
 from delivery.models import Platform, Provider, PushDelivery
 from segments.serializers import EXTERNAL_ID_PATTERN, SubscriptionSerializer
@@ -34,17 +34,35 @@ def _text(max_length: int, **kwargs: Any) -> serializers.RegexField:
 
 
 class LocalizationSerializer(serializers.Serializer[object]):
-    """One language's texts; each falls back to the campaign's own when absent."""
+    """One language's texts, image and button titles; each falls back on its own (to
+    the base language's, then the campaign's) when absent."""
 
     title = serializers.CharField(required=False, max_length=v.MAX_TITLE)
     body = serializers.CharField(required=False, max_length=v.MAX_BODY)
+    image_url = serializers.RegexField(
+        HTTP_URL_OR_EMPTY, required=False, allow_blank=True, max_length=v.MAX_URL
+    )
+    actions = serializers.DictField(
+        child=_text(v.MAX_ACTION_TITLE),
+        required=False,
+        help_text=f"Button titles by action id (at most {v.MAX_ACTIONS}); each id must be one "
+        "of the campaign's actions.",
+    )
 
 
 class ActionSerializer(serializers.Serializer[object]):
-    id = _text(64)
-    title = _text(100)
+    id = _text(v.MAX_ACTION_ID)
+    title = _text(v.MAX_ACTION_TITLE)
     url = serializers.RegexField(
         URL_OR_EMPTY, required=False, allow_null=True, allow_blank=True, max_length=v.MAX_URL
+    )
+    icon = serializers.RegexField(
+        HTTP_URL_OR_EMPTY,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=v.MAX_URL,
+        help_text="An http(s) image URL: the web button's icon; apps read it from `actions`.",
     )
 
 
@@ -82,18 +100,47 @@ GOALS_HELP = (
     f"At most {v.MAX_GOALS} conversion goals, exactly one primary; counted per user once "
     "per goal per run (docs/api.md)."
 )
-LOCALIZATIONS_HELP = "Keyed by language tag ('fr', 'pt-BR'); each entry has title and/or body."
+LOCALIZATIONS_HELP = (
+    "Keyed by language tag ('fr', 'pt-BR'); each entry has title, body, image_url and/or "
+    'actions (button titles by action id, {"buy": "Acheter"}).'
+)
 IMAGE_URL_HELP = 'An http(s) URL, or "" for no image (what a campaign without one answers).'
+ICON_HELP = (
+    'An http(s) URL, or "": the web notification icon (web push and FCM web). Not '
+    "Android's icon, which is a drawable resource in the app."
+)
+WEB_BADGE_HELP = (
+    'An http(s) URL, or "": the monochrome image web browsers show for the '
+    "notification in the status bar (web push and FCM web; `badge` is the iOS count)."
+)
+TAG_HELP = (
+    "The web and Android notification tag: a newer notification with the same tag "
+    "replaces the shown one. Empty: collapse_key (Android: collapse_key, else the "
+    "campaign id)."
+)
+VIBRATE_HELP = (
+    f"Vibration pattern in milliseconds (vibrate, pause, ...), at most {v.MAX_VIBRATE} items "
+    f"of 0..{v.MAX_VIBRATE_MS}: web vibrate, Android vibrate_timings."
+)
+REQUIRE_INTERACTION_HELP = "Web: the notification stays until the user acts on it."
+RENOTIFY_HELP = (
+    "Web: alert again when this notification replaces one with the same tag; needs "
+    "tag or collapse_key."
+)
 URL_HELP = 'An absolute URL or app deep link, or "" for none.'
 TARGETING_HELP = (
     'Include/exclude lists {"include": [...], "exclude": [...]} under countries, languages, '
     "platforms, app_versions, segments, users; user_data {include: {...}, exclude: {...}}; "
-    "subscribed_age {from, to} in days (docs/api.md)."
+    "subscribed_age {from, to} in days. Also accepted (stored and answered in the form "
+    'above): the Ocamba form {"items": [...], "op": "include" | "exclude"} per list key, '
+    'and user_data {"<attribute>": {"items": [...], "op": ...}} (docs/api.md).'
 )
 SILENT_HELP = (
     "A data-only (background) push: no alert, sound or badge; APNs content-available "
     "with apns-push-type background and priority 5, FCM data-only. Cannot have sound, "
-    "badge, image_url or actions. A new silent campaign's priority defaults to normal."
+    "badge, image_url, icon, web_badge, actions, vibrate, require_interaction, renotify, "
+    "tag, nor localized image_url or actions. A new silent campaign's priority defaults "
+    "to normal."
 )
 TEXT_HELP = 'May hold placeholders such as {{ first_name | default: "there" }} (docs/api.md).'
 RECURRENCE_HELP = (
@@ -113,8 +160,18 @@ class CampaignSerializer(serializers.ModelSerializer[PushCampaign]):
         help_text=LOCALIZATIONS_HELP,
     )
     image_url = serializers.CharField(read_only=True, help_text=IMAGE_URL_HELP)
+    icon = serializers.CharField(read_only=True, help_text=ICON_HELP)
+    web_badge = serializers.CharField(read_only=True, help_text=WEB_BADGE_HELP)
     url = serializers.CharField(read_only=True, help_text=URL_HELP)
     actions = DocumentedJSONField(ActionSerializer(many=True), read_only=True)
+    vibrate = DocumentedJSONField(
+        {"type": "array", "items": {"type": "integer"}}, read_only=True, help_text=VIBRATE_HELP
+    )
+    require_interaction = serializers.BooleanField(
+        read_only=True, help_text=REQUIRE_INTERACTION_HELP
+    )
+    renotify = serializers.BooleanField(read_only=True, help_text=RENOTIFY_HELP)
+    tag = serializers.CharField(read_only=True, help_text=TAG_HELP)
     platforms = DocumentedJSONField(
         serializers.ListField(child=serializers.ChoiceField(choices=Platform.choices)),
         read_only=True,
@@ -146,13 +203,14 @@ class CampaignSerializer(serializers.ModelSerializer[PushCampaign]):
 
     class Meta:
         model = PushCampaign
-        # Every writable field plus the bookkeeping ones, in the validator's order.
+        # Every writable field plus the bookkeeping ones, in the validator's order
+        # (segment_name is answered as the segment_id it names).
         fields = (
             "id",
             "project_id",
             "status",
             "stats",
-            *WRITABLE_FIELDS,
+            *(f for f in WRITABLE_FIELDS if f not in INPUT_ONLY_FIELDS),
             "fire_at",
             "current_run",
             "last_error",
@@ -182,6 +240,20 @@ def _content_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
             max_length=v.MAX_URL,
             help_text=IMAGE_URL_HELP,
         ),
+        "icon": serializers.RegexField(
+            HTTP_URL_OR_EMPTY,
+            required=False,
+            allow_blank=True,
+            max_length=v.MAX_URL,
+            help_text=ICON_HELP,
+        ),
+        "web_badge": serializers.RegexField(
+            HTTP_URL_OR_EMPTY,
+            required=False,
+            allow_blank=True,
+            max_length=v.MAX_URL,
+            help_text=WEB_BADGE_HELP,
+        ),
         "url": serializers.RegexField(
             URL_OR_EMPTY, required=False, allow_blank=True, max_length=v.MAX_URL, help_text=URL_HELP
         ),
@@ -191,6 +263,19 @@ def _content_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         "sound": serializers.CharField(required=False, allow_blank=True, max_length=200),
         "badge": serializers.IntegerField(
             required=False, allow_null=True, min_value=0, max_value=99999
+        ),
+        "vibrate": serializers.ListField(
+            child=serializers.IntegerField(min_value=0, max_value=v.MAX_VIBRATE_MS),
+            required=False,
+            max_length=v.MAX_VIBRATE,
+            help_text=VIBRATE_HELP,
+        ),
+        "require_interaction": serializers.BooleanField(
+            required=False, help_text=REQUIRE_INTERACTION_HELP
+        ),
+        "renotify": serializers.BooleanField(required=False, help_text=RENOTIFY_HELP),
+        "tag": serializers.CharField(
+            required=False, allow_blank=True, max_length=v.MAX_TAG, help_text=TAG_HELP
         ),
         "collapse_key": serializers.CharField(
             required=False, allow_blank=True, max_length=64, help_text="Default: the campaign id."
@@ -214,6 +299,14 @@ CampaignWriteSerializer = inline_serializer(
         "name": _text(v.MAX_NAME, required=False, help_text="Default: the title."),
         "data": serializers.DictField(required=False, help_text="The key 'aps' is reserved."),
         "segment_id": serializers.UUIDField(required=False, allow_null=True),
+        "segment_name": _text(
+            v.MAX_NAME,
+            required=False,
+            help_text=(
+                "Instead of segment_id: the segment of this project with exactly this name "
+                "(INVALID_SEGMENT_ID when none, AMBIGUOUS_SEGMENT_NAME when several)."
+            ),
+        ),
         "scheduled_at": serializers.DateTimeField(required=False, allow_null=True),
         **_content_fields(),
         "platforms": serializers.ListField(
@@ -428,19 +521,30 @@ class CampaignPreviewSerializer(serializers.Serializer[object]):
     )
     title = serializers.CharField(help_text="After localization and placeholders.")
     body = serializers.CharField()
-    image_url = serializers.CharField()
+    image_url = serializers.CharField(help_text="After localization.")
     url = serializers.CharField()
-    actions = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    actions = serializers.ListField(
+        child=serializers.DictField(child=serializers.CharField()),
+        help_text="{id, title, icon?}, titles after localization.",
+    )
     sizes = serializers.DictField(
         child=serializers.IntegerField(),
         help_text="Bytes as sent (with the longest delivery id): apns, fcm_android, fcm_ios, "
-        "fcm_web.",
+        "fcm_web, and webpush (the JSON before encryption) unless the campaign's platforms "
+        "leave web out.",
     )
-    largest = serializers.IntegerField()
-    limit = serializers.IntegerField()
-    too_large = serializers.ListField(child=serializers.DictField())
+    limits = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Each size's limit: 4096, webpush 3993 (4096 once encrypted).",
+    )
+    largest = serializers.IntegerField(help_text="The largest APNs or FCM size.")
+    limit = serializers.IntegerField(help_text="APNs' and FCM's limit, 4096.")
+    too_large = serializers.ListField(
+        child=serializers.DictField(), help_text="{provider, language, size, limit}"
+    )
     payloads = serializers.DictField(
-        help_text="apns {headers, payload}; fcm_android, fcm_ios, fcm_web: the FCM message."
+        help_text="apns {headers, payload}; fcm_android, fcm_ios, fcm_web: the FCM message; "
+        "webpush {headers, payload}: what the service worker receives."
     )
 
 

@@ -14,13 +14,19 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from campaigns import queue, runs, scheduling
-from campaigns.content import RunOverrides, campaign_content, check_payload_size, payload_preview
+from campaigns.content import (
+    RunOverrides,
+    campaign_content,
+    check_payload_size,
+    payload_preview,
+    reaches_browsers,
+)
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.validation import CampaignFields, campaign_segment, check_campaign
 from core.errors import ApplicationError, Conflict, NotFound, UpstreamFailure
@@ -65,19 +71,50 @@ def _already_sent(status: str) -> Conflict:
 
 def _apply(campaign: PushCampaign, fields: CampaignFields) -> list[str]:
     """Set the clean fields on the row (every key of CampaignFields is a model field
-    of the same name, but segment_id, which must name a segment of the project)."""
+    of the same name, but segment_id / segment_name, which must name a segment of the
+    project)."""
     validate_targeting(project=campaign.project, targeting=fields.get("targeting"))
     changed = []
-    if "segment_id" in fields:
+    if "segment_id" in fields or "segment_name" in fields:
         campaign.segment = campaign_segment(
-            project=campaign.project, segment_id=fields["segment_id"]
+            project=campaign.project,
+            segment_id=fields.get("segment_id"),
+            segment_name=fields.get("segment_name"),
         )
         changed.append("segment")
     for name, value in fields.items():
-        if name != "segment_id":
+        if name not in ("segment_id", "segment_name"):
             setattr(campaign, name, value)
             changed.append(name)
     return changed
+
+
+def _duplicate_name(name: str) -> Conflict:
+    return Conflict(
+        f"A campaign named '{name}' already exists in this project.",
+        code="DUPLICATE_CAMPAIGN_NAME",
+        details={"field": "name", "name": name},
+    )
+
+
+def _check_unique_name(campaign: PushCampaign) -> None:
+    """A campaign whose name must be its own (`unique_name`, set by compatible front
+    doors) may not share it with any campaign of the project. The partial unique
+    constraint `campaign_unique_name_per_project` settles races among such campaigns
+    (the loser's IntegrityError becomes the same 409)."""
+    if not campaign.unique_name:
+        return
+    others = PushCampaign.objects.filter(project=campaign.project, name=campaign.name)
+    if campaign.pk is not None:
+        others = others.exclude(pk=campaign.pk)
+    if others.exists():
+        raise _duplicate_name(campaign.name)
+
+
+def _name_taken(project: Project, name: str, *, exclude: uuid.UUID | None = None) -> bool:
+    """Another campaign of the project that claims `name` (after a lost race)."""
+    rows = PushCampaign.objects.filter(project=project, name=name, unique_name=True)
+    return rows.exclude(pk=exclude).exists() if exclude is not None else rows.exists()
 
 
 def _schedule_failed(campaign_id: uuid.UUID, reason: str) -> None:
@@ -96,6 +133,8 @@ def _prepare(campaign: PushCampaign, fields: CampaignFields, *, adding: bool) ->
     schedule, end_at after scheduled_at, the built payload sizes. Raises
     InvalidInput; returns the names of the fields that change."""
     changed = _apply(campaign, fields)
+    if adding or "name" in fields:
+        _check_unique_name(campaign)
     if adding or SCHEDULE_FIELDS & set(fields):
         if not adding and "scheduled_at" not in fields and campaign.recurrence_anchor is not None:
             campaign.scheduled_at = campaign.recurrence_anchor  # keep the anchor
@@ -115,15 +154,25 @@ def campaign_check(
     _prepare(probe, fields, adding=campaign is None)
 
 
-def campaign_create(*, project: Project, fields: CampaignFields) -> PushCampaign:
-    """Create a draft, or a scheduled campaign when scheduled_at is given."""
-    with transaction.atomic():
-        campaign = PushCampaign(project=project)
-        _prepare(campaign, fields, adding=True)
-        if campaign.status == CampaignStatus.SCHEDULED:
-            campaign.schedule_version = 1
-        campaign.save()
-        scheduling.sync_periodic_task(campaign.id)
+def campaign_create(
+    *, project: Project, fields: CampaignFields, unique_name: bool = False
+) -> PushCampaign:
+    """Create a draft, or a scheduled campaign when scheduled_at is given.
+
+    `unique_name`: the name must be the campaign's alone in the project (a compatible
+    front door's rule): 409 DUPLICATE_CAMPAIGN_NAME when another campaign has it."""
+    try:
+        with transaction.atomic():
+            campaign = PushCampaign(project=project, unique_name=unique_name)
+            _prepare(campaign, fields, adding=True)
+            if campaign.status == CampaignStatus.SCHEDULED:
+                campaign.schedule_version = 1
+            campaign.save()
+            scheduling.sync_periodic_task(campaign.id)
+    except IntegrityError as exc:
+        if unique_name and _name_taken(project, fields.get("name", "")):
+            raise _duplicate_name(fields.get("name", "")) from exc
+        raise
     if campaign.status == CampaignStatus.SCHEDULED:
         try:
             scheduling.arm_if_due(campaign.id)
@@ -152,7 +201,13 @@ def campaign_update(
         if replanned:
             campaign.schedule_version = F("schedule_version") + 1
             changed.append("schedule_version")
-        campaign.save(update_fields=[*dict.fromkeys(changed), "updated_at"])
+        try:
+            with transaction.atomic():
+                campaign.save(update_fields=[*dict.fromkeys(changed), "updated_at"])
+        except IntegrityError as exc:
+            if campaign.unique_name and _name_taken(project, campaign.name, exclude=campaign.pk):
+                raise _duplicate_name(campaign.name) from exc
+            raise
         scheduling.sync_periodic_task(campaign.id)
     if replanned and campaign.status == CampaignStatus.SCHEDULED:
         try:
@@ -261,6 +316,7 @@ def campaign_duplicate(*, campaign: PushCampaign) -> PushCampaign:
     copy = PushCampaign.objects.get(pk=campaign.pk)
     copy.pk = uuid.uuid4()
     copy.name = f"{campaign.name} (copy)"[:200]
+    copy.unique_name = False  # a copy is an ordinary campaign (its name may repeat)
     copy.status = CampaignStatus.DRAFT
     copy.scheduled_at = copy.fire_at = copy.recurrence_anchor = None
     copy.recurrence = None
@@ -298,6 +354,7 @@ def campaign_push_explicit(
     device_ids: list[str],
     user_ids: list[str],
     overrides: RunOverrides | None = None,
+    platforms: list[str] | None = None,
 ) -> ExplicitPush:
     """A new run of the campaign to exactly these devices/users (Azure-style push).
 
@@ -307,7 +364,8 @@ def campaign_push_explicit(
     does not change: a draft used for explicit pushes stays an editable draft
     (docs/decisions.md, "Explicit pushes"). The rows are created here (at most 1000),
     so the run needs no fan-out; unknown or inactive entries are reported back, and
-    nothing is started if none is reachable.
+    nothing is started if none is reachable. `platforms` (none: all) limits the
+    tokens reached, for the MoEngage door's targetPlatform.
     """
     if len(device_ids) + len(user_ids) > MAX_EXPLICIT_DEVICES:
         raise TooManyDevices(
@@ -317,7 +375,9 @@ def campaign_push_explicit(
     campaign = _get(project, campaign_id)
     if overrides is not None:
         check_payload_size(campaign, overrides)
-    tokens, invalid = explicit_tokens(project=project, device_ids=device_ids, user_ids=user_ids)
+    tokens, invalid = explicit_tokens(
+        project=project, device_ids=device_ids, user_ids=user_ids, platforms=platforms
+    )
     targets = list(tokens.order_by("id").values_list("id", "app_user_id", "provider"))
     if not targets:
         return ExplicitPush(run=None, targeted=0, invalid_device_ids=invalid)
@@ -380,6 +440,7 @@ def campaign_preview(
         external_id=external_id,
         attributes=attributes,
         language=language,
+        webpush=reaches_browsers(campaign.platforms),
     )
 
 
@@ -390,6 +451,7 @@ def content_preview(
     external_id: str | None = None,
     attributes: dict[str, Any] | None = None,
     language: str | None = None,
+    webpush: bool = True,
 ) -> dict[str, Any]:
     """Content's notification and payloads as one sample user would get them
     (`content.payload_preview`): a registered user of the project by external id
@@ -397,6 +459,7 @@ def content_preview(
     user), or made-up attributes, or nobody (placeholders take their defaults). The
     language is `language`, else the user's. The one sample-user lookup behind the
     API's preview of a saved campaign and the console composer's of unsaved content.
+    `webpush` false leaves the web push payload out (content no browser gets).
     """
     values: dict[str, Any] = dict(attributes or {})
     if external_id is not None:
@@ -409,7 +472,9 @@ def content_preview(
         values = {**user.attributes, "external_id": user.external_id}
     if language is None:
         language = values.get("language") if isinstance(values.get("language"), str) else ""
-    return payload_preview(content, language=language or "", now=timezone.now(), values=values)
+    return payload_preview(
+        content, language=language or "", now=timezone.now(), values=values, webpush=webpush
+    )
 
 
 def audience_of(
@@ -446,7 +511,11 @@ def audience_estimate(*, project: Project, fields: CampaignFields) -> dict[str, 
     validate_targeting(project=project, targeting=targeting)
     return audience_of(
         project=project,
-        segment=campaign_segment(project=project, segment_id=fields.get("segment_id")),
+        segment=campaign_segment(
+            project=project,
+            segment_id=fields.get("segment_id"),
+            segment_name=fields.get("segment_name"),
+        ),
         targeting=targeting,
         platforms=fields.get("platforms") or [],
     )

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from campaigns.content import CONTENT_FIELDS, check_content_size, push_content
-from campaigns.validation import VALIDATORS, check_silent, silent_priority_default
+from campaigns.validation import VALIDATORS, check_content, silent_priority_default
 from core.api import refuse_unknown_fields
 from core.errors import ApplicationError, InvalidInput, NotFound
 from core.models import Project
@@ -96,7 +96,7 @@ def validate_test_push(payload: Mapping[str, Any]) -> dict[str, Any]:
         )
         clean.update(device_token=token, provider=provider, platform=platform)
     silent_priority_default(clean)
-    check_silent(clean)
+    check_content(clean)
     check_content_size(push_content(clean))
     return clean
 

@@ -1,6 +1,7 @@
 from django.urls import URLPattern, re_path
 
 from campaigns import api
+from campaigns.compat.api import MoEngagePushView
 from campaigns.mcp_server.http import McpView
 
 # Paths take an optional trailing slash; ids are matched loosely and validated by
@@ -32,4 +33,10 @@ urlpatterns = [
     re_path(r"^mcp/?$", McpView.as_view()),
     *routes(r"admin/projects/(?P<project_id>[^/]+)/push/campaigns"),
     *routes(r"admin/push"),
+    # Compatible front doors (campaigns/compat/; docs/api.md, "Compatible requests").
+    re_path(
+        r"^admin/projects/(?P<project_id>[^/]+)/compat/moengage/push/?$",
+        MoEngagePushView.as_view(),
+    ),
+    re_path(r"^admin/compat/moengage/push/?$", MoEngagePushView.as_view()),
 ]

@@ -50,6 +50,10 @@ MAX_BODY = 4000
 MAX_NAME = 200
 MAX_URL = 2000
 MAX_ACTIONS = 3
+MAX_ACTION_ID = 64
+MAX_ACTION_TITLE = 100
+MAX_VIBRATE = 10  # pulses and pauses: browsers and Android take longer patterns, no one needs them
+MAX_VIBRATE_MS = 10_000
 MAX_TAGS = 20
 MAX_TAG = 64
 MAX_GOALS = 5
@@ -95,6 +99,7 @@ TARGETING_LISTS: dict[str, int] = {
 }
 MAX_TARGETING_ITEM = 255  # characters per list item: the longest external id
 MAX_USER_DATA_KEY = 64  # characters: the longest attribute name
+MAX_AMBIGUOUS_SEGMENTS = 10  # segment ids an AMBIGUOUS_SEGMENT_NAME answer lists
 
 # Writable fields in the order errors are reported.
 WRITABLE_FIELDS = (
@@ -103,13 +108,20 @@ WRITABLE_FIELDS = (
     "name",
     "data",
     "segment_id",
+    "segment_name",
     "scheduled_at",
     "localizations",
     "image_url",
+    "icon",
+    "web_badge",
     "url",
     "actions",
     "sound",
     "badge",
+    "vibrate",
+    "require_interaction",
+    "renotify",
+    "tag",
     "collapse_key",
     "priority",
     "ttl_seconds",
@@ -125,8 +137,23 @@ WRITABLE_FIELDS = (
     "throttle_per_minute",
     "silent",
 )
+# Accepted on input, answered as another field (segment_name -> segment_id).
+INPUT_ONLY_FIELDS = ("segment_name",)
 # What a silent (data-only) push cannot carry: each only changes a visible notification.
-SILENT_EXCLUDES = ("sound", "badge", "image_url", "actions")
+SILENT_EXCLUDES = (
+    "sound",
+    "badge",
+    "image_url",
+    "icon",
+    "web_badge",
+    "actions",
+    "vibrate",
+    "require_interaction",
+    "renotify",
+    "tag",
+)
+# What a localization may hold; image_url and actions are display-only, like above.
+LOCALIZATION_KEYS = ("title", "body", "image_url", "actions")
 READ_ONLY_FIELDS = (
     "id",
     "project_id",
@@ -246,6 +273,16 @@ def _segment_id(value: Any) -> uuid.UUID | None:
         ) from exc
 
 
+def _segment_name(value: Any) -> str:
+    """A segment named exactly so (case-sensitive), resolved by `campaign_segment`."""
+    return _string("segment_name", value, max_length=MAX_NAME, allow_blank=False)
+
+
+def _check_one_segment_reference(payload: Mapping[str, Any]) -> None:
+    if "segment_id" in payload and "segment_name" in payload:
+        raise _invalid("segment_name", "Give segment_id or segment_name, not both.")
+
+
 def _scheduled_at(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -255,7 +292,10 @@ def _scheduled_at(value: Any) -> datetime | None:
     return parsed
 
 
-def _localizations(value: Any) -> dict[str, dict[str, str]]:
+def _localizations(value: Any) -> dict[str, dict[str, Any]]:
+    """`{"fr": {"title", "body", "image_url", "actions": {id: title}}}`, each entry any
+    non-empty subset. Whether the action ids are the campaign's is `check_content`'s
+    (a PATCH may give the localizations alone)."""
     if not isinstance(value, dict):
         raise _invalid("localizations", "localizations must be an object keyed by language.")
     if len(value) > MAX_LOCALIZATIONS:
@@ -263,7 +303,7 @@ def _localizations(value: Any) -> dict[str, dict[str, str]]:
             "localizations",
             f"At most {MAX_LOCALIZATIONS} localizations (one per language); got {len(value)}.",
         )
-    clean: dict[str, dict[str, str]] = {}
+    clean: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}  # normalized tag -> the key that used it first
     for language, texts in value.items():
         where = f"localizations.{language}"
@@ -273,17 +313,37 @@ def _localizations(value: Any) -> dict[str, dict[str, str]]:
         if first != language:
             raise _invalid(where, f"'{language}' is the same language as '{first}'.")
         if not isinstance(texts, dict) or not texts:
-            raise _invalid(where, f"{where} must be an object with title and/or body.")
-        unknown = set(texts) - {"title", "body"}
+            raise _invalid(
+                where, f"{where} must be an object with title, body, image_url and/or actions."
+            )
+        unknown = set(texts) - set(LOCALIZATION_KEYS)
         if unknown:
             raise _invalid(where, f"{where} has unknown keys: {', '.join(sorted(unknown))}.")
-        entry: dict[str, str] = {}
+        entry: dict[str, Any] = {}
         if "title" in texts:
             entry["title"] = _text(f"{where}.title", texts["title"], max_length=MAX_TITLE)
         if "body" in texts:
             entry["body"] = _text(f"{where}.body", texts["body"], max_length=MAX_BODY)
+        if "image_url" in texts:
+            entry["image_url"] = _url_like(f"{where}.image_url", texts["image_url"], web_only=True)
+        if "actions" in texts:
+            entry["actions"] = _localized_actions(f"{where}.actions", texts["actions"])
         clean[language] = entry
     return clean
+
+
+def _localized_actions(where: str, value: Any) -> dict[str, str]:
+    """Button titles by action id (`{"buy": "Acheter"}`); at most one per button."""
+    if not isinstance(value, dict):
+        raise _invalid(where, f"{where} must be an object of button titles by action id.")
+    if len(value) > MAX_ACTIONS:
+        raise _invalid(where, f"{where} has more than {MAX_ACTIONS} button titles.")
+    return {
+        action_id: _string(
+            f"{where}.{action_id}", title, max_length=MAX_ACTION_TITLE, allow_blank=False
+        )
+        for action_id, title in value.items()
+    }
 
 
 def _url_like(field: str, value: Any, *, web_only: bool) -> str:
@@ -298,8 +358,13 @@ def _url_like(field: str, value: Any, *, web_only: bool) -> str:
     return text
 
 
-def _image_url(value: Any) -> str:
-    return _url_like("image_url", value, web_only=True)
+def _web_url(field: str) -> Callable[[Any], str]:
+    """An http(s) URL or "" (images the device or browser downloads)."""
+
+    def check(value: Any) -> str:
+        return _url_like(field, value, web_only=True)
+
+    return check
 
 
 def _url(value: Any) -> str:
@@ -308,7 +373,7 @@ def _url(value: Any) -> str:
 
 def _actions(value: Any) -> list[dict[str, str]]:
     if not isinstance(value, list):
-        raise _invalid("actions", "actions must be a list of {id, title, url}.")
+        raise _invalid("actions", "actions must be a list of {id, title, url, icon}.")
     if len(value) > MAX_ACTIONS:
         raise _invalid("actions", f"At most {MAX_ACTIONS} actions.")
     clean = []
@@ -317,21 +382,28 @@ def _actions(value: Any) -> list[dict[str, str]]:
         where = f"actions[{i}]"
         if not isinstance(action, dict):
             raise _invalid(where, f"{where} must be an object.")
-        unknown = set(action) - {"id", "title", "url"}
+        unknown = set(action) - {"id", "title", "url", "icon"}
         if unknown:
             raise _invalid(where, f"{where} has unknown keys: {', '.join(sorted(unknown))}.")
-        action_id = _string(f"{where}.id", action.get("id"), max_length=64, allow_blank=False)
+        action_id = _string(
+            f"{where}.id", action.get("id"), max_length=MAX_ACTION_ID, allow_blank=False
+        )
         if action_id in seen:
             raise _invalid(where, f"Duplicate action id '{action_id}'.")
         seen.add(action_id)
         entry = {
             "id": action_id,
             "title": _string(
-                f"{where}.title", action.get("title"), max_length=100, allow_blank=False
+                f"{where}.title",
+                action.get("title"),
+                max_length=MAX_ACTION_TITLE,
+                allow_blank=False,
             ),
         }
         if action.get("url"):
             entry["url"] = _url_like(f"{where}.url", action["url"], web_only=False)
+        if action.get("icon"):
+            entry["icon"] = _url_like(f"{where}.icon", action["icon"], web_only=True)
         clean.append(entry)
     return clean
 
@@ -342,6 +414,22 @@ def _sound(value: Any) -> str:
 
 def _badge(value: Any) -> int | None:
     return None if value is None else _integer("badge", value, minimum=0, maximum=99999)
+
+
+def _vibrate(value: Any) -> list[int]:
+    """A vibration pattern: vibrate, pause, vibrate... in milliseconds."""
+    if not isinstance(value, list):
+        raise _invalid("vibrate", "vibrate must be a list of milliseconds, e.g. [200, 100, 200].")
+    if len(value) > MAX_VIBRATE:
+        raise _invalid("vibrate", f"vibrate has more than {MAX_VIBRATE} items.")
+    return [
+        _integer(f"vibrate[{i}]", ms, minimum=0, maximum=MAX_VIBRATE_MS)
+        for i, ms in enumerate(value)
+    ]
+
+
+def _tag(value: Any) -> str:
+    return _string("tag", value, max_length=MAX_TAG)
 
 
 def _collapse_key(value: Any) -> str:
@@ -382,33 +470,137 @@ def _string_list(
     return value
 
 
+# Targeting comes in two shapes (docs/api.md, "Targeting"): Herald's own
+# `{"include": [...], "exclude": [...]}` per key, and the Ocamba push-task form
+# `{"items": [...], "op": "include" | "exclude"}` (for user_data, one such object per
+# attribute). `_targeting` is the one normaliser: every door (API, console, MCP tools,
+# audience estimate) calls it, and only Herald's form is stored and answered.
+TARGETING_SIDES = ("include", "exclude")
+OCAMBA_RULE_KEYS = ("items", "op")
+
+
+def _unsupported_targeting_keys(keys: list[str]) -> InvalidInput:
+    supported = [*TARGETING_LISTS, "user_data", "subscribed_age"]
+    return InvalidInput(
+        f"targeting has keys Herald does not support: {', '.join(keys)}. "
+        f"Supported keys: {', '.join(supported)}.",
+        details={"field": "targeting", "unsupported": keys, "supported": supported},
+    )
+
+
+def _ocamba_side(where: str, rule: Mapping[str, Any]) -> str:
+    """The side (`include` / `exclude`) an Ocamba `{"items", "op"}` object names."""
+    if "op" not in rule:
+        raise _invalid(f"{where}.op", f'{where}.op is required: "include" or "exclude".')
+    if rule["op"] not in TARGETING_SIDES:
+        raise _invalid(f"{where}.op", f'{where}.op must be "include" or "exclude".')
+    if "items" not in rule:
+        raise _invalid(f"{where}.items", f"{where}.items is required: a list.")
+    return cast(str, rule["op"])
+
+
+def _targeting_list(where: str, rule: Any, *, max_items: int) -> dict[str, list[str]]:
+    """One list key in either form -> `{"include": [...]}` and/or `{"exclude": [...]}`."""
+    shape = (
+        f'{where} must be {{"include": [...], "exclude": [...]}} or '
+        f'{{"items": [...], "op": "include" | "exclude"}}.'
+    )
+    if not isinstance(rule, dict) or not rule:
+        raise _invalid(where, shape)
+    ocamba = set(rule) & set(OCAMBA_RULE_KEYS)
+    if ocamba and set(rule) & set(TARGETING_SIDES):
+        raise _invalid(
+            where,
+            f"{where} mixes Herald's include/exclude with the Ocamba form's items/op; "
+            "use one form.",
+        )
+    if set(rule) - {*TARGETING_SIDES, *OCAMBA_RULE_KEYS}:
+        raise _invalid(where, shape)
+    if ocamba:
+        side = _ocamba_side(where, rule)
+        items = _string_list(
+            f"{where}.items", rule["items"], max_items=max_items, max_length=MAX_TARGETING_ITEM
+        )
+        return {side: items}
+    return {
+        k: _string_list(f"{where}.{k}", v, max_items=max_items, max_length=MAX_TARGETING_ITEM)
+        for k, v in rule.items()
+    }
+
+
+def _is_ocamba_entry(value: Any) -> bool:
+    """A user_data attribute in the Ocamba form: an object of `items` and `op` only."""
+    return (
+        isinstance(value, dict)
+        and bool(set(value) & set(OCAMBA_RULE_KEYS))
+        and not set(value) - set(OCAMBA_RULE_KEYS)
+    )
+
+
+def _targeting_user_data(rule: Any) -> dict[str, Any]:
+    """user_data in either form -> `{"include": {attr: value(s)}, "exclude": {...}}`.
+
+    Herald's form has the keys `include` / `exclude` mapping attributes to values;
+    the Ocamba form has one key per attribute whose value is `{"items", "op"}`.
+    """
+    where = "targeting.user_data"
+    if not isinstance(rule, dict) or not rule:
+        raise _invalid(
+            where,
+            f'{where} must be {{"include": {{...}}, "exclude": {{...}}}} or '
+            f'{{"<attribute>": {{"items": [...], "op": "include" | "exclude"}}, ...}}.',
+        )
+    herald = [k for k, v in rule.items() if k in TARGETING_SIDES and not _is_ocamba_entry(v)]
+    if not herald:
+        return _ocamba_user_data(where, rule)
+    if len(herald) != len(rule):
+        raise _invalid(
+            where,
+            f"{where} mixes Herald's include/exclude objects with Ocamba-form attributes "
+            '({"items", "op"}); use one form.',
+        )
+    for k, v in rule.items():
+        _user_data_side(f"{where}.{k}", v)
+    return rule
+
+
+def _ocamba_user_data(where: str, rule: Mapping[str, Any]) -> dict[str, Any]:
+    if len(rule) > 2 * MAX_ATTRIBUTES:
+        raise _invalid(where, f"{where} has more than {2 * MAX_ATTRIBUTES} keys.")
+    sides: dict[str, dict[str, Any]] = {side: {} for side in TARGETING_SIDES}
+    for key, entry in rule.items():
+        entry_where = f"{where}.{key}"
+        if not key or len(key) > MAX_USER_DATA_KEY:
+            raise _invalid(where, f"{where} keys must be 1-{MAX_USER_DATA_KEY} characters.")
+        if not _is_ocamba_entry(entry):
+            raise _invalid(
+                entry_where,
+                f'{entry_where} must be {{"items": [...], "op": "include" | "exclude"}}.',
+            )
+        side = _ocamba_side(entry_where, entry)
+        if not isinstance(entry["items"], list):
+            raise _invalid(f"{entry_where}.items", f"{entry_where}.items must be a list.")
+        _user_data_value(f"{entry_where}.items", entry["items"])
+        sides[side][key] = entry["items"]
+    for side, mapping in sides.items():
+        if len(mapping) > MAX_ATTRIBUTES:
+            raise _invalid(f"{where}", f"{where} has more than {MAX_ATTRIBUTES} {side} keys.")
+    return {side: mapping for side, mapping in sides.items() if mapping}
+
+
 def _targeting(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _invalid("targeting", "targeting must be an object.")
     allowed = (*TARGETING_LISTS, "user_data", "subscribed_age")
     unknown = set(value) - set(allowed)
     if unknown:
-        raise _invalid("targeting", f"targeting has unknown keys: {', '.join(sorted(unknown))}.")
+        raise _unsupported_targeting_keys(sorted(unknown))
     clean: dict[str, Any] = {}
     for key, max_items in TARGETING_LISTS.items():
-        if key not in value:
-            continue
-        rule = value[key]
-        where = f"targeting.{key}"
-        if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
-            raise _invalid(where, f'{where} must be {{"include": [...], "exclude": [...]}}.')
-        clean[key] = {
-            k: _string_list(f"{where}.{k}", v, max_items=max_items, max_length=MAX_TARGETING_ITEM)
-            for k, v in rule.items()
-        }
+        if key in value:
+            clean[key] = _targeting_list(f"targeting.{key}", value[key], max_items=max_items)
     if "user_data" in value:
-        rule = value["user_data"]
-        where = "targeting.user_data"
-        if not isinstance(rule, dict) or set(rule) - {"include", "exclude"} or not rule:
-            raise _invalid(where, f'{where} must be {{"include": {{...}}, "exclude": {{...}}}}.')
-        for k, v in rule.items():
-            _user_data_side(f"{where}.{k}", v)
-        clean["user_data"] = rule
+        clean["user_data"] = _targeting_user_data(value["user_data"])
     if "subscribed_age" in value:
         rule = value["subscribed_age"]
         where = "targeting.subscribed_age"
@@ -430,18 +622,23 @@ def _user_data_side(where: str, value: Any) -> None:
     for key, wanted in value.items():
         if not key or len(key) > MAX_USER_DATA_KEY:
             raise _invalid(where, f"{where} keys must be 1-{MAX_USER_DATA_KEY} characters.")
-        values = wanted if isinstance(wanted, list) else [wanted]
-        if len(values) > MAX_LIST_ITEMS:
-            raise _invalid(f"{where}.{key}", f"{where}.{key} has more than {MAX_LIST_ITEMS} items.")
-        for item in values:
-            if isinstance(item, dict | list) or (
-                isinstance(item, str) and len(item) > MAX_ATTRIBUTE_STRING
-            ):
-                raise _invalid(
-                    f"{where}.{key}",
-                    f"{where}.{key} must be a value (string of at most {MAX_ATTRIBUTE_STRING} "
-                    "characters, number, boolean or null) or a list of them.",
-                )
+        _user_data_value(f"{where}.{key}", wanted)
+
+
+def _user_data_value(field: str, wanted: Any) -> None:
+    """A value or a list of values, bounded like the attributes it matches."""
+    values = wanted if isinstance(wanted, list) else [wanted]
+    if len(values) > MAX_LIST_ITEMS:
+        raise _invalid(field, f"{field} has more than {MAX_LIST_ITEMS} items.")
+    for item in values:
+        if isinstance(item, dict | list) or (
+            isinstance(item, str) and len(item) > MAX_ATTRIBUTE_STRING
+        ):
+            raise _invalid(
+                field,
+                f"{field} must be a value (string of at most {MAX_ATTRIBUTE_STRING} "
+                "characters, number, boolean or null) or a list of them.",
+            )
 
 
 def clean_tag(field: str, value: Any) -> str:
@@ -496,6 +693,13 @@ def _goal(i: int, goal: Any) -> dict[str, Any]:
         "window_hours": window,
         "primary": primary,
     }
+
+
+def clean_stored_goal(index: int, goal: Any) -> dict[str, Any]:
+    """A goal as stored on a campaign, checked again by the rules it was saved under
+    (InvalidInput when it no longer passes them: data edited outside the API, or
+    rules tightened since)."""
+    return _goal(index, goal)
 
 
 def _goals(value: Any) -> list[dict[str, Any]]:
@@ -635,13 +839,20 @@ class CampaignFields(TypedDict, total=False):
     name: str
     data: dict[str, Any]
     segment_id: uuid.UUID | None
+    segment_name: str
     scheduled_at: datetime | None
-    localizations: dict[str, dict[str, str]]
+    localizations: dict[str, dict[str, Any]]
     image_url: str
+    icon: str
+    web_badge: str
     url: str
     actions: list[dict[str, str]]
     sound: str
     badge: int | None
+    vibrate: list[int]
+    require_interaction: bool
+    renotify: bool
+    tag: str
     collapse_key: str
     priority: str
     ttl_seconds: int | None
@@ -664,13 +875,20 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "name": _name,
     "data": _data,
     "segment_id": _segment_id,
+    "segment_name": _segment_name,
     "scheduled_at": _scheduled_at,
     "localizations": _localizations,
-    "image_url": _image_url,
+    "image_url": _web_url("image_url"),
+    "icon": _web_url("icon"),
+    "web_badge": _web_url("web_badge"),
     "url": _url,
     "actions": _actions,
     "sound": _sound,
     "badge": _badge,
+    "vibrate": _vibrate,
+    "require_interaction": _bool("require_interaction"),
+    "renotify": _bool("renotify"),
+    "tag": _tag,
     "collapse_key": _collapse_key,
     "priority": _priority,
     "ttl_seconds": _ttl_seconds,
@@ -691,6 +909,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
 def validate_create(payload: Mapping[str, Any]) -> CampaignFields:
     """Clean values for a new campaign; title and body are required."""
     refuse_unknown_fields(payload, allowed=VALIDATORS, read_only=READ_ONLY_FIELDS)
+    _check_one_segment_reference(payload)
     clean: dict[str, Any] = {}
     for field in WRITABLE_FIELDS:
         if field in ("title", "body") or field in payload:
@@ -711,18 +930,56 @@ def silent_priority_default(clean: dict[str, Any]) -> None:
         clean["priority"] = "normal"
 
 
-def check_silent(values: Mapping[str, Any]) -> None:
-    """Refuse what a silent push cannot carry (`SILENT_EXCLUDES`), rather than drop it
-    without a word. `values` are content fields, clean (a test push) or stored."""
-    if not values.get("silent"):
-        return
-    for field in SILENT_EXCLUDES:
-        if values.get(field) not in (None, "", [], ()):
-            raise _invalid(
-                field,
-                f"A silent push shows no notification, so it cannot have {field}; "
-                f"remove {field} or make the push not silent.",
-            )
+# The stored fields `check_content` reads.
+CHECKED_CONTENT_FIELDS = ("silent", *SILENT_EXCLUDES, "localizations", "collapse_key")
+
+
+def check_content(values: Mapping[str, Any]) -> None:
+    """What only the content as a whole can tell: what a silent push cannot carry
+    (`SILENT_EXCLUDES`, and a localization's image or button titles) is refused rather
+    than dropped without a word; a localization's button titles must name the
+    campaign's buttons; `renotify` needs a tag to renotify for (`tag`, else
+    `collapse_key`, the web tag's default). `values` are content fields, clean (a test
+    push) or stored (`check_campaign`), so a PATCH of one field is judged with the
+    others as stored."""
+    localizations: Mapping[str, Mapping[str, Any]] = values.get("localizations") or {}
+    if values.get("silent"):
+        for field in SILENT_EXCLUDES:
+            if _is_set(values.get(field)):
+                raise _silent_refusal(field)
+        for language, entry in localizations.items():
+            for key in ("image_url", "actions"):
+                if entry.get(key):
+                    raise _silent_refusal(f"localizations.{language}.{key}")
+    action_ids = {action["id"] for action in values.get("actions") or ()}
+    for language, entry in localizations.items():
+        for action_id in entry.get("actions") or {}:
+            if action_id not in action_ids:
+                where = f"localizations.{language}.actions.{action_id}"
+                raise _invalid(
+                    where,
+                    f"{where}: the campaign has no action with id '{action_id}'; "
+                    "a localization translates the titles of the campaign's actions.",
+                )
+    if values.get("renotify") and not (values.get("tag") or values.get("collapse_key")):
+        raise _invalid(
+            "renotify",
+            "renotify alerts again when a notification replaces one with the same tag; "
+            "set tag (or collapse_key, the tag's default) or turn renotify off.",
+        )
+
+
+def _is_set(value: Any) -> bool:
+    # `False` and empty are unset; 0 is set (badge 0 clears the badge).
+    return value is not None and value is not False and value not in ("", [], ())
+
+
+def _silent_refusal(field: str) -> InvalidInput:
+    return _invalid(
+        field,
+        f"A silent push shows no notification, so it cannot have {field}; "
+        f"remove {field} or make the push not silent.",
+    )
 
 
 def validate_update(payload: Mapping[str, Any]) -> CampaignFields:
@@ -730,6 +987,7 @@ def validate_update(payload: Mapping[str, Any]) -> CampaignFields:
     if not payload:
         raise InvalidInput("Give at least one field to update.", code="EMPTY_UPDATE")
     refuse_unknown_fields(payload, allowed=VALIDATORS, read_only=READ_ONLY_FIELDS)
+    _check_one_segment_reference(payload)
     clean: dict[str, Any] = {}
     for field in WRITABLE_FIELDS:
         if field in payload:
@@ -738,12 +996,37 @@ def validate_update(payload: Mapping[str, Any]) -> CampaignFields:
     return cast(CampaignFields, clean)
 
 
-def campaign_segment(*, project: Project, segment_id: uuid.UUID | None) -> Segment | None:
-    """The segment ``segment_id`` names, if it is one of ``project``'s; None for everyone.
+def campaign_segment(
+    *, project: Project, segment_id: uuid.UUID | None, segment_name: str | None = None
+) -> Segment | None:
+    """The segment ``segment_id`` (or ``segment_name``) names, if it is one of
+    ``project``'s; None for everyone.
 
-    INVALID_SEGMENT_ID otherwise: another project's segment is as unknown as a
-    made-up id (no leaks).
+    INVALID_SEGMENT_ID otherwise, with ``details.field`` naming the field given:
+    another project's segment is as unknown as a made-up id (no leaks). Segment names
+    are not unique, so a name several segments of the project carry is
+    AMBIGUOUS_SEGMENT_NAME with their ids (then use segment_id).
     """
+    if segment_name is not None:
+        found = list(
+            Segment.objects.filter(project=project, name=segment_name)
+            .order_by("created_at", "id")
+            .values_list("pk", flat=True)[:MAX_AMBIGUOUS_SEGMENTS]
+        )
+        if not found:
+            raise _invalid(
+                "segment_name",
+                f"No segment of this project is named '{segment_name}'.",
+                "INVALID_SEGMENT_ID",
+            )
+        if len(found) > 1:
+            raise InvalidInput(
+                f"Several segments of this project are named '{segment_name}'; "
+                "name one by segment_id.",
+                code="AMBIGUOUS_SEGMENT_NAME",
+                details={"field": "segment_name", "segment_ids": [str(pk) for pk in found]},
+            )
+        return Segment.objects.get(pk=found[0])
     if segment_id is None:
         return None
     segment = Segment.objects.filter(pk=segment_id, project=project).first()
@@ -762,7 +1045,7 @@ def check_campaign(campaign: PushCampaign) -> None:
     unsaved row (after ``scheduling.plan_schedule`` when the schedule changed).
     """
     _check_end_after_start(campaign.scheduled_at, campaign.end_at)
-    check_silent({name: getattr(campaign, name) for name in ("silent", *SILENT_EXCLUDES)})
+    check_content({name: getattr(campaign, name) for name in CHECKED_CONTENT_FIELDS})
     check_payload_size(campaign)
 
 

@@ -16,6 +16,7 @@ on as typed, so `campaigns.validation` (the one owner) refuses it with its own c
 from __future__ import annotations
 
 import json
+import re
 import zoneinfo
 from collections.abc import Sequence
 from functools import cache
@@ -104,6 +105,24 @@ class CommaListField(forms.CharField):
     def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
         text = super().to_python(value) or ""
         return [part.strip() for part in text.split(",") if part.strip()]
+
+
+_WHOLE = re.compile(r"-?[0-9]+")
+
+
+class MillisecondsListField(forms.CharField):
+    """ "200, 100, 200" <-> [200, 100, 200] (vibrate). A part that is not a whole number
+    is passed on as typed, for the validator to name (`vibrate[1]`)."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return ", ".join(str(v) for v in value)
+        return value
+
+    def to_python(self, value: Any) -> list[int | str]:  # type: ignore[override]
+        text = super().to_python(value) or ""
+        parts = (part.strip() for part in text.replace(" ", ",").split(","))
+        return [int(part) if _WHOLE.fullmatch(part) else part for part in parts if part]
 
 
 class _Multi(forms.MultiWidget):

@@ -244,6 +244,11 @@ SPECTACULAR_SETTINGS = {
         "PlatformEnum": "delivery.models.Platform",
         "DeliveryStatusEnum": "delivery.models.PushDelivery.Status",
         "QuietHoursActionEnum": "campaigns.serializers.QUIET_HOURS_ACTIONS",
+        "MoEngageTargetPlatformEnum": "campaigns.compat.moengage.TARGET_PLATFORMS",
+        "MoEngageTargetAudienceEnum": "campaigns.compat.moengage.AUDIENCES",
+        "MoEngageUserAttributeEnum": "campaigns.compat.moengage.USER_ATTRIBUTES",
+        "MoEngageComparisonEnum": "campaigns.compat.moengage.COMPARISONS",
+        "MoEngageRequestTypeEnum": "campaigns.compat.moengage.REQUEST_TYPES",
     },
 }
 

@@ -6,6 +6,8 @@ A key belongs to one project. Using it on another project's URL answers
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import uuid
 from dataclasses import dataclass
@@ -91,6 +93,56 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="herald"'
+
+
+def _basic_credentials(header: list[bytes]) -> tuple[str, str]:
+    """(username, password) of `Authorization: Basic <base64>`; 401 when malformed."""
+    if len(header) != 2:
+        raise exceptions.AuthenticationFailed("Malformed Authorization header.")
+    try:
+        decoded = base64.b64decode(header[1], validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise exceptions.AuthenticationFailed("Malformed Basic credentials.") from exc
+    username, sep, password = decoded.partition(":")
+    if not sep:
+        raise exceptions.AuthenticationFailed("Malformed Basic credentials.")
+    return username, password
+
+
+class BasicApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Basic base64(<project id>:<api key>)`, as MoEngage's clients
+    send it; only on the routes that list it (the MoEngage door). The username must
+    be the key's project id; otherwise the same checks as a Bearer key."""
+
+    def authenticate(self, request: Request) -> tuple[ApiKeyPrincipal, ApiKey] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != b"basic":
+            return None
+        username, raw = _basic_credentials(header)
+        key = api_key_authenticate(raw)
+        if username.strip().lower() != str(key.project_id):
+            raise exceptions.AuthenticationFailed(
+                "The Basic username must be the API key's project id."
+            )
+        principal = ApiKeyPrincipal(key_id=key.pk, project_id=key.project_id, scope=key.scope)
+        return principal, key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Basic realm="herald"'
+
+
+def raw_api_key(request: Request) -> str | None:
+    """The raw key an authenticated request carried (Bearer, or Basic's password);
+    None for a staff session. For checks made with the key itself (MoEngage's
+    signature), since only its hash is stored."""
+    if not isinstance(request.user, ApiKeyPrincipal):
+        return None
+    header = authentication.get_authorization_header(request).split()
+    if len(header) != 2:
+        return None
+    if header[0].lower() == b"basic":
+        return _basic_credentials(header)[1]
+    return header[1].decode("ascii")
 
 
 class StaffSessionAuthentication(authentication.SessionAuthentication):

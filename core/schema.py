@@ -59,6 +59,21 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         }
 
 
+class BasicApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "core.auth.BasicApiKeyAuthentication"
+    name = "ApiKeyBasicAuth"
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": (
+                "MoEngage-style Basic auth, on the MoEngage door only: username the "
+                "project id, password an admin API key."
+            ),
+        }
+
+
 class StaffSessionScheme(OpenApiAuthenticationExtension):
     target_class = "core.auth.StaffSessionAuthentication"
     name = "StaffSession"

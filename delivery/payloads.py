@@ -17,13 +17,17 @@ Two things vary per delivery rather than per content, and are applied on top of 
 built (cached) payload instead of rebuilding it: the delivery id
 (``with_delivery_id``, a shallow copy with one key) and personalized text (rendered
 by ``personal_text`` and handed to the builders as ``Recipient.text``).
+
+What each provider gets of the rich content (icon, web badge, tag, vibration,
+require-interaction, renotify, button icons, localized image and button titles) is
+listed in docs/decisions.md, "Rich notification content".
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -80,11 +84,26 @@ _SIZE_CHECK_NOW: Final = datetime(2030, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """A notification button. ``id`` is what the app receives when it is tapped."""
+    """A notification button. ``id`` is what the app receives when it is tapped;
+    ``icon`` is an http(s) image URL (web shows it; apps read it from ``actions``)."""
 
     id: str
     title: str
     url: str = ""
+    icon: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Display:
+    """What a recipient's language changes besides the text: the image and the button
+    titles, after localization fallback (``select_display``)."""
+
+    image_url: str
+    actions: tuple[Action, ...]
+
+
+_NO_DISPLAY: Final = Display("", ())
+"""A silent push's: nothing display-only is sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,17 +116,30 @@ class PushContent:
     empty and there are actions, a stable ``herald.<n>actions`` id is derived instead,
     so an app can register one category per button count and read the button titles
     from the ``actions`` custom key.
+
+    A localization is ``{"title", "body", "image_url", "actions": {id: title}}``, any
+    subset (``select_text``, ``select_display``). ``tag`` is the web/Android
+    notification tag (a newer notification with the same tag replaces the shown one);
+    empty, the web tag is ``collapse_key`` (``web_tag``). ``icon``, ``web_badge``,
+    ``require_interaction``, ``renotify`` and ``vibrate`` (milliseconds) are the
+    Notifications API options of the same meaning.
     """
 
     title: str
     body: str
     data: Mapping[str, Any] = field(default_factory=dict)
-    localizations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    localizations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     image_url: str = ""
+    icon: str = ""
+    web_badge: str = ""
     url: str = ""
     actions: Sequence[Action] = ()
     sound: str = ""
     badge: int | None = None
+    vibrate: Sequence[int] = ()
+    require_interaction: bool = False
+    renotify: bool = False
+    tag: str = ""
     collapse_key: str = ""
     collapse_id_default: str = ""
     priority: str = PRIORITY_HIGH
@@ -115,12 +147,15 @@ class PushContent:
     category: str = ""
     campaign_id: str = ""
     silent: bool = False
-    _localization_index: Mapping[str, tuple[Mapping[str, str], ...]] = field(
+    _localization_index: Mapping[str, tuple[Mapping[str, Any], ...]] = field(
         init=False, repr=False, compare=False
     )
     _templates: Mapping[str, Template] = field(init=False, repr=False, compare=False)
     placeholder_names: tuple[str, ...] = field(init=False, compare=False)
     """Every value name the texts' placeholders use, sorted; empty: not personalized."""
+    localized_display: bool = field(init=False, compare=False)
+    """Whether some localization sets an image or button titles: only then does a
+    recipient's language change a payload beyond its text (``select_display``)."""
 
     def __post_init__(self) -> None:
         # Built once per content (once per batch during fan-out), so choosing a
@@ -134,10 +169,22 @@ class PushContent:
         object.__setattr__(self, "_templates", templates)
         names = sorted({name for template in templates.values() for name in template.names})
         object.__setattr__(self, "placeholder_names", tuple(names))
+        localized_display = any(  # the localizations that can be chosen
+            loc.get("image_url") or loc.get("actions")
+            for locs in self._localization_index.values()
+            for loc in locs
+        )
+        object.__setattr__(self, "localized_display", localized_display)
 
     @property
     def personalized(self) -> bool:
         return bool(self.placeholder_names)
+
+    @property
+    def web_tag(self) -> str:
+        """The web notification tag: ``tag``, else the collapse key (what it always was);
+        ``""``: none (each push is a notification of its own)."""
+        return self.tag or self.collapse_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +200,8 @@ class Recipient:
     platform: str = ""
     text: tuple[str, str] | None = None
     """``(title, body)`` already chosen and rendered for this recipient
-    (``personal_text``); None: chosen from ``language`` by ``select_text``."""
+    (``personal_text``); None: chosen from ``language`` by ``select_text``. The image
+    and button titles are chosen from ``language`` either way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +242,33 @@ def select_text(content: PushContent, language: str) -> tuple[str, str]:
     title = next((loc["title"] for loc in candidates if loc.get("title")), content.title)
     body = next((loc["body"] for loc in candidates if loc.get("body")), content.body)
     return title, body
+
+
+def select_display(content: PushContent, language: str) -> Display:
+    """Return the image and buttons to show a user whose language is ``language``.
+
+    The same rule as ``select_text``, field by field: the image from the exact tag,
+    else the base language, else the campaign's; each button's title likewise by its
+    id (a localization may translate one button only). Button ids, urls and icons are
+    the campaign's. Constant time in the number of localizations; called once per
+    build, and builds are shared by every recipient of a language (delivery.services).
+    """
+    candidates = _matching_localizations(content, language)
+    if not candidates:
+        return Display(content.image_url, tuple(content.actions))
+    image_url = next(
+        (loc["image_url"] for loc in candidates if loc.get("image_url")), content.image_url
+    )
+    titles = [loc["actions"] for loc in candidates if loc.get("actions")]
+    if not titles or not content.actions:
+        return Display(image_url, tuple(content.actions))
+    actions = tuple(
+        replace(
+            action, title=next((t[action.id] for t in titles if t.get(action.id)), action.title)
+        )
+        for action in content.actions
+    )
+    return Display(image_url, actions)
 
 
 def text_templates(content: PushContent, language: str) -> tuple[Template, Template]:
@@ -254,7 +329,10 @@ def build_apns(
     of the same name when the campaign sets them, and leave the data value in place
     when it does not. ``image_url`` goes into custom data (with ``mutable-content``)
     because APNs cannot attach images itself: the app's notification service
-    extension downloads it.
+    extension downloads it. The image and the button titles are the recipient
+    language's (``select_display``); button icons ride in ``actions`` for the app to
+    draw. The web-only options (icon, web badge, tag, vibrate, require_interaction,
+    renotify) have no APNs counterpart and are not sent.
 
     A silent push is a background notification as Apple defines it: ``aps`` holds
     only ``content-available: 1`` (no alert, sound or badge), ``apns-push-type:
@@ -262,12 +340,14 @@ def build_apns(
     display-only (image, buttons) rides along; the custom data does.
     """
     _require_aware(now)
+    display = _NO_DISPLAY
     if content.silent:
         aps: dict[str, Any] = {"content-available": 1}
     else:
         title, body = recipient.text or select_text(content, recipient.language)
+        display = select_display(content, recipient.language)
         aps = {"alert": {"title": title, "body": body}}
-        aps.update(_apns_aps_options(content))
+        aps.update(_apns_aps_options(content, display.image_url))
 
     payload: dict[str, Any] = {"aps": aps}
     for key, value in content.data.items():
@@ -275,10 +355,10 @@ def build_apns(
             payload[key] = value
     if content.url:
         payload["url"] = content.url
-    if content.image_url and not content.silent:
-        payload["image_url"] = content.image_url
-    if content.actions and not content.silent:
-        payload["actions"] = _actions_as_data(content.actions)
+    if display.image_url:
+        payload["image_url"] = display.image_url
+    if display.actions:
+        payload["actions"] = _actions_as_data(display.actions)
     if content.campaign_id:
         payload[CAMPAIGN_ID_KEY] = content.campaign_id
 
@@ -296,16 +376,19 @@ def build_webpush(
     """Build the web push ``(payload, headers)`` for one browser subscription.
 
     The payload is the JSON a service worker receives (after the sender encrypts it):
-    ``notification`` holds what ``showNotification`` takes (``title``, ``body``,
-    ``image``, ``tag`` from the collapse key, ``actions`` as ``{action, title}``);
-    ``url`` is the landing URL and ``action_urls`` maps an action id to its URL, so the
-    worker can open the right page on a click; ``data`` is the campaign's custom data
-    as JSON values (web push carries JSON, unlike FCM's strings); the campaign and
-    delivery ids sit at the top level, as on APNs, for ``push_opened`` /
-    ``push_clicked``. A silent push has no ``notification`` and ``"silent": true``:
-    browsers still expect a subscription created with ``userVisibleOnly`` to show
-    something, so what to do with it is the worker's call. The headers are TTL, Urgency
-    (from the priority) and Topic (from the collapse key).
+    ``notification`` holds what ``showNotification`` takes, named as the
+    Notifications API names them (``title``, ``body``, ``image``, ``icon``, ``badge``
+    from ``web_badge``, ``tag`` from ``web_tag``, ``renotify``, ``requireInteraction``,
+    ``vibrate``, ``actions`` as ``{action, title, icon?}``; options left at the API's
+    default are omitted); ``url`` is the landing URL and ``action_urls`` maps an action
+    id to its URL, so the worker can open the right page on a click; ``data`` is the
+    campaign's custom data as JSON values (web push carries JSON, unlike FCM's
+    strings); the campaign and delivery ids sit at the top level, as on APNs, for
+    ``push_opened`` / ``push_clicked``. Text, image and button titles are the
+    recipient language's. A silent push has no ``notification`` and ``"silent":
+    true``: browsers still expect a subscription created with ``userVisibleOnly`` to
+    show something, so what to do with it is the worker's call. The headers are TTL,
+    Urgency (from the priority) and Topic (from the collapse key).
     """
     _require_aware(now)
     payload: dict[str, Any] = {}
@@ -313,16 +396,14 @@ def build_webpush(
         payload["silent"] = True
     else:
         title, body = recipient.text or select_text(content, recipient.language)
+        display = select_display(content, recipient.language)
         notification: dict[str, Any] = {"title": title, "body": body}
-        if content.image_url:
-            notification["image"] = content.image_url
-        if content.collapse_key:
-            notification["tag"] = content.collapse_key
-        if content.actions:
-            notification["actions"] = [{"action": a.id, "title": a.title} for a in content.actions]
-            urls = {a.id: a.url for a in content.actions if a.url}
-            if urls:
-                payload["action_urls"] = urls
+        if display.image_url:
+            notification["image"] = display.image_url
+        notification.update(_web_notification_options(content, display))
+        urls = {a.id: a.url for a in display.actions if a.url}
+        if urls:
+            payload["action_urls"] = urls
         payload["notification"] = notification
     if content.url:
         payload["url"] = content.url
@@ -358,6 +439,13 @@ def build_fcm(content: PushContent, recipient: Recipient, *, now: datetime) -> d
     know: a ``click_action`` with no matching activity makes taps do nothing.
     The web ``fcm_options.link`` is set only for https URLs, which FCM requires.
 
+    Rich content: the image and button titles are the recipient language's; button
+    icons ride in the ``actions`` data key. Android gets ``tag`` (the campaign's tag,
+    else the collapse key or its default) and ``vibrate_timings`` (durations); its
+    ``icon`` is a drawable resource name in the app, not a URL, so the ``icon`` URL is
+    not mapped there. The web block gets the Notifications API options as web push
+    does (``build_webpush``), title, body and image aside.
+
     A silent push is a data-only message: no ``notification`` anywhere (top level,
     android, webpush), the Android priority as the content says (``normal`` is
     Google's recommendation for data messages and what a silent campaign defaults
@@ -368,11 +456,13 @@ def build_fcm(content: PushContent, recipient: Recipient, *, now: datetime) -> d
     collapse_key = content.collapse_key or content.collapse_id_default
 
     message: dict[str, Any] = {}
+    display = _NO_DISPLAY
     if not content.silent:
         title, body = recipient.text or select_text(content, recipient.language)
+        display = select_display(content, recipient.language)
         notification: dict[str, Any] = {"title": title, "body": body}
-        if content.image_url:
-            notification["image"] = content.image_url
+        if display.image_url:
+            notification["image"] = display.image_url
         message["notification"] = notification
 
     data = {
@@ -382,8 +472,8 @@ def build_fcm(content: PushContent, recipient: Recipient, *, now: datetime) -> d
     }
     if content.url:
         data["url"] = content.url
-    if content.actions and not content.silent:
-        data["actions"] = _json_text(_actions_as_data(content.actions))
+    if display.actions:
+        data["actions"] = _json_text(_actions_as_data(display.actions))
     if content.campaign_id:
         data[CAMPAIGN_ID_KEY] = content.campaign_id
 
@@ -394,11 +484,11 @@ def build_fcm(content: PushContent, recipient: Recipient, *, now: datetime) -> d
     # unknown platform gets all three.
     platform = recipient.platform if recipient.platform in FCM_PLATFORMS else ""
     if platform in ("", "android"):
-        message["android"] = _android_config(content, collapse_key)
+        message["android"] = _android_config(content, display, collapse_key)
     if platform in ("", "ios"):
-        message["apns"] = _fcm_apns_config(content, now)
+        message["apns"] = _fcm_apns_config(content, display, now)
     if platform in ("", "web"):
-        message["webpush"] = _webpush_config(content)
+        message["webpush"] = _webpush_config(content, display)
     return message
 
 
@@ -411,19 +501,22 @@ def reserved_data_keys(data: Mapping[str, Any]) -> list[str]:
     return [key for key in data if _is_dropped_from_fcm_data(key)]
 
 
-def payload_size_report(content: PushContent) -> list[PayloadTooLarge]:
+def payload_size_report(content: PushContent, *, webpush: bool = True) -> list[PayloadTooLarge]:
     """List every payload of ``content`` a provider would refuse; empty means fine.
 
     Checked at campaign create/patch time (and for test pushes) so oversized content
     is refused with PAYLOAD_TOO_LARGE instead of failing on every device at send time.
     The default text and each localization are checked as a recipient with that
-    language would receive them (including per-field fallback), because a long
-    translation alone can overflow. Sizes are of ``encode_json`` output, the bytes the
-    senders send: the APNs payload, and for FCM the largest of the per-platform
-    messages (android, ios, web), each as a device of that platform gets it.
+    language would receive them (including per-field fallback, localized image and
+    button titles), because a long translation alone can overflow. Sizes are of
+    ``encode_json`` output, the bytes the senders send: the APNs payload, for FCM the
+    largest of the per-platform messages (android, ios, web), each as a device of that
+    platform gets it, and the web push JSON (3,993 bytes at most: 4,096 once
+    encrypted, ``payload_limit``) unless ``webpush`` is false (content that cannot
+    reach a browser, e.g. a campaign whose platforms leave web out).
 
-    Linear in the number of localizations: one APNs and three FCM builds per
-    language, each a constant-time text look-up (see ``PushContent``). Input
+    Linear in the number of localizations: one APNs, three FCM and one web push build
+    per language, each a constant-time text look-up (see ``PushContent``). Input
     validation caps how many localizations there can be.
 
     Every payload is measured with the longest delivery id it can carry
@@ -441,15 +534,13 @@ def payload_size_report(content: PushContent) -> list[PayloadTooLarge]:
             build_fcm(content, Recipient(language, platform), now=_SIZE_CHECK_NOW)
             for platform in FCM_PLATFORMS
         )
-        # Web push is not measured here: its limit (3,993 bytes of JSON, 4,096 once
-        # encrypted) is below APNs' and FCM's, and refusing content every phone can take
-        # because some browser might not would change what every project may send. A
-        # web push payload over its limit fails that delivery at send time instead
-        # (delivery.services._Outgoing), with the reason.
-        sizes = (
+        sizes = [
             ("apns", sent_size("apns", apns_payload)),
             ("fcm", max(sent_size("fcm", message) for message in fcm_messages)),
-        )
+        ]
+        if webpush:
+            web_payload, _ = build_webpush(content, Recipient(language, "web"), now=_SIZE_CHECK_NOW)
+            sizes.append(("webpush", sent_size("webpush", web_payload)))
         for provider, size in sizes:
             limit = payload_limit(provider)
             if size > limit:
@@ -486,20 +577,20 @@ def _compile_texts(content: PushContent) -> dict[str, Template]:
     texts = {content.title, content.body}
     for localizations in content._localization_index.values():  # the ones that can be chosen
         for localization in localizations:
-            texts.update(localization.values())
+            texts.update(localization[key] for key in ("title", "body") if key in localization)
     compiled = (compile_lenient(text) for text in texts if "{{" in text)
     return {template.text: template for template in compiled if not template.is_static}
 
 
 def _index_localizations(
-    localizations: Mapping[str, Mapping[str, str]],
-) -> dict[str, tuple[Mapping[str, str], ...]]:
+    localizations: Mapping[str, Mapping[str, Any]],
+) -> dict[str, tuple[Mapping[str, Any], ...]]:
     """Normalized tag -> the first two localizations whose key normalizes to it.
 
     Two, not one: when keys collide (``pt`` and ``PT``) and the recipient's tag has no
     subtag, the second one stands in as the base-language fallback, as it always did.
     """
-    index: dict[str, tuple[Mapping[str, str], ...]] = {}
+    index: dict[str, tuple[Mapping[str, Any], ...]] = {}
     for key, localization in localizations.items():
         normalized = normalize_language(key)
         found = index.get(normalized, ())
@@ -508,7 +599,7 @@ def _index_localizations(
     return index
 
 
-def _matching_localizations(content: PushContent, language: str) -> tuple[Mapping[str, str], ...]:
+def _matching_localizations(content: PushContent, language: str) -> tuple[Mapping[str, Any], ...]:
     """Localizations to try for ``language``, most specific first: exact tag, then base.
 
     If two keys normalize to the same tag (``pt_BR`` and ``pt-br``), the first one in
@@ -553,14 +644,15 @@ def _category(content: PushContent) -> str:
     return ""
 
 
-def _apns_aps_options(content: PushContent) -> dict[str, Any]:
-    """The ``aps`` keys shared by direct APNs and FCM's ``apns`` block, alert aside."""
+def _apns_aps_options(content: PushContent, image_url: str) -> dict[str, Any]:
+    """The ``aps`` keys shared by direct APNs and FCM's ``apns`` block, alert aside;
+    ``image_url`` is the recipient language's (``select_display``)."""
     aps: dict[str, Any] = {}
     if content.sound:
         aps["sound"] = content.sound
     if content.badge is not None:
         aps["badge"] = content.badge
-    if content.image_url:
+    if image_url:
         aps["mutable-content"] = 1
     category = _category(content)
     if category:
@@ -594,56 +686,99 @@ def _actions_as_data(actions: Sequence[Action]) -> list[dict[str, str]]:
         item = {"id": action.id, "title": action.title}
         if action.url:
             item["url"] = action.url
+        if action.icon:
+            item["icon"] = action.icon
         result.append(item)
     return result
+
+
+def _web_notification_options(content: PushContent, display: Display) -> dict[str, Any]:
+    """The ``showNotification`` options besides title, body and image, shared by web
+    push and FCM's web block, named as the Notifications API names them. Options at
+    the API's default (false, empty) are left out: the worker passes the object on."""
+    options: dict[str, Any] = {}
+    if content.icon:
+        options["icon"] = content.icon
+    if content.web_badge:
+        options["badge"] = content.web_badge
+    tag = content.web_tag
+    if tag:
+        options["tag"] = tag
+        if content.renotify:  # the API refuses renotify without a tag
+            options["renotify"] = True
+    if content.require_interaction:
+        options["requireInteraction"] = True
+    if content.vibrate:
+        options["vibrate"] = list(content.vibrate)
+    if display.actions:
+        options["actions"] = [_web_action(action) for action in display.actions]
+    return options
+
+
+def _web_action(action: Action) -> dict[str, str]:
+    item = {"action": action.id, "title": action.title}
+    if action.icon:
+        item["icon"] = action.icon
+    return item
+
+
+def _duration(milliseconds: int) -> str:
+    """Milliseconds as a protobuf Duration in JSON (``200`` -> ``"0.2s"``), which is
+    how FCM's ``vibrate_timings`` takes them."""
+    seconds, millis = divmod(milliseconds, 1000)
+    return f"{seconds}.{millis:03d}".rstrip("0").rstrip(".") + "s"
 
 
 def _is_dropped_from_fcm_data(key: str) -> bool:
     return key in _FCM_DROPPED_DATA_KEYS or key.startswith(_FCM_DROPPED_DATA_PREFIXES)
 
 
-def _android_config(content: PushContent, collapse_key: str) -> dict[str, Any]:
+def _android_config(content: PushContent, display: Display, collapse_key: str) -> dict[str, Any]:
     android: dict[str, Any] = {"priority": _ANDROID_PRIORITY[_priority(content)]}
     ttl = _ttl(content)
     if ttl is not None:
         android["ttl"] = f"{ttl}s"
     if collapse_key:
         android["collapse_key"] = collapse_key
-    notification = dict(_android_notification_items(content, collapse_key))
+    notification = dict(_android_notification_items(content, display, collapse_key))
     if notification and not content.silent:
         android["notification"] = notification
     return android
 
 
 def _android_notification_items(
-    content: PushContent, collapse_key: str
-) -> Iterator[tuple[str, str]]:
-    if collapse_key:
+    content: PushContent, display: Display, collapse_key: str
+) -> Iterator[tuple[str, Any]]:
+    tag = content.tag or collapse_key
+    if tag:
         # A tag replaces the notification already in the drawer, the visible half of
         # collapsing (collapse_key only drops undelivered messages).
-        yield "tag", collapse_key
+        yield "tag", tag
     if content.sound:
         yield "sound", content.sound
-    if content.image_url:
-        yield "image", content.image_url
+    if display.image_url:
+        yield "image", display.image_url
     if content.category:
         yield "click_action", content.category
+    if content.vibrate:
+        yield "vibrate_timings", [_duration(ms) for ms in content.vibrate]
 
 
-def _fcm_apns_config(content: PushContent, now: datetime) -> dict[str, Any]:
+def _fcm_apns_config(content: PushContent, display: Display, now: datetime) -> dict[str, Any]:
     if content.silent:
         headers = {"apns-push-type": "background", **_apns_headers(content, now)}
         return {"headers": headers, "payload": {"aps": {"content-available": 1}}}
     config: dict[str, Any] = {"headers": _apns_headers(content, now)}
-    aps = _apns_aps_options(content)
+    aps = _apns_aps_options(content, display.image_url)
     if aps:
         config["payload"] = {"aps": aps}
     return config
 
 
-def _webpush_config(content: PushContent) -> dict[str, Any]:
+def _webpush_config(content: PushContent, display: Display) -> dict[str, Any]:
     """Web specifics only: title, body and image come from the top-level
-    ``notification``, which FCM merges in, so they are not sent (and paid for) twice."""
+    ``notification``, which FCM merges in, so they are not sent (and paid for) twice;
+    the other Notifications API options are web push's own (``build_webpush``)."""
     headers: dict[str, str] = {}
     ttl = _ttl(content)
     if ttl is not None:
@@ -652,10 +787,9 @@ def _webpush_config(content: PushContent) -> dict[str, Any]:
     webpush: dict[str, Any] = {"headers": headers}
     if content.silent:  # data only: the service worker gets `data`, nothing is shown
         return webpush
-    if content.actions:
-        webpush["notification"] = {
-            "actions": [{"action": action.id, "title": action.title} for action in content.actions]
-        }
+    options = _web_notification_options(content, display)
+    if options:
+        webpush["notification"] = options
     if _is_https_url(content.url):
         webpush["fcm_options"] = {"link": content.url}
     return webpush

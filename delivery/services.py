@@ -374,11 +374,12 @@ class _Outgoing:
 
     Rows that see the same payload share one build: per (provider, language,
     platform), or for personalized content per (provider, platform, rendered
-    text). Each push is that payload plus its row's delivery id. Personalized
-    payloads are measured once per distinct text (the size of the payload with
-    empty text, once per provider and platform, plus the text's own bytes); one
-    over the limit fails its rows alone. Content without placeholders was measured
-    when it was saved.
+    text), plus the language when localizations change the image or button titles
+    (``PushContent.localized_display``). Each push is that payload plus its row's
+    delivery id. Personalized payloads are measured once per distinct text (the
+    size of the payload with empty text, once per provider, platform and display
+    language, plus the text's own bytes); one over the limit fails its rows alone.
+    Content without placeholders was measured when it was saved.
     """
 
     def __init__(self, content: PushContent, now: datetime) -> None:
@@ -387,7 +388,7 @@ class _Outgoing:
         self.personalized = content.personalized
         self.built: dict[tuple[str, Recipient], tuple[dict[str, Any], dict[str, str]] | str] = {}
         self.templates: dict[str, tuple[Template, Template]] = {}
-        self.base_sizes: dict[tuple[str, str], int] = {}
+        self.base_sizes: dict[tuple[str, str, str], int] = {}
 
     def __call__(self, row: _Row) -> OutgoingPush | str:
         if self.personalized:
@@ -398,7 +399,8 @@ class _Outgoing:
                 )
             values = row.values or {}
             text = (templates[0].render(values), templates[1].render(values))
-            recipient = Recipient(platform=row.platform, text=text)
+            language = row.language if self.content.localized_display else ""
+            recipient = Recipient(language=language, platform=row.platform, text=text)
         else:
             recipient = Recipient(language=row.language, platform=row.platform)
         key = (row.provider, recipient)
@@ -421,23 +423,24 @@ class _Outgoing:
         self, provider: str, recipient: Recipient
     ) -> tuple[dict[str, Any], dict[str, str]] | str:
         if recipient.text is not None:
-            size = self._base_size(provider, recipient.platform) + text_size(recipient.text)
+            size = self._base_size(provider, recipient) + text_size(recipient.text)
             if size > payload_limit(provider):
                 return f"payload too large ({size} bytes)"
         built = _build(provider, self.content, recipient, self.now)
         if provider == "webpush" and recipient.text is None:
-            # Measured once per distinct payload: the save-time check covers APNs and
-            # FCM only (delivery.payloads.payload_size_report says why).
+            # Measured once per distinct payload. The save-time check measures web
+            # push too, except for campaigns whose platforms leave web out, which an
+            # explicit push (deaf to platforms) can still send to a browser.
             size = sent_size(provider, built[0])
             if size > payload_limit(provider):
                 return f"payload too large ({size} bytes)"
         return built
 
-    def _base_size(self, provider: str, platform: str) -> int:
-        key = (provider, platform)
+    def _base_size(self, provider: str, recipient: Recipient) -> int:
+        key = (provider, recipient.platform, recipient.language)
         size = self.base_sizes.get(key)
         if size is None:
-            empty = Recipient(platform=platform, text=("", ""))
+            empty = Recipient(recipient.language, recipient.platform, text=("", ""))
             payload = _build(provider, self.content, empty, self.now)[0]
             size = self.base_sizes[key] = sent_size(provider, payload)
         return size

@@ -99,9 +99,16 @@ def _is_row_id(value: str) -> bool:
 
 
 def explicit_tokens(
-    *, project: Project, device_ids: list[str], user_ids: list[str]
+    *,
+    project: Project,
+    device_ids: list[str],
+    user_ids: list[str],
+    platforms: list[str] | None = None,
 ) -> tuple[QuerySet[PushToken], list[str]]:
     """Active tokens for an explicit list, and the entries that reach nothing.
+
+    `platforms` (a compatible door's target platforms; none: every platform) narrows
+    the tokens, so an entry with active tokens on other platforms only reaches nothing.
 
     `device_ids` are token row ids (all digits) or token strings (APNs hex matched
     case-insensitively); `user_ids` are external ids, each standing for all of that
@@ -115,6 +122,8 @@ def explicit_tokens(
     strings = {d for d in devices if not _is_row_id(d)}
     strings |= {s.lower() for s in strings}
     active = PushToken.objects.filter(project=project, active=True)
+    if platforms:
+        active = active.filter(platform__in=platforms)
 
     found = active.filter(Q(id__in=row_ids) | Q(token__in=strings)).values_list("id", "token")
     found_ids: set[str] = set()

@@ -33,7 +33,7 @@ from segments import selectors as segment_selectors
 from segments.serializers import SegmentSerializer
 
 # The unsaved targeting the audience preview counts: what the console's estimate reads.
-AUDIENCE_FIELDS = ("segment_id", "platforms", "targeting")
+AUDIENCE_FIELDS = ("segment_id", "segment_name", "platforms", "targeting")
 
 
 def _query(arguments: Mapping[str, Any], name: str) -> str | None:
@@ -226,8 +226,9 @@ TOOLS: tuple[ToolSpec, ...] = (
         name="herald_preview_audience",
         description=(
             "How many active tokens a targeting would reach now, by provider and platform: "
-            "a campaign's segment_id, platforms and targeting fields, unsaved (none: "
-            "everyone). The count GET /admin/push/{campaign_id}/audience gives a saved one."
+            "a campaign's segment_id (or segment_name), platforms and targeting fields, "
+            "unsaved (none: everyone). The count GET /admin/push/{campaign_id}/audience "
+            "gives a saved one."
         ),
         inputs=(Body("admin_push_partial_update", only=AUDIENCE_FIELDS),),
         output="admin_push_audience_retrieve",

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from core.models import Project
+from core.services import project_generate_vapid
 from delivery.simulators.server import SimulatorServer
 
 DEAD_APNS = "cd" * 32
@@ -48,3 +49,12 @@ def clean_sim(sim: SimulatorServer) -> Iterator[None]:
     sim.reset(config=True)
     yield
     sim.reset(config=True)
+
+
+@pytest.fixture
+def web_project(project: Project, sim: SimulatorServer) -> Project:
+    """`project` with VAPID keys, trusting the simulators' CA for web push."""
+    project, _ = project_generate_vapid(project=project, subject="mailto:ops@example.com")
+    project.webpush_ca_file = str(sim.credentials.ca_file)
+    project.save(update_fields=["webpush_ca_file"])
+    return project

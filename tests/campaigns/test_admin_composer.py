@@ -270,8 +270,10 @@ def test_preview_builds_the_localized_payload_with_the_real_builders(staff: Clie
     assert (preview["title"], preview["body"]) == ("Soldes", "Now")  # per-field fallback
     assert preview["actions"] == [{"id": "go", "title": "Go"}]
     assert preview["limit"] == 4096 and preview["too_large"] == []
-    assert preview["largest"] == max(preview["sizes"].values())
-    assert set(preview["sizes"]) == {"apns", "fcm_android", "fcm_ios", "fcm_web"}
+    fcm_and_apns = {"apns", "fcm_android", "fcm_ios", "fcm_web"}
+    assert preview["largest"] == max(preview["sizes"][key] for key in fcm_and_apns)
+    assert set(preview["sizes"]) == {*fcm_and_apns, "webpush"}
+    assert preview["limits"] == {**dict.fromkeys(fcm_and_apns, 4096), "webpush": 3993}
 
 
 def test_preview_reports_the_same_overflow_a_save_refuses(staff: Client) -> None:
@@ -284,7 +286,7 @@ def test_preview_reports_the_same_overflow_a_save_refuses(staff: Client) -> None
 
     assert answer.status_code == 200
     assert answer.json()["largest"] > 4096
-    assert {r["provider"] for r in answer.json()["too_large"]} == {"apns", "fcm"}
+    assert {r["provider"] for r in answer.json()["too_large"]} == {"apns", "fcm", "webpush"}
     missing = post(staff, "preview", "add", {"project": str(project.pk), "content": {"body": "b"}})
     assert (missing.status_code, missing.json()["error"]["code"]) == (400, "MISSING_TITLE")
 

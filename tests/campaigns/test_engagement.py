@@ -213,6 +213,29 @@ def test_the_goal_filter_must_match_the_event_properties():
     assert conversions(campaign) == {(1, 0, big.pk), (1, 1, small.pk), (1, 1, big.pk)}
 
 
+def test_a_stored_goal_that_no_longer_validates_is_skipped_not_a_failed_batch(caplog):
+    """Goals edited outside the API (here a filter with an unknown operator and one
+    without its event) count nothing; the campaign's valid goal and every other
+    campaign's still count, and ingestion does not fail."""
+    campaign = goal_campaign(
+        None,
+        {"name": "Broken", "event": "purchase", "filter": {"attr": "price", "op": "nope"}},
+        {"name": "Any", "event": "purchase"},
+    )
+    PushCampaign.objects.filter(pk=campaign.pk).update(
+        goals=[*campaign.goals, {"name": "No event", "window_hours": 36}]
+    )
+    user = user_of(sent_delivery(campaign, sent_at=T))
+
+    record_engagement([event(user, "purchase", T, properties={"price": 1})])
+
+    assert conversions(campaign) == {(1, 1, user.pk)}
+    warnings = [r.getMessage() for r in caplog.records if r.name == "herald.engagement"]
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"campaign {campaign.pk}: ignoring goal 0: ")
+    assert warnings[1].startswith(f"campaign {campaign.pk}: ignoring goal 2: ")
+
+
 def test_other_projects_and_other_campaigns_are_not_credited():
     campaign = goal_campaign(None, {"name": "Buy", "event": "purchase"})
     no_goal = CampaignFactory(project=campaign.project, sent_at=T)

@@ -352,8 +352,10 @@ def test_preview_renders_for_a_registered_user_or_attributes(api, project):
     )
     assert ana["payloads"]["apns"]["payload"]["aps"]["alert"]["title"] == "Salut ana"
     assert made_up["title"] == "Hi Zoé" and nobody["title"] == "Hi there"
-    assert set(ana["payloads"]) == {"apns", "fcm_android", "fcm_ios", "fcm_web"}
-    assert ana["sizes"]["apns"] > 0 and ana["largest"] == max(ana["sizes"].values())
+    assert set(ana["payloads"]) == {"apns", "fcm_android", "fcm_ios", "fcm_web", "webpush"}
+    assert ana["payloads"]["webpush"]["payload"]["notification"]["title"] == "Salut ana"
+    assert ana["sizes"]["apns"] > 0
+    assert ana["largest"] == max(v for k, v in ana["sizes"].items() if k != "webpush")
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "NOT_FOUND"
 

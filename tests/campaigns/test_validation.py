@@ -307,13 +307,18 @@ def test_payload_too_large_on_create(api, db_state):
     body = response.json()
     assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
     details = body["error"]["details"]
-    assert details["limit"] == 4096
-    assert {p["provider"] for p in details["payloads"]} == {"apns", "fcm"}
-    assert all(p["language"] is None and p["size"] > 4096 for p in details["payloads"])
-    worst = max(details["payloads"], key=lambda p: p["size"])
+    assert {(p["provider"], p["limit"]) for p in details["payloads"]} == {
+        ("apns", 4096),
+        ("fcm", 4096),
+        ("webpush", 3993),
+    }
+    assert all(p["language"] is None and p["size"] > p["limit"] for p in details["payloads"])
+    # The message names the payload furthest over its limit.
+    worst = max(details["payloads"], key=lambda p: p["size"] - p["limit"])
+    assert details["limit"] == worst["limit"]
     assert body["error"]["message"] == (
         f"The {worst['provider']} payload would be {worst['size']} bytes; "
-        "the limit is 4096. Shorten the text or data."
+        f"the limit is {worst['limit']}. Shorten the text or data."
     )
     assert db_state() == before
 
@@ -333,6 +338,7 @@ def test_payload_too_large_names_the_overflowing_localization(api, db_state):
     assert {(p["provider"], p["language"]) for p in details["payloads"]} == {
         ("apns", "de"),
         ("fcm", "de"),
+        ("webpush", "de"),
     }
     assert db_state() == before
 
@@ -464,9 +470,21 @@ FIELD_ERRORS: list[tuple[str, Any, str, str]] = [
     ("localizations", {"french": {"title": "x"}}, "localizations.french",
      "'french' is not a language code such as 'fr' or 'pt-BR'."),
     ("localizations", {"fr": "Bonjour"}, "localizations.fr",
-     "localizations.fr must be an object with title and/or body."),
+     "localizations.fr must be an object with title, body, image_url and/or actions."),
     ("localizations", {"fr": {}}, "localizations.fr",
-     "localizations.fr must be an object with title and/or body."),
+     "localizations.fr must be an object with title, body, image_url and/or actions."),
+    ("localizations", {"fr": {"image_url": "ftp://cdn/x.png"}}, "localizations.fr.image_url",
+     "localizations.fr.image_url must be an http(s) URL."),
+    ("localizations", {"fr": {"image_url": 3}}, "localizations.fr.image_url",
+     "localizations.fr.image_url must be a string."),
+    ("localizations", {"fr": {"actions": ["Acheter"]}}, "localizations.fr.actions",
+     "localizations.fr.actions must be an object of button titles by action id."),
+    ("localizations", {"fr": {"actions": {str(i): "t" for i in range(4)}}},
+     "localizations.fr.actions", "localizations.fr.actions has more than 3 button titles."),
+    ("localizations", {"fr": {"actions": {"buy": " "}}}, "localizations.fr.actions.buy",
+     "localizations.fr.actions.buy must not be blank."),
+    ("localizations", {"fr": {"actions": {"buy": "t" * 101}}}, "localizations.fr.actions.buy",
+     "localizations.fr.actions.buy must be at most 100 characters."),
     ("localizations", {"fr": {"titel": "x"}}, "localizations.fr",
      "localizations.fr has unknown keys: titel."),
     ("localizations", {"fr": {"title": 1}}, "localizations.fr.title",
@@ -491,11 +509,37 @@ FIELD_ERRORS: list[tuple[str, Any, str, str]] = [
     ("image_url", 1, "image_url", "image_url must be a string."),
     ("url", "no-scheme", "url", "url must be an absolute URL."),
     ("url", "h" * 2001, "url", "url must be at most 2000 characters."),
-    ("actions", {"id": "a"}, "actions", "actions must be a list of {id, title, url}."),
+    ("actions", {"id": "a"}, "actions", "actions must be a list of {id, title, url, icon}."),
     ("actions", [{"id": str(i), "title": "t"} for i in range(4)], "actions", "At most 3 actions."),
     ("actions", ["buy"], "actions[0]", "actions[0] must be an object."),
-    ("actions", [{"id": "a", "title": "t", "icon": "x"}], "actions[0]",
-     "actions[0] has unknown keys: icon."),
+    ("actions", [{"id": "a", "title": "t", "image": "x"}], "actions[0]",
+     "actions[0] has unknown keys: image."),
+    ("actions", [{"id": "a", "title": "t", "icon": "x"}], "actions[0].icon",
+     "actions[0].icon must be an absolute URL."),
+    ("actions", [{"id": "a", "title": "t", "icon": "myapp://buy.png"}], "actions[0].icon",
+     "actions[0].icon must be an http(s) URL."),
+    ("actions", [{"id": "a", "title": "t", "icon": 7}], "actions[0].icon",
+     "actions[0].icon must be a string."),
+    ("icon", "data:image/png;base64,AAAA", "icon", "icon must be an http(s) URL."),
+    ("icon", "icon.png", "icon", "icon must be an absolute URL."),
+    ("icon", None, "icon", "icon must be a string."),
+    ("icon", "https://" + "i" * 1993, "icon", "icon must be at most 2000 characters."),
+    ("web_badge", "ftp://cdn/b.png", "web_badge", "web_badge must be an http(s) URL."),
+    ("web_badge", 1, "web_badge", "web_badge must be a string."),
+    ("vibrate", 200, "vibrate", "vibrate must be a list of milliseconds, e.g. [200, 100, 200]."),
+    ("vibrate", [100] * 11, "vibrate", "vibrate has more than 10 items."),
+    ("vibrate", [100, -1], "vibrate[1]", "vibrate[1] must be between 0 and 10000."),
+    ("vibrate", [10001], "vibrate[0]", "vibrate[0] must be between 0 and 10000."),
+    ("vibrate", [100, "200"], "vibrate[1]", "vibrate[1] must be an integer."),
+    ("vibrate", [True], "vibrate[0]", "vibrate[0] must be an integer."),
+    ("vibrate", [0.5], "vibrate[0]", "vibrate[0] must be an integer."),
+    ("require_interaction", "yes", "require_interaction",
+     "require_interaction must be true or false."),
+    ("require_interaction", None, "require_interaction",
+     "require_interaction must be true or false."),
+    ("renotify", 1, "renotify", "renotify must be true or false."),
+    ("tag", "t" * 65, "tag", "tag must be at most 64 characters."),
+    ("tag", None, "tag", "tag must be a string."),
     ("actions", [{"title": "t"}], "actions[0].id", "actions[0].id must be a string."),
     ("actions", [{"id": "a", "title": ""}], "actions[0].title",
      "actions[0].title must not be blank."),
@@ -518,9 +562,9 @@ FIELD_ERRORS: list[tuple[str, Any, str, str]] = [
     ("platforms", [1], "platforms", "platforms must be a list of 'ios', 'android', 'web'."),
     ("platforms", ["ios", "blackberry"], "platforms", "Unknown platform(s): blackberry."),
     ("targeting", [], "targeting", "targeting must be an object."),
-    ("targeting", {"planets": {}}, "targeting", "targeting has unknown keys: planets."),
     ("targeting", {"countries": ["FR"]}, "targeting.countries",
-     'targeting.countries must be {"include": [...], "exclude": [...]}.'),
+     'targeting.countries must be {"include": [...], "exclude": [...]} or '
+     '{"items": [...], "op": "include" | "exclude"}.'),
     ("targeting", {"countries": {"include": "FR"}}, "targeting.countries.include",
      "targeting.countries.include must be a list of strings."),
     ("targeting", {"user_data": {"include": []}}, "targeting.user_data.include",

@@ -12,21 +12,12 @@ import pytest
 
 from campaigns import services
 from campaigns.validation import validate_create
-from core.services import project_generate_vapid
 from delivery.models import PushDelivery, PushToken
 from segments.services import clean_token_registration, token_register
 from tests.campaigns.test_sending import drive
 from tests.factories import AppUserFactory, PushTokenFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_sim")]
-
-
-@pytest.fixture
-def web_project(project, sim):
-    project, _ = project_generate_vapid(project=project, subject="mailto:ops@example.com")
-    project.webpush_ca_file = str(sim.credentials.ca_file)
-    project.save(update_fields=["webpush_ca_file"])
-    return project
 
 
 def subscribe(project, sim, count: int) -> list[PushToken]:

@@ -249,4 +249,6 @@ def test_the_schema_documents_the_header_on_exactly_the_idempotent_operations():
         ("post", "/admin/push/{campaign_id}/push"),
         ("post", "/admin/push/test"),
         ("post", "/v1/projects/{project_id}/tokens"),
+        ("post", "/admin/projects/{project_id}/compat/moengage/push"),
+        ("post", "/admin/compat/moengage/push"),
     }

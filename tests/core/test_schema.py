@@ -70,7 +70,9 @@ def test_spectacular_command_has_no_warnings_and_validates(
 
 def test_security_schemes_describe_api_keys_and_staff_sessions(schema: dict[str, Any]) -> None:
     schemes = schema["components"]["securitySchemes"]
-    assert set(schemes) == {"ApiKeyAuth", "StaffSession"}
+    assert set(schemes) == {"ApiKeyAuth", "ApiKeyBasicAuth", "StaffSession"}
+    basic = schemes["ApiKeyBasicAuth"]  # the MoEngage door's only
+    assert (basic["type"], basic["scheme"]) == ("http", "basic")
     api_key = schemes["ApiKeyAuth"]
     assert (api_key["type"], api_key["scheme"]) == ("http", "bearer")
     assert api_key["bearerFormat"] == "hk_<prefix>_<secret>"
@@ -88,6 +90,14 @@ def test_every_api_operation_requires_a_key_or_staff_session(
     assert matched
     for path, method, operation in matched:
         assert operation.get("security") == SECURITY, (method, path)
+
+
+def test_the_moengage_door_takes_keys_only(schema: dict[str, Any]) -> None:
+    """Its signature is checked with the raw key: Bearer or Basic, no staff session."""
+    matched = [op for p, m, op in operations(schema) if "/compat/moengage/" in p]
+    assert len(matched) == 2
+    for operation in matched:
+        assert operation["security"] == [{"ApiKeyBasicAuth": []}, {"ApiKeyAuth": []}]
 
 
 def test_one_error_envelope_component(schema: dict[str, Any]) -> None:
@@ -333,7 +343,7 @@ NULLABLE = {
     "Token": {"app_user_id", "external_id", "invalidated_at", "p256dh"},
     "TestPushResult": {"provider_message_id"},
     "ExplicitPushResult": {"run"},
-    "Action": {"url"},
+    "Action": {"url", "icon"},
 }  # fmt: skip
 
 

@@ -147,6 +147,7 @@ def test_build_fcm_full_content() -> None:
         "webpush": {
             "headers": {"TTL": "3600", "Urgency": "high"},
             "notification": {
+                "tag": "spring-sale",
                 "actions": [
                     {"action": "open", "title": "Open"},
                     {"action": "later", "title": "Later"},
@@ -539,21 +540,21 @@ def test_size_report_default_text_at_the_limit() -> None:
     content = PushContent(title="T", body="x" * 3962)
 
     assert _sizes(content) == (4046, 4096)
-    assert payload_size_report(content) == []
+    assert payload_size_report(content, webpush=False) == []
 
 
 def test_size_report_default_text_just_over() -> None:
     content = PushContent(title="T", body="x" * 3963)
 
-    assert payload_size_report(content) == [PayloadTooLarge("fcm", "", 4097, 4096)]
+    assert payload_size_report(content, webpush=False) == [PayloadTooLarge("fcm", "", 4097, 4096)]
 
 
 def test_size_report_apns_limit() -> None:
     at_limit = PushContent(title="T", body="x" * 4012)
     over = PushContent(title="T", body="x" * 4013)
 
-    assert payload_size_report(at_limit) == [PayloadTooLarge("fcm", "", 4146, 4096)]
-    assert payload_size_report(over) == [
+    assert payload_size_report(at_limit, webpush=False) == [PayloadTooLarge("fcm", "", 4146, 4096)]
+    assert payload_size_report(over, webpush=False) == [
         PayloadTooLarge("apns", "", 4097, 4096),
         PayloadTooLarge("fcm", "", 4147, 4096),
     ]
@@ -567,9 +568,9 @@ def test_size_report_counts_multibyte_characters_in_bytes() -> None:
     # 1004 four-byte characters: 4016 bytes, four over what APNs leaves for the body.
     emoji = PushContent(title="T", body="😀" * 1004)
 
-    assert payload_size_report(at_limit) == []
-    assert payload_size_report(over) == [PayloadTooLarge("fcm", "", 4098, 4096)]
-    assert payload_size_report(emoji) == [
+    assert payload_size_report(at_limit, webpush=False) == []
+    assert payload_size_report(over, webpush=False) == [PayloadTooLarge("fcm", "", 4098, 4096)]
+    assert payload_size_report(emoji, webpush=False) == [
         PayloadTooLarge("apns", "", 4100, 4096),
         PayloadTooLarge("fcm", "", 4150, 4096),
     ]
@@ -583,8 +584,8 @@ def test_size_report_one_long_localization() -> None:
         localizations={"fr": {"title": "Salut"}, "de": {"body": "x" * 3963}},
     )
 
-    assert payload_size_report(under) == []
-    assert payload_size_report(over) == [PayloadTooLarge("fcm", "de", 4097, 4096)]
+    assert payload_size_report(under, webpush=False) == []
+    assert payload_size_report(over, webpush=False) == [PayloadTooLarge("fcm", "de", 4097, 4096)]
 
 
 def test_size_report_localization_inherits_long_default_field() -> None:
@@ -594,7 +595,7 @@ def test_size_report_localization_inherits_long_default_field() -> None:
         localizations={"fr": {"title": "T"}, "de": {"body": "short"}},
     )
 
-    assert payload_size_report(content) == [
+    assert payload_size_report(content, webpush=False) == [
         PayloadTooLarge("fcm", "", 4097, 4096),
         PayloadTooLarge("fcm", "fr", 4097, 4096),
     ]

@@ -47,9 +47,13 @@ def _localizations(n: int) -> CountingLocalizations:
 
 @pytest.fixture
 def builds(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Count calls of the two builders as payload_size_report makes them."""
-    counts = {"apns": 0, "fcm": 0}
-    real_apns, real_fcm = payloads.build_apns, payloads.build_fcm
+    """Count calls of the three builders as payload_size_report makes them."""
+    counts = {"apns": 0, "fcm": 0, "webpush": 0}
+    real_apns, real_fcm, real_webpush = (
+        payloads.build_apns,
+        payloads.build_fcm,
+        payloads.build_webpush,
+    )
 
     def counting_apns(*args: Any, **kwargs: Any) -> Any:
         counts["apns"] += 1
@@ -59,8 +63,13 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         counts["fcm"] += 1
         return real_fcm(*args, **kwargs)
 
+    def counting_webpush(*args: Any, **kwargs: Any) -> Any:
+        counts["webpush"] += 1
+        return real_webpush(*args, **kwargs)
+
     monkeypatch.setattr(payloads, "build_apns", counting_apns)
     monkeypatch.setattr(payloads, "build_fcm", counting_fcm)
+    monkeypatch.setattr(payloads, "build_webpush", counting_webpush)
     return counts
 
 
@@ -73,8 +82,9 @@ def test_size_report_reads_each_localization_a_constant_number_of_times(
     report = payload_size_report(PushContent(title="T", body="B", localizations=localizations))
 
     assert report == []
-    # One APNs and three FCM (android, ios, web) builds per language and the default.
-    assert builds == {"apns": n + 1, "fcm": 3 * (n + 1)}
+    # One APNs, three FCM (android, ios, web) and one web push build per language and
+    # the default.
+    assert builds == {"apns": n + 1, "fcm": 3 * (n + 1), "webpush": n + 1}
     # Indexed once when the content is made (each key and value read once), then the
     # languages listed once; no build scans the localizations.
     assert localizations.reads == 3 * n

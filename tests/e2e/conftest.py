@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from config.celery import app
+from tests.childenv import database_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,18 +107,6 @@ def simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulators]
     process.wait(timeout=10)
 
 
-def _database_env() -> dict[str, str]:
-    """Point a child process at the test database the test process is using."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return {"HERALD_SQLITE_PATH": str(db["NAME"])}
-    user = db.get("USER") or "postgres"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or "5432"
-    return {"DATABASE_URL": f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"}
-
-
 def drain_broker() -> None:
     with app.connection_for_write() as conn:
         queue = conn.SimpleQueue("celery")
@@ -158,7 +146,7 @@ class Worker:
 def _spawn_celery(args: list[str], log: Path, env: dict[str, str] | None, ready: bytes) -> Worker:
     """Start `celery -A config <args>` against the test database and broker, and wait
     until its log says `ready`."""
-    child_env = {**os.environ, **_database_env(), **(env or {})}
+    child_env = {**os.environ, **database_env(), **(env or {})}
     child_env["HERALD_VAR_DIR"] = str(settings.VAR_DIR)
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", *args],

@@ -24,7 +24,8 @@ from django.core.management.base import CommandError
 from campaigns.models import CampaignStatus, PushCampaign
 from campaigns.queue import SEND_BATCH_TASK
 from config.celery import app
-from tests.e2e.conftest import ROOT, Simulators, _database_env, drain_broker, wait_for
+from tests.childenv import database_env
+from tests.e2e.conftest import ROOT, Simulators, drain_broker, wait_for
 from tests.e2e.test_delivery import _accepted, _project, _tokens
 from tests.factories import create_api_key
 from tests.scrape import Samples, parse, total, value
@@ -44,7 +45,7 @@ def _free_port() -> int:
 def _node(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        **_database_env(),
+        **database_env(),
         "HERALD_VAR_DIR": str(settings.VAR_DIR),
         # One metrics folder per node, as on separate machines (each node empties its
         # own at start; docs/deploy.md, "Metrics").

@@ -21,24 +21,13 @@ from typing import Any
 import httpx2
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from django.conf import settings
-from django.db import connection
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client as sdk_stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.childenv import database_env
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_env() -> dict[str, str]:
-    """Point a child process at the test database the test process is using."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return {"HERALD_SQLITE_PATH": str(db["NAME"])}
-    user = db.get("USER") or "postgres"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or "5432"
-    return {"DATABASE_URL": f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"}
 
 
 @dataclass

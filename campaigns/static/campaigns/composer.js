@@ -34,6 +34,12 @@
   }
 
   // ---------------------------------------------------------------- localizations
+  // The campaign's button ids, as the actions editor last wrote them.
+  function actionIds() {
+    const actions = $("#id_actions");
+    return parse(actions ? actions.value : "[]", []).map((a) => (a && a.id) || "").filter(Boolean);
+  }
+
   function localizationsEditor(textarea, mount) {
     const rows = el("div", { class: "composer-rows" });
     const add = el("button", { type: "button", class: "button composer-add", text: "+ Add language" });
@@ -44,13 +50,28 @@
         const lang = $("[data-key=language]", row).value.trim();
         const title = $("[data-key=title]", row).value;
         const body = $("[data-key=body]", row).value;
-        if (!lang && !title && !body) return;
+        const image = $("[data-key=image_url]", row).value.trim();
+        const buttons = {};
+        $$("[data-action]", row).forEach((input) => { if (input.value.trim()) buttons[input.dataset.action] = input.value; });
+        if (!lang && !title && !body && !image && !Object.keys(buttons).length) return;
         const entry = {};
         if (title) entry.title = title;
         if (body) entry.body = body;
+        if (image) entry.image_url = image;
+        if (Object.keys(buttons).length) entry.actions = buttons;
         out[lang] = entry;
       });
       changed(textarea, out);
+    };
+    // One title input per button of the campaign, kept by id when the buttons change.
+    const buttonInputs = (row, titles) => {
+      const box = $("[data-key=actions]", row);
+      const n = Array.from(rows.children).indexOf(row) + 1;
+      const typed = Object.assign({}, titles);
+      $$("[data-action]", box).forEach((input) => { typed[input.dataset.action] = input.value; });
+      box.replaceChildren(...actionIds().map((id) => el("input", {
+        "data-action": id, "aria-label": "Localized button " + id + " " + n, placeholder: "Button " + id, size: 14, value: typed[id] || "",
+      })));
     };
     const addRow = (lang, texts) => {
       const n = rows.children.length;
@@ -58,15 +79,20 @@
         el("input", { "data-key": "language", "aria-label": "Language " + (n + 1), placeholder: "fr", size: 6, list: "composer-languages", value: lang || "" }),
         el("input", { "data-key": "title", "aria-label": "Localized title " + (n + 1), placeholder: "Title", class: "composer-grow", value: (texts && texts.title) || "" }),
         el("textarea", { "data-key": "body", "aria-label": "Localized body " + (n + 1), placeholder: "Body", rows: 2, class: "composer-grow" }),
+        el("input", { "data-key": "image_url", "aria-label": "Localized image URL " + (n + 1), placeholder: "Image URL (optional)", class: "composer-grow", value: (texts && texts.image_url) || "" }),
+        el("span", { "data-key": "actions", class: "composer-loc-actions" }),
         removeButton("Remove language " + (n + 1), () => { row.remove(); write(); }),
       ]);
       $("[data-key=body]", row).value = (texts && texts.body) || "";
       row.addEventListener("input", () => { row.dataset.path = "localizations." + $("[data-key=language]", row).value.trim(); write(); });
       rows.appendChild(row);
+      buttonInputs(row, (texts && texts.actions) || {});
       return row;
     };
     Object.entries(parse(textarea.value, {})).forEach(([lang, texts]) => addRow(lang, texts));
     add.addEventListener("click", () => { $("[data-key=language]", addRow("", {})).focus(); });
+    const actions = $("#id_actions");
+    if (actions) actions.addEventListener("change", () => { $$(".composer-row", rows).forEach((row) => buttonInputs(row, {})); write(); });
   }
 
   // ---------------------------------------------------------------------- actions
@@ -80,8 +106,10 @@
         row.dataset.path = "actions[" + i + "]";
         const action = { id: $("[data-key=id]", row).value.trim(), title: $("[data-key=title]", row).value };
         const url = $("[data-key=url]", row).value.trim();
+        const icon = $("[data-key=icon]", row).value.trim();
         if (url) action.url = url;
-        if (action.id || action.title || url) out.push(action);
+        if (icon) action.icon = icon;
+        if (action.id || action.title || url || icon) out.push(action);
       });
       add.disabled = rows.children.length >= 3;
       changed(textarea, out);
@@ -92,6 +120,7 @@
         el("input", { "data-key": "id", "aria-label": "Button " + n + " id", placeholder: "id, e.g. open", size: 10, value: action.id || "" }),
         el("input", { "data-key": "title", "aria-label": "Button " + n + " label", placeholder: "Label", class: "composer-grow", value: action.title || "" }),
         el("input", { "data-key": "url", "aria-label": "Button " + n + " URL", placeholder: "URL (optional)", class: "composer-grow", value: action.url || "" }),
+        el("input", { "data-key": "icon", "aria-label": "Button " + n + " icon URL", placeholder: "Icon URL (optional)", class: "composer-grow", value: action.icon || "" }),
         removeButton("Remove button " + n, () => { row.remove(); write(); }),
       ]);
       row.addEventListener("input", write);
@@ -447,7 +476,11 @@
         actions: parse(val("#id_actions") || "[]", []),
         sound: val("#id_sound"), collapse_key: val("#id_collapse_key"),
         priority: val("#id_priority") || "high",
+        icon: val("#id_icon").trim(), web_badge: val("#id_web_badge").trim(), tag: val("#id_tag"),
       };
+      const vibrate = val("#id_vibrate").split(/[\s,]+/).filter(Boolean);
+      if (vibrate.length) out.vibrate = vibrate.map((v) => (/^-?\d+$/.test(v) ? Number(v) : v));
+      ["require_interaction", "renotify"].forEach((name) => { const box = $("#id_" + name); if (box && box.checked) out[name] = true; });
       const data = val("#id_data").trim();
       out.data = data ? parse(data, data) : {};
       const badge = val("#id_badge");
@@ -491,11 +524,16 @@
         $$("[data-preview=body]", panel).forEach((n) => { n.textContent = p.body; });
         $$("[data-preview=image]", panel).forEach((n) => { n.hidden = !p.image_url; if (p.image_url) n.src = p.image_url; else n.removeAttribute("src"); });
         $$("[data-preview=actions]", panel).forEach((n) => n.replaceChildren(...p.actions.map((a) => el("span", { text: a.title }))));
-        const pct = Math.min(100, Math.round((100 * p.largest) / p.limit));
+        const web = p.payloads.webpush && p.payloads.webpush.payload.notification;
+        $$("[data-preview=icon]", panel).forEach((n) => { n.hidden = !(web && web.icon); if (web && web.icon) n.src = web.icon; else n.removeAttribute("src"); });
+        // The bar shows the payload closest to its own limit (web push's is 3,993 bytes).
+        const fullest = Object.keys(p.sizes).reduce((a, b) => (p.sizes[b] / p.limits[b] > p.sizes[a] / p.limits[a] ? b : a));
+        const pct = Math.min(100, Math.round((100 * p.sizes[fullest]) / p.limits[fullest]));
         const bar = $("[data-preview=bar]", panel);
         bar.style.width = pct + "%";
-        bar.className = p.largest > p.limit ? "failed" : "sent";
-        $("[data-preview=size]", panel).textContent = "Largest payload: " + Herald.number(p.largest) + " of " + Herald.number(p.limit) + " bytes (APNs " + Herald.number(p.sizes.apns) + ", FCM Android " + Herald.number(p.sizes.fcm_android) + ", web " + Herald.number(p.sizes.fcm_web) + ")";
+        bar.className = p.sizes[fullest] > p.limits[fullest] ? "failed" : "sent";
+        const webSize = p.sizes.webpush === undefined ? "" : ", web push " + Herald.number(p.sizes.webpush) + " of " + Herald.number(p.limits.webpush);
+        $("[data-preview=size]", panel).textContent = "Largest payload: " + Herald.number(p.largest) + " of " + Herald.number(p.limit) + " bytes (APNs " + Herald.number(p.sizes.apns) + ", FCM Android " + Herald.number(p.sizes.fcm_android) + ", FCM web " + Herald.number(p.sizes.fcm_web) + webSize + ")";
         if (p.too_large.length) {
           message.textContent = "Too large: " + p.too_large.map((r) => r.provider + (r.language ? " (" + r.language + ")" : "") + " " + r.size + " bytes").join(", ");
           message.hidden = false;
