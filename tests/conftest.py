@@ -9,12 +9,14 @@ from an empty queue.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from queue import Empty
 from typing import Any, NamedTuple
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.test import APIClient
@@ -35,6 +37,12 @@ from tests.factories import (
     api_client,
     create_api_key,
 )
+
+# A fixed secrets key for the whole run, in the environment too so the workers, web
+# servers and nodes the e2e tests start read what this process wrote (core/secrets.py).
+TEST_SECRETS_KEY = "dGVzdC1vbmx5LWhlcmFsZC1zZWNyZXRzLWtleS0wMDA="
+os.environ["HERALD_SECRETS_KEY"] = TEST_SECRETS_KEY
+settings.HERALD_SECRETS_KEYS = [TEST_SECRETS_KEY]
 
 # The console's browser fixtures (`browser`, `console`) and the loud skip report.
 pytest_plugins = ["tests.browser"]
