@@ -286,3 +286,24 @@ def test_a_malformed_key_is_named_by_position_never_echoed(settings: Any) -> Non
     )
     assert "not-a-key" not in error.msg + str(error.hint)
     assert production_problems()[-1] == error.msg
+
+
+def test_make_run_generates_the_local_key_before_anything_else_and_says_so(
+    settings: Any, tmp_path: Path
+) -> None:
+    from core.management.commands.run_stack import Command
+
+    key_file = tmp_path / "secrets.key"
+    settings.HERALD_SECRETS_KEYS = []
+    settings.HERALD_SECRETS_LOCAL_KEY_FILE = key_file
+    out = io.StringIO()
+    command = Command(stdout=out)
+
+    command._local_secrets_key()
+    command._local_secrets_key()  # kept: said once
+
+    assert out.getvalue().splitlines() == [
+        f"Generated the local secrets key {key_file} (encrypts provider credentials; set "
+        "HERALD_SECRETS_KEY in production, docs/deploy.md)."
+    ]
+    Fernet(key_file.read_text().strip())  # a valid key
