@@ -134,13 +134,13 @@ def test_no_private_key_is_readable_in_the_database_logs_or_any_response(
     )
     settings.HERALD_SECRETS_KEYS = in_use
     _, raw_key = create_api_key(orphan)
-    response = api_client(raw_key).post(
+    refused = api_client(raw_key).post(
         f"/admin/projects/{orphan.id}/push/campaigns/test",
         {"title": "T", "body": "B", "device_token": APNS_TOKEN, "provider": "apns"},
     )
-    assert response.status_code == 502
-    assert "APNs credentials are unreadable" in response.json()["error"]["message"]
-    captured.append(response.content.decode())
+    assert refused.status_code == 502
+    assert "APNs credentials are unreadable" in refused.json()["error"]["message"]
+    captured.append(refused.content.decode())
     captured.append(repr(list(Project.objects.all())) + str(orphan.__dict__))
 
     vapid = web_project.webpush_vapid_private_key.reveal()  # the test may look; no one else
