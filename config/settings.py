@@ -37,6 +37,16 @@ if not SECRET_KEY:
         raise RuntimeError("SECRET_KEY must be set in production")
     # Local/demo default only; production sets SECRET_KEY (see README).
     SECRET_KEY = INSECURE_SECRET_KEY
+# Provider credentials are encrypted at rest with these Fernet keys (comma-separated:
+# the first encrypts, all decrypt, for rotation). A local install (SECRET_KEY unset:
+# `make run`, tests) falls back to a key generated in the var dir; a deployment must
+# set HERALD_SECRETS_KEY (system check core.E001). core/secrets.py, docs/deploy.md.
+HERALD_SECRETS_KEYS = [
+    key.strip() for key in os.environ.get("HERALD_SECRETS_KEY", "").split(",") if key.strip()
+]
+HERALD_SECRETS_LOCAL_KEY_FILE: Path | None = (
+    VAR_DIR / "secrets.key" if SECRET_KEY == INSECURE_SECRET_KEY else None
+)
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()

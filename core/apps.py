@@ -8,3 +8,4 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         # drf-spectacular finds extensions only once their module is imported.
         import core.schema  # noqa: F401
+        from core import checks  # noqa: F401  (registers the system checks)

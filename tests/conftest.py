@@ -39,6 +39,12 @@ from tests.factories import (
     create_api_key,
 )
 
+# A fixed secrets key for the whole run, in the environment too so the workers, web
+# servers and nodes the e2e tests start read what this process wrote (core/secrets.py).
+TEST_SECRETS_KEY = "dGVzdC1vbmx5LWhlcmFsZC1zZWNyZXRzLWtleS0wMDA="
+os.environ["HERALD_SECRETS_KEY"] = TEST_SECRETS_KEY
+django_settings.HERALD_SECRETS_KEYS = [TEST_SECRETS_KEY]
+
 # The console's browser fixtures (`browser`, `console`) and the loud skip report.
 pytest_plugins = ["tests.browser"]
 

@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import Client
 
 from core.admin import EstimatedCountPaginator
+from core.fields import reveal_service_account
 from core.models import ApiKey, Project, hash_secret
 from delivery.models import PushDelivery
 from delivery.simulators.credentials import DemoCredentials, ensure_demo_credentials
@@ -128,8 +129,11 @@ def test_saving_a_project_with_empty_secret_fields_keeps_the_stored_secrets(
     configured_project.refresh_from_db()
     assert configured_project.name == "Renamed"
     assert configured_project.apns_endpoint == "127.0.0.1:2197"
-    assert configured_project.apns_auth_key == demo_credentials.auth_key_pem
-    assert configured_project.fcm_service_account == demo_credentials.service_account_info
+    assert configured_project.apns_auth_key.reveal() == demo_credentials.auth_key_pem
+    assert (
+        reveal_service_account(configured_project.fcm_service_account)
+        == demo_credentials.service_account_info
+    )
 
 
 def test_filled_secret_fields_overwrite_and_clear_removes(
@@ -147,8 +151,8 @@ def test_filled_secret_fields_overwrite_and_clear_removes(
     )
 
     configured_project.refresh_from_db()
-    assert configured_project.apns_auth_key == other.auth_key_pem.strip() + "\n"
-    assert configured_project.fcm_service_account == {}
+    assert configured_project.apns_auth_key.reveal() == other.auth_key_pem.strip() + "\n"
+    assert reveal_service_account(configured_project.fcm_service_account) == {}
     assert configured_project.has_apns_credentials
     assert not configured_project.has_fcm_credentials
 
@@ -176,8 +180,11 @@ def test_invalid_credentials_are_refused_and_nothing_changes(
         ],
     }
     configured_project.refresh_from_db()
-    assert configured_project.apns_auth_key == demo_credentials.auth_key_pem
-    assert configured_project.fcm_service_account == demo_credentials.service_account_info
+    assert configured_project.apns_auth_key.reveal() == demo_credentials.auth_key_pem
+    assert (
+        reveal_service_account(configured_project.fcm_service_account)
+        == demo_credentials.service_account_info
+    )
 
 
 def test_delivery_guarantee_is_set_in_the_admin_and_a_bad_one_changes_nothing(
@@ -215,8 +222,10 @@ def test_project_add_creates_through_the_service(
     assert response.status_code == 302
     project = Project.objects.get()
     assert project.name == "New app"
-    assert project.fcm_service_account == demo_credentials.service_account_info
-    assert project.apns_auth_key == ""
+    assert (
+        reveal_service_account(project.fcm_service_account) == demo_credentials.service_account_info
+    )
+    assert project.apns_auth_key.reveal() == ""
     assert response["Location"] == url("core_project_changelist")
 
 

@@ -18,6 +18,7 @@ from pytest_django.fixtures import Settings
 from campaigns.management.commands.seed_demo import demo_devices, simulator_subscriptions
 from campaigns.models import PushCampaign
 from core.credentials import webpush_missing
+from core.fields import reveal_service_account
 from core.management.commands.run_stack import REPORT_KEY_ENV, device_behaviour
 from core.models import ApiKey, Project, hash_secret
 from delivery.models import PushToken
@@ -256,12 +257,12 @@ def test_seed_demo_points_credentials_at_the_simulators(
     creds = ensure_demo_credentials(simulator_dir, fcm_base_url="https://127.0.0.1:12198")
     assert project.apns_team_id == creds.team_id
     assert project.apns_key_id == creds.key_id
-    assert project.apns_auth_key == creds.auth_key_pem
+    assert project.apns_auth_key.reveal() == creds.auth_key_pem
     assert project.apns_topic == "com.herald.demo"
     assert project.apns_endpoint == "127.0.0.1:12197"
     assert project.apns_ca_file == str(creds.ca_file)
     assert project.apns_use_sandbox is False
-    assert project.fcm_service_account == creds.service_account_info
+    assert reveal_service_account(project.fcm_service_account) == creds.service_account_info
     assert project.fcm_service_account["token_uri"] == "https://127.0.0.1:12198/token"
     assert project.fcm_endpoint == "https://127.0.0.1:12198"
     assert project.fcm_ca_file == str(creds.ca_file)
@@ -296,11 +297,11 @@ def test_seed_demo_text_output_prints_the_key_and_no_other_secret(
     assert len(lines) == 7
     assert out.count("hk_") == 1
     assert "PRIVATE KEY" not in out
-    secret_lines = project.apns_auth_key.splitlines()[1:-1]
-    secret_lines += str(project.fcm_service_account["private_key"]).splitlines()[1:-1]
+    secret_lines = project.apns_auth_key.reveal().splitlines()[1:-1]
+    secret_lines += project.fcm_service_account["private_key"].reveal().splitlines()[1:-1]
     assert not [line for line in secret_lines if line in out]
     assert project.fcm_service_account["private_key_id"] not in out
-    vapid_lines = project.webpush_vapid_private_key.splitlines()[1:-1]
+    vapid_lines = project.webpush_vapid_private_key.reveal().splitlines()[1:-1]
     assert vapid_lines and not [line for line in vapid_lines if line in out]
 
 

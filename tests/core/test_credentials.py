@@ -26,6 +26,7 @@ from core.credentials import (
     fcm_status,
     parse_fcm_service_account,
 )
+from core.fields import reveal_service_account
 from core.models import ApiKey, Project
 from core.services import project_update
 from delivery.credentials import MissingCredentials, apns_config, fcm_config
@@ -212,7 +213,7 @@ def test_project_update_refuses_a_bad_key_and_changes_nothing(
     assert (excinfo.value.message, excinfo.value.details) == (P8_ERROR, {"field": "apns_auth_key"})
     configured_project.refresh_from_db()
     assert configured_project.apns_topic == demo_credentials.topic
-    assert configured_project.apns_auth_key == demo_credentials.auth_key_pem
+    assert configured_project.apns_auth_key.reveal() == demo_credentials.auth_key_pem
 
 
 @pytest.mark.django_db
@@ -220,7 +221,7 @@ def test_project_update_removes_a_secret_given_empty(configured_project: Project
     project_update(project=configured_project, fields={"fcm_service_account": {}})
 
     configured_project.refresh_from_db()
-    assert configured_project.fcm_service_account == {}
+    assert reveal_service_account(configured_project.fcm_service_account) == {}
 
 
 def create_project(*args: str) -> dict[str, Any]:
@@ -247,8 +248,10 @@ def test_create_project_stores_credentials_from_files(demo_credentials: DemoCred
 
     project = Project.objects.get(pk=body["project_id"])
     assert (project.has_apns_credentials, project.has_fcm_credentials) == (True, True)
-    assert project.apns_auth_key == demo_credentials.auth_key_pem
-    assert project.fcm_service_account == demo_credentials.service_account_info
+    assert project.apns_auth_key.reveal() == demo_credentials.auth_key_pem
+    assert (
+        reveal_service_account(project.fcm_service_account) == demo_credentials.service_account_info
+    )
     assert project.apns_use_sandbox is False
 
 

@@ -74,14 +74,19 @@ def test_generate_then_rotate_through_the_service() -> None:
     project, rotated = project_generate_vapid(project=project, subject=SUBJECT)
     assert rotated is False
     stored = Project.objects.get(pk=project.pk)
-    key = serialization.load_pem_private_key(stored.webpush_vapid_private_key.encode(), None)
+    key = serialization.load_pem_private_key(
+        stored.webpush_vapid_private_key.reveal().encode(), None
+    )
     assert isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)
-    assert vapid_public_key_of(stored.webpush_vapid_private_key) == stored.webpush_vapid_public_key
+    assert (
+        vapid_public_key_of(stored.webpush_vapid_private_key.reveal())
+        == stored.webpush_vapid_public_key
+    )
     assert p256_public_point(stored.webpush_vapid_public_key) is not None
     assert stored.webpush_vapid_subject == SUBJECT
     assert webpush_missing(stored) == [] and stored.has_webpush_credentials
 
-    first = stored.webpush_vapid_private_key
+    first = stored.webpush_vapid_private_key.reveal()
     _, rotated = project_generate_vapid(project=stored, subject="https://example.com")
     assert rotated is True
     assert Project.objects.get(pk=project.pk).webpush_vapid_private_key != first
@@ -92,7 +97,7 @@ def test_a_bad_subject_changes_nothing() -> None:
     with pytest.raises(InvalidCredentials):
         project_generate_vapid(project=project, subject="nope")
     stored = Project.objects.get(pk=project.pk)
-    assert (stored.webpush_vapid_private_key, stored.webpush_vapid_public_key) == ("", "")
+    assert (stored.webpush_vapid_private_key.reveal(), stored.webpush_vapid_public_key) == ("", "")
 
 
 def test_project_update_cleans_vapid_fields() -> None:
@@ -130,15 +135,15 @@ def test_generate_and_rotate_through_the_api() -> None:
         "subject": SUBJECT,
         "rotated": False,
     }
-    first_private = project.webpush_vapid_private_key
+    first_private = project.webpush_vapid_private_key.reveal()
     assert secret_body(first_private) not in response.content.decode()
 
     response = admin.post(admin_url(project), {"subject": SUBJECT})
     assert response.status_code == 200 and response.json()["rotated"] is True
     project.refresh_from_db()
-    assert project.webpush_vapid_private_key != first_private
+    assert project.webpush_vapid_private_key.reveal() != first_private
     assert response.json()["public_key"] == project.webpush_vapid_public_key
-    assert secret_body(project.webpush_vapid_private_key) not in response.content.decode()
+    assert secret_body(project.webpush_vapid_private_key.reveal()) not in response.content.decode()
 
 
 @pytest.mark.parametrize(
@@ -153,7 +158,9 @@ def test_api_refusals_change_nothing(body: dict[str, Any], code: str, details: A
     project = make_project()
     assert error(client_for(project).post(admin_url(project), body)) == (400, code, details)
     project.refresh_from_db()
-    assert project.webpush_vapid_private_key == "" and project.webpush_vapid_public_key == ""
+    assert (
+        project.webpush_vapid_private_key.reveal() == "" and project.webpush_vapid_public_key == ""
+    )
 
 
 def test_client_keys_read_the_public_key_only() -> None:
@@ -177,9 +184,9 @@ def test_another_projects_key_gets_404() -> None:
     app = client_for(project, scope=ApiKey.Scope.CLIENT)
     assert error(admin.post(admin_url(other), {"subject": SUBJECT}))[:2] == (404, "NOT_FOUND")
     assert error(app.get(public_url(other)))[:2] == (404, "NOT_FOUND")
-    before = other.webpush_vapid_private_key
+    before = other.webpush_vapid_private_key.reveal()
     other.refresh_from_db()
-    assert other.webpush_vapid_private_key == before
+    assert other.webpush_vapid_private_key.reveal() == before
 
 
 # --------------------------------------------------------------------- console
@@ -197,12 +204,12 @@ def test_console_generates_then_warns_before_rotating(staff: Any) -> None:
     assert response.status_code == 200
     assert "mailto: address or an https: URL" in response.content.decode()
     project.refresh_from_db()
-    assert project.webpush_vapid_private_key == ""
+    assert project.webpush_vapid_private_key.reveal() == ""
 
     response = staff.post(page, {"subject": SUBJECT})
     assert response.status_code == 302
     project.refresh_from_db()
-    first = project.webpush_vapid_private_key
+    first = project.webpush_vapid_private_key.reveal()
     assert first and project.webpush_vapid_subject == SUBJECT
 
     response = staff.get(page)
@@ -210,14 +217,14 @@ def test_console_generates_then_warns_before_rotating(staff: Any) -> None:
     response = staff.post(page, {"subject": SUBJECT}, follow=True)
     assert "Rotated the VAPID keys" in response.content.decode()
     project.refresh_from_db()
-    assert project.webpush_vapid_private_key != first
+    assert project.webpush_vapid_private_key.reveal() != first
 
 
 def test_console_pages_never_show_the_private_key(staff: Any) -> None:
     project = make_project()
     project_generate_vapid(project=project, subject=SUBJECT)
     project.refresh_from_db()
-    secret = secret_body(project.webpush_vapid_private_key)
+    secret = secret_body(project.webpush_vapid_private_key.reveal())
     for page in (
         "/ops/core/project/",
         f"/ops/core/project/{project.pk}/change/",

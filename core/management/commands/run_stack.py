@@ -48,6 +48,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from core.metrics import metrics_dir_reset
 from core.models import ApiKey, Project
 from core.process_group import ProcessGroup, describe_exit
+from core.secrets import ensure_local_key, key_problems
 from core.services import api_key_replace
 
 PYTHON = sys.executable
@@ -185,6 +186,7 @@ class Command(BaseCommand):
             return
         host, port = options["host"], options["port"]
         metrics_dir_reset()
+        self._local_secrets_key()
         self.stdout.write("Migrating the database ...")
         call_command("migrate", verbosity=0, interactive=False)
         call_command("collectstatic", verbosity=0, interactive=False)
@@ -246,6 +248,20 @@ class Command(BaseCommand):
             health_url=f"{base}/healthz",
             banner=lambda: self._banner(base, demo, password, device_line),
         )
+
+    def _local_secrets_key(self) -> None:
+        """With no HERALD_SECRETS_KEY, make (once) and use the local key file, before
+        anything stores a credential; the children read the same file."""
+        key_file = settings.HERALD_SECRETS_LOCAL_KEY_FILE
+        if settings.HERALD_SECRETS_KEYS or key_file is None:
+            return  # set explicitly (or a deployment's, which the system check covers)
+        existed = key_file.exists()
+        ensure_local_key(key_file)
+        if not existed:
+            self.stdout.write(
+                f"Generated the local secrets key {key_file} (encrypts provider credentials; "
+                "set HERALD_SECRETS_KEY in production, docs/deploy.md)."
+            )
 
     def _supervise(
         self,
@@ -434,4 +450,8 @@ def production_problems() -> list[str]:
         problems.append("SECRET_KEY (a long random string, the same on every node)")
     if settings.DEBUG:
         problems.append("DEBUG off")
+    if not settings.HERALD_SECRETS_KEYS:
+        problems.append("HERALD_SECRETS_KEY (Fernet keys, comma-separated, the same on every node)")
+    else:
+        problems.extend(key_problems())
     return problems
