@@ -18,22 +18,25 @@ API's envelope, before any MCP message is read. The key's project is the project
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
 from asgiref.sync import async_to_sync
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
-from mcp.server.lowlevel import Server
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from campaigns.mcp_server.server import build_server
 from core.auth import ApiKeyAuthentication, project_for_request
+
+if TYPE_CHECKING:
+    from mcp.server.lowlevel import Server
+
+# The SDK (mcp, pydantic, starlette: ~30 MB) is imported on the first MCP request, not
+# with the URLconf: Celery workers load the URLconf too (Django's system checks at
+# start) and never serve MCP.
 
 # Set by the SDK from the body it answers; Django computes its own.
 DROPPED_HEADERS = {"content-length", "transfer-encoding", "connection"}
@@ -43,6 +46,9 @@ async def serve_asgi(
     server: Server, scope: dict[str, Any], body: bytes
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """One request through the SDK's stateless JSON-response transport."""
+    import anyio
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
     manager = StreamableHTTPSessionManager(app=server, json_response=True, stateless=True)
     answered = anyio.Event()
     sent_body = False
@@ -120,6 +126,8 @@ class McpView(APIView):
 
     @extend_schema(exclude=True)  # not a REST operation: docs/api.md, "MCP"
     def post(self, request: Request) -> HttpResponse:
+        from campaigns.mcp_server.server import build_server
+
         project = project_for_request(request, None)  # the key's project
         body = request.body  # raw: the transport parses the JSON-RPC message
         server = build_server(lambda: project)
