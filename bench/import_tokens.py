@@ -28,31 +28,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.setup_db import ensure_database, log  # noqa: E402  (after the path above)
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/herald_bench_import"
 COUNTRIES = ["US", "IN", "BR", "DE", "GB", "FR", "JP", "CA", "MX", "ES"]
 LOCALES = ["en_US", "hi_IN", "pt_BR", "de_DE", "en_GB", "fr_FR", "ja_JP", "en_CA", "es_MX"]
-
-
-def log(message: str = "") -> None:
-    print(message, flush=True)
-
-
-def ensure_database(database_url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def _fcm(rng: random.Random) -> str:

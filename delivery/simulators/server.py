@@ -30,6 +30,7 @@ import json
 import logging
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -40,7 +41,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from delivery.simulators.apns import ApnsSimulator, apns_server_ssl_context
-from delivery.simulators.behaviour import Behaviour
+from delivery.simulators.behaviour import Behaviour, ProviderStats
 from delivery.simulators.credentials import DemoCredentials, ensure_demo_credentials
 from delivery.simulators.fcm import FcmSimulator, fcm_server_ssl_context
 from delivery.simulators.reporting import DeviceReporter, ReportingConfig
@@ -215,39 +216,14 @@ class SimulatorServer:
                 str(credentials.ca_file),
             ),
         )
-        fcm_runner = web.AppRunner(self.fcm.build_app(), access_log=None)
-        await fcm_runner.setup()
-        fcm_handler_factory = fcm_runner.server
-        assert fcm_handler_factory is not None
-        fcm_stats = self.fcm.stats
-
-        def fcm_protocol() -> asyncio.BaseProtocol:
-            fcm_stats.connections += 1
-            return fcm_handler_factory()
-
-        fcm_server = await loop.create_server(
-            fcm_protocol,
-            sock=sockets[1],
-            ssl=fcm_server_ssl_context(
-                str(credentials.tls_cert_file), str(credentials.tls_key_file)
-            ),
+        web_ssl = fcm_server_ssl_context(
+            str(credentials.tls_cert_file), str(credentials.tls_key_file)
         )
-        webpush_runner = web.AppRunner(self.webpush.build_app(), access_log=None)
-        await webpush_runner.setup()
-        webpush_handler_factory = webpush_runner.server
-        assert webpush_handler_factory is not None
-        webpush_stats = self.webpush.stats
-
-        def webpush_protocol() -> asyncio.BaseProtocol:
-            webpush_stats.connections += 1
-            return webpush_handler_factory()
-
-        webpush_server = await loop.create_server(
-            webpush_protocol,
-            sock=sockets[3],
-            ssl=fcm_server_ssl_context(
-                str(credentials.tls_cert_file), str(credentials.tls_key_file)
-            ),
+        fcm_runner, fcm_server = await _serve_counted(
+            loop, self.fcm.build_app(), self.fcm.stats, sockets[1], web_ssl
+        )
+        webpush_runner, webpush_server = await _serve_counted(
+            loop, self.webpush.build_app(), self.webpush.stats, sockets[3], web_ssl
         )
         control_runner = web.AppRunner(self._control_app(), access_log=None)
         await control_runner.setup()
@@ -551,3 +527,25 @@ def serve_forever(
             await server.stop_async()
 
     asyncio.run(main())
+
+
+async def _serve_counted(
+    loop: asyncio.AbstractEventLoop,
+    app: web.Application,
+    stats: ProviderStats,
+    sock: socket.socket,
+    ssl_context: ssl.SSLContext,
+) -> tuple[web.AppRunner, asyncio.Server]:
+    """Serve an aiohttp app (FCM, web push) over TLS on ``sock``, counting each new
+    connection in ``stats`` (a sender that reuses its connections opens few)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    handler_factory = runner.server
+    assert handler_factory is not None
+
+    def protocol() -> asyncio.BaseProtocol:
+        stats.connections += 1
+        return handler_factory()
+
+    server = await loop.create_server(protocol, sock=sock, ssl=ssl_context)
+    return runner, server
