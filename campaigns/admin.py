@@ -43,6 +43,7 @@ from campaigns.runs import campaign_stats
 from campaigns.selectors import tags_in_use, with_current_run, with_tag
 from campaigns.validation import clean_tag
 from core.admin import adopt_saved
+from core.admin_site import ProjectScopedAdmin, ProjectScopedInline
 from core.errors import ApplicationError, InvalidInput
 from core.models import Project
 from core.timefmt import zoned
@@ -134,7 +135,7 @@ def _run_zone(obj: CampaignRun) -> str | None:
     return obj.campaign.project.default_timezone
 
 
-class CampaignRunInline(admin.TabularInline):
+class CampaignRunInline(ProjectScopedInline, admin.TabularInline):
     """Each send, scheduled fire or recurrence, with its own counters (read-only)."""
 
     model = CampaignRun
@@ -196,7 +197,7 @@ class TagFilter(admin.SimpleListFilter):
 
 
 @admin.register(PushCampaign)
-class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
+class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, ProjectScopedAdmin):
     form = PushCampaignForm
     list_display = (
         "name",
@@ -337,7 +338,9 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
         initial = super().get_changeform_initial_data(request)
         if "project" not in initial:
             # The usual case, one project: it is already chosen.
-            only = list(Project.objects.values_list("pk", flat=True)[:2])
+            ids = self._member_projects(request, "add")
+            choices = Project.objects.all() if ids is None else Project.objects.filter(pk__in=ids)
+            only = list(choices.values_list("pk", flat=True)[:2])
             if len(only) == 1:
                 initial["project"] = str(only[0])
         return initial
@@ -381,6 +384,21 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
         if obj is not None and not obj.is_editable:
             return False
         return super().has_delete_permission(request, obj)
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: PushCampaign | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        # The form refuses a schedule the user's role may not set (core/access.py).
+        return type(form.__name__, (form,), {"principal": request.user})
+
+    def has_send_permission(self, request: HttpRequest, obj: PushCampaign | None = None) -> bool:
+        """Send, schedule, cancel, test-push: the sender's (core/access.py)."""
+        return self._may(request, "send", obj)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
@@ -503,10 +521,18 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
         queryset: QuerySet[PushCampaign],
         verb: str,
         call: Callable[[PushCampaign], object],
+        permission: str,
     ) -> None:
         """Run `call` per campaign; a refusal is reported and the others still run."""
         done = 0
         for campaign in queryset.select_related("project").order_by("created_at"):
+            if not self._may(request, permission, campaign):
+                self.message_user(
+                    request,
+                    f'{verb} "{campaign.name}": your role in its project does not allow it.',
+                    messages.ERROR,
+                )
+                continue
             try:
                 call(campaign)
             except ApplicationError as error:
@@ -519,26 +545,32 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, admin.ModelAdmin):
             plural = "campaign" if done == 1 else "campaigns"
             self.message_user(request, f"{verb}: {done} {plural}.", messages.SUCCESS)
 
-    @admin.action(description="Send now", permissions=["change"])
+    @admin.action(description="Send now", permissions=["send"])
     def send_now(self, request: HttpRequest, queryset: QuerySet[PushCampaign]) -> None:
         self._each(
             request,
             queryset,
             "Send",
             lambda c: services.campaign_send(project=c.project, campaign_id=c.pk),
+            "send",
         )
 
-    @admin.action(description="Cancel", permissions=["change"])
+    @admin.action(description="Cancel", permissions=["send"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[PushCampaign]) -> None:
         self._each(
             request,
             queryset,
             "Cancel",
             lambda c: services.campaign_cancel(project=c.project, campaign_id=c.pk),
+            "send",
         )
 
     @admin.action(description="Duplicate as a new draft", permissions=["add"])
     def duplicate(self, request: HttpRequest, queryset: QuerySet[PushCampaign]) -> None:
         self._each(
-            request, queryset, "Duplicate", lambda c: services.campaign_duplicate(campaign=c)
+            request,
+            queryset,
+            "Duplicate",
+            lambda c: services.campaign_duplicate(campaign=c),
+            "add",
         )

@@ -25,6 +25,7 @@ from campaigns.content import CONTENT_FIELDS, push_content
 from campaigns.models import PushCampaign
 from campaigns.recurrence import describe_recurrence
 from campaigns.validation import validate_create, validate_preview, validate_update
+from core import access
 from core.console_json import error_response, request_object
 from core.errors import ApplicationError, InvalidInput, NotFound
 from core.models import Project
@@ -74,6 +75,10 @@ class ComposerViews(_Base):
                 raise NotFound("Not found.")
             project_id = _uuid_or_none(body.get("project"))
             project = None if project_id is None else Project.objects.filter(pk=project_id).first()
+            if project is not None and not access.principal_may(
+                request.user, access.ADD_CAMPAIGNS, project
+            ):
+                project = None  # not one of theirs: as unknown
             if project is None:
                 raise InvalidInput("Choose a project.", details={"field": "project"})
             return project, None

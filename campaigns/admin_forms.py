@@ -22,7 +22,7 @@ from django import forms
 
 from campaigns import services
 from campaigns.models import PushCampaign
-from campaigns.validation import CampaignFields, validate_create, validate_update
+from campaigns.validation import CampaignFields, schedules, validate_create, validate_update
 from campaigns.widgets import (
     CommaListField,
     DurationField,
@@ -33,7 +33,8 @@ from campaigns.widgets import (
     RecurrenceField,
     timezone_choices,
 )
-from core.errors import ApplicationError
+from core import access
+from core.errors import ApplicationError, InvalidInput
 from core.models import Project
 from segments.models import Segment
 
@@ -234,6 +235,8 @@ class PushCampaignForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.campaign_fields: CampaignFields = {}
+        # Who is composing (PushCampaignAdmin.get_form sets it): may they schedule?
+        self.principal: Any = getattr(self, "principal", None)
         # The validator reports missing text with the API's codes (MISSING_TITLE, ...).
         for name in ("name", "title", "body"):
             if name in self.fields:
@@ -350,8 +353,15 @@ class PushCampaignForm(forms.ModelForm):
         try:
             fields = validate_create(payload) if self._state_adding() else validate_update(payload)
             self._check_against_database(fields)
+            if schedules(fields, update=not self._state_adding()):
+                # Scheduling is the sender's (core/access.py), as on the API.
+                access.require(self.principal, access.SEND_CAMPAIGNS, self._project())
         except ApplicationError as error:
-            self._add_application_error(error)
+            self._add_application_error(
+                error
+                if error.code != "FORBIDDEN"
+                else InvalidInput(error.message, details={"field": "scheduled_at"})
+            )
             return cleaned
         self.campaign_fields = fields
         return cleaned

@@ -39,6 +39,7 @@ from campaigns import selectors, services, testpush
 from campaigns.analytics import campaign_analytics
 from campaigns.content import CONTENT_FIELDS
 from campaigns.models import CampaignRun, PushCampaign
+from core import access
 from core.console_json import error_response, request_object
 from core.errors import ApplicationError, InvalidInput, NotFound
 from core.timefmt import format_time
@@ -64,11 +65,6 @@ RUN_CHOICES = 50
 def zoned(moment: datetime | None, zone: str) -> str:
     """'2026-12-01 09:00:05 Europe/Paris' (core.timefmt, with seconds); "" for never."""
     return "" if moment is None else format_time(moment, zone, seconds=True)
-
-
-class Forbidden(ApplicationError):
-    status = 403
-    code = "FORBIDDEN"
 
 
 class CampaignPageAdmin(_Base):
@@ -111,7 +107,7 @@ class CampaignPageAdmin(_Base):
         if campaign is None:
             raise NotFound("Campaign not found.")
         if not self.has_view_permission(request, campaign):
-            raise Forbidden("You may not view this campaign.")
+            raise access.Forbidden("You may not view this campaign.")
         return campaign
 
     def _change_url(self, campaign: PushCampaign) -> str:
@@ -260,7 +256,7 @@ class CampaignPageAdmin(_Base):
         except NotFound as error:
             self.message_user(request, error.message, messages.ERROR)
             return HttpResponseRedirect(reverse("admin:campaigns_pushcampaign_changelist"))
-        if not self.has_change_permission(request):
+        if not access.principal_may(request.user, access.SEND_CAMPAIGNS, campaign):
             return HttpResponse(status=403)
         if request.method == "POST":
             try:
@@ -293,9 +289,10 @@ class CampaignPageAdmin(_Base):
         )
 
     def _button_target(
-        self, request: HttpRequest, object_id: str, allowed: bool
+        self, request: HttpRequest, object_id: str, perm: str
     ) -> PushCampaign | HttpResponse:
-        """A page button's campaign (POST only, permitted), or the answer refusing it."""
+        """A page button's campaign (POST only, ``perm`` held in its project), or the
+        answer refusing it."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         try:
@@ -303,10 +300,11 @@ class CampaignPageAdmin(_Base):
         except NotFound as error:
             self.message_user(request, error.message, messages.ERROR)
             return HttpResponseRedirect(reverse("admin:campaigns_pushcampaign_changelist"))
+        allowed = access.principal_may(request.user, perm, campaign)
         return campaign if allowed else HttpResponse(status=403)
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        campaign = self._button_target(request, object_id, self.has_change_permission(request))
+        campaign = self._button_target(request, object_id, access.SEND_CAMPAIGNS)
         if isinstance(campaign, HttpResponse):
             return campaign
         try:
@@ -322,7 +320,7 @@ class CampaignPageAdmin(_Base):
         return HttpResponseRedirect(self._change_url(campaign))
 
     def duplicate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        campaign = self._button_target(request, object_id, self.has_add_permission(request))
+        campaign = self._button_target(request, object_id, access.ADD_CAMPAIGNS)
         if isinstance(campaign, HttpResponse):
             return campaign
         copy = services.campaign_duplicate(campaign=campaign)
@@ -342,8 +340,7 @@ class CampaignPageAdmin(_Base):
             return error_response(_not_allowed(request, "POST"))
         try:
             campaign = self._campaign(request, object_id)
-            if not self.has_change_permission(request):
-                raise Forbidden("You may not send test pushes.")
+            access.require(request.user, access.SEND_CAMPAIGNS, campaign)
             payload = _test_push_payload(campaign, request_object(request))
             fields = testpush.validate_test_push(payload)
             result = testpush.test_push_send(project=campaign.project, fields=fields)

@@ -36,11 +36,13 @@ from campaigns.validation import (
     MAX_RUN_NUMBER,
     MAX_TAG,
     parse_run_number,
+    schedules,
     validate_create,
     validate_explicit_push,
     validate_preview,
     validate_update,
 )
+from core import access
 from core.api import ProjectScopedView, json_body
 from core.idempotency import IDEMPOTENCY_ERRORS, idempotent
 from core.pagination import CURSOR_PARAMETER, LIMIT_PARAMETER, parse_limit
@@ -64,6 +66,7 @@ class CampaignView(ProjectScopedView):
 
 class CampaignListView(CampaignView):
     failure_codes = {"GET": "LIST_FAILED", "POST": "CREATE_FAILED"}
+    permissions = {"GET": access.VIEW_CAMPAIGNS, "POST": access.ADD_CAMPAIGNS}
     lists = True
 
     @extend_schema(
@@ -102,12 +105,19 @@ class CampaignListView(CampaignView):
     def post(self, request: Request, **kwargs: Any) -> Response:
         project = self.project(request, kwargs)
         fields = validate_create(json_body(request))
+        if schedules(fields, update=False):
+            self.require(request, access.SEND_CAMPAIGNS, project)
         campaign = services.campaign_create(project=project, fields=fields)
         return Response(CampaignSerializer(campaign).data, status=201)
 
 
 class CampaignDetailView(CampaignView):
     failure_codes = {"GET": "FETCH_FAILED", "PATCH": "UPDATE_FAILED", "DELETE": "DELETE_FAILED"}
+    permissions = {
+        "GET": access.VIEW_CAMPAIGNS,
+        "PATCH": access.CHANGE_CAMPAIGNS,
+        "DELETE": access.DELETE_CAMPAIGNS,
+    }
 
     @extend_schema(responses={200: CampaignSerializer, **ERRORS}, summary="Fetch a campaign")
     def get(self, request: Request, **kwargs: Any) -> Response:
@@ -124,6 +134,8 @@ class CampaignDetailView(CampaignView):
         project = self.project(request, kwargs)
         campaign_id = self.campaign_id(kwargs)
         fields = validate_update(json_body(request))
+        if schedules(fields, update=True):
+            self.require(request, access.SEND_CAMPAIGNS, project)
         campaign = services.campaign_update(project=project, campaign_id=campaign_id, fields=fields)
         return Response(CampaignSerializer(campaign).data)
 
@@ -136,6 +148,7 @@ class CampaignDetailView(CampaignView):
 
 class CampaignSendView(CampaignView):
     failure_codes = {"POST": "SEND_FAILED"}
+    permissions = {"POST": access.SEND_CAMPAIGNS}
 
     @extend_schema(
         request=None,
@@ -151,6 +164,7 @@ class CampaignSendView(CampaignView):
 
 class CampaignCancelView(CampaignView):
     failure_codes = {"POST": "CANCEL_FAILED"}
+    permissions = {"POST": access.SEND_CAMPAIGNS}
 
     @extend_schema(
         request=None,
@@ -165,6 +179,7 @@ class CampaignCancelView(CampaignView):
 
 class CampaignDeliveriesView(CampaignView):
     failure_codes = {"GET": "LIST_FAILED"}
+    permissions = {"GET": access.VIEW_CAMPAIGNS}
     lists = True
 
     @extend_schema(
@@ -198,6 +213,7 @@ class CampaignDeliveriesView(CampaignView):
 
 class CampaignRunsView(CampaignView):
     failure_codes = {"GET": "LIST_FAILED"}
+    permissions = {"GET": access.VIEW_CAMPAIGNS}
     lists = True
 
     @extend_schema(responses={200: RunPageSerializer, **ERRORS}, summary="Runs with stats")
@@ -210,6 +226,7 @@ class CampaignRunsView(CampaignView):
 
 class TestPushView(CampaignView):
     failure_codes = {"POST": "PUSH_TEST_FAILED"}
+    permissions = {"POST": access.SEND_CAMPAIGNS}
 
     @extend_schema(
         request=TestPushRequestSerializer,
@@ -225,6 +242,7 @@ class TestPushView(CampaignView):
 
 class CampaignPushView(CampaignView):
     failure_codes = {"POST": "EXPLICIT_PUSH_FAILED"}
+    permissions = {"POST": access.SEND_CAMPAIGNS}
 
     @extend_schema(
         request=ExplicitPushRequestSerializer,
@@ -254,6 +272,7 @@ class CampaignPushView(CampaignView):
 
 class CampaignPreviewView(CampaignView):
     failure_codes = {"POST": "PREVIEW_FAILED"}
+    permissions = {"POST": access.VIEW_CAMPAIGNS}
 
     @extend_schema(
         request=CampaignPreviewRequestSerializer,
@@ -277,6 +296,7 @@ class CampaignPreviewView(CampaignView):
 
 class CampaignAudienceView(CampaignView):
     failure_codes = {"GET": "FETCH_FAILED"}
+    permissions = {"GET": access.VIEW_CAMPAIGNS}
 
     @extend_schema(
         responses={200: AudienceSerializer, **ERRORS}, summary="Audience size now, by provider"
@@ -290,6 +310,7 @@ class CampaignAudienceView(CampaignView):
 
 class CampaignAnalyticsView(CampaignView):
     failure_codes = {"GET": "FETCH_FAILED"}
+    permissions = {"GET": access.VIEW_CAMPAIGNS}
 
     @extend_schema(
         responses={200: AnalyticsSerializer, **ERRORS},
@@ -303,6 +324,7 @@ class CampaignAnalyticsView(CampaignView):
 
 class RunAnalyticsView(CampaignView):
     failure_codes = {"GET": "FETCH_FAILED"}
+    permissions = {"GET": access.VIEW_CAMPAIGNS}
 
     @extend_schema(
         parameters=[

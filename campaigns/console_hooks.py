@@ -32,11 +32,12 @@ from campaigns.dashboard import (
     sends_per_day,
 )
 from campaigns.testpush import test_push_send, validate_test_push
+from core import access
 from core.admin_site import HeraldAdminSite
 from core.api import refuse_unknown_fields
 from core.charts import bar_chart
 from core.console_json import console_json, request_object
-from core.errors import ApplicationError, NotFound
+from core.errors import NotFound
 from core.models import Project
 from core.timefmt import format_time, zone_named
 from segments.models import AppUser
@@ -97,12 +98,15 @@ def progress(stats: dict[str, int]) -> dict[str, Any]:
 
 def dashboard_context(request: HttpRequest) -> dict[str, Any]:
     """Template context of templates/admin/index.html (for one project, or all)."""
+    ids = access.projects_where(request.user)
+    mine = Project.objects.all() if ids is None else Project.objects.filter(pk__in=ids)
     projects = list(
-        Project.objects.order_by("name").only("id", "name", "default_timezone")[
-            :PROJECT_CHOICES_LIMIT
-        ]
+        mine.order_by("name").only("id", "name", "default_timezone")[:PROJECT_CHOICES_LIMIT]
     )
     project = _chosen_project(request, projects)
+    if project is None and ids is not None and projects:
+        # "All projects" is a superuser's view; a member sees one of their projects.
+        project = projects[0]
     zone_name = project.default_timezone if project is not None else settings.TIME_ZONE
     zone = zone_named(zone_name)
     now = timezone.now()
@@ -213,11 +217,10 @@ def _summary_rates(summary: EngagementSummary) -> dict[str, Any]:
 def app_user_test_push(request: HttpRequest, user_id: uuid.UUID) -> dict[str, Any]:
     """POST {title, body, ...content} -> the API's test push answer, to this user's
     newest active token: the same validator and sender as POST /push/campaigns/test."""
-    if not request.user.has_perm("campaigns.add_pushcampaign"):
-        raise ApplicationError("You may not send pushes.", code="FORBIDDEN", status=403)
     user = AppUser.objects.select_related("project").filter(pk=user_id).first()
-    if user is None:
+    if user is None or not access.principal_may(request.user, access.VIEW_APP_USERS, user):
         raise NotFound("App user not found.")
+    access.require(request.user, access.SEND_CAMPAIGNS, user)
     body = request_object(request)
     refuse_unknown_fields(body, allowed=CONTENT_FIELDS)
     fields = validate_test_push({**body, "app_user_id": str(user.pk)})

@@ -135,6 +135,8 @@ class PushCampaign(models.Model):
 
     class Meta:
         db_table = "push_campaigns"
+        # core/access.py: what the sender role adds to the editor's.
+        permissions = [("send_pushcampaign", "Can send, schedule, cancel and test-push")]
         indexes = [
             models.Index(fields=("project", "-created_at", "-id"), name="campaign_project_created"),
             models.Index(fields=("status", "fire_at"), name="campaign_status_fire_at"),

@@ -982,6 +982,17 @@ def _silent_refusal(field: str) -> InvalidInput:
     )
 
 
+# Setting (or, in an update, clearing) these schedules the campaign, which is the
+# sender's to do, not the editor's (core/access.py): every door asks `schedules`.
+SCHEDULE_FIELDS = ("scheduled_at", "recurrence", "end_at")
+
+
+def schedules(fields: Mapping[str, Any], *, update: bool) -> bool:
+    """Does this clean create (``update`` False) or update body touch the schedule?"""
+    present = [name for name in SCHEDULE_FIELDS if name in fields]
+    return bool(present) if update else any(fields[name] is not None for name in present)
+
+
 def validate_update(payload: Mapping[str, Any]) -> CampaignFields:
     """Clean values for a PATCH; only the fields given. {} is EMPTY_UPDATE."""
     if not payload:

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.paginator import Paginator
 from django.db import connections, models
 from django.db.models import QuerySet
@@ -30,6 +32,8 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from core.access import ROLE_GROUP_NAMES
+from core.admin_site import ProjectScopedAdmin, ProjectScopedInline
 from core.credentials import (
     InvalidCredentials,
     apns_status,
@@ -39,7 +43,7 @@ from core.credentials import (
     parse_fcm_service_account,
     webpush_status,
 )
-from core.models import KEY_PREFIX, ApiKey, Project
+from core.models import KEY_PREFIX, ApiKey, Project, ProjectMembership
 from core.services import (
     PROJECT_WRITABLE_FIELDS,
     api_key_create,
@@ -223,7 +227,7 @@ class ProjectAdminForm(forms.ModelForm):
         return changes
 
 
-class ApiKeyInline(admin.TabularInline):
+class ApiKeyInline(ProjectScopedInline, admin.TabularInline):
     """The project's keys at a glance; keys are created and revoked on their own page."""
 
     model = ApiKey
@@ -247,8 +251,36 @@ class ApiKeyInline(admin.TabularInline):
         return masked_key(obj)
 
 
+class MembershipInline(ProjectScopedInline, admin.TabularInline):
+    """Who works in this project and as what (core/access.py); project admins manage
+    it. Login accounts themselves are the superuser's (System section)."""
+
+    model = ProjectMembership
+    fields = ("user", "role", "created")
+    readonly_fields = ("created",)
+    extra = 0
+    verbose_name = "member"
+    verbose_name_plural = "Members (viewer: reads; editor: also composes and edits segments; "
+    "sender: also sends, schedules, cancels, test-pushes; admin: also credentials, keys, "
+    "members)"
+    created = zoned("created_at", "Added")
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        _member_choices(db_field.name, kwargs)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+def _member_choices(field: str, kwargs: dict[str, Any]) -> None:
+    """A membership's choices: active staff accounts, and the four role groups."""
+    if field == "user":
+        kwargs["queryset"] = get_user_model().objects.filter(is_staff=True, is_active=True)
+    elif field == "role":
+        kwargs["queryset"] = Group.objects.filter(name__in=ROLE_GROUP_NAMES).order_by("id")
+
+
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ProjectScopedAdmin):
+    project_field = "pk"
     form = ProjectAdminForm
     list_display = (
         "name",
@@ -260,7 +292,7 @@ class ProjectAdmin(admin.ModelAdmin):
     )
     search_fields = ("name",)
     readonly_fields = ("id", "created", "credentials", "api_keys", "vapid")
-    inlines = (ApiKeyInline,)
+    inlines = (MembershipInline, ApiKeyInline)
     fieldsets = (
         (None, {"fields": ("name", "id", "created", "credentials", "api_keys")}),
         (
@@ -432,7 +464,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ProjectScopedAdmin):
     """Keys are immutable once made: create (shown once), then revoke."""
 
     list_display = (
@@ -483,6 +515,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = 0
+        queryset = self.rows_allowed(request, queryset, "change")
         for key in queryset.filter(revoked_at__isnull=True):
             api_key_revoke(key=key)
             revoked += 1
@@ -491,3 +524,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if already:
             message += f" {already} already revoked."
         self.message_user(request, message, messages.SUCCESS)
+
+
+@admin.register(ProjectMembership)
+class ProjectMembershipAdmin(ProjectScopedAdmin):
+    """Every membership at once (who can do what where); edited on the project page."""
+
+    list_display = ("user", "project", "role", "created")
+    list_filter = ("role", "project")
+    list_select_related = ("user", "project", "role")
+    search_fields = ("user__username", "project__name")
+    fields = ("project", "user", "role")
+    created = zoned("created_at", "Added")
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        _member_choices(db_field.name, kwargs)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

@@ -20,16 +20,21 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
+from django.db.models import QuerySet
 from django.db.models.base import ModelBase
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path, reverse
 
+from core.access import may_anywhere, principal_may, projects_where
+
 # App labels in the order of the operator's work; anything else goes to System.
 SECTIONS = ("campaigns", "segments", "delivery", "core")
 SYSTEM_SECTION = "System"
 # The system's own machinery: superusers only.
-SUPERUSER_ONLY_APPS = frozenset({"django_celery_beat"})
+# Login accounts and groups too: a staff user who could edit users could make
+# themselves superuser; project admins add existing staff to their project instead.
+SUPERUSER_ONLY_APPS = frozenset({"django_celery_beat", "auth"})
 # Within a section, the model an operator starts from comes first (by model_name).
 MODEL_ORDER = {
     "segments": ("segment", "appuser"),
@@ -59,6 +64,104 @@ class SuperuserOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser and super().has_delete_permission(request, obj)
+
+
+class ProjectScopedAdmin(admin.ModelAdmin):
+    """The admin of a model that belongs to a project (core/access.py): a staff user
+    sees the rows of the projects they are a member of, and may add, change or
+    delete them where their role there holds the model's permission; superusers
+    see and may do all. Put it last among an admin's bases (in place of
+    ModelAdmin), so an admin's own narrower rules call it through super().
+
+    `project_field` is the ORM path from the model to its project ("pk" for the
+    Project admin itself, "campaign__project" for rows of a campaign).
+    """
+
+    project_field = "project"
+
+    def _perm(self, action: str) -> str:
+        return f"{self.opts.app_label}.{action}_{self.opts.model_name}"
+
+    def _may(self, request: HttpRequest, action: str, obj: Any = None) -> bool:
+        perm = self._perm(action)
+        if obj is None:
+            return may_anywhere(request.user, perm)
+        return principal_may(request.user, perm, obj)
+
+    def _member_projects(self, request: HttpRequest, action: str = "view") -> list[Any] | None:
+        return projects_where(request.user, self._perm(action))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return self.rows_allowed(request, super().get_queryset(request), "view")
+
+    def rows_allowed(
+        self, request: HttpRequest, queryset: QuerySet[Any], action: str
+    ) -> QuerySet[Any]:
+        """The rows of ``queryset`` in projects where the user may ``action`` them
+        (what a bulk action may touch)."""
+        ids = self._member_projects(request, action)
+        if ids is None:
+            return queryset
+        return queryset.filter(**{f"{self.project_field}__in": ids})
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        # The stock project filter lists every project; offer only those in the list.
+        return [
+            (name, admin.RelatedOnlyFieldListFilter) if name == "project" else name
+            for name in super().get_list_filter(request)
+        ]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        """A new row's project: only those where the user may add such rows; any
+        other project-owned choice (a campaign's segment): only member projects'."""
+        related = db_field.related_model
+        if related is not None and related._meta.label == "core.Project":
+            ids = self._member_projects(request, "add")
+            if ids is not None:
+                kwargs["queryset"] = related._default_manager.filter(pk__in=ids)
+        elif related is not None and any(f.name == "project" for f in related._meta.fields):
+            ids = self._member_projects(request)
+            if ids is not None:
+                kwargs["queryset"] = related._default_manager.filter(project__in=ids)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._may(request, "view") or self._may(request, "change")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "view", obj) or self._may(request, "change", obj)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return self._may(request, "add")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "change", obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "delete", obj)
+
+
+class ProjectScopedInline(admin.options.InlineModelAdmin):
+    """An inline of project-owned rows on a page of the same project: the permission
+    is checked against the page's object (``obj``, the parent)."""
+
+    def _may(self, request: HttpRequest, action: str, obj: Any = None) -> bool:
+        perm = f"{self.opts.app_label}.{action}_{self.opts.model_name}"
+        if obj is None:
+            return may_anywhere(request.user, perm)
+        return principal_may(request.user, perm, obj)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "view", obj) or self._may(request, "change", obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "add", obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "change", obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may(request, "delete", obj)
 
 
 def _model_rank(app_label: str, model: dict[str, Any]) -> tuple[int, str]:

@@ -15,6 +15,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from core.access import Forbidden, require
 from core.auth import parse_uuid, project_for_request
 from core.errors import InvalidInput
 from core.models import Project
@@ -26,17 +27,32 @@ class ProjectScopedView(APIView):
     """A view acting on one project: `/.../projects/{project_id}/...` or an alias route.
 
     `failure_codes` names the 500 code per method (core.errors.api_exception_handler).
+    `permissions` names the permission each method needs in the project
+    (core/access.py): a staff user's role or an API key's scope must hold it, else
+    403 FORBIDDEN. A method without an entry is refused: a new view must say.
     """
 
     failure_codes: dict[str, str] = {}
+    permissions: dict[str, str] = {}
 
     def project(self, request: Request, kwargs: Mapping[str, Any]) -> Project:
-        """The request's project, or 404; resolved once per request."""
+        """The request's project, or 404 (or 403: not allowed there); resolved once
+        per request."""
         project: Project | None = getattr(request, _PROJECT_ATTR, None)
         if project is None:
             project = project_for_request(request, kwargs.get("project_id"))
+            perm = self.permissions.get(request.method or "")
+            if perm is None:
+                raise Forbidden("This operation names no permission.")
+            require(request.user, perm, project)
             setattr(request, _PROJECT_ATTR, project)
         return project
+
+    @staticmethod
+    def require(request: Request, perm: str, project: Project) -> None:
+        """A further permission an operation needs for what its body asks (e.g.
+        scheduling a campaign needs the sender's)."""
+        require(request.user, perm, project)
 
     @staticmethod
     def path_uuid(kwargs: Mapping[str, Any], name: str, *, code: str, field: str) -> uuid.UUID:

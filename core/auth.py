@@ -18,6 +18,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from core.access import is_member
 from core.errors import InvalidInput, NotFound
 from core.models import ApiKey, Project, hash_secret
 
@@ -170,16 +171,18 @@ class IsAuthenticatedForProject(permissions.BasePermission):
         return True
 
 
-def api_key_project(raw: str, project_id: uuid.UUID) -> Project:
+def api_key_project(raw: str, project_id: uuid.UUID) -> tuple[Project, ApiKeyPrincipal]:
     """A raw key's authority over a project outside HTTP (the MCP stdio server): the
     same 401 UNAUTHENTICATED, 403 FORBIDDEN (client keys) and 404 NOT_FOUND (another
-    project) as a request with that key on that project's URL."""
+    project) as a request with that key on that project's URL; the project and the
+    key's principal (what each operation's permission is checked against)."""
     key = api_key_authenticate(raw)
     if client_key_refused(key.scope, allow_client_keys=False):
         raise exceptions.PermissionDenied(IsAuthenticatedForProject.message)
     if key.project_id != project_id:
         raise NotFound("Project not found.")
-    return Project.objects.get(pk=project_id)
+    principal = ApiKeyPrincipal(key_id=key.pk, project_id=key.project_id, scope=key.scope)
+    return Project.objects.get(pk=project_id), principal
 
 
 def parse_uuid(value: Any, *, code: str, field: str) -> uuid.UUID:
@@ -193,7 +196,8 @@ def project_for_request(request: Request, project_id: str | None) -> Project:
     """The project a request acts on, or 404.
 
     `project_id` None means an alias route (`/admin/push`): the key's project, or
-    for staff the `project_id` query parameter.
+    for staff the `project_id` query parameter. Staff see only the projects they
+    are members of (core/access.py); what they may do there is the view's check.
     """
     user = request.user
     if isinstance(user, ApiKeyPrincipal):
@@ -214,6 +218,10 @@ def project_for_request(request: Request, project_id: str | None) -> Project:
                 details={"field": "project_id"},
             )
     try:
-        return Project.objects.get(pk=uuid.UUID(project_id))
+        project = Project.objects.get(pk=uuid.UUID(project_id))
     except (ValueError, Project.DoesNotExist) as exc:
         raise NotFound("Project not found.") from exc
+    # A project the user is no member of is as absent as another project for a key.
+    if not is_member(user, project):
+        raise NotFound("Project not found.")
+    return project

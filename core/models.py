@@ -6,6 +6,8 @@ import hashlib
 import secrets
 import uuid
 
+from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import models
 
 from core.credentials import apns_missing, fcm_missing, webpush_missing
@@ -116,6 +118,7 @@ class ApiKey(models.Model):
 
     class Scope(models.TextChoices):
         ADMIN = "admin", "Admin (campaigns, segments, registration)"
+        READ_ONLY = "read_only", "Read-only (reads campaigns, results and segments)"
         CLIENT = "client", "Client (device registration only)"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_keys")
@@ -149,6 +152,39 @@ class ApiKey(models.Model):
         if not sep or not prefix or not secret or len(prefix) > 16:
             return None
         return prefix, secret
+
+
+class ProjectMembership(models.Model):
+    """A staff user's role in one project (core/access.py): a user sees and acts only
+    in the projects they belong to; superusers in all. The role is one of the four
+    role groups, whose permissions core.access keeps equal to its ROLE_PERMISSIONS."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="project_memberships"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.ForeignKey(
+        Group,
+        on_delete=models.PROTECT,
+        related_name="+",
+        limit_choices_to={"name__startswith": "Herald "},
+        help_text="viewer: reads; editor: also composes and edits segments; sender: also "
+        "sends, schedules, cancels and test-pushes; admin: also credentials, keys, members.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "project_memberships"
+        ordering = ("project__name", "user__username")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "user"], name="project_memberships_project_user_uniq"
+            )
+        ]
+        indexes = [models.Index(fields=["user"], name="project_memberships_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project}"
 
 
 class IdempotencyKey(models.Model):

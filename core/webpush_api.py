@@ -14,6 +14,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core import access
 from core.api import ProjectScopedView, json_body
 from core.errors import Conflict
 from core.schema import error_responses
@@ -49,6 +50,7 @@ class VapidPublicKeySerializer(serializers.Serializer[object]):
 
 class VapidGenerateView(ProjectScopedView):
     failure_codes = {"POST": "VAPID_FAILED"}
+    permissions = {"POST": access.CHANGE_PROJECT}
 
     @extend_schema(
         request=VapidGenerateSerializer,
@@ -78,6 +80,7 @@ class VapidGenerateView(ProjectScopedView):
 class VapidPublicKeyView(ProjectScopedView):
     allow_client_keys = True
     failure_codes = {"GET": "FETCH_FAILED"}
+    permissions = {"GET": access.REGISTER_DEVICES}
 
     @extend_schema(
         responses={200: VapidPublicKeySerializer, **ERRORS, **error_responses(409)},

@@ -19,6 +19,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from core.admin import EstimatedCountPaginator
+from core.admin_site import ProjectScopedAdmin
 from core.timefmt import zoned
 from delivery.models import PushDelivery, PushToken
 
@@ -41,7 +42,7 @@ def short_token(token: PushToken) -> str:
 
 
 @admin.register(PushToken)
-class PushTokenAdmin(admin.ModelAdmin):
+class PushTokenAdmin(ProjectScopedAdmin):
     list_display = (
         "short_token",
         "provider",
@@ -90,6 +91,7 @@ class PushTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Deactivate selected tokens", permissions=["change"])
     def deactivate_tokens(self, request: HttpRequest, queryset: QuerySet[PushToken]) -> None:
         reason = OPERATOR_REASON.format(user=request.user.get_username())[:200]
+        queryset = self.rows_allowed(request, queryset, "change")
         count = queryset.filter(active=True).update(
             active=False, invalidated_at=timezone.now(), invalid_reason=reason
         )
@@ -97,6 +99,7 @@ class PushTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reactivate selected tokens", permissions=["change"])
     def reactivate_tokens(self, request: HttpRequest, queryset: QuerySet[PushToken]) -> None:
+        queryset = self.rows_allowed(request, queryset, "change")
         count = queryset.filter(active=False).update(
             active=True, invalidated_at=None, invalid_reason=""
         )
@@ -104,7 +107,8 @@ class PushTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(PushDelivery)
-class PushDeliveryAdmin(admin.ModelAdmin):
+class PushDeliveryAdmin(ProjectScopedAdmin):
+    project_field = "token__project"
     list_display = (
         "id",
         "created",

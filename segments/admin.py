@@ -19,7 +19,9 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.safestring import SafeString, mark_safe
 
+from core import access
 from core.admin import EstimatedCountPaginator, adopt_saved
+from core.admin_site import ProjectScopedAdmin
 from core.api import refuse_unknown_fields
 from core.console_json import error_response, request_object
 from core.errors import ApplicationError, InvalidInput, NotFound
@@ -50,7 +52,7 @@ def _attribute(user: AppUser, name: str) -> str:
 
 
 @admin.register(AppUser)
-class AppUserAdmin(admin.ModelAdmin):
+class AppUserAdmin(ProjectScopedAdmin):
     """A user's page also lists their devices and newest deliveries and, when the
     campaigns app plugs it in (campaigns.console_hooks), sends them a test push."""
 
@@ -93,7 +95,9 @@ class AppUserAdmin(admin.ModelAdmin):
                 user_deliveries=deliveries_of_user(user.pk),
                 deliveries_limit=USER_DELIVERIES_LIMIT,
                 deliveries_url=reverse("admin:delivery_pushdelivery_changelist"),
-                test_push_url=_optional_url("admin:app_user_test_push", user.pk),
+                test_push_url=_optional_url("admin:app_user_test_push", user.pk)
+                if access.principal_may(request.user, access.SEND_CAMPAIGNS, user)
+                else None,
             )
         return super().change_view(request, object_id, form_url, context)
 
@@ -241,18 +245,22 @@ class SegmentForm(forms.ModelForm):
         return cleaned
 
 
-def _project_of(value: Any) -> Project:
-    """The project a console JSON request names (`project_id`), as the API's alias does."""
+def _project_of(value: Any, request: HttpRequest) -> Project:
+    """The project a console JSON request names (`project_id`), as the API's alias does:
+    one the user may read segments of, else NOT_FOUND (core/access.py)."""
     if value in (None, ""):
         raise InvalidInput("project_id is required.", details={"field": "project_id"})
     try:
-        return Project.objects.get(pk=uuid.UUID(str(value)))
+        project = Project.objects.get(pk=uuid.UUID(str(value)))
     except (ValueError, Project.DoesNotExist) as exc:
         raise NotFound("Project not found.") from exc
+    if not access.principal_may(request.user, access.VIEW_SEGMENTS, project):
+        raise NotFound("Project not found.")
+    return project
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(ProjectScopedAdmin):
     form = SegmentForm
     list_display = (
         "name",
@@ -346,7 +354,7 @@ class SegmentAdmin(admin.ModelAdmin):
                 raise ApplicationError("Forbidden.", code="FORBIDDEN", status=403)
             body = request_object(request)
             refuse_unknown_fields(body, allowed=("project_id", "rules"))
-            project = _project_of(body.get("project_id"))
+            project = _project_of(body.get("project_id"), request)
             if body.get("rules") is None:
                 raise InvalidInput(
                     "rules is required.", code="MISSING_RULES", details={"field": "rules"}
@@ -365,7 +373,7 @@ class SegmentAdmin(admin.ModelAdmin):
         try:
             if not self.has_view_permission(request):
                 raise ApplicationError("Forbidden.", code="FORBIDDEN", status=403)
-            project = _project_of(request.GET.get("project_id"))
+            project = _project_of(request.GET.get("project_id"), request)
         except ApplicationError as error:
             return error_response(error)
         seen = selectors.attributes_seen(project=project)

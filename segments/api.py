@@ -14,6 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core import access
 from core.api import ProjectScopedView, json_body
 from core.errors import InvalidInput
 from core.idempotency import IDEMPOTENCY_ERRORS, idempotent
@@ -79,6 +80,7 @@ def _preview_response(preview: selectors.Preview) -> Response:
 
 class SegmentListView(SegmentView):
     failure_codes = {"GET": "LIST_FAILED", "POST": "CREATE_FAILED"}
+    permissions = {"GET": access.VIEW_SEGMENTS, "POST": access.ADD_SEGMENTS}
     lists = True
 
     @extend_schema(
@@ -109,6 +111,11 @@ class SegmentListView(SegmentView):
 
 class SegmentDetailView(SegmentView):
     failure_codes = {"GET": "FETCH_FAILED", "PATCH": "UPDATE_FAILED", "DELETE": "DELETE_FAILED"}
+    permissions = {
+        "GET": access.VIEW_SEGMENTS,
+        "PATCH": access.CHANGE_SEGMENTS,
+        "DELETE": access.DELETE_SEGMENTS,
+    }
 
     @extend_schema(responses={200: SegmentSerializer, **ERRORS}, summary="Fetch a segment")
     def get(self, request: Request, **kwargs: Any) -> Response:
@@ -140,6 +147,7 @@ class SegmentDetailView(SegmentView):
 
 class SegmentPreviewView(SegmentView):
     failure_codes = {"POST": "PREVIEW_FAILED"}
+    permissions = {"POST": access.VIEW_SEGMENTS}
 
     @extend_schema(
         request=None,
@@ -156,6 +164,7 @@ class SegmentPreviewView(SegmentView):
 
 class RulesPreviewView(SegmentView):
     failure_codes = {"POST": "PREVIEW_FAILED"}
+    permissions = {"POST": access.VIEW_SEGMENTS}
 
     @extend_schema(
         request=RulesPreviewRequestSerializer,
@@ -182,6 +191,7 @@ class RegistrationView(ProjectScopedView):
 
 class AppUserView(RegistrationView):
     failure_codes = {"PUT": "UPSERT_FAILED"}
+    permissions = {"PUT": access.REGISTER_DEVICES}
 
     @extend_schema(
         parameters=[EXTERNAL_ID],
@@ -202,6 +212,7 @@ class AppUserView(RegistrationView):
 
 class TokenListView(RegistrationView):
     failure_codes = {"POST": "REGISTER_FAILED"}
+    permissions = {"POST": access.REGISTER_DEVICES}
 
     @extend_schema(
         request=TokenWriteSerializer,
@@ -219,6 +230,7 @@ class TokenListView(RegistrationView):
 
 class TokenDetailView(RegistrationView):
     failure_codes = {"DELETE": "UNREGISTER_FAILED"}
+    permissions = {"DELETE": access.REGISTER_DEVICES}
 
     @extend_schema(
         parameters=[
@@ -249,6 +261,7 @@ class TokenUnregisterView(RegistrationView):
     subscription's endpoint holds ``/``. Same service and answers as DELETE."""
 
     failure_codes = {"POST": "UNREGISTER_FAILED"}
+    permissions = {"POST": access.REGISTER_DEVICES}
 
     @extend_schema(
         request=TokenUnregisterSerializer,
@@ -284,6 +297,7 @@ class EventListView(RegistrationView):
     fresh one (which events were duplicates)."""
 
     failure_codes = {"POST": "INGEST_FAILED"}
+    permissions = {"POST": access.REGISTER_DEVICES}
 
     @extend_schema(
         request=EventsRequestSerializer,

@@ -20,6 +20,8 @@ class AppUser(models.Model):
 
     class Meta:
         db_table = "app_users"
+        # core/access.py: the app-facing registration API (client keys hold only this).
+        permissions = [("register_device", "Can register devices and report events")]
         constraints = [
             models.UniqueConstraint(
                 fields=("project", "external_id"), name="app_user_unique_external_id"

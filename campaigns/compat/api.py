@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from campaigns.compat import moengage
 from campaigns.models import CampaignStatus
 from campaigns.validation import MAX_NAME
+from core import access
 from core.api import ProjectScopedView, json_body
 from core.auth import ApiKeyAuthentication, BasicApiKeyAuthentication, raw_api_key
 from core.errors import ApplicationError
@@ -105,6 +106,7 @@ MoEngagePushResultSerializer = inline_serializer(
 class MoEngagePushView(ProjectScopedView):
     authentication_classes = [BasicApiKeyAuthentication, ApiKeyAuthentication]
     failure_codes = {"POST": "MOENGAGE_PUSH_FAILED"}
+    permissions = {"POST": access.SEND_CAMPAIGNS}
 
     @extend_schema(
         request=MoEngagePushRequestSerializer,

@@ -127,10 +127,12 @@ class McpView(APIView):
     @extend_schema(exclude=True)  # not a REST operation: docs/api.md, "MCP"
     def post(self, request: Request) -> HttpResponse:
         from campaigns.mcp_server.server import build_server
+        from campaigns.mcp_server.tools import Caller
 
         project = project_for_request(request, None)  # the key's project
         body = request.body  # raw: the transport parses the JSON-RPC message
-        server = build_server(lambda: project)
+        caller = Caller(project=project, principal=request.user)
+        server = build_server(lambda: caller)
         status, headers, content = async_to_sync(serve_asgi)(server, asgi_scope(request), body)
         response = HttpResponse(content, status=status)
         for name, value in headers:

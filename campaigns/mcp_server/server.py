@@ -20,8 +20,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
-from campaigns.mcp_server.tools import TOOLS, TOOLS_BY_NAME, ToolAnswer, tool_call
-from core.models import Project
+from campaigns.mcp_server.tools import TOOLS, TOOLS_BY_NAME, Caller, ToolAnswer, tool_call
 
 SERVER_NAME = "herald"
 INSTRUCTIONS = (
@@ -60,9 +59,9 @@ def call_result(answer: ToolAnswer) -> types.CallToolResult:
 
 
 def build_server(
-    resolve_project: Callable[[], Project], *, close_connections: bool = False
+    resolve_caller: Callable[[], Caller], *, close_connections: bool = False
 ) -> Server:
-    """An MCP server whose tools act on `resolve_project()`'s project.
+    """An MCP server whose tools act for `resolve_caller()` (a key and its project).
 
     `close_connections`: close stale database connections before and after each call
     (a long-lived stdio process; the HTTP view lives inside Django's request cycle).
@@ -72,7 +71,7 @@ def build_server(
         if close_connections:
             close_old_connections()
         try:
-            return tool_call(TOOLS_BY_NAME[name], arguments, resolve_project)
+            return tool_call(TOOLS_BY_NAME[name], arguments, resolve_caller)
         finally:
             if close_connections:
                 close_old_connections()

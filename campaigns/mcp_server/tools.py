@@ -24,7 +24,8 @@ from campaigns import analytics, selectors, services, testpush
 from campaigns.api import CampaignView
 from campaigns.mcp_server.schemas import Body, Params, input_schema, output_schema
 from campaigns.serializers import AnalyticsSerializer, CampaignSerializer, RunSerializer
-from campaigns.validation import validate_create, validate_update
+from campaigns.validation import schedules, validate_create, validate_update
+from core import access
 from core.api import refuse_unknown_fields
 from core.errors import InvalidInput, exception_response
 from core.models import Project
@@ -34,6 +35,18 @@ from segments.serializers import SegmentSerializer
 
 # The unsaved targeting the audience preview counts: what the console's estimate reads.
 AUDIENCE_FIELDS = ("segment_id", "segment_name", "platforms", "targeting")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls a tool (an API key's principal) and the project it acts on."""
+
+    project: Project
+    principal: Any
+
+    def require(self, perm: str) -> None:
+        """403 FORBIDDEN unless the key's scope holds ``perm`` (core/access.py)."""
+        access.require(self.principal, perm, self.project)
 
 
 def _query(arguments: Mapping[str, Any], name: str) -> str | None:
@@ -51,22 +64,28 @@ def _campaign_id(arguments: Mapping[str, Any]) -> Any:
     return CampaignView.campaign_id(dict(arguments))  # INVALID_CAMPAIGN_ID, as in the path
 
 
-def create_campaign(project: Project, arguments: Mapping[str, Any]) -> Any:
-    campaign = services.campaign_create(project=project, fields=validate_create(arguments))
+def create_campaign(caller: Caller, arguments: Mapping[str, Any]) -> Any:
+    fields = validate_create(arguments)
+    if schedules(fields, update=False):
+        caller.require(access.SEND_CAMPAIGNS)
+    campaign = services.campaign_create(project=caller.project, fields=fields)
     return CampaignSerializer(campaign).data
 
 
-def send_campaign(project: Project, arguments: Mapping[str, Any]) -> Any:
+def send_campaign(caller: Caller, arguments: Mapping[str, Any]) -> Any:
+    project = caller.project
     refuse_unknown_fields(arguments, allowed=("campaign_id",))
     campaign = services.campaign_send(project=project, campaign_id=_campaign_id(arguments))
     return CampaignSerializer(campaign).data
 
 
-def send_test_push(project: Project, arguments: Mapping[str, Any]) -> Any:
+def send_test_push(caller: Caller, arguments: Mapping[str, Any]) -> Any:
+    project = caller.project
     return testpush.test_push_send(project=project, fields=testpush.validate_test_push(arguments))
 
 
-def list_campaigns(project: Project, arguments: Mapping[str, Any]) -> Any:
+def list_campaigns(caller: Caller, arguments: Mapping[str, Any]) -> Any:
+    project = caller.project
     refuse_unknown_fields(arguments, allowed=("cursor", "limit", "status", "tag"))
     rows, next_cursor = selectors.campaign_page(
         project=project,
@@ -78,19 +97,22 @@ def list_campaigns(project: Project, arguments: Mapping[str, Any]) -> Any:
     return {"results": CampaignSerializer(rows, many=True).data, "next": next_cursor}
 
 
-def get_campaign(project: Project, arguments: Mapping[str, Any]) -> Any:
+def get_campaign(caller: Caller, arguments: Mapping[str, Any]) -> Any:
+    project = caller.project
     refuse_unknown_fields(arguments, allowed=("campaign_id",))
     campaign = selectors.campaign_get(project=project, campaign_id=_campaign_id(arguments))
     return CampaignSerializer(campaign).data
 
 
-def campaign_stats(project: Project, arguments: Mapping[str, Any]) -> Any:
+def campaign_stats(caller: Caller, arguments: Mapping[str, Any]) -> Any:
+    project = caller.project
     refuse_unknown_fields(arguments, allowed=("campaign_id",))
     campaign = selectors.campaign_get(project=project, campaign_id=_campaign_id(arguments))
     return {"results": RunSerializer(selectors.campaign_runs(campaign=campaign), many=True).data}
 
 
-def campaign_analytics(project: Project, arguments: Mapping[str, Any]) -> Any:
+def campaign_analytics(caller: Caller, arguments: Mapping[str, Any]) -> Any:
+    project = caller.project
     refuse_unknown_fields(arguments, allowed=("campaign_id", "run"))
     campaign = selectors.campaign_get(project=project, campaign_id=_campaign_id(arguments))
     number = _query(arguments, "run")
@@ -98,13 +120,15 @@ def campaign_analytics(project: Project, arguments: Mapping[str, Any]) -> Any:
     return AnalyticsSerializer(analytics.campaign_analytics(campaign, run)).data
 
 
-def preview_audience(project: Project, arguments: Mapping[str, Any]) -> Any:
+def preview_audience(caller: Caller, arguments: Mapping[str, Any]) -> Any:
+    project = caller.project
     refuse_unknown_fields(arguments, allowed=AUDIENCE_FIELDS)
     fields = validate_update(arguments) if arguments else {}
     return services.audience_estimate(project=project, fields=fields)
 
 
-def list_segments(project: Project, arguments: Mapping[str, Any]) -> Any:
+def list_segments(caller: Caller, arguments: Mapping[str, Any]) -> Any:
+    project = caller.project
     refuse_unknown_fields(arguments, allowed=("cursor", "limit"))
     rows, next_cursor = segment_selectors.segment_page(
         project=project,
@@ -123,8 +147,10 @@ class ToolSpec:
     description: str
     inputs: tuple[Params | Body, ...]
     output: str
-    run: Callable[[Project, Mapping[str, Any]], Any]
+    run: Callable[[Caller, Mapping[str, Any]], Any]
     failure_code: str
+    # What the caller's key must hold (core/access.py), as the operation's view needs.
+    permission: str = access.VIEW_CAMPAIGNS
     read_only: bool = True
 
     def input_schema(self) -> dict[str, Any]:
@@ -148,6 +174,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         output="admin_push_create",
         run=create_campaign,
         failure_code="CREATE_FAILED",
+        permission=access.ADD_CAMPAIGNS,
         read_only=False,
     ),
     ToolSpec(
@@ -161,6 +188,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         output="admin_push_send_create",
         run=send_campaign,
         failure_code="SEND_FAILED",
+        permission=access.SEND_CAMPAIGNS,
         read_only=False,
     ),
     ToolSpec(
@@ -175,6 +203,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         output="admin_push_test_create",
         run=send_test_push,
         failure_code="PUSH_TEST_FAILED",
+        permission=access.SEND_CAMPAIGNS,
         read_only=False,
     ),
     ToolSpec(
@@ -245,6 +274,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         output="admin_projects_segments_list",
         run=list_segments,
         failure_code="LIST_FAILED",
+        permission=access.VIEW_SEGMENTS,
     ),
 )
 
@@ -268,12 +298,15 @@ def _answer(data: Any, *, status: int) -> ToolAnswer:
 
 
 def tool_call(
-    tool: ToolSpec, arguments: Mapping[str, Any] | None, resolve_project: Callable[[], Project]
+    tool: ToolSpec, arguments: Mapping[str, Any] | None, resolve_caller: Callable[[], Caller]
 ) -> ToolAnswer:
-    """Run one tool for the caller's project (`resolve_project` authorizes the call and
-    may refuse it as the API would: UNAUTHENTICATED, FORBIDDEN, NOT_FOUND)."""
+    """Run one tool for the caller's project (`resolve_caller` authenticates the call
+    and may refuse it as the API would: UNAUTHENTICATED, FORBIDDEN, NOT_FOUND; then
+    the tool's permission is checked as the operation's view checks it)."""
     try:
-        data = tool.run(resolve_project(), dict(arguments or {}))
+        caller = resolve_caller()
+        caller.require(tool.permission)
+        data = tool.run(caller, dict(arguments or {}))
     except Exception as exc:
         response = exception_response(exc, failure_code=tool.failure_code, where=tool.name)
         return _answer(response.data, status=response.status_code)

@@ -20,6 +20,7 @@ from mcp.server.stdio import stdio_server
 from rest_framework import exceptions
 
 from campaigns.mcp_server.server import build_server
+from campaigns.mcp_server.tools import Caller
 from core.auth import api_key_lookup, api_key_project
 from core.errors import NotFound
 from core.models import Project
@@ -41,7 +42,7 @@ def checked_project(raw_key: str, project_id: str) -> Project:
             "(create_project prints one; the console's API keys page makes more)."
         )
     try:
-        return api_key_project(raw_key, wanted)
+        return api_key_project(raw_key, wanted)[0]
     except exceptions.AuthenticationFailed as exc:
         key = api_key_lookup(raw_key)
         if key is not None and key.revoked_at is not None:
@@ -70,5 +71,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         raw_key = os.environ.get(API_KEY_ENV, "").strip()
         project = checked_project(raw_key, options["project"])
-        server = build_server(lambda: api_key_project(raw_key, project.pk), close_connections=True)
+        server = build_server(
+            lambda: Caller(*api_key_project(raw_key, project.pk)), close_connections=True
+        )
         anyio.run(serve_stdio, server)
