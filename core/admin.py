@@ -32,6 +32,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from core import access
 from core.access import ROLE_GROUP_NAMES
 from core.admin_site import ProjectScopedAdmin, ProjectScopedInline
 from core.credentials import (
@@ -251,25 +252,6 @@ class ApiKeyInline(ProjectScopedInline, admin.TabularInline):
         return masked_key(obj)
 
 
-class MembershipInline(ProjectScopedInline, admin.TabularInline):
-    """Who works in this project and as what (core/access.py); project admins manage
-    it. Login accounts themselves are the superuser's (System section)."""
-
-    model = ProjectMembership
-    fields = ("user", "role", "created")
-    readonly_fields = ("created",)
-    extra = 0
-    verbose_name = "member"
-    verbose_name_plural = "Members (viewer: reads; editor: also composes and edits segments; "
-    "sender: also sends, schedules, cancels, test-pushes; admin: also credentials, keys, "
-    "members)"
-    created = zoned("created_at", "Added")
-
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        _member_choices(db_field.name, kwargs)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-
 def _member_choices(field: str, kwargs: dict[str, Any]) -> None:
     """A membership's choices: active staff accounts, and the four role groups."""
     if field == "user":
@@ -291,10 +273,10 @@ class ProjectAdmin(ProjectScopedAdmin):
         "id",
     )
     search_fields = ("name",)
-    readonly_fields = ("id", "created", "credentials", "api_keys", "vapid")
-    inlines = (MembershipInline, ApiKeyInline)
+    readonly_fields = ("id", "created", "credentials", "api_keys", "members", "vapid")
+    inlines = (ApiKeyInline,)
     fieldsets = (
-        (None, {"fields": ("name", "id", "created", "credentials", "api_keys")}),
+        (None, {"fields": ("name", "id", "created", "credentials", "api_keys", "members")}),
         (
             "APNs (iOS)",
             {
@@ -447,6 +429,34 @@ class ProjectAdmin(ProjectScopedAdmin):
             obj.pk,
         )
 
+    @admin.display(description="Members")
+    def members(self, obj: Project) -> SafeString | str:
+        """Who works here and as what (core/access.py); managed on the Members pages."""
+        if obj.pk is None:
+            return "Save the project first."
+        memberships = obj.memberships.select_related("user", "role").order_by("user__username")
+        rows = format_html_join(
+            "",
+            "<li>{} — {}</li>",
+            ((m.user.get_username(), access.role_of_group(m.role.name)) for m in memberships),
+        )
+        listing = (
+            format_html('<ul class="herald-members">{}</ul>', rows)
+            if rows
+            else format_html("<p>{}</p>", "No members yet (superusers see every project).")
+        )
+        add = reverse("admin:core_projectmembership_add")
+        manage = reverse("admin:core_projectmembership_changelist")
+        return format_html(
+            '{}<a href="{}?project={}">Add a member</a> · '
+            '<a href="{}?project__id__exact={}">Manage members</a>',
+            listing,
+            add,
+            obj.pk,
+            manage,
+            obj.pk,
+        )
+
     def save_model(
         self, request: HttpRequest, obj: Project, form: ProjectAdminForm, change: bool
     ) -> None:
@@ -528,7 +538,8 @@ class ApiKeyAdmin(ProjectScopedAdmin):
 
 @admin.register(ProjectMembership)
 class ProjectMembershipAdmin(ProjectScopedAdmin):
-    """Every membership at once (who can do what where); edited on the project page."""
+    """Who may do what in which project (core/access.py). Project admins add existing
+    staff accounts to their project; the accounts themselves are the superuser's."""
 
     list_display = ("user", "project", "role", "created")
     list_filter = ("role", "project")

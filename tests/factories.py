@@ -7,14 +7,18 @@ service from there.
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from campaigns.models import CampaignRun, PushCampaign
-from core.models import ApiKey, Project
+from core.access import role_group_name
+from core.models import ApiKey, Project, ProjectMembership
 from delivery.models import PushDelivery, PushToken
 from segments.models import AppUser, Segment
 
@@ -54,6 +58,26 @@ def create_api_key(
         revoked_at=timezone.now() if revoked else None,
     )
     return key, raw
+
+
+def staff_user(username: str | None = None, **memberships: str) -> Any:
+    """An active staff account (no superuser) with a role per project: ``staff_user(
+    "ana", **{str(project.pk): "sender"})``; roles are core/access.py's."""
+    user = get_user_model().objects.create_user(
+        username=username or f"staff-{uuid.uuid4().hex[:8]}",
+        password=None,  # unusable: force_login needs none, and hashing one is slow
+        is_staff=True,
+    )
+    for project_id, role in memberships.items():
+        add_member(user, Project.objects.get(pk=project_id), role)
+    return user
+
+
+def add_member(user: Any, project: Project, role: str) -> ProjectMembership:
+    """Give ``user`` a role (viewer, editor, sender, admin) in ``project``."""
+    return ProjectMembership.objects.create(
+        user=user, project=project, role=Group.objects.get(name=role_group_name(role))
+    )
 
 
 def api_client(raw_key: str | None = None) -> APIClient:

@@ -18,9 +18,15 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from campaigns.models import PushCampaign
-from core.models import ApiKey
+from core.models import ApiKey, Project
 from core.throttling import Tier, counter_key
-from tests.factories import CampaignFactory, ProjectFactory, api_client, create_api_key
+from tests.factories import (
+    CampaignFactory,
+    ProjectFactory,
+    add_member,
+    api_client,
+    create_api_key,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -266,13 +272,23 @@ def test_client_scoped_keys_are_forbidden_on_campaign_routes(db_state, broker, r
 # --- staff sessions ------------------------------------------------------------------
 
 
-def session_client(*, is_staff: bool, is_active: bool = True, csrf: bool = False) -> APIClient:
+def session_client(
+    *,
+    is_staff: bool,
+    is_active: bool = True,
+    csrf: bool = False,
+    project: Project | None = None,
+    role: str = "sender",
+) -> APIClient:
+    """A logged-in session; with ``project``, a member of it in ``role``."""
     user = get_user_model().objects.create_user(
         username=f"user-{uuid.uuid4().hex[:8]}",
         password=None,  # unusable: force_login needs none, and hashing one is slow
         is_staff=is_staff,
         is_active=is_active,
     )
+    if project is not None:
+        add_member(user, project, role)
     client = APIClient(enforce_csrf_checks=csrf)
     client.default_format = "json"
     client.force_login(user)
@@ -290,7 +306,8 @@ def test_a_staff_session_works_on_project_routes(broker, route):
         campaign.status = PushCampaign.Status.SENDING
         campaign.save(update_fields=["status"])
 
-    response = call(session_client(is_staff=True), base(project.id), route, campaign.id)
+    client = session_client(is_staff=True, project=project)
+    response = call(client, base(project.id), route, campaign.id)
 
     assert response.status_code == expected, response.content
 
@@ -299,7 +316,7 @@ def test_a_staff_session_on_the_alias_names_the_project(db):
     project = ProjectFactory()
     campaign = CampaignFactory(project=project)
     CampaignFactory(project=ProjectFactory())
-    client = session_client(is_staff=True)
+    client = session_client(is_staff=True, project=project)
 
     listed = client.get("/admin/push", {"project_id": str(project.id)})
     unnamed = client.get("/admin/push")

@@ -27,6 +27,7 @@ from tests.factories import (
     CampaignRunFactory,
     ProjectFactory,
     PushDeliveryFactory,
+    add_member,
 )
 
 BEAT_MODELS = ("periodictask", "crontabschedule", "intervalschedule", "clockedschedule")
@@ -158,9 +159,11 @@ def test_empty_dashboard_renders(staff: Client) -> None:
 
 @pytest.fixture
 def operator(db: None) -> Client:
-    """Staff, not superuser, holding every model permission there is."""
+    """Staff, not superuser, holding every model permission there is, and the admin
+    role of a project."""
     user = get_user_model().objects.create_user("staffer", is_staff=True)
     user.user_permissions.set(Permission.objects.all())
+    add_member(user, ProjectFactory(), "admin")
     client = Client()
     client.force_login(user)
     return client
@@ -180,7 +183,7 @@ def test_superusers_see_the_operators_order_and_the_system_section(staff: Client
         ("Campaigns", ["pushcampaign"]),
         ("Segments & users", ["segment", "appuser"]),
         ("Devices & deliveries", ["pushtoken", "pushdelivery"]),
-        ("Projects & keys", ["project", "apikey"]),
+        ("Projects & keys", ["project", "apikey", "projectmembership"]),
         ("System", ["group", "user", *sorted(BEAT_MODELS_ALL, key=_beat_order)]),
     ]
     sweeper = staff.get(reverse("admin:django_celery_beat_periodictask_changelist"))
@@ -203,14 +206,16 @@ def _beat_order(name: str) -> tuple[int, str]:
 def test_staff_do_not_see_system_models_and_are_refused_them(operator: Client) -> None:
     sections = _sections(operator.get(reverse("admin:index")))
 
-    assert [name for name, _ in sections] == [
-        "Campaigns",
-        "Segments & users",
-        "Devices & deliveries",
-        "Projects & keys",
-        "System",
+    # Login accounts and groups are the superuser's too, whatever permissions a staff
+    # user was granted: a user who could edit accounts could make themselves superuser.
+    assert sections == [
+        ("Campaigns", ["pushcampaign"]),
+        ("Segments & users", ["segment", "appuser"]),
+        ("Devices & deliveries", ["pushtoken", "pushdelivery"]),
+        ("Projects & keys", ["project", "apikey", "projectmembership"]),
     ]
-    assert sections[-1] == ("System", ["group", "user"])  # accounts, by their permissions
+    for view in ("auth_user_changelist", "auth_group_changelist", "auth_user_add"):
+        assert operator.get(reverse(f"admin:{view}")).status_code == 403, view
     for model in BEAT_MODELS_ALL:
         for view in ("changelist", "add"):
             response = operator.get(reverse(f"admin:django_celery_beat_{model}_{view}"))
@@ -225,10 +230,15 @@ def test_staff_do_not_see_system_models_and_are_refused_them(operator: Client) -
 
 def test_system_page_is_not_found_without_system_models(db: None) -> None:
     user = get_user_model().objects.create_user("plain", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="campaigns"))
+    add_member(user, ProjectFactory(), "viewer")
     client = Client()
     client.force_login(user)
-    assert [name for name, _ in _sections(client.get(reverse("admin:index")))] == ["Campaigns"]
+    assert [name for name, _ in _sections(client.get(reverse("admin:index")))] == [
+        "Campaigns",
+        "Segments & users",
+        "Devices & deliveries",
+        "Projects & keys",
+    ]
     assert client.get(reverse("admin:system_index")).status_code == 404
 
 
