@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -257,7 +258,7 @@ class CampaignPageAdmin(_Base):
             self.message_user(request, error.message, messages.ERROR)
             return HttpResponseRedirect(reverse("admin:campaigns_pushcampaign_changelist"))
         if not access.principal_may(request.user, access.SEND_CAMPAIGNS, campaign):
-            return HttpResponse(status=403)
+            raise PermissionDenied
         if request.method == "POST":
             try:
                 services.campaign_send(project=campaign.project, campaign_id=campaign.pk)
@@ -301,7 +302,9 @@ class CampaignPageAdmin(_Base):
             self.message_user(request, error.message, messages.ERROR)
             return HttpResponseRedirect(reverse("admin:campaigns_pushcampaign_changelist"))
         allowed = access.principal_may(request.user, perm, campaign)
-        return campaign if allowed else HttpResponse(status=403)
+        if not allowed:
+            raise PermissionDenied
+        return campaign
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         campaign = self._button_target(request, object_id, access.SEND_CAMPAIGNS)

@@ -17,6 +17,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections, models
 from django.db.models import QuerySet
@@ -260,6 +261,9 @@ def _member_choices(field: str, kwargs: dict[str, Any]) -> None:
         kwargs["queryset"] = Group.objects.filter(name__in=ROLE_GROUP_NAMES).order_by("id")
 
 
+ADD_MEMBERS = "core.add_projectmembership"
+
+
 @admin.register(Project)
 class ProjectAdmin(ProjectScopedAdmin):
     project_field = "pk"
@@ -273,7 +277,15 @@ class ProjectAdmin(ProjectScopedAdmin):
         "id",
     )
     search_fields = ("name",)
-    readonly_fields = ("id", "created", "credentials", "api_keys", "members", "vapid")
+    readonly_fields = (
+        "id",
+        "created",
+        "credentials",
+        "api_keys",
+        "members",
+        "members_managed",
+        "vapid",
+    )
     inlines = (ApiKeyInline,)
     fieldsets = (
         (None, {"fields": ("name", "id", "created", "credentials", "api_keys", "members")}),
@@ -388,7 +400,7 @@ class ProjectAdmin(ProjectScopedAdmin):
             self.message_user(request, "Project not found.", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:core_project_changelist"))
         if not self.has_change_permission(request, project):
-            return HttpResponse(status=403)
+            raise PermissionDenied
         if request.method not in ("GET", "POST"):
             return HttpResponseNotAllowed(["GET", "POST"])
         change_url = reverse("admin:core_project_change", args=[project.pk])
@@ -429,9 +441,27 @@ class ProjectAdmin(ProjectScopedAdmin):
             obj.pk,
         )
 
+    def get_fieldsets(self, request: HttpRequest, obj: Project | None = None) -> Any:
+        """Project admins get the links that manage members; others only the list."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or not access.principal_may(request.user, ADD_MEMBERS, obj):
+            return fieldsets
+        return [
+            (
+                name,
+                {
+                    **opts,
+                    "fields": tuple(
+                        "members_managed" if f == "members" else f for f in opts["fields"]
+                    ),
+                },
+            )
+            for name, opts in fieldsets
+        ]
+
     @admin.display(description="Members")
     def members(self, obj: Project) -> SafeString | str:
-        """Who works here and as what (core/access.py); managed on the Members pages."""
+        """Who works here and as what (core/access.py)."""
         if obj.pk is None:
             return "Save the project first."
         memberships = obj.memberships.select_related("user", "role").order_by("user__username")
@@ -440,20 +470,20 @@ class ProjectAdmin(ProjectScopedAdmin):
             "<li>{} — {}</li>",
             ((m.user.get_username(), access.role_of_group(m.role.name)) for m in memberships),
         )
-        listing = (
-            format_html('<ul class="herald-members">{}</ul>', rows)
-            if rows
-            else format_html("<p>{}</p>", "No members yet (superusers see every project).")
-        )
-        add = reverse("admin:core_projectmembership_add")
-        manage = reverse("admin:core_projectmembership_changelist")
+        if not rows:
+            return format_html("<p>{}</p>", "No members yet (superusers see every project).")
+        return format_html('<ul class="herald-members">{}</ul>', rows)
+
+    @admin.display(description="Members")
+    def members_managed(self, obj: Project) -> SafeString | str:
+        """The list, and the links that manage it (for those who may)."""
         return format_html(
             '{}<a href="{}?project={}">Add a member</a> · '
             '<a href="{}?project__id__exact={}">Manage members</a>',
-            listing,
-            add,
+            self.members(obj),
+            reverse("admin:core_projectmembership_add"),
             obj.pk,
-            manage,
+            reverse("admin:core_projectmembership_changelist"),
             obj.pk,
         )
 

@@ -268,3 +268,27 @@ def test_unknown_tool_is_a_protocol_error(mcp: McpClient) -> None:
         mcp.call("amba_delete_everything")
     assert raised.value.code == -32602
     assert "Unknown tool: amba_delete_everything" in raised.value.message
+
+
+def test_a_read_only_key_reads_but_may_not_create_or_send(
+    connect: Connect, project: Project, db_state: Any
+) -> None:
+    """The same scope rule as the REST API (core/access.py), on both transports."""
+    draft = CampaignFactory(project=project)
+    raw = create_api_key(project, scope=ApiKey.Scope.READ_ONLY)[1]
+    with connect(project, raw) as client:
+        listed = client.ok("herald_list_push_campaigns")
+        assert [c["id"] for c in listed["results"]] == [str(draft.pk)]
+        assert client.ok("herald_list_segments") == {"results": [], "next": None}
+        before = db_state()
+        create = client.error("amba_create_push_campaign", {"title": "t", "body": "b"})
+        send = client.error("amba_send_push_campaign", {"campaign_id": str(draft.pk)})
+        assert db_state() == before
+    assert create == {
+        "error": {
+            "code": "FORBIDDEN",
+            "message": "This API key is read-only: it may not create campaigns.",
+            "details": {"permission": "campaigns.add_pushcampaign"},
+        }
+    }
+    assert send["error"]["details"] == {"permission": "campaigns.send_pushcampaign"}
