@@ -22,6 +22,7 @@ from tests.factories import (
     ProjectFactory,
     PushDeliveryFactory,
     PushTokenFactory,
+    add_member,
 )
 
 
@@ -98,11 +99,17 @@ def test_test_push_endpoint_refuses_get_unknown_users_and_staff_without_permissi
     response = staff.post(missing, "{}", content_type="application/json")
     assert (response.status_code, response.json()["error"]["code"]) == (404, "NOT_FOUND")
 
+    # A viewer of the user's project may not push; a member of no project sees no user.
     viewer = get_user_model().objects.create_user("viewer", is_staff=True)
+    outsider = get_user_model().objects.create_user("outsider", is_staff=True)
+    add_member(viewer, user.project, "viewer")
     client = Client()
     client.force_login(viewer)
     response = post(client, user, {"title": "T", "body": "B"})
     assert (response.status_code, response.json()["error"]["code"]) == (403, "FORBIDDEN")
+    client.force_login(outsider)
+    response = post(client, user, {"title": "T", "body": "B"})
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "NOT_FOUND")
     anonymous = Client().post(push_url(user), "{}", content_type="application/json")
     assert anonymous.status_code == 302  # to the console's login
 

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 from django.contrib.admin.sites import site
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import RequestFactory
 from django.utils import timezone
@@ -132,7 +132,7 @@ def test_admin_actions() -> None:
     admin = PushTokenAdmin(PushToken, site)
     admin.message_user = lambda *args, **kwargs: None  # type: ignore[method-assign]
     request = RequestFactory().post("/")
-    request.user = AnonymousUser()
+    request.user = get_user_model()(username="root", is_superuser=True, is_active=True)
     admin.deactivate_tokens(request, PushToken.objects.filter(project=project))
     assert kinds(a) == 0
     admin.reactivate_tokens(request, PushToken.objects.filter(project=project))
