@@ -51,9 +51,10 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "description": (
                 f"`Authorization: Bearer {KEY_PREFIX}<prefix>_<secret>`, a project API key "
                 "(shown once, by `create_project` or the admin). An admin-scoped key may "
-                "call every operation of its project; a client-scoped key (shipped inside "
-                "apps) only the device registration API under /v1/, elsewhere 403 "
-                "FORBIDDEN. A key used on another project's URL gets 404 NOT_FOUND; a "
+                "call every operation of its project; a read-only key only the reads; a "
+                "client-scoped key (shipped inside apps) only the device registration API "
+                "under /v1/; anything else 403 FORBIDDEN (`details.permission` names what "
+                "was missing). A key used on another project's URL gets 404 NOT_FOUND; a "
                 "missing or invalid key 401 UNAUTHENTICATED."
             ),
         }
@@ -133,7 +134,10 @@ class ErrorSerializer(serializers.Serializer[object]):
 ERROR_DESCRIPTIONS = {
     400: "Invalid input; `code` names the problem, `details.field` the field.",
     401: "UNAUTHENTICATED: no or invalid API key / session.",
-    403: "FORBIDDEN: a client-scoped key outside the registration API.",
+    403: (
+        "FORBIDDEN: the key's scope (client, read-only) or the staff user's role in the "
+        "project does not hold the operation's permission (`details.permission`)."
+    ),
     404: "NOT_FOUND (also for another project's id).",
     409: (
         "The resource's state does not allow it (the message names the state), or "
