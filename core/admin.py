@@ -52,6 +52,8 @@ from core.services import (
     api_key_revoke,
     project_create,
     project_generate_vapid,
+    project_member_remove,
+    project_member_set,
     project_update,
 )
 from core.timefmt import zoned
@@ -578,6 +580,26 @@ class ProjectMembershipAdmin(ProjectScopedAdmin):
     fields = ("project", "user", "role")
     created = zoned("created_at", "Added")
 
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: ProjectMembership | None = None
+    ) -> tuple[str, ...]:
+        # A membership is a (project, user) pair: change its role, or remove it.
+        return () if obj is None else ("project", "user")
+
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         _member_choices(db_field.name, kwargs)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(
+        self, request: HttpRequest, obj: ProjectMembership, form: Any, change: bool
+    ) -> None:
+        role = access.role_of_group(obj.role.name) or ""
+        saved = project_member_set(project=obj.project, user=obj.user, role=role)
+        adopt_saved(obj, saved)
+
+    def delete_model(self, request: HttpRequest, obj: ProjectMembership) -> None:
+        project_member_remove(membership=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ProjectMembership]) -> None:
+        for membership in self.rows_allowed(request, queryset, "delete"):
+            project_member_remove(membership=membership)

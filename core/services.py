@@ -11,12 +11,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from core.access import ROLE_PERMISSIONS, role_group_name
 from core.credentials import clean_credential_fields, clean_vapid_subject, generate_vapid_key_pair
 from core.errors import InvalidInput
-from core.models import ApiKey, DeliveryGuarantee, Heartbeat, Project
+from core.models import ApiKey, DeliveryGuarantee, Heartbeat, Project, ProjectMembership
 
 # Everything an operator may set on a project; id and created_at are not theirs.
 PROJECT_WRITABLE_FIELDS = frozenset(
@@ -154,6 +156,35 @@ def api_key_revoke(*, key: ApiKey) -> None:
     now = timezone.now()
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
     key.refresh_from_db(fields=["revoked_at"])
+
+
+def _role_group(role: str) -> Group:
+    group = Group.objects.filter(name=role_group_name(role)).first()
+    if role not in ROLE_PERMISSIONS or group is None:
+        raise InvalidInput(
+            f"role must be one of {', '.join(ROLE_PERMISSIONS)}.", details={"field": "role"}
+        )
+    return group
+
+
+@transaction.atomic
+def project_member_set(*, project: Project, user: Any, role: str) -> ProjectMembership:
+    """Give a staff account ``role`` in ``project`` (core/access.py), replacing the role it
+    had there. Only active staff accounts can be members: the console is staff-only."""
+    if not (user.is_staff and user.is_active):
+        raise InvalidInput(
+            "Only active staff accounts can be members of a project.", details={"field": "user"}
+        )
+    membership, _ = ProjectMembership.objects.update_or_create(
+        project=project, user=user, defaults={"role": _role_group(role)}
+    )
+    return membership
+
+
+@transaction.atomic
+def project_member_remove(*, membership: ProjectMembership) -> None:
+    """Take a user's role in a project away (they no longer see it)."""
+    ProjectMembership.objects.filter(pk=membership.pk).delete()
 
 
 def heartbeat(name: str, *, now: datetime | None = None) -> None:

@@ -362,3 +362,48 @@ def test_the_app_user_test_push_needs_the_sender_role(db_state: Any) -> None:
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "FORBIDDEN"
     assert db_state() == before
+
+
+# --- membership writes -------------------------------------------------------------------
+
+
+def test_project_member_set_replaces_the_role_and_refuses_non_staff(db_state: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    from core.errors import InvalidInput
+    from core.services import project_member_remove, project_member_set
+
+    project = ProjectFactory()
+    user = staff_user("ana")
+    first = project_member_set(project=project, user=user, role="viewer")
+    second = project_member_set(project=project, user=user, role="sender")
+    assert first.pk == second.pk
+    assert access.projects_where(
+        get_user_model().objects.get(pk=user.pk), access.SEND_CAMPAIGNS
+    ) == [project.pk]
+
+    customer = get_user_model().objects.create_user("customer")
+    before = db_state()
+    with pytest.raises(InvalidInput, match="Only active staff accounts"):
+        project_member_set(project=project, user=customer, role="viewer")
+    with pytest.raises(InvalidInput, match="role must be one of viewer, editor, sender, admin"):
+        project_member_set(project=project, user=user, role="owner")
+    assert db_state() == before
+    project_member_remove(membership=second)
+    assert access.projects_where(get_user_model().objects.get(pk=user.pk)) == []
+
+
+def test_make_run_gives_the_demo_project_role_logins() -> None:
+    from django.contrib.auth import authenticate
+
+    from core.management.commands.run_stack import DEMO_ROLE_PASSWORD, demo_role_logins
+
+    project = ProjectFactory()
+    demo_role_logins(str(project.pk))
+    demo_role_logins(str(project.pk))  # idempotent
+    for role in ("viewer", "editor", "sender"):
+        user = authenticate(username=role, password=DEMO_ROLE_PASSWORD)
+        assert user is not None and user.is_staff and not user.is_superuser
+        assert access.project_permissions(user) == {
+            project.pk: frozenset(access.ROLE_PERMISSIONS[role])
+        }

@@ -49,7 +49,7 @@ from core.metrics import metrics_dir_reset
 from core.models import ApiKey, Project
 from core.process_group import ProcessGroup, describe_exit
 from core.secrets import ensure_local_key, key_problems
-from core.services import api_key_replace
+from core.services import api_key_replace, project_member_set
 
 PYTHON = sys.executable
 # Web and beat first so nothing new is enqueued, then the worker (a warm shutdown
@@ -106,6 +106,27 @@ def device_behaviour(
         f'those clicked, {goal_share:.0%} send "{goal_event}"'
     )
     return argv, {REPORT_KEY_ENV: key}, line
+
+
+DEMO_ROLE_PASSWORD = "herald-demo"  # noqa: S105 - demo default, printed and in the README
+DEMO_ROLES = ("viewer", "editor", "sender")
+
+
+def demo_role_logins(project_id: str) -> None:
+    """`make run` only: staff logins named after the roles, members of the demo project
+    with that role, so the console's roles can be tried (docs/api.md, "Permissions")."""
+    from django.contrib.auth import get_user_model
+
+    project = Project.objects.get(pk=project_id)
+    for role in DEMO_ROLES:
+        user, created = get_user_model().objects.get_or_create(
+            username=role, defaults={"is_staff": True}
+        )
+        if created:
+            user.set_password(DEMO_ROLE_PASSWORD)
+            user.save(update_fields=["password"])
+        if user.is_staff and user.is_active and not user.is_superuser:
+            project_member_set(project=project, user=user, role=role)
 
 
 def _local_url(host: str, port: int) -> str:
@@ -195,6 +216,7 @@ class Command(BaseCommand):
         demo = json.loads(seeded.getvalue().strip().splitlines()[-1])
         password = os.environ.get("HERALD_ADMIN_PASSWORD", "herald-admin")
         call_command("ensure_admin", username="admin", password=password, stdout=io.StringIO())
+        demo_role_logins(demo["project_id"])
         report_argv: list[str] = []
         report_env: dict[str, str] = {}
         device_line = "device behaviour off"
@@ -419,6 +441,7 @@ class Command(BaseCommand):
             "==================================================================\n"
             " Herald is running (Ctrl-C stops everything)\n"
             f"   Admin console   {base}/ops/   login: admin / {password}\n"
+            f"                   or viewer, editor, sender / {DEMO_ROLE_PASSWORD} (roles)\n"
             f"   API             {base}/admin/projects/{project}/push/campaigns\n"
             f"   API docs        {base}/api/docs   (Redoc: /api/redoc, schema: /api/schema)\n"
             f"   MCP (HTTP)      {base}/mcp   (Bearer: the demo API key)\n"
