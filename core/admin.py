@@ -109,8 +109,9 @@ class KeyStateFilter(admin.SimpleListFilter):
         return [(state.value, str(state.label)) for state in KeyState]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
-        if self.value() in KeyState.values:
-            return queryset.filter(api_key_state_q(KeyState(self.value()), timezone.now()))
+        value = self.value()
+        if value is not None and value in KeyState.values:
+            return queryset.filter(api_key_state_q(KeyState(value), timezone.now()))
         return queryset
 
 
@@ -127,6 +128,11 @@ class ApiKeyColumns:
     @admin.display(description="Key")
     def key(self, obj: ApiKey) -> str:
         return masked_key(obj)
+
+    @admin.display(description="Scope", ordering="scope")
+    def scope_name(self, obj: ApiKey) -> str:
+        """The short name (admin, client); the key's page explains it."""
+        return obj.scope
 
     @admin.display(description="Status")
     def status(self, obj: ApiKey) -> SafeString | str:
@@ -262,7 +268,7 @@ class ApiKeyInline(ApiKeyColumns, admin.TabularInline):
     own page."""
 
     model = ApiKey
-    fields = ("name", "scope", "key", "status", "created", "expires", "last_used", "revoked")
+    fields = ("name", "scope_name", "key", "status", "expires", "last_used")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -498,17 +504,8 @@ class ApiKeyAddForm(forms.ModelForm):
 class ApiKeyAdmin(ApiKeyColumns, admin.ModelAdmin):
     """Keys are immutable once made: create (shown once), rotate, revoke."""
 
-    list_display = (
-        "name",
-        "project",
-        "scope",
-        "key",
-        "status",
-        "created",
-        "expires",
-        "last_used",
-        "revoked",
-    )
+    # Created and revoked times are on the key's page; the status says revoked.
+    list_display = ("name", "project", "scope_name", "key", "status", "expires", "last_used")
     list_filter = (KeyStateFilter, "scope", "project")
     list_select_related = ("project",)
     search_fields = ("name", "prefix", "project__name")

@@ -45,7 +45,7 @@ INVALID = {"error": {"code": "UNAUTHENTICATED", "message": "Invalid API key.", "
 KEY_RE = r"hk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}"
 
 
-def keys_state() -> list[dict[str, Any]]:
+def keys_state() -> list[Any]:
     return list(ApiKey.objects.order_by("pk").values())
 
 
