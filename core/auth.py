@@ -48,7 +48,7 @@ class ApiKeyPrincipal:
 
 
 def api_key_lookup(raw: str) -> ApiKey | None:
-    """The key a raw `hk_<prefix>_<secret>` string proves, revoked or not; None if none."""
+    """The key a raw `hk_<prefix>_<secret>` string proves, live or not; None if none."""
     parts = ApiKey.split(raw)
     if parts is None:
         return None
