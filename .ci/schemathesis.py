@@ -92,6 +92,9 @@ def _server_env(tmp: Path) -> dict[str, str]:
         # schemathesis sends hundreds of requests a minute with one key.
         HERALD_API_RATE_PER_MINUTE="1000000",
         HERALD_API_BURST_PER_SECOND="0",
+        # ... and its refused requests all come from 127.0.0.1: no per-IP limit on
+        # failed authentication (core/throttling.py) either.
+        HERALD_AUTH_FAILURES_PER_MINUTE="0",
         DEBUG="false",
         PYTHONUNBUFFERED="1",
     )

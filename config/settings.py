@@ -239,6 +239,15 @@ REST_FRAMEWORK = {
 # 150 are the documented example).
 HERALD_API_BURST_PER_SECOND = env_int("HERALD_API_BURST_PER_SECOND", 100)
 HERALD_API_RATE_PER_MINUTE = env_int("HERALD_API_RATE_PER_MINUTE", 1200)
+# Per client IP: after this many failed credential checks in a minute (API keys on
+# the REST API and MCP, console logins), that IP's further attempts answer 429
+# RATE_LIMITED until the minute ends, before any key is checked. 0 turns it off.
+# core/throttling.py; docs/api.md, "Rate limits".
+HERALD_AUTH_FAILURES_PER_MINUTE = env_int("HERALD_AUTH_FAILURES_PER_MINUTE", 20)
+# How many reverse proxies (nginx, a load balancer) stand in front of the web nodes
+# and append the address they received from to X-Forwarded-For. 0: the client IP is
+# the TCP peer (REMOTE_ADDR). core/client_ip.py; docs/deploy.md.
+HERALD_TRUSTED_PROXIES = env_int("HERALD_TRUSTED_PROXIES", 0)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Herald API",

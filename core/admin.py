@@ -4,13 +4,15 @@ Credentials are write-only here as everywhere (DESIGN.md, "Data model"): the for
 never renders a stored key or service account, only whether one is set, and an
 empty secret field keeps the stored value. Whether a pasted secret is valid, and
 what a project still lacks, is core.credentials' call. API keys are minted by
-`core.services.api_key_create`; the full key is shown once, in the message after
-saving, and only its hash is stored.
+`core.services.api_key_create` and replaced by `api_key_rotate`; the full key is
+shown once, in the message after saving or rotating, and only its hash is stored.
+A key's status (active, expiring soon, expired, revoked) is `ApiKey.state_at`'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from django import forms
@@ -29,6 +31,7 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
@@ -45,18 +48,28 @@ from core.credentials import (
     parse_fcm_service_account,
     webpush_status,
 )
-from core.models import KEY_PREFIX, ApiKey, Project, ProjectMembership
+from core.errors import ApplicationError
+from core.models import (
+    KEY_PREFIX,
+    ApiKey,
+    KeyState,
+    Project,
+    ProjectMembership,
+    api_key_state_q,
+)
 from core.services import (
+    DEFAULT_ROTATION_GRACE,
     PROJECT_WRITABLE_FIELDS,
     api_key_create,
     api_key_revoke,
+    api_key_rotate,
     project_create,
     project_generate_vapid,
     project_member_remove,
     project_member_set,
     project_update,
 )
-from core.timefmt import zoned
+from core.timefmt import EMPTY, format_time, zoned
 
 SECRET_WIDGET_ATTRS = {"rows": 4, "cols": 80, "autocomplete": "off", "spellcheck": "false"}
 T = TypeVar("T")
@@ -103,23 +116,57 @@ class EstimatedCountPaginator(Paginator):
         return int(super().count)
 
 
-class RevokedFilter(admin.SimpleListFilter):
+class KeyStateFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("active", "Active"), ("revoked", "Revoked")]
+        return [(state.value, str(state.label)) for state in KeyState]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
-        if self.value() == "active":
-            return queryset.filter(revoked_at__isnull=True)
-        if self.value() == "revoked":
-            return queryset.filter(revoked_at__isnull=False)
+        value = self.value()
+        if value is not None and value in KeyState.values:
+            return queryset.filter(api_key_state_q(KeyState(value), timezone.now()))
         return queryset
 
 
 def masked_key(key: ApiKey) -> str:
     return f"{KEY_PREFIX}{key.prefix}_…" if key.prefix else "—"
+
+
+class ApiKeyColumns:
+    """The key columns the key list, the key page and the project page's inline share."""
+
+    created = zoned("created_at", "Created")
+    revoked = zoned("revoked_at", "Revoked")
+
+    @admin.display(description="Key")
+    def key(self, obj: ApiKey) -> str:
+        return masked_key(obj)
+
+    @admin.display(description="Scope", ordering="scope")
+    def scope_name(self, obj: ApiKey) -> str:
+        """The short name (admin, client); the key's page explains it."""
+        return obj.scope
+
+    @admin.display(description="Status")
+    def status(self, obj: ApiKey) -> SafeString | str:
+        if obj.pk is None:
+            return EMPTY
+        state = obj.state_at()
+        return format_html('<span data-key-state="{}">{}</span>', state.value, state.label)
+
+    @admin.display(description="Expires", ordering="expires_at")
+    def expires(self, obj: ApiKey) -> str:
+        return "Never" if obj.expires_at is None else format_time(obj.expires_at)
+
+    @admin.display(description="Last used", ordering="last_used_at")
+    def last_used(self, obj: ApiKey) -> str:
+        """When, and from which client IP ("no IP": MCP over stdio)."""
+        if obj.last_used_at is None:
+            return EMPTY
+        where = f"from {obj.last_used_ip}" if obj.last_used_ip else "(no IP)"
+        return f"{format_time(obj.last_used_at)} {where}"
 
 
 def _field_error(clean: Callable[[str], T], value: str) -> T:
@@ -231,15 +278,13 @@ class ProjectAdminForm(forms.ModelForm):
         return changes
 
 
-class ApiKeyInline(ProjectScopedInline, admin.TabularInline):
-    """The project's keys at a glance; keys are created and revoked on their own page."""
+class ApiKeyInline(ApiKeyColumns, ProjectScopedInline, admin.TabularInline):
+    """The project's keys at a glance; keys are created, rotated and revoked on their
+    own page."""
 
     model = ApiKey
-    fields = ("name", "scope", "key", "created", "last_used", "revoked")
+    fields = ("name", "scope_name", "key", "status", "expires", "last_used")
     readonly_fields = fields
-    created = zoned("created_at", "Created")
-    last_used = zoned("last_used_at", "Last used")
-    revoked = zoned("revoked_at", "Revoked")
     extra = 0
     can_delete = False
     show_change_link = True
@@ -249,10 +294,6 @@ class ApiKeyInline(ProjectScopedInline, admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-    @admin.display(description="Key")
-    def key(self, obj: ApiKey) -> str:
-        return masked_key(obj)
 
 
 def _member_choices(field: str, kwargs: dict[str, Any]) -> None:
@@ -505,53 +546,197 @@ class ProjectAdmin(ProjectScopedAdmin):
         adopt_saved(obj, project)
 
 
-@admin.register(ApiKey)
-class ApiKeyAdmin(ProjectScopedAdmin):
-    """Keys are immutable once made: create (shown once), then revoke."""
+EXPIRES_IN_CHOICES = [
+    ("", "Never"),
+    ("30", "In 30 days"),
+    ("90", "In 90 days"),
+    ("365", "In 365 days"),
+]
 
-    list_display = (
-        "name",
-        "project",
-        "scope",
-        "key",
-        "created",
-        "last_used",
-        "revoked",
+GRACE_CHOICES = [
+    ("0", "Revoke the old key now"),
+    ("1", "1 hour"),
+    (str(int(DEFAULT_ROTATION_GRACE.total_seconds() // 3600)), "24 hours"),
+    ("168", "7 days"),
+]
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    """A new key: project, name, scope and when it expires (never, or days from now)."""
+
+    expires_in = forms.ChoiceField(
+        label="Expires",
+        choices=EXPIRES_IN_CHOICES,
+        required=False,
+        help_text="After this the key answers 401 like a revoked one. Rotating it "
+        "gives the new key the same lifetime.",
     )
-    list_filter = (RevokedFilter, "scope", "project")
+
+    class Meta:
+        model = ApiKey
+        fields = ("project", "name", "scope")
+
+    def expires_at(self) -> Any:
+        days = self.cleaned_data.get("expires_in")
+        return timezone.now() + timedelta(days=int(days)) if days else None
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ApiKeyColumns, ProjectScopedAdmin):
+    """Keys are immutable once made: create (shown once), rotate, revoke."""
+
+    # Created and revoked times are on the key's page; the status says revoked.
+    list_display = ("name", "project", "scope_name", "key", "status", "expires", "last_used")
+    list_filter = (KeyStateFilter, "scope", "project")
     list_select_related = ("project",)
     search_fields = ("name", "prefix", "project__name")
     actions = ("revoke_keys",)
+    DETAIL_FIELDS = (
+        "project",
+        "name",
+        "scope",
+        "key",
+        "status",
+        "created",
+        "expires",
+        "last_used",
+        "revoked",
+        "rotation",
+    )
+
+    def get_form(
+        self, request: HttpRequest, obj: ApiKey | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         if obj is None:
-            return ("project", "name", "scope")
-        return ("project", "name", "scope", "key", "created", "last_used", "revoked")
+            return ("project", "name", "scope", "expires_in")
+        return self.DETAIL_FIELDS
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: ApiKey | None = None
     ) -> tuple[str, ...]:
-        return () if obj is None else ("key", "created", "last_used", "revoked")
-
-    created = zoned("created_at", "Created")
-    last_used = zoned("last_used_at", "Last used")
-    revoked = zoned("revoked_at", "Revoked")
+        return () if obj is None else self.DETAIL_FIELDS
 
     def has_change_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
         # The change page is view-only; revoking is an action (needs change on the model).
         return obj is None and super().has_change_permission(request, obj)
 
-    @admin.display(description="Key")
-    def key(self, obj: ApiKey) -> str:
-        return masked_key(obj)
+    @admin.display(description="Rotation")
+    def rotation(self, obj: ApiKey) -> SafeString | str:
+        """Its successor, the key it replaced, and the button while it can be rotated."""
+        parts = []
+        if obj.replaced_by_id is not None:
+            parts.append(
+                format_html(
+                    'Replaced by <a href="{}">{}</a>.',
+                    reverse("admin:core_apikey_change", args=[obj.replaced_by_id]),
+                    obj.replaced_by,
+                )
+            )
+        replaces = ApiKey.objects.filter(replaced_by=obj).first()
+        if replaces is not None:
+            parts.append(
+                format_html(
+                    'Replaces <a href="{}">{}</a>.',
+                    reverse("admin:core_apikey_change", args=[replaces.pk]),
+                    replaces,
+                )
+            )
+        if obj.replaced_by_id is None and obj.is_live():
+            parts.append(
+                format_html(
+                    '<a class="button" data-action="rotate-key" href="{}">Rotate this key</a>',
+                    reverse("admin:core_apikey_rotate", args=[obj.pk]),
+                )
+            )
+        if not parts:
+            return EMPTY
+        return format_html_join(mark_safe(" "), "{}", ((part,) for part in parts))
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
-        key, full_key = api_key_create(project=obj.project, name=obj.name, scope=obj.scope)
+        key, full_key = api_key_create(
+            project=obj.project, name=obj.name, scope=obj.scope, expires_at=form.expires_at()
+        )
         adopt_saved(obj, key)
         self.message_user(
             request,
             f"Copy this API key now, it will not be shown again: {full_key}",
             messages.WARNING,
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "<path:object_id>/rotate/",
+                self.admin_site.admin_view(self.rotate_view),
+                name="core_apikey_rotate",
+            )
+        ]
+        return [*own, *super().get_urls()]
+
+    def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """GET: what rotating does, and the grace to give the old key; POST: rotate,
+        show the new key once (a message on the new key's page) and the old key's end."""
+        key = self.get_object(request, object_id)
+        if key is None:
+            self.message_user(request, "API key not found.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:core_apikey_changelist"))
+        if not access.principal_may(request.user, access.CHANGE_API_KEYS, key):
+            raise PermissionDenied
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        key_url = reverse("admin:core_apikey_change", args=[key.pk])
+        error = ""
+        grace = request.POST.get("grace_hours", GRACE_CHOICES[2][0])
+        if request.method == "POST":
+            try:
+                hours = int(grace)
+                if grace not in {value for value, _ in GRACE_CHOICES}:
+                    raise ValueError(grace)
+            except ValueError:
+                error = "Choose how long the old key keeps working."
+            else:
+                try:
+                    new_key, full_key = api_key_rotate(key=key, grace=timedelta(hours=hours))
+                except ApplicationError as exc:
+                    error = exc.message
+                else:
+                    self.message_user(
+                        request,
+                        f"Copy this API key now, it will not be shown again: {full_key}",
+                        messages.WARNING,
+                    )
+                    self.message_user(request, self._old_key_note(key), messages.INFO)
+                    return HttpResponseRedirect(
+                        reverse("admin:core_apikey_change", args=[new_key.pk])
+                    )
+        state = key.state_at()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Rotate {key}",
+            "opts": self.opts,
+            "key": key,
+            "key_url": key_url,
+            "state": state,
+            "rotatable": key.is_live() and key.replaced_by_id is None,
+            "expires": self.expires(key),
+            "grace_choices": GRACE_CHOICES,
+            "grace": grace,
+            "error": error,
+        }
+        return TemplateResponse(request, "admin/core/apikey/rotate.html", context)
+
+    @staticmethod
+    def _old_key_note(old: ApiKey) -> str:
+        if old.revoked_at is not None:
+            return f"The old key {masked_key(old)} was revoked."
+        return (
+            f"The old key {masked_key(old)} keeps working until "
+            f"{format_time(old.expires_at)}; switch your clients before then."
         )
 
     @admin.action(description="Revoke selected API keys", permissions=["change"])

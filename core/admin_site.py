@@ -179,6 +179,11 @@ class HeraldAdminSite(admin.AdminSite):
 
     def __init__(self, name: str = "admin") -> None:
         super().__init__(name)
+        # Failed logins are limited per client IP like failed API keys. Imported here:
+        # this module loads with INSTALLED_APPS, the auth forms need the models.
+        from core.login import RateLimitedLoginForm
+
+        self.login_form = RateLimitedLoginForm
         self._dashboard: DashboardBuilder | None = None
         self._views: list[tuple[str, Callable[..., HttpResponse], str]] = []
 

@@ -2,6 +2,9 @@
 
 A key belongs to one project. Using it on another project's URL answers
 404 NOT_FOUND rather than 403, so a key cannot probe which projects exist.
+A revoked or expired key answers exactly like an unknown one (401 "Invalid API
+key."). A client IP with too many failed credential checks this minute is refused
+(429) before its key is looked at (core/throttling.py).
 """
 
 from __future__ import annotations
@@ -10,19 +13,23 @@ import base64
 import binascii
 import hmac
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from core.access import is_member
+from core.client_ip import client_ip
 from core.errors import InvalidInput, NotFound
 from core.models import ApiKey, Project, hash_secret
+from core.throttling import auth_failure_record, auth_failures_wait
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class ApiKeyPrincipal:
 
 
 def api_key_lookup(raw: str) -> ApiKey | None:
-    """The key a raw `hk_<prefix>_<secret>` string proves, revoked or not; None if none."""
+    """The key a raw `hk_<prefix>_<secret>` string proves, live or not; None if none."""
     parts = ApiKey.split(raw)
     if parts is None:
         return None
@@ -53,19 +60,44 @@ def api_key_lookup(raw: str) -> ApiKey | None:
     return key
 
 
-def api_key_authenticate(raw: str) -> ApiKey:
+def api_key_authenticate(raw: str, *, client_ip: str | None) -> ApiKey:
     """The live key behind a raw key string, its use recorded; else 401 "Invalid API key."
 
-    The one check behind every door that takes a key: the REST API's Bearer header,
-    the MCP server over HTTP (the same header) and over stdio (HERALD_API_KEY).
+    The one check behind every door that takes a key: the REST API's Bearer and Basic
+    headers, the MCP server over HTTP (the same header) and over stdio
+    (HERALD_API_KEY, where there is no client IP). Unknown, revoked and expired keys
+    get the same answer, so a caller learns nothing about which keys exist.
+
+    The use is recorded (time and IP) at most once a minute, or sooner when the IP
+    changed, so a busy key does not write on every request.
     """
     key = api_key_lookup(raw)
-    if key is None or key.revoked_at is not None:
-        raise exceptions.AuthenticationFailed("Invalid API key.")
     now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    if key is None or not key.is_live(now):
+        raise exceptions.AuthenticationFailed("Invalid API key.")
+    stale = key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION
+    if stale or key.last_used_ip != client_ip:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now, last_used_ip=client_ip)
+        key.last_used_at, key.last_used_ip = now, client_ip
     return key
+
+
+def _limited_key_check(request: Request, check: Callable[[str | None], T]) -> T:
+    """Run a credential check for a request that carries credentials: refused with
+    429 while its IP is over the failed-check limit (before any key is looked at),
+    and a failure counted against the IP."""
+    ip = client_ip(request._request)
+    wait = auth_failures_wait(ip)
+    if wait is not None:
+        raise exceptions.Throttled(wait=wait, detail=TOO_MANY_FAILURES)
+    try:
+        return check(ip)
+    except exceptions.AuthenticationFailed:
+        auth_failure_record(ip)
+        raise
+
+
+TOO_MANY_FAILURES = "Too many failed authentication attempts from this address."
 
 
 def client_key_refused(scope: str, *, allow_client_keys: bool) -> bool:
@@ -80,6 +112,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).split()
         if not header:
             return None
+        key = _limited_key_check(request, lambda ip: self._check(header, ip))
+        principal = ApiKeyPrincipal(key_id=key.pk, project_id=key.project_id, scope=key.scope)
+        return principal, key
+
+    def _check(self, header: list[bytes], ip: str | None) -> ApiKey:
         if header[0].lower() != self.keyword.lower().encode():
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <api key>'.")
         if len(header) != 2:
@@ -88,9 +125,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode("ascii")
         except UnicodeDecodeError as exc:
             raise exceptions.AuthenticationFailed("Invalid API key.") from exc
-        key = api_key_authenticate(raw)
-        principal = ApiKeyPrincipal(key_id=key.pk, project_id=key.project_id, scope=key.scope)
-        return principal, key
+        return api_key_authenticate(raw, client_ip=ip)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="herald"'
@@ -119,14 +154,19 @@ class BasicApiKeyAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != b"basic":
             return None
+        key = _limited_key_check(request, lambda ip: self._check(header, ip))
+        principal = ApiKeyPrincipal(key_id=key.pk, project_id=key.project_id, scope=key.scope)
+        return principal, key
+
+    @staticmethod
+    def _check(header: list[bytes], ip: str | None) -> ApiKey:
         username, raw = _basic_credentials(header)
-        key = api_key_authenticate(raw)
+        key = api_key_authenticate(raw, client_ip=ip)
         if username.strip().lower() != str(key.project_id):
             raise exceptions.AuthenticationFailed(
                 "The Basic username must be the API key's project id."
             )
-        principal = ApiKeyPrincipal(key_id=key.pk, project_id=key.project_id, scope=key.scope)
-        return principal, key
+        return key
 
     def authenticate_header(self, request: Request) -> str:
         return 'Basic realm="herald"'
@@ -175,8 +215,9 @@ def api_key_project(raw: str, project_id: uuid.UUID) -> tuple[Project, ApiKeyPri
     """A raw key's authority over a project outside HTTP (the MCP stdio server): the
     same 401 UNAUTHENTICATED, 403 FORBIDDEN (client keys) and 404 NOT_FOUND (another
     project) as a request with that key on that project's URL; the project and the
-    key's principal (what each operation's permission is checked against)."""
-    key = api_key_authenticate(raw)
+    key's principal (what each operation's permission is checked against). There is no
+    client IP to record or limit: the caller runs on this machine."""
+    key = api_key_authenticate(raw, client_ip=None)
     if client_key_refused(key.scope, allow_client_keys=False):
         raise exceptions.PermissionDenied(IsAuthenticatedForProject.message)
     if key.project_id != project_id:

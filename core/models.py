@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
 
 from core.credentials import apns_missing, fcm_missing, webpush_missing
 from core.fields import SealedServiceAccountField, SealedTextField
@@ -109,11 +112,57 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# A live key within this of its expiry shows as "expiring soon" in the console.
+EXPIRING_SOON = timedelta(days=7)
+
+
+class KeyState(models.TextChoices):
+    """Where a key stands; only ACTIVE and EXPIRING authenticate."""
+
+    ACTIVE = "active", "Active"
+    EXPIRING = "expiring", "Expiring soon"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+
+
+LIVE_STATES = frozenset({KeyState.ACTIVE, KeyState.EXPIRING})
+
+
+def api_key_state_q(state: KeyState, now: datetime) -> Q:
+    """The rows in ``state`` at ``now``: the SQL form of `ApiKey.state_at`, kept next
+    to it (tests/core/test_key_lifecycle.py checks that they agree on every state)."""
+    not_revoked = Q(revoked_at__isnull=True)
+    if state == KeyState.REVOKED:
+        return ~not_revoked
+    if state == KeyState.EXPIRED:
+        return not_revoked & Q(expires_at__lte=now)
+    if state == KeyState.EXPIRING:
+        return not_revoked & Q(expires_at__gt=now, expires_at__lte=now + EXPIRING_SOON)
+    return not_revoked & (Q(expires_at__isnull=True) | Q(expires_at__gt=now + EXPIRING_SOON))
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def in_state(self, state: KeyState, now: datetime | None = None) -> ApiKeyQuerySet:
+        return self.filter(api_key_state_q(state, now or timezone.now()))
+
+    def live(self, now: datetime | None = None) -> ApiKeyQuerySet:
+        """Keys that authenticate at ``now``."""
+        now = now or timezone.now()
+        live = Q()
+        for state in LIVE_STATES:
+            live |= api_key_state_q(state, now)
+        return self.filter(live)
+
+
 class ApiKey(models.Model):
     """A project's API key. Only the SHA-256 of the secret is stored.
 
     The full key reads `hk_<prefix>_<secret>`; the prefix finds the row, the
-    hash proves the secret.
+    hash proves the secret. A key is live (authenticates) until it is revoked or
+    its `expires_at` is reached, whichever comes first: `state_at` is that rule,
+    used by authentication, the console and the services alike. Rotation
+    (core.services.api_key_rotate) gives the key an expiry a grace period away and
+    points `replaced_by` at its successor.
     """
 
     class Scope(models.TextChoices):
@@ -127,8 +176,24 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     secret_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Null: never expires. From `expires_at` on the key answers 401 like a revoked one.
+    expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The client IP of the last recorded use; null when that use had none (MCP over
+    # stdio) or the key was never used.
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The key that `api_key_rotate` made to take over from this one.
+    replaced_by = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="replaces",
+    )
+
+    objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         db_table = "api_keys"
@@ -136,6 +201,22 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({KEY_PREFIX}{self.prefix}_…)"
+
+    def state_at(self, now: datetime | None = None) -> KeyState:
+        """The one rule of whether a key is live (see `api_key_state_q` for SQL)."""
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return KeyState.REVOKED
+        if self.expires_at is None:
+            return KeyState.ACTIVE
+        if self.expires_at <= now:
+            return KeyState.EXPIRED
+        if self.expires_at <= now + EXPIRING_SOON:
+            return KeyState.EXPIRING
+        return KeyState.ACTIVE
+
+    def is_live(self, now: datetime | None = None) -> bool:
+        return self.state_at(now) in LIVE_STATES
 
     @classmethod
     def generate(cls) -> tuple[str, str, str]:

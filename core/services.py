@@ -2,13 +2,15 @@
 
 Keys are shown exactly once: `api_key_create` returns the full key to its caller
 and stores only the SHA-256 of the secret, so nothing that reads the database
-(admin, logs, backups) can recover a working key.
+(admin, logs, backups) can recover a working key. A key may expire; `api_key_rotate`
+replaces one without downtime (the old key keeps working for a grace period).
+Whether a key is live is `ApiKey.state_at`'s call (core/models.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import Group
@@ -17,8 +19,18 @@ from django.utils import timezone
 
 from core.access import ROLE_PERMISSIONS, role_group_name
 from core.credentials import clean_credential_fields, clean_vapid_subject, generate_vapid_key_pair
-from core.errors import InvalidInput
-from core.models import ApiKey, DeliveryGuarantee, Heartbeat, Project, ProjectMembership
+from core.errors import Conflict, InvalidInput
+from core.models import (
+    ApiKey,
+    DeliveryGuarantee,
+    Heartbeat,
+    KeyState,
+    Project,
+    ProjectMembership,
+)
+
+# How long a rotated key keeps working unless the caller says otherwise.
+DEFAULT_ROTATION_GRACE = timedelta(hours=24)
 
 # Everything an operator may set on a project; id and created_at are not theirs.
 PROJECT_WRITABLE_FIELDS = frozenset(
@@ -110,28 +122,100 @@ def project_generate_vapid(*, project: Project, subject: Any) -> tuple[Project, 
     return project, rotated
 
 
+def clean_key_expiry(expires_at: Any, *, now: datetime) -> datetime | None:
+    """The one check of a key's expiry: None (never) or an aware time after ``now``."""
+    if expires_at is None:
+        return None
+    if not isinstance(expires_at, datetime) or timezone.is_naive(expires_at):
+        raise InvalidInput(
+            "expires_at must be a date-time with a time zone, or null (never expires).",
+            details={"field": "expires_at"},
+        )
+    if expires_at <= now:
+        raise InvalidInput("expires_at must be in the future.", details={"field": "expires_at"})
+    return expires_at
+
+
 @transaction.atomic
 def api_key_create(
-    *, project: Project, name: str, scope: str = ApiKey.Scope.ADMIN
+    *,
+    project: Project,
+    name: str,
+    scope: str = ApiKey.Scope.ADMIN,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with the full secret, which is never stored.
 
     The caller must hand the full key to the operator now: afterwards only its
-    prefix (to find the row) and hash (to check it) exist.
+    prefix (to find the row) and hash (to check it) exist. ``expires_at`` None: the
+    key works until revoked; otherwise it must be in the future.
     """
     if scope not in ApiKey.Scope.values:
         raise InvalidInput(
             f"scope must be one of {', '.join(ApiKey.Scope.values)}.", details={"field": "scope"}
         )
+    clean_name = _clean_name(name, what="API key")
+    clean_expiry = clean_key_expiry(expires_at, now=timezone.now())
     full_key, prefix, secret_hash = ApiKey.generate()
     key = ApiKey.objects.create(
         project=project,
-        name=_clean_name(name, what="API key"),
+        name=clean_name,
         scope=scope,
         prefix=prefix,
         secret_hash=secret_hash,
+        expires_at=clean_expiry,
     )
     return key, full_key
+
+
+@transaction.atomic
+def api_key_rotate(*, key: ApiKey, grace: timedelta = DEFAULT_ROTATION_GRACE) -> tuple[ApiKey, str]:
+    """Replace a live key: a new key with the same project, name and scope, and the
+    old one expiring ``grace`` from now (0: revoked at once), so clients can switch
+    without downtime. Returns (new key, full secret); ``key`` is updated in place.
+
+    The new key gets the old one's lifetime (expiry minus creation) from now, or no
+    expiry if the old had none. Rotation never lengthens the old key's life: one due
+    to expire within the grace keeps its own expiry. Refused with 409
+    API_KEY_NOT_LIVE for a revoked or expired key (nothing to keep working) and
+    API_KEY_ALREADY_ROTATED for one already replaced (rotate its successor), so two
+    operators rotating at once do not both mint a key. The row is locked meanwhile.
+    """
+    if grace < timedelta(0):
+        raise InvalidInput("grace must not be negative.", details={"field": "grace"})
+    locked = ApiKey.objects.select_for_update().get(pk=key.pk)
+    now = timezone.now()
+    state = locked.state_at(now)
+    if state in (KeyState.REVOKED, KeyState.EXPIRED):
+        raise Conflict(
+            f"This API key is {state.label.lower()}; only a live key can be rotated.",
+            code="API_KEY_NOT_LIVE",
+            details={"state": state.value},
+        )
+    if locked.replaced_by_id is not None:
+        raise Conflict(
+            "This API key was already rotated; rotate the key that replaced it.",
+            code="API_KEY_ALREADY_ROTATED",
+            details={"replaced_by": f"{locked.replaced_by}"},
+        )
+    lifetime = None if locked.expires_at is None else locked.expires_at - locked.created_at
+    new_key, full_key = api_key_create(
+        project=locked.project,
+        name=locked.name,
+        scope=locked.scope,
+        expires_at=None if lifetime is None else now + lifetime,
+    )
+    locked.replaced_by = new_key
+    if grace == timedelta(0):
+        locked.save(update_fields=["replaced_by"])
+        api_key_revoke(key=locked)
+    else:
+        until = now + grace
+        if locked.expires_at is None or until < locked.expires_at:
+            locked.expires_at = until
+        locked.save(update_fields=["replaced_by", "expires_at"])
+    key.refresh_from_db(fields=["replaced_by", "expires_at", "revoked_at"])
+    return new_key, full_key
 
 
 @transaction.atomic
@@ -142,7 +226,7 @@ def api_key_replace(*, project: Project, name: str, scope: str) -> tuple[ApiKey,
     one at every `run_stack` start, by environment variable): at most one stays valid,
     and a key that leaked with an old process stops working at the next start.
     """
-    for old in ApiKey.objects.filter(project=project, name=name, revoked_at__isnull=True):
+    for old in ApiKey.objects.live().filter(project=project, name=name):
         api_key_revoke(key=old)
     return api_key_create(project=project, name=name, scope=scope)
 

@@ -67,24 +67,34 @@ def counter_key(ident: str, tier: Tier, window: int) -> str:
     return f"{KEY_PREFIX}:{tier.seconds}:{ident}:{window}"
 
 
+def count_in_window(ident: str, tier: Tier, now: float) -> TierState:
+    """Add one to ``ident``'s counter in ``tier``'s window at ``now``: the one counter
+    mechanism (the API tiers and the failed-authentication limit)."""
+    window = int(now // tier.seconds)
+    key = counter_key(ident, tier, window)
+    # The window's key lives one window longer than the window, then expires.
+    if cache.add(key, 1, timeout=2 * tier.seconds):
+        count = 1
+    else:
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr: this is the first
+            cache.set(key, 1, timeout=2 * tier.seconds)
+            count = 1
+    return TierState(tier, count, (window + 1) * tier.seconds - now, key)
+
+
+def peek_window(ident: str, tier: Tier, now: float) -> TierState:
+    """``ident``'s count in ``tier``'s window at ``now``, without adding to it."""
+    window = int(now // tier.seconds)
+    key = counter_key(ident, tier, window)
+    return TierState(tier, int(cache.get(key) or 0), (window + 1) * tier.seconds - now, key)
+
+
 def count_request(ident: str, now: float | None = None) -> list[TierState]:
     """Count one request of ``ident`` in every tier's current window."""
     now = time.time() if now is None else now
-    states = []
-    for tier in tiers():
-        window = int(now // tier.seconds)
-        key = counter_key(ident, tier, window)
-        # The window's key lives one window longer than the window, then expires.
-        if cache.add(key, 1, timeout=2 * tier.seconds):
-            count = 1
-        else:
-            try:
-                count = cache.incr(key)
-            except ValueError:  # expired between add and incr: this is the first
-                cache.set(key, 1, timeout=2 * tier.seconds)
-                count = 1
-        states.append(TierState(tier, count, (window + 1) * tier.seconds - now, key))
-    return states
+    return [count_in_window(ident, tier, now) for tier in tiers()]
 
 
 def uncount(states: list[TierState]) -> list[TierState]:
@@ -123,6 +133,42 @@ class ApiRateThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self._wait
+
+
+# --- failed authentication, per client IP -------------------------------------------
+# After HERALD_AUTH_FAILURES_PER_MINUTE failed credential checks from one IP in a
+# (fixed) minute, that IP's requests carrying credentials are refused before any key
+# is checked, until the minute ends: a guesser gets a few tries a minute, not a
+# database lookup per request. Successful requests do not count. Used by the API's
+# authentication classes (core/auth.py; the MCP HTTP door is one of their views) and
+# the console's login form (core/login.py). docs/api.md, "Rate limits".
+
+AUTH_FAILURE_IDENT = "authfail"
+
+
+def auth_failure_tier() -> Tier | None:
+    limit = settings.HERALD_AUTH_FAILURES_PER_MINUTE
+    return Tier(limit, 60) if limit > 0 else None
+
+
+def auth_failures_wait(client_ip: str | None, now: float | None = None) -> float | None:
+    """Seconds until ``client_ip`` may try credentials again; None while it may.
+    A request without a known IP (none to count against) is never held back."""
+    tier = auth_failure_tier()
+    if tier is None or not client_ip:
+        return None
+    now = time.time() if now is None else now
+    state = peek_window(f"{AUTH_FAILURE_IDENT}:{client_ip}", tier, now)
+    return state.reset if state.count >= tier.limit else None
+
+
+def auth_failure_record(client_ip: str | None, now: float | None = None) -> None:
+    """Count one failed credential check from ``client_ip``."""
+    tier = auth_failure_tier()
+    if tier is None or not client_ip:
+        return
+    now = time.time() if now is None else now
+    count_in_window(f"{AUTH_FAILURE_IDENT}:{client_ip}", tier, now)
 
 
 def rate_limit_headers(states: list[TierState]) -> dict[str, str]:

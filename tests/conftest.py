@@ -94,6 +94,14 @@ class BrokerQueue:
         return tasks
 
 
+@pytest.fixture(autouse=True)
+def no_failed_auth_limit(settings: Any) -> None:
+    """Every test client is 127.0.0.1, and the suite makes hundreds of refused requests
+    a minute: the per-IP failed-authentication limit (core/throttling.py) is off unless
+    a test turns it on (tests/core/test_key_lifecycle.py, with an IP of its own)."""
+    settings.HERALD_AUTH_FAILURES_PER_MINUTE = 0
+
+
 @pytest.fixture(scope="session", autouse=True)
 def metrics_files_of_live_processes_only() -> None:
     """The test var dir's metrics folder keeps the files of every process that ever

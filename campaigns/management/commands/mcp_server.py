@@ -1,10 +1,11 @@
 """`manage.py mcp_server --project ID`: Herald's MCP tools over stdio, for one project.
 
 The API key comes from the environment (HERALD_API_KEY), never argv, so it does not
-show in `ps`. It is checked at start - missing, invalid, revoked, client-scoped or of
-another project: the command refuses with a message saying which - and again at
-every tool call, as the REST API checks every request (a key revoked meanwhile
-answers UNAUTHENTICATED). stdout carries the protocol; logs go to stderr.
+show in `ps`. It is checked at start - missing, invalid, revoked, expired,
+client-scoped or of another project: the command refuses with a message saying
+which - and again at every tool call, as the REST API checks every request (a key
+revoked or expired meanwhile answers UNAUTHENTICATED). stdout carries the protocol;
+logs go to stderr.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from campaigns.mcp_server.server import build_server
 from campaigns.mcp_server.tools import Caller
 from core.auth import api_key_lookup, api_key_project
 from core.errors import NotFound
-from core.models import Project
+from core.models import KeyState, Project
 
 API_KEY_ENV = "HERALD_API_KEY"
 
@@ -45,8 +46,11 @@ def checked_project(raw_key: str, project_id: str) -> Project:
         return api_key_project(raw_key, wanted)[0]
     except exceptions.AuthenticationFailed as exc:
         key = api_key_lookup(raw_key)
-        if key is not None and key.revoked_at is not None:
+        state = None if key is None else key.state_at()
+        if state == KeyState.REVOKED:
             raise CommandError(f"{API_KEY_ENV} ({key}) was revoked.") from exc
+        if state == KeyState.EXPIRED:
+            raise CommandError(f"{API_KEY_ENV} ({key}) has expired.") from exc
         raise CommandError(f"{API_KEY_ENV} is not a valid Herald API key.") from exc
     except exceptions.PermissionDenied as exc:
         raise CommandError(

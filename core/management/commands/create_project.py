@@ -1,5 +1,5 @@
-"""`manage.py create_project NAME [--delivery-guarantee G] [--json] [credentials]`: a
-new project and its first admin key.
+"""`manage.py create_project NAME [--delivery-guarantee G] [--expires-in DAYS] [--json]
+[credentials]`: a new project and its first admin key.
 
 The key is printed once and never again (only its hash is stored), so the
 operator, or the script reading `--json`, must keep it now. Provider credentials
@@ -10,11 +10,13 @@ may be given from files; they are checked by core.credentials (through
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
+from django.utils import timezone
 
 from core.credentials import parse_fcm_service_account
 from core.errors import ApplicationError
@@ -36,6 +38,13 @@ class Command(BaseCommand):
             "default) or are sent again (at_least_once).",
         )
         parser.add_argument(
+            "--expires-in",
+            type=int,
+            metavar="DAYS",
+            help="The key stops working after DAYS days (default: never; "
+            "rotate_api_key replaces it without downtime).",
+        )
+        parser.add_argument(
             "--json",
             action="store_true",
             help='Print one JSON object {"project_id", "api_key"} instead of text.',
@@ -52,6 +61,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        days = options["expires_in"]
+        if days is not None and days < 1:
+            raise CommandError("--expires-in must be a number of days, at least 1.")
+        expires_at = None if days is None else timezone.now() + timedelta(days=days)
         try:
             with transaction.atomic():  # a refused option leaves no project behind
                 project = project_create(name=options["name"])
@@ -62,7 +75,9 @@ class Command(BaseCommand):
                         **self._credentials(options),
                     },
                 )
-                _, full_key = api_key_create(project=project, name=FIRST_KEY_NAME)
+                key, full_key = api_key_create(
+                    project=project, name=FIRST_KEY_NAME, expires_at=expires_at
+                )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         if options["json"]:
@@ -71,6 +86,8 @@ class Command(BaseCommand):
         self.stdout.write(f'Created project "{project.name}".')
         self.stdout.write(f"Project id: {project.id}")
         self.stdout.write(f"API key:    {full_key}")
+        if key.expires_at is not None:
+            self.stdout.write(f"Expires:    {key.expires_at.isoformat()}")
         self.stdout.write("Store the key now: only its hash is kept, it cannot be shown again.")
 
     @staticmethod
