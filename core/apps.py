@@ -6,6 +6,8 @@ class CoreConfig(AppConfig):
     verbose_name = "Projects & keys"
 
     def ready(self) -> None:
+        # core.audit connects the console login receivers (Django's auth signals);
         # drf-spectacular finds extensions only once their module is imported.
+        import core.audit
         import core.schema  # noqa: F401
         from core import checks  # noqa: F401  (registers the system checks)

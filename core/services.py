@@ -14,6 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core.audit import audit_record, with_fields
 from core.credentials import clean_credential_fields, clean_vapid_subject, generate_vapid_key_pair
 from core.errors import InvalidInput
 from core.models import ApiKey, DeliveryGuarantee, Heartbeat, Project
@@ -23,6 +24,15 @@ PROJECT_WRITABLE_FIELDS = frozenset(
     field.name
     for field in Project._meta.concrete_fields
     if field.editable and field.name not in {"id", "created_at"}
+)
+# Provider credentials and connection settings: a change is audited as
+# project.credentials_changed, by field name only (never a value).
+CREDENTIAL_FIELDS = frozenset(
+    name for name in PROJECT_WRITABLE_FIELDS if name.startswith(("apns_", "fcm_", "webpush_"))
+)
+# The secrets among them: stored sealed, so "changed" means set or cleared.
+SECRET_FIELDS = frozenset(
+    {"apns_auth_key", "apns_certificate", "fcm_service_account", "webpush_vapid_private_key"}
 )
 
 
@@ -51,7 +61,17 @@ def clean_delivery_guarantee(value: Any) -> str:
 @transaction.atomic
 def project_create(*, name: str) -> Project:
     """A new project with no credentials; the operator adds them in the admin."""
-    return Project.objects.create(name=_clean_name(name, what="Project"))
+    project = Project.objects.create(name=_clean_name(name, what="Project"))
+    audit_record(action="project.created", project_id=project.pk, obj=project)
+    return project
+
+
+def _changed(project: Project, name: str, value: Any) -> bool:
+    """Whether setting `value` changes the stored field (a secret: whether one is set
+    or cleared; its stored form is sealed, so values are not compared)."""
+    if name in SECRET_FIELDS:
+        return bool(value) or bool(getattr(project, name))
+    return bool(getattr(project, name) != value)
 
 
 @transaction.atomic
@@ -72,13 +92,32 @@ def project_update(*, project: Project, fields: Mapping[str, Any]) -> Project:
         )
     if not fields:
         return project
+    changed = []
     for name, value in clean_credential_fields(fields).items():
         if name == "name":
             value = _clean_name(value, what="Project")
         elif name == "delivery_guarantee":
             value = clean_delivery_guarantee(value)
+        if _changed(project, name, value):
+            changed.append(name)
         setattr(project, name, value)
     project.save(update_fields=list(fields))
+    settings = [name for name in changed if name not in CREDENTIAL_FIELDS]
+    credentials = [name for name in changed if name in CREDENTIAL_FIELDS]
+    if settings:
+        audit_record(
+            action="project.updated",
+            project_id=project.pk,
+            obj=project,
+            changes=with_fields(settings),
+        )
+    if credentials:
+        audit_record(
+            action="project.credentials_changed",
+            project_id=project.pk,
+            obj=project,
+            changes=with_fields(credentials),
+        )
     return project
 
 
@@ -105,6 +144,12 @@ def project_generate_vapid(*, project: Project, subject: Any) -> tuple[Project, 
             "webpush_vapid_subject",
         ]
     )
+    audit_record(
+        action="project.vapid_generated",
+        project_id=project.pk,
+        obj=project,
+        changes={"rotated": rotated},
+    )
     return project, rotated
 
 
@@ -129,6 +174,9 @@ def api_key_create(
         prefix=prefix,
         secret_hash=secret_hash,
     )
+    audit_record(
+        action="api_key.created", project_id=project.pk, obj=key, changes={"scope": key.scope}
+    )
     return key, full_key
 
 
@@ -152,8 +200,10 @@ def api_key_revoke(*, key: ApiKey) -> None:
     Rows are kept (not deleted) so the admin still shows who had access and when.
     """
     now = timezone.now()
-    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    revoked = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
     key.refresh_from_db(fields=["revoked_at"])
+    if revoked:
+        audit_record(action="api_key.revoked", project_id=key.project_id, obj=key)
 
 
 def heartbeat(name: str, *, now: datetime | None = None) -> None:
