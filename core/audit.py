@@ -274,8 +274,9 @@ def _login_failed(
 
 
 def with_fields(fields: Sequence[str], **facts: Any) -> dict[str, Any]:
-    """`changes` of an update: the changed field names (deduplicated, in order)."""
-    return {"fields": list(dict.fromkeys(fields)), **facts}
+    """`changes` of an update: the changed field names, sorted (a door's order may be a
+    set's), each once."""
+    return {"fields": sorted(set(fields)), **facts}
 
 
 # --- retention -----------------------------------------------------------------------

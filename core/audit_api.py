@@ -56,7 +56,7 @@ def _time(params: Mapping[str, str], name: str) -> datetime | None:
 
 def audit_filters(params: Mapping[str, str]) -> dict[str, Any]:
     """The selector's filters from the query string; VALIDATION_ERROR on a bad one."""
-    filters = {
+    filters: dict[str, Any] = {
         "actor": _text(params, "actor", limit=MAX_ACTOR, pattern=None),
         "action": _text(params, "action", limit=MAX_ACTION, pattern=ACTION_PATTERN),
         "object_type": _text(params, "object_type", limit=MAX_OBJECT, pattern=OBJECT_TYPE_PATTERN),

@@ -66,12 +66,12 @@ def project_create(*, name: str) -> Project:
     return project
 
 
-def _changed(project: Project, name: str, value: Any) -> bool:
+def _changed(stored: Mapping[str, Any], name: str, value: Any) -> bool:
     """Whether setting `value` changes the stored field (a secret: whether one is set
     or cleared; its stored form is sealed, so values are not compared)."""
     if name in SECRET_FIELDS:
-        return bool(value) or bool(getattr(project, name))
-    return bool(getattr(project, name) != value)
+        return bool(value) or bool(stored.get(name))
+    return bool(stored.get(name) != value)
 
 
 @transaction.atomic
@@ -92,13 +92,16 @@ def project_update(*, project: Project, fields: Mapping[str, Any]) -> Project:
         )
     if not fields:
         return project
+    # The row as stored (a door such as the admin form may have set the instance's
+    # attributes already): what the audit trail compares against.
+    stored = Project.objects.filter(pk=project.pk).values(*fields).first() or {}
     changed = []
     for name, value in clean_credential_fields(fields).items():
         if name == "name":
             value = _clean_name(value, what="Project")
         elif name == "delivery_guarantee":
             value = clean_delivery_guarantee(value)
-        if _changed(project, name, value):
+        if _changed(stored, name, value):
             changed.append(name)
         setattr(project, name, value)
     project.save(update_fields=list(fields))
