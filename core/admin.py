@@ -43,8 +43,10 @@ from core.models import KEY_PREFIX, ApiKey, Project
 from core.services import (
     PROJECT_WRITABLE_FIELDS,
     api_key_create,
+    api_key_delete,
     api_key_revoke,
     project_create,
+    project_delete,
     project_generate_vapid,
     project_update,
 )
@@ -430,6 +432,13 @@ class ProjectAdmin(admin.ModelAdmin):
         project_update(project=project, fields={**settings, **form.credential_changes()})
         adopt_saved(obj, project)
 
+    def delete_model(self, request: HttpRequest, obj: Project) -> None:
+        project_delete(project=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        for project in queryset:
+            project_delete(project=project)
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
@@ -479,6 +488,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
             f"Copy this API key now, it will not be shown again: {full_key}",
             messages.WARNING,
         )
+
+    def delete_model(self, request: HttpRequest, obj: ApiKey) -> None:
+        api_key_delete(key=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for key in queryset:
+            api_key_delete(key=key)
 
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -125,6 +125,14 @@ def project_update(*, project: Project, fields: Mapping[str, Any]) -> Project:
 
 
 @transaction.atomic
+def project_delete(*, project: Project) -> None:
+    """Delete a project with everything of it (the console, superusers). Its audit
+    events stay: they name the project by id, not by a foreign key."""
+    audit_record(action="project.deleted", project_id=project.pk, obj=project)
+    project.delete()
+
+
+@transaction.atomic
 def project_generate_vapid(*, project: Project, subject: Any) -> tuple[Project, bool]:
     """Give the project a fresh VAPID key pair and subject. Returns (project, rotated).
 
@@ -207,6 +215,14 @@ def api_key_revoke(*, key: ApiKey) -> None:
     key.refresh_from_db(fields=["revoked_at"])
     if revoked:
         audit_record(action="api_key.revoked", project_id=key.project_id, obj=key)
+
+
+@transaction.atomic
+def api_key_delete(*, key: ApiKey) -> None:
+    """Delete a key's row (the console). Revoking keeps the row and is the usual way;
+    either way the audit trail keeps the key's events."""
+    audit_record(action="api_key.deleted", project_id=key.project_id, obj=key)
+    key.delete()
 
 
 def heartbeat(name: str, *, now: datetime | None = None) -> None:

@@ -16,11 +16,11 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
 from core.admin import EstimatedCountPaginator
 from core.timefmt import zoned
 from delivery.models import PushDelivery, PushToken
+from delivery.services import tokens_set_active
 
 OPERATOR_REASON = "deactivated by {user} in the admin"
 
@@ -89,17 +89,13 @@ class PushTokenAdmin(admin.ModelAdmin):
     # actions are the operator's manual override, with the same three fields.
     @admin.action(description="Deactivate selected tokens", permissions=["change"])
     def deactivate_tokens(self, request: HttpRequest, queryset: QuerySet[PushToken]) -> None:
-        reason = OPERATOR_REASON.format(user=request.user.get_username())[:200]
-        count = queryset.filter(active=True).update(
-            active=False, invalidated_at=timezone.now(), invalid_reason=reason
-        )
+        reason = OPERATOR_REASON.format(user=request.user.get_username())
+        count = tokens_set_active(tokens=queryset, active=False, reason=reason)
         self.message_user(request, f"Deactivated {count} token(s).", messages.SUCCESS)
 
     @admin.action(description="Reactivate selected tokens", permissions=["change"])
     def reactivate_tokens(self, request: HttpRequest, queryset: QuerySet[PushToken]) -> None:
-        count = queryset.filter(active=False).update(
-            active=True, invalidated_at=None, invalid_reason=""
-        )
+        count = tokens_set_active(tokens=queryset, active=True)
         self.message_user(request, f"Reactivated {count} token(s).", messages.SUCCESS)
 
 

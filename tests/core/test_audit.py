@@ -586,3 +586,28 @@ def test_the_purge_reads_the_setting(settings: Any) -> None:
     assert audit_events_purge(now=T0 + timedelta(days=1000)) == 0
     settings.HERALD_AUDIT_RETENTION_DAYS = 365
     assert audit_events_purge(now=T0 + timedelta(days=366)) == 1
+
+
+# --- console deletes: the trail outlives what it describes ----------------------------
+
+
+def test_console_project_and_key_deletes_are_recorded_and_outlive_them(staff: Client) -> None:
+    project = ProjectFactory.create(name="Doomed")
+    key, _ = create_api_key(project, name="old key")
+    other = ProjectFactory.create(name="Also doomed")
+
+    assert staff.post(url("core_apikey_delete", key.pk), {"post": "yes"}).status_code == 302
+    assert staff.post(url("core_project_delete", project.pk), {"post": "yes"}).status_code == 302
+    staff.post(
+        url("core_project_changelist"),
+        {"action": "delete_selected", "_selected_action": [other.pk], "post": "yes"},
+    )
+
+    assert not Project.objects.exists() and not ApiKey.objects.exists()
+    assert brief(trail(), "action", "project_id", "actor", "object_type", "object_repr") == [
+        ("api_key.deleted", project.pk, "ops", "apikey", str(key)),
+        ("project.deleted", project.pk, "ops", "project", "Doomed"),
+        ("project.deleted", other.pk, "ops", "project", "Also doomed"),
+    ]
+    response = staff.get(url("core_auditevent_changelist"), {"project_id": str(project.pk)})
+    assert response.status_code == 200  # listed, though the project is gone
