@@ -180,7 +180,7 @@ def test_superusers_see_the_operators_order_and_the_system_section(staff: Client
         ("Campaigns", ["pushcampaign"]),
         ("Segments & users", ["segment", "appuser"]),
         ("Devices & deliveries", ["pushtoken", "pushdelivery"]),
-        ("Projects & keys", ["project", "apikey"]),
+        ("Projects & keys", ["project", "apikey", "auditevent"]),
         ("System", ["group", "user", *sorted(BEAT_MODELS_ALL, key=_beat_order)]),
     ]
     sweeper = staff.get(reverse("admin:django_celery_beat_periodictask_changelist"))
