@@ -35,7 +35,9 @@ def _text(params: Mapping[str, str], name: str, *, limit: int, pattern: str | No
     value = params.get(name)
     if value is None:
         return None
-    if not value or len(value) > limit or (pattern and not re.fullmatch(pattern, value)):
+    # NUL cannot be stored in (or compared with) PostgreSQL text: refused, not a 500.
+    malformed = "\x00" in value or bool(pattern and not re.fullmatch(pattern, value))
+    if not value or len(value) > limit or malformed:
         shape = f", matching {pattern}" if pattern else ""
         raise InvalidInput(f"{name} must be 1-{limit} characters{shape}.", details={"field": name})
     return value

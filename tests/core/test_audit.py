@@ -505,6 +505,8 @@ def test_the_api_pages_with_a_cursor(history: Any) -> None:
         ({"actor": "x" * 201}, "actor"),
         ({"object_type": "push-campaign"}, "object_type"),
         ({"object_id": "x" * 65}, "object_id"),
+        ({"object_id": "c-\x001"}, "object_id"),
+        ({"actor": "ops\x00"}, "actor"),
         ({"since": "yesterday"}, "since"),
         ({"since": "2026-03-01T12:00:00"}, "since"),  # no offset
         ({"until": "9999-12-31T23:59:59-23:59"}, "until"),  # overflows UTC
