@@ -6,6 +6,7 @@ nothing."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import timedelta
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import scheduling
@@ -270,6 +272,36 @@ def test_console_refused_action_records_nothing(staff: Client) -> None:
     )
 
     assert trail() == []
+
+
+@pytest.mark.django_db
+def test_console_test_push_from_the_user_page(staff: Client, project: Project) -> None:
+    user = AppUserFactory.create(project=project, external_id="ada")
+    token = PushTokenFactory.create(project=project, app_user=user, token=APNS_TOKEN)
+    push_url = reverse("admin:app_user_test_push", args=[user.pk])
+
+    refused = staff.post(push_url, json.dumps({"title": "T"}), content_type="application/json")
+    sent = staff.post(
+        push_url, json.dumps({"title": "T", "body": "B"}), content_type="application/json"
+    )
+
+    assert (refused.status_code, sent.status_code) == (400, 200)
+    assert trail() == [
+        (
+            "test_push.sent",
+            "user",
+            "ops",
+            "console",
+            "pushdelivery",
+            str(sent.json()["delivery_id"]),
+            {
+                "token_id": token.pk,
+                "app_user_id": str(user.pk),
+                "provider": "apns",
+                "status": "sent",
+            },
+        )
+    ]
 
 
 # --- command ---------------------------------------------------------------------------
