@@ -41,7 +41,7 @@ COLUMNS = ("action", "actor_kind", "actor", "via", "object_type", "object_id", "
 def trail(*columns: str) -> list[tuple[Any, ...]]:
     """Every event but console logins, oldest first, as the columns asked for."""
     rows = AuditEvent.objects.exclude(action__startswith="console.").order_by("id")
-    return [tuple(row[c] for c in columns or COLUMNS) for row in rows.values()]
+    return [tuple(dict(row)[c] for c in columns or COLUMNS) for row in rows.values()]
 
 
 def masked(key: ApiKey) -> str:

@@ -46,7 +46,7 @@ def trail(*, skip_logins: bool = True) -> list[dict[str, Any]]:
         "object_repr",
         "changes",
     )
-    return [row for row in rows if not (skip_logins and row["action"] in LOGIN_ACTIONS)]
+    return [dict(row) for row in rows if not (skip_logins and row["action"] in LOGIN_ACTIONS)]
 
 
 def trail_json() -> str:
@@ -241,7 +241,7 @@ def test_console_login_logout_and_failed_login(operator: Any) -> None:
     )
     assert client.post("/ops/logout/").status_code == 200
 
-    who = {
+    who: dict[str, Any] = {
         "project_id": None,
         "actor_kind": "user",
         "actor": "alice",
