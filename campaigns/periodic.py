@@ -41,6 +41,8 @@ def periodic_tasks() -> list[Periodic]:
         Periodic("herald: expire idempotency keys", "core.expire_idempotency_keys", 1, "hours"),
         # Deletes app events older than HERALD_EVENT_RETENTION_DAYS (segments/events.py).
         Periodic("herald: purge old events", "segments.purge_events", 1, "days"),
+        # Deletes audit events older than HERALD_AUDIT_RETENTION_DAYS (core/audit.py).
+        Periodic("herald: purge old audit events", "core.purge_audit_events", 1, "days"),
     ]
 
 

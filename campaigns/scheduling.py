@@ -30,6 +30,7 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from campaigns import queue, runs
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.recurrence import next_occurrence
+from core.audit import SCHEDULER, audit_record
 from core.errors import InvalidInput
 from delivery.policy import local_time_fire_at
 
@@ -110,14 +111,22 @@ def campaign_fire_scheduled(*, campaign_id: uuid.UUID, version: int) -> bool:
             PushCampaign.objects.filter(pk=campaign_id).values_list("recurrence", flat=True).first()
         )
         now = timezone.now()
+        trigger = CampaignRun.Trigger.RECURRENCE if recurrence else CampaignRun.Trigger.SCHEDULE
         campaign = runs.run_begin(
             campaign_id=campaign_id,
             allowed=Q(status=CampaignStatus.SCHEDULED, schedule_version=version, fire_at__lte=now),
-            trigger=CampaignRun.Trigger.RECURRENCE if recurrence else CampaignRun.Trigger.SCHEDULE,
+            trigger=trigger,
             now=now,
         )
         if campaign is None:
             return False
+        audit_record(
+            action="campaign.sent",
+            project_id=campaign.project_id,
+            obj=campaign,
+            changes={"run": campaign.last_run_number, "trigger": str(trigger)},
+            actor=SCHEDULER,
+        )
     runs.run_launch(campaign)
     return True
 

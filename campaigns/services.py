@@ -29,6 +29,7 @@ from campaigns.content import (
 )
 from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
 from campaigns.validation import CampaignFields, campaign_segment, check_campaign
+from core.audit import audit_record, with_fields
 from core.errors import ApplicationError, Conflict, NotFound, UpstreamFailure
 from core.models import Project
 from delivery.payloads import PushContent
@@ -127,6 +128,26 @@ def _schedule_failed(campaign_id: uuid.UUID, reason: str) -> None:
 SCHEDULE_STATE = ["status", "scheduled_at", "fire_at", "recurrence_anchor", "local_wall_clock"]
 
 
+def _audit(action: str, campaign: PushCampaign, **changes: Any) -> None:
+    """One audit event about `campaign` (inside the caller's transaction)."""
+    audit_record(action=action, project_id=campaign.project_id, obj=campaign, changes=changes)
+
+
+def _audit_scheduled(campaign: PushCampaign) -> None:
+    _audit(
+        "campaign.scheduled",
+        campaign,
+        scheduled_at=campaign.scheduled_at.isoformat() if campaign.scheduled_at else None,
+        recurring=bool(campaign.recurrence),
+    )
+
+
+def _given_fields(fields: CampaignFields) -> list[str]:
+    """The campaign fields a write names, as the audit trail shows them (the segment
+    however it was named)."""
+    return ["segment" if name in ("segment_id", "segment_name") else name for name in fields]
+
+
 def _prepare(campaign: PushCampaign, fields: CampaignFields, *, adding: bool) -> list[str]:
     """Apply validated `fields` to `campaign` (not saved) and run every check that
     needs the project or the campaign itself: references (segment, targeting), the
@@ -169,6 +190,14 @@ def campaign_create(
                 campaign.schedule_version = 1
             campaign.save()
             scheduling.sync_periodic_task(campaign.id)
+            audit_record(
+                action="campaign.created",
+                project_id=project.pk,
+                obj=campaign,
+                changes=with_fields(_given_fields(fields)),
+            )
+            if campaign.status == CampaignStatus.SCHEDULED:
+                _audit_scheduled(campaign)
     except IntegrityError as exc:
         if unique_name and _name_taken(project, fields.get("name", "")):
             raise _duplicate_name(fields.get("name", "")) from exc
@@ -196,6 +225,7 @@ def campaign_update(
         campaign = PushCampaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.status not in EDITABLE:
             raise _already_sent(campaign.status)
+        was = campaign.status
         changed = _prepare(campaign, fields, adding=False)
         replanned = bool(SCHEDULE_FIELDS & set(fields))
         if replanned:
@@ -209,6 +239,16 @@ def campaign_update(
                 raise _duplicate_name(campaign.name) from exc
             raise
         scheduling.sync_periodic_task(campaign.id)
+        audit_record(
+            action="campaign.updated",
+            project_id=project.pk,
+            obj=campaign,
+            changes=with_fields(_given_fields(fields)),
+        )
+        if replanned and campaign.status == CampaignStatus.SCHEDULED:
+            _audit_scheduled(campaign)
+        elif was == CampaignStatus.SCHEDULED and campaign.status == CampaignStatus.DRAFT:
+            _audit("campaign.unscheduled", campaign)
     if replanned and campaign.status == CampaignStatus.SCHEDULED:
         try:
             scheduling.arm_if_due(campaign.id)
@@ -235,17 +275,25 @@ def campaign_delete(*, project: Project, campaign_id: uuid.UUID) -> None:
         row = (
             PushCampaign.objects.select_for_update()
             .filter(pk=campaign_id, project=project)
-            .values_list("status", "periodic_task_id")
+            .values_list("status", "periodic_task_id", "name")
             .first()
         )
         if row is None:
             raise NotFound("Campaign not found.")
-        status, task_id = row
+        status, task_id, name = row
         if status not in EDITABLE:
             raise _already_sent(status)
         PushCampaign.objects.filter(pk=campaign_id).delete()
         if task_id is not None:
             PeriodicTask.objects.filter(pk=task_id).delete()
+        audit_record(
+            action="campaign.deleted",
+            project_id=project.pk,
+            object_type="pushcampaign",
+            object_id=campaign_id,
+            object_repr=name,
+            changes={"status": status},
+        )
 
 
 def campaign_send(
@@ -269,6 +317,7 @@ def campaign_send(
                     details={"status": status},
                 )
             raise _already_sent(status)
+        _audit("campaign.sent", campaign, run=campaign.last_run_number, trigger=str(trigger))
     try:
         runs.run_launch(campaign)
     except queue.EnqueueFailed as exc:
@@ -302,7 +351,8 @@ def campaign_cancel(*, project: Project, campaign_id: uuid.UUID) -> PushCampaign
             )
         had_run = runs.run_cancel(campaign_id=campaign_id, now=now)
         scheduling.sync_periodic_task(campaign_id)
-    campaign = PushCampaign.objects.get(pk=campaign_id)
+        campaign = PushCampaign.objects.get(pk=campaign_id)
+        _audit("campaign.cancelled", campaign, **({"run": campaign.current_run} if had_run else {}))
     if had_run:
         try:
             queue.enqueue_close_run(campaign_id, campaign.current_run)
@@ -311,6 +361,7 @@ def campaign_cancel(*, project: Project, campaign_id: uuid.UUID) -> PushCampaign
     return campaign
 
 
+@transaction.atomic
 def campaign_duplicate(*, campaign: PushCampaign) -> PushCampaign:
     """A new draft with the same content and targeting (admin action)."""
     copy = PushCampaign.objects.get(pk=campaign.pk)
@@ -328,6 +379,7 @@ def campaign_duplicate(*, campaign: PushCampaign) -> PushCampaign:
     copy.last_error = ""
     copy.sent_at = copy.completed_at = None
     copy.save(force_insert=True)
+    _audit("campaign.created", copy, fields=[], duplicate_of=str(campaign.pk))
     return copy
 
 
@@ -409,6 +461,18 @@ def campaign_push_explicit(
             campaign_id=campaign_id,
             run=run,
             tokens=[NewDelivery(t, u, p) for t, u, p in targets],
+        )
+        _audit(
+            "campaign.pushed",
+            started,
+            run=run,
+            targeted=len(targets),
+            invalid_device_ids=len(invalid),
+            overrides=sorted(
+                name
+                for name in ("data", "title", "body", "silent")
+                if overrides is not None and getattr(overrides, name) not in (None, "")
+            ),
         )
     try:
         runs.run_launch(

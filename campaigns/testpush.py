@@ -19,6 +19,7 @@ from typing import Any
 from campaigns.content import CONTENT_FIELDS, check_content_size, push_content
 from campaigns.validation import VALIDATORS, check_content, silent_priority_default
 from core.api import refuse_unknown_fields
+from core.audit import audit_record
 from core.errors import ApplicationError, InvalidInput, NotFound
 from core.models import Project
 from delivery.models import Provider, PushToken
@@ -139,7 +140,10 @@ def _resolve_token(project: Project, fields: Mapping[str, Any]) -> PushToken:
 
 
 def test_push_send(*, project: Project, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Send one test push now; PUSH_FAILED (502) when the provider refuses it."""
+    """Send one test push now; PUSH_FAILED (502) when the provider refuses it.
+
+    Audited once the provider answered, refused or not (the delivery row stays):
+    which token and user, never the content."""
     token = _resolve_token(project, fields)
     outcome = delivery_send_one(project=project, token=token, content=push_content(fields))
     body = {
@@ -148,6 +152,19 @@ def test_push_send(*, project: Project, fields: Mapping[str, Any]) -> dict[str, 
         "provider_message_id": outcome.result.provider_message_id,
         "status": outcome.delivery.status,
     }
+    audit_record(
+        action="test_push.sent",
+        project_id=project.pk,
+        object_type="pushdelivery",
+        object_id=outcome.delivery.pk,
+        object_repr=f"test push to {token.provider} token {token.pk}",
+        changes={
+            "token_id": token.pk,
+            "app_user_id": str(token.app_user_id) if token.app_user_id else None,
+            "provider": token.provider,
+            "status": outcome.delivery.status,
+        },
+    )
     if outcome.delivery.status != "sent":
         raise PushFailed(
             f"The provider refused the push: {outcome.result.reason}",

@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "core.throttling.RateLimitHeadersMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Keeps the request for the audit trail's actor (core/audit.py).
+    "core.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -281,6 +283,9 @@ SPECTACULAR_SETTINGS = {
 # App events (segments/events.py) older than this many days are deleted by the daily
 # purge (segments.purge_events); 0 keeps them forever. docs/api.md, "Events".
 HERALD_EVENT_RETENTION_DAYS = env_int("HERALD_EVENT_RETENTION_DAYS", 90)
+# Audit events (core/audit.py) older than this many days are deleted by the daily
+# purge (core.purge_audit_events); 0 keeps them forever. docs/deploy.md.
+HERALD_AUDIT_RETENTION_DAYS = env_int("HERALD_AUDIT_RETENTION_DAYS", 365)
 
 # Largest accepted request body (Django refuses bigger ones before parsing).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("HERALD_MAX_BODY_BYTES", 1024 * 1024)

@@ -45,6 +45,7 @@ CHANGE_PROJECT = "core.change_project"
 VIEW_API_KEYS = "core.view_apikey"
 ADD_API_KEYS = "core.add_apikey"
 CHANGE_API_KEYS = "core.change_apikey"
+VIEW_AUDIT = "core.view_auditevent"
 
 VIEWER_PERMISSIONS = (
     VIEW_PROJECT,
@@ -74,6 +75,7 @@ ADMIN_PERMISSIONS = (
     ADD_API_KEYS,
     CHANGE_API_KEYS,
     "delivery.change_pushtoken",
+    VIEW_AUDIT,
     "core.view_projectmembership",
     "core.add_projectmembership",
     "core.change_projectmembership",
@@ -94,7 +96,7 @@ ROLE_DESCRIPTIONS = {
     ROLE_VIEWER: "reads campaigns, results, segments, users and devices",
     ROLE_EDITOR: "also composes campaigns (drafts) and edits segments",
     ROLE_SENDER: "also sends, schedules, cancels and test-pushes",
-    ROLE_ADMIN: "also edits credentials and settings, API keys, members and devices",
+    ROLE_ADMIN: "also credentials and settings, API keys, members, devices, the audit trail",
 }
 
 
@@ -190,8 +192,6 @@ def principal_may(principal: Any, perm: str, project: Any) -> bool:
     if principal is None or not getattr(principal, "is_authenticated", False):
         return False
     project_id = project_id_of(project)
-    if project_id is None:
-        return False
     if _is_key(principal):
         return project_id == principal.project_id and perm in SCOPE_PERMISSIONS.get(
             principal.scope, frozenset()
@@ -199,7 +199,9 @@ def principal_may(principal: Any, perm: str, project: Any) -> bool:
     if not principal.is_active:
         return False
     if principal.is_superuser:
-        return True
+        return True  # also rows of no project (the audit trail's logins)
+    if project_id is None:
+        return False
     return perm in project_permissions(principal).get(project_id, frozenset())
 
 

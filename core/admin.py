@@ -61,9 +61,11 @@ from core.services import (
     DEFAULT_ROTATION_GRACE,
     PROJECT_WRITABLE_FIELDS,
     api_key_create,
+    api_key_delete,
     api_key_revoke,
     api_key_rotate,
     project_create,
+    project_delete,
     project_generate_vapid,
     project_member_remove,
     project_member_set,
@@ -545,6 +547,13 @@ class ProjectAdmin(ProjectScopedAdmin):
         project_update(project=project, fields={**settings, **form.credential_changes()})
         adopt_saved(obj, project)
 
+    def delete_model(self, request: HttpRequest, obj: Project) -> None:
+        project_delete(project=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        for project in queryset:
+            project_delete(project=project)
+
 
 EXPIRES_IN_CHOICES = [
     ("", "Never"),
@@ -739,6 +748,13 @@ class ApiKeyAdmin(ApiKeyColumns, ProjectScopedAdmin):
             f"{format_time(old.expires_at)}; switch your clients before then."
         )
 
+    def delete_model(self, request: HttpRequest, obj: ApiKey) -> None:
+        api_key_delete(key=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for key in self.rows_allowed(request, queryset, "delete"):
+            api_key_delete(key=key)
+
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = 0
@@ -788,3 +804,7 @@ class ProjectMembershipAdmin(ProjectScopedAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ProjectMembership]) -> None:
         for membership in self.rows_allowed(request, queryset, "delete"):
             project_member_remove(membership=membership)
+
+
+# The audit trail's read-only page lives in its own module.
+from core import audit_admin  # noqa: E402, F401

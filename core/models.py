@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -318,3 +319,71 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.at.isoformat()}"
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """No bulk rewrites of the trail: `update()` is refused. A queryset `delete()` is
+    allowed for the one retention purge (core.audit.audit_events_purge)."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise TypeError("Audit events are append-only: they are never updated.")
+
+
+class AuditEvent(models.Model):
+    """One state change or operator action: who, through which door, from where, when,
+    on what. Append-only: written by core.audit.audit_record inside the acting
+    service's transaction, never changed, deleted only by the retention purge.
+
+    `project_id` is a plain UUID, not a foreign key: the trail must outlive the
+    project, campaign or key it describes (docs/decisions.md, "Audit trail").
+    `changes` holds field names and small facts (a run number, a count), never a
+    credential's value.
+    """
+
+    class ActorKind(models.TextChoices):
+        USER = "user", "Console user"
+        API_KEY = "api_key", "API key"
+        COMMAND = "command", "Management command"
+        SYSTEM = "system", "System"
+
+    class Via(models.TextChoices):
+        API = "api", "REST API"
+        CONSOLE = "console", "Console"
+        COMMAND = "command", "Command"
+        MCP = "mcp", "MCP"
+        WORKER = "worker", "Worker"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    project_id = models.UUIDField(null=True, blank=True)
+    actor_kind = models.CharField(max_length=10, choices=ActorKind.choices)
+    actor = models.CharField(max_length=200)
+    actor_user_id = models.BigIntegerField(null=True, blank=True)
+    via = models.CharField(max_length=10, choices=Via.choices)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        db_table = "audit_events"
+        ordering = ("-at", "-id")
+        indexes = [
+            models.Index(fields=["project_id", "at"], name="audit_events_project_at"),
+            models.Index(fields=["object_type", "object_id"], name="audit_events_object"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor} at {self.at.isoformat()}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise TypeError("Audit events are append-only: a saved event is never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise TypeError("Audit events are append-only: only the retention purge deletes them.")

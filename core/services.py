@@ -17,7 +17,8 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from core.access import ROLE_PERMISSIONS, role_group_name
+from core.access import ROLE_PERMISSIONS, role_group_name, role_of_group
+from core.audit import audit_record, with_fields
 from core.credentials import clean_credential_fields, clean_vapid_subject, generate_vapid_key_pair
 from core.errors import Conflict, InvalidInput
 from core.models import (
@@ -37,6 +38,15 @@ PROJECT_WRITABLE_FIELDS = frozenset(
     field.name
     for field in Project._meta.concrete_fields
     if field.editable and field.name not in {"id", "created_at"}
+)
+# Provider credentials and connection settings: a change is audited as
+# project.credentials_changed, by field name only (never a value).
+CREDENTIAL_FIELDS = frozenset(
+    name for name in PROJECT_WRITABLE_FIELDS if name.startswith(("apns_", "fcm_", "webpush_"))
+)
+# The secrets among them: stored sealed, so "changed" means set or cleared.
+SECRET_FIELDS = frozenset(
+    {"apns_auth_key", "apns_certificate", "fcm_service_account", "webpush_vapid_private_key"}
 )
 
 
@@ -65,7 +75,17 @@ def clean_delivery_guarantee(value: Any) -> str:
 @transaction.atomic
 def project_create(*, name: str) -> Project:
     """A new project with no credentials; the operator adds them in the admin."""
-    return Project.objects.create(name=_clean_name(name, what="Project"))
+    project = Project.objects.create(name=_clean_name(name, what="Project"))
+    audit_record(action="project.created", project_id=project.pk, obj=project)
+    return project
+
+
+def _changed(stored: Mapping[str, Any], name: str, value: Any) -> bool:
+    """Whether setting `value` changes the stored field (a secret: whether one is set
+    or cleared; its stored form is sealed, so values are not compared)."""
+    if name in SECRET_FIELDS:
+        return bool(value) or bool(stored.get(name))
+    return bool(stored.get(name) != value)
 
 
 @transaction.atomic
@@ -86,14 +106,44 @@ def project_update(*, project: Project, fields: Mapping[str, Any]) -> Project:
         )
     if not fields:
         return project
+    # The row as stored (a door such as the admin form may have set the instance's
+    # attributes already): what the audit trail compares against.
+    stored = Project.objects.filter(pk=project.pk).values(*fields).first() or {}
+    changed = []
     for name, value in clean_credential_fields(fields).items():
         if name == "name":
             value = _clean_name(value, what="Project")
         elif name == "delivery_guarantee":
             value = clean_delivery_guarantee(value)
+        if _changed(stored, name, value):
+            changed.append(name)
         setattr(project, name, value)
     project.save(update_fields=list(fields))
+    settings = [name for name in changed if name not in CREDENTIAL_FIELDS]
+    credentials = [name for name in changed if name in CREDENTIAL_FIELDS]
+    if settings:
+        audit_record(
+            action="project.updated",
+            project_id=project.pk,
+            obj=project,
+            changes=with_fields(settings),
+        )
+    if credentials:
+        audit_record(
+            action="project.credentials_changed",
+            project_id=project.pk,
+            obj=project,
+            changes=with_fields(credentials),
+        )
     return project
+
+
+@transaction.atomic
+def project_delete(*, project: Project) -> None:
+    """Delete a project with everything of it (the console, superusers). Its audit
+    events stay: they name the project by id, not by a foreign key."""
+    audit_record(action="project.deleted", project_id=project.pk, obj=project)
+    project.delete()
 
 
 @transaction.atomic
@@ -118,6 +168,12 @@ def project_generate_vapid(*, project: Project, subject: Any) -> tuple[Project, 
             "webpush_vapid_public_key",
             "webpush_vapid_subject",
         ]
+    )
+    audit_record(
+        action="project.vapid_generated",
+        project_id=project.pk,
+        obj=project,
+        changes={"rotated": rotated},
     )
     return project, rotated
 
@@ -164,6 +220,9 @@ def api_key_create(
         prefix=prefix,
         secret_hash=secret_hash,
         expires_at=clean_expiry,
+    )
+    audit_record(
+        action="api_key.created", project_id=project.pk, obj=key, changes={"scope": key.scope}
     )
     return key, full_key
 
@@ -214,6 +273,16 @@ def api_key_rotate(*, key: ApiKey, grace: timedelta = DEFAULT_ROTATION_GRACE) ->
         if locked.expires_at is None or until < locked.expires_at:
             locked.expires_at = until
         locked.save(update_fields=["replaced_by", "expires_at"])
+    audit_record(
+        action="api_key.rotated",
+        project_id=locked.project_id,
+        obj=locked,
+        changes={
+            "replaced_by": str(new_key),
+            "old_key_until": None if locked.expires_at is None else locked.expires_at.isoformat(),
+            "grace_seconds": int(grace.total_seconds()),
+        },
+    )
     key.refresh_from_db(fields=["replaced_by", "expires_at", "revoked_at"])
     return new_key, full_key
 
@@ -238,8 +307,18 @@ def api_key_revoke(*, key: ApiKey) -> None:
     Rows are kept (not deleted) so the admin still shows who had access and when.
     """
     now = timezone.now()
-    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    revoked = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
     key.refresh_from_db(fields=["revoked_at"])
+    if revoked:
+        audit_record(action="api_key.revoked", project_id=key.project_id, obj=key)
+
+
+@transaction.atomic
+def api_key_delete(*, key: ApiKey) -> None:
+    """Delete a key's row (the console). Revoking keeps the row and is the usual way;
+    either way the audit trail keeps the key's events."""
+    audit_record(action="api_key.deleted", project_id=key.project_id, obj=key)
+    key.delete()
 
 
 def _role_group(role: str) -> Group:
@@ -259,8 +338,26 @@ def project_member_set(*, project: Project, user: Any, role: str) -> ProjectMemb
         raise InvalidInput(
             "Only active staff accounts can be members of a project.", details={"field": "user"}
         )
-    membership, _ = ProjectMembership.objects.update_or_create(
-        project=project, user=user, defaults={"role": _role_group(role)}
+    group = _role_group(role)
+    previous = (
+        ProjectMembership.objects.select_for_update()
+        .filter(project=project, user=user)
+        .select_related("role")
+        .first()
+    )
+    if previous is not None and previous.role_id == group.pk:
+        return previous  # nothing changes: nothing to record
+    membership, created = ProjectMembership.objects.update_or_create(
+        project=project, user=user, defaults={"role": group}
+    )
+    changes: dict[str, Any] = {"user": user.get_username(), "role": role}
+    if previous is not None:
+        changes["previous_role"] = role_of_group(previous.role.name)
+    audit_record(
+        action="member.added" if created else "member.role_changed",
+        project_id=project.pk,
+        obj=membership,
+        changes=changes,
     )
     return membership
 
@@ -268,7 +365,17 @@ def project_member_set(*, project: Project, user: Any, role: str) -> ProjectMemb
 @transaction.atomic
 def project_member_remove(*, membership: ProjectMembership) -> None:
     """Take a user's role in a project away (they no longer see it)."""
-    ProjectMembership.objects.filter(pk=membership.pk).delete()
+    deleted, _ = ProjectMembership.objects.filter(pk=membership.pk).delete()
+    if deleted:
+        audit_record(
+            action="member.removed",
+            project_id=membership.project_id,
+            obj=membership,
+            changes={
+                "user": membership.user.get_username(),
+                "role": role_of_group(membership.role.name),
+            },
+        )
 
 
 def heartbeat(name: str, *, now: datetime | None = None) -> None:

@@ -16,12 +16,12 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
 from core.admin import EstimatedCountPaginator
 from core.admin_site import ProjectScopedAdmin
 from core.timefmt import zoned
 from delivery.models import PushDelivery, PushToken
+from delivery.services import tokens_set_active
 
 OPERATOR_REASON = "deactivated by {user} in the admin"
 
@@ -90,19 +90,15 @@ class PushTokenAdmin(ProjectScopedAdmin):
     # actions are the operator's manual override, with the same three fields.
     @admin.action(description="Deactivate selected tokens", permissions=["change"])
     def deactivate_tokens(self, request: HttpRequest, queryset: QuerySet[PushToken]) -> None:
-        reason = OPERATOR_REASON.format(user=request.user.get_username())[:200]
+        reason = OPERATOR_REASON.format(user=request.user.get_username())
         queryset = self.rows_allowed(request, queryset, "change")
-        count = queryset.filter(active=True).update(
-            active=False, invalidated_at=timezone.now(), invalid_reason=reason
-        )
+        count = tokens_set_active(tokens=queryset, active=False, reason=reason)
         self.message_user(request, f"Deactivated {count} token(s).", messages.SUCCESS)
 
     @admin.action(description="Reactivate selected tokens", permissions=["change"])
     def reactivate_tokens(self, request: HttpRequest, queryset: QuerySet[PushToken]) -> None:
         queryset = self.rows_allowed(request, queryset, "change")
-        count = queryset.filter(active=False).update(
-            active=True, invalidated_at=None, invalid_reason=""
-        )
+        count = tokens_set_active(tokens=queryset, active=True)
         self.message_user(request, f"Reactivated {count} token(s).", messages.SUCCESS)
 
 

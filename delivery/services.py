@@ -39,11 +39,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from core.audit import audit_record
 from core.models import DeliveryGuarantee, Project
 from delivery import metrics
 from delivery.credentials import MissingCredentials, provider_config
@@ -596,6 +597,50 @@ def tokens_retire(*, dead_tokens: dict[int, tuple[str, str]], now: datetime) -> 
         metrics.count_retired(provider, changed)
         retired += changed
     return retired
+
+
+AUDITED_TOKEN_IDS = 100
+
+
+@transaction.atomic
+def tokens_set_active(
+    *, tokens: QuerySet[PushToken], active: bool, reason: str = "", now: datetime | None = None
+) -> int:
+    """An operator's manual override (the console's token actions): deactivate
+    `tokens` with `reason`, or reactivate them; those already so stay as they are.
+    Returns how many changed. Audited as push_token.deactivated / .reactivated, one
+    event per project with the count and the first AUDITED_TOKEN_IDS ids (not the
+    token strings). Not the provider's verdict (`tokens_retire`), which is not an
+    operator action."""
+    targets = tokens.filter(active=not active)
+    counted = targets.order_by("project_id").values("project_id").annotate(count=Count("id"))
+    per_project = {row["project_id"]: row["count"] for row in counted}
+    samples = {
+        project_id: list(
+            targets.filter(project_id=project_id)
+            .order_by("id")
+            .values_list("id", flat=True)[:AUDITED_TOKEN_IDS]
+        )
+        for project_id in per_project
+    }
+    if active:
+        changed = targets.update(active=True, invalidated_at=None, invalid_reason="")
+    else:
+        changed = targets.update(
+            active=False, invalidated_at=now or timezone.now(), invalid_reason=reason[:200]
+        )
+    action = "push_token.reactivated" if active else "push_token.deactivated"
+    for project_id, count in per_project.items():
+        ids = samples[project_id]
+        audit_record(
+            action=action,
+            project_id=project_id,
+            object_type="pushtoken",
+            object_id=ids[0] if count == 1 else "",
+            object_repr=f"{count} token{'s' if count != 1 else ''}",
+            changes={"count": count, "token_ids": ids},
+        )
+    return changed
 
 
 def deliveries_send(

@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, URLPattern, path, reverse
@@ -335,6 +336,16 @@ class SegmentAdmin(ProjectScopedAdmin):
         else:
             return  # nothing changed: nothing to write
         adopt_saved(obj, saved)
+
+    # Deleting goes through the service too (it refuses a segment in use, and audits).
+    # The admin's confirmation page has already listed what protects it.
+
+    def delete_model(self, request: HttpRequest, obj: Segment) -> None:
+        services.segment_delete(project=obj.project, segment_id=obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Segment]) -> None:
+        for segment in queryset.select_related("project"):
+            services.segment_delete(project=segment.project, segment_id=segment.pk)
 
     # ------------------------------------------------------------ JSON views
 

@@ -26,6 +26,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from core.api import refuse_unknown_fields
+from core.audit import audit_record, with_fields
 from core.credentials import b64url_decode, b64url_encode, p256_public_point
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import Project
@@ -654,9 +655,17 @@ def clean_segment_fields(payload: Mapping[str, Any], *, partial: bool) -> Segmen
     return cast(SegmentFields, clean)
 
 
+@transaction.atomic
 def segment_create(*, project: Project, fields: SegmentFields) -> Segment:
     """Create a segment from cleaned fields; its count comes with the next refresh."""
-    return Segment.objects.create(project=project, **fields)
+    segment = Segment.objects.create(project=project, **fields)
+    audit_record(
+        action="segment.created",
+        project_id=project.pk,
+        obj=segment,
+        changes=with_fields(list(fields)),
+    )
+    return segment
 
 
 def _get_segment(project: Project, segment_id: uuid.UUID) -> Segment:
@@ -678,6 +687,12 @@ def segment_update(*, project: Project, segment_id: uuid.UUID, fields: SegmentFi
         segment.evaluated_at = None
         changed += ["member_count", "evaluated_at"]
     segment.save(update_fields=changed)
+    audit_record(
+        action="segment.updated",
+        project_id=project.pk,
+        obj=segment,
+        changes=with_fields(list(fields)),
+    )
     return segment
 
 
@@ -687,6 +702,13 @@ def segment_delete(*, project: Project, segment_id: uuid.UUID) -> None:
     try:
         with transaction.atomic():
             segment.delete()
+            audit_record(
+                action="segment.deleted",
+                project_id=project.pk,
+                object_type="segment",
+                object_id=segment_id,
+                object_repr=segment.name,
+            )
     except ProtectedError as exc:
         raise Conflict(
             "The segment is used by a campaign; change the campaign's segment first.",

@@ -29,6 +29,7 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from core.audit import Via, actor_for_request
 from core.auth import ApiKeyAuthentication, project_for_request
 
 if TYPE_CHECKING:
@@ -132,7 +133,8 @@ class McpView(APIView):
         project = project_for_request(request, None)  # the key's project
         body = request.body  # raw: the transport parses the JSON-RPC message
         caller = Caller(project=project, principal=request.user)
-        server = build_server(lambda: caller)
+        actor = actor_for_request(request._request, via=Via.MCP)  # the Bearer key
+        server = build_server(lambda: caller, actor=actor)
         status, headers, content = async_to_sync(serve_asgi)(server, asgi_scope(request), body)
         response = HttpResponse(content, status=status)
         for name, value in headers:

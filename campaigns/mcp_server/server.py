@@ -9,6 +9,7 @@ around each call, as Django does around each request.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 
@@ -21,6 +22,7 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
 from campaigns.mcp_server.tools import TOOLS, TOOLS_BY_NAME, Caller, ToolAnswer, tool_call
+from core.audit import Actor, acting_as
 
 SERVER_NAME = "herald"
 INSTRUCTIONS = (
@@ -59,19 +61,25 @@ def call_result(answer: ToolAnswer) -> types.CallToolResult:
 
 
 def build_server(
-    resolve_caller: Callable[[], Caller], *, close_connections: bool = False
+    resolve_caller: Callable[[], Caller],
+    *,
+    close_connections: bool = False,
+    actor: Actor | None = None,
 ) -> Server:
     """An MCP server whose tools act for `resolve_caller()` (a key and its project).
 
     `close_connections`: close stale database connections before and after each call
     (a long-lived stdio process; the HTTP view lives inside Django's request cycle).
+    `actor`: who the audit trail names for the tools' writes (the key, via mcp); set
+    in the thread each call runs in.
     """
 
     def run(name: str, arguments: dict[str, object] | None) -> ToolAnswer:
         if close_connections:
             close_old_connections()
         try:
-            return tool_call(TOOLS_BY_NAME[name], arguments, resolve_caller)
+            with acting_as(actor) if actor is not None else contextlib.nullcontext():
+                return tool_call(TOOLS_BY_NAME[name], arguments, resolve_caller)
         finally:
             if close_connections:
                 close_old_connections()

@@ -25,8 +25,10 @@ def herald_schedules(*, sweep_every: int, sweep_enabled: bool = True) -> list[tu
     refresh = ("herald: refresh segment counts", "segments.refresh_segment_counts")
     sweep = ("herald: sweep campaigns", "campaigns.sweep")
     purge = ("herald: purge old events", "segments.purge_events")
+    purge_audit = ("herald: purge old audit events", "core.purge_audit_events")
     return [
         (*expire, 1, "hours", None, True),
+        (*purge_audit, 1, "days", None, True),
         (*purge, 1, "days", None, True),
         (*refresh, 15, "minutes", None, True),
         (*sweep, sweep_every, "seconds", None, sweep_enabled),

@@ -183,7 +183,7 @@ def test_superusers_see_the_operators_order_and_the_system_section(staff: Client
         ("Campaigns", ["pushcampaign"]),
         ("Segments & users", ["segment", "appuser"]),
         ("Devices & deliveries", ["pushtoken", "pushdelivery"]),
-        ("Projects & keys", ["project", "apikey", "projectmembership"]),
+        ("Projects & keys", ["project", "apikey", "auditevent", "projectmembership"]),
         ("System", ["group", "user", *sorted(BEAT_MODELS_ALL, key=_beat_order)]),
     ]
     sweeper = staff.get(reverse("admin:django_celery_beat_periodictask_changelist"))
@@ -212,7 +212,7 @@ def test_staff_do_not_see_system_models_and_are_refused_them(operator: Client) -
         ("Campaigns", ["pushcampaign"]),
         ("Segments & users", ["segment", "appuser"]),
         ("Devices & deliveries", ["pushtoken", "pushdelivery"]),
-        ("Projects & keys", ["project", "apikey", "projectmembership"]),
+        ("Projects & keys", ["project", "apikey", "auditevent", "projectmembership"]),
     ]
     for view in ("auth_user_changelist", "auth_group_changelist", "auth_user_add"):
         assert operator.get(reverse(f"admin:{view}")).status_code == 403, view

@@ -189,6 +189,7 @@ LIST_ROUTES = [
     "/admin/projects/{project_id}/segments/",
     "/admin/push/",
     "/admin/push/{campaign_id}/deliveries/",
+    "/admin/projects/{project_id}/audit/",
 ]
 
 
@@ -329,7 +330,7 @@ def test_image_url_is_a_string_that_may_be_empty(schema: dict[str, Any]) -> None
 ANSWERS = [
     "Campaign", "Delivery", "Run", "Segment", "AppUser", "SampleUser", "Token", "Preview",
     "Audience", "TestPushResult", "ExplicitPushResult", "Action", "QuietHours", "Localization",
-    "CampaignPreview",
+    "CampaignPreview", "AuditEvent",
 ]  # fmt: skip
 NULLABLE = {
     "Campaign": {
@@ -338,6 +339,7 @@ NULLABLE = {
     },
     "Delivery": {"app_user_id", "external_id", "sent_at"},
     "Run": {"completed_at"},
+    "AuditEvent": {"project_id", "actor_user_id", "ip"},
     "Segment": {"member_count", "evaluated_at", "rules_error"},
     "AppUser": {"last_seen_at"},
     "Token": {"app_user_id", "external_id", "invalidated_at", "p256dh"},

@@ -249,6 +249,7 @@ def test_beat_applies_the_sweep_interval_setting_when_it_starts(start_beat):
 
     expected = [
         ("herald: expire idempotency keys", "core.expire_idempotency_keys", 1, "hours", True),
+        ("herald: purge old audit events", "core.purge_audit_events", 1, "days", True),
         ("herald: purge old events", "segments.purge_events", 1, "days", True),
         ("herald: refresh segment counts", "segments.refresh_segment_counts", 15, "minutes", False),
         ("herald: sweep campaigns", "campaigns.sweep", 7, "seconds", True),

@@ -22,6 +22,7 @@ from rest_framework import exceptions
 
 from campaigns.mcp_server.server import build_server
 from campaigns.mcp_server.tools import Caller
+from core.audit import Via, api_key_actor, command_actor
 from core.auth import api_key_lookup, api_key_project
 from core.errors import NotFound
 from core.models import KeyState, Project
@@ -75,7 +76,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         raw_key = os.environ.get(API_KEY_ENV, "").strip()
         project = checked_project(raw_key, options["project"])
+        key = api_key_lookup(raw_key)
+        if key is None:  # checked_project proved it a moment ago
+            raise CommandError(f"{API_KEY_ENV} is not a valid Herald API key.")
+        actor = api_key_actor(key, via=Via.MCP, user_agent=command_actor("mcp_server").user_agent)
         server = build_server(
-            lambda: Caller(*api_key_project(raw_key, project.pk)), close_connections=True
+            lambda: Caller(*api_key_project(raw_key, project.pk)),
+            close_connections=True,
+            actor=actor,
         )
         anyio.run(serve_stdio, server)

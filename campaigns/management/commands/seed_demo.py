@@ -22,13 +22,14 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
 from campaigns.models import PushCampaign
 from campaigns.services import campaign_create
 from campaigns.validation import validate_create
+from core.audit import AuditedCommand
 from core.models import Project
 from core.services import api_key_create, project_create, project_generate_vapid, project_update
 from delivery.models import Platform, Provider, PushToken
@@ -225,7 +226,7 @@ def _chunks(start: int, stop: int) -> Iterator[range]:
         yield range(first, min(first + CHUNK, stop))
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Create or top up the 'Herald Demo' project (simulator credentials, users, "
         "tokens, segments, draft campaigns) and print a fresh API key."

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from campaigns.testpush import test_push_send, validate_test_push
+from core.audit import AuditedCommand
 from core.errors import ApplicationError
 from core.models import Project
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Send one push now to a user's newest active token or to a given device token."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -14,10 +14,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
+from core.audit import AuditedCommand
 from core.credentials import parse_fcm_service_account
 from core.errors import ApplicationError
 from core.models import DeliveryGuarantee
@@ -26,7 +27,7 @@ from core.services import api_key_create, project_create, project_update
 FIRST_KEY_NAME = "initial admin key"
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Create a project and its first admin API key (the key is printed once)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -13,15 +13,17 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
+
+from core.audit import AuditedCommand, audit_record, with_fields
 
 DEFAULT_USERNAME = "admin"
 DEFAULT_PASSWORD = "herald-admin"  # noqa: S105 - demo default, documented in the README
 PASSWORD_ENV = "HERALD_ADMIN_PASSWORD"  # noqa: S105 - an environment variable name
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Create or update a staff superuser for the operator console (/ops/). "
         f"Password: --password, else ${PASSWORD_ENV}, else '{DEFAULT_PASSWORD}'."
@@ -60,6 +62,12 @@ class Command(BaseCommand):
             user.is_active = True
             user.set_password(password)
             user.save()
+            audit_record(
+                action="user.created" if created else "user.updated",
+                project_id=None,
+                obj=user,
+                changes=with_fields(["is_staff", "is_superuser", "is_active", "password"]),
+            )
         verb = "Created" if created else "Updated"
         self.stdout.write(
             f'{verb} superuser "{username}" (password from {source}). '

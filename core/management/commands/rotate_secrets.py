@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
+from core.audit import AuditedCommand, audit_record, with_fields
 from core.fields import SEALED_JSON_KEY
 from core.models import Project
 from core.secrets import Sealed, SecretUnreadable, configured_keys, reencrypt
@@ -24,7 +25,7 @@ TEXT_FIELDS = ("apns_auth_key", "apns_certificate", "webpush_vapid_private_key")
 JSON_FIELD = "fcm_service_account"
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Re-encrypt every stored provider credential under the first HERALD_SECRETS_KEY."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -91,4 +92,11 @@ class Command(BaseCommand):
                     setattr(project, name, Sealed(token))
             if changed:
                 project.save(update_fields=changed)
+                audit_record(
+                    action="project.credentials_reencrypted",
+                    project_id=project.pk,
+                    object_type="project",
+                    object_id=project.pk,
+                    changes=with_fields(changed),
+                )
         return rewritten, current, unreadable

@@ -43,8 +43,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from core.audit import AuditedCommand
 from core.metrics import metrics_dir_reset
 from core.models import ApiKey, Project
 from core.process_group import ProcessGroup, describe_exit
@@ -138,7 +139,7 @@ def _local_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Set up and run web + worker + beat + provider simulators (Ctrl-C stops all)."
 
     def add_arguments(self, parser: CommandParser) -> None:

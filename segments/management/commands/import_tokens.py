@@ -8,13 +8,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from core.audit import AuditedCommand
 from core.models import Project
 from segments.token_import import format_summary, guess_format, import_file
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Import users, attributes and device tokens from a CSV (header: external_id, token, "
         "provider, platform, locale, timezone, app_version, attr.<key>[:number|boolean]) or "

@@ -1,0 +1,52 @@
+"""Reads of core's tables that more than one door needs (the audit trail's API and console)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from core.models import AuditEvent
+from core.pagination import Key, aware_datetime, keyset_page, row_id
+
+# Newest first on (at, id): id breaks ties between events of the same microsecond.
+AUDIT_ORDER = (Key("at", aware_datetime, datetime.isoformat), Key("id", row_id, int))
+
+
+def audit_events(
+    *,
+    project_id: uuid.UUID | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    """Audit events matching every filter given (exact matches; `since` inclusive,
+    `until` exclusive), newest first. A project's events read the (project_id, at)
+    index."""
+    events = AuditEvent.objects.all()
+    if project_id is not None:
+        events = events.filter(project_id=project_id)
+    if actor is not None:
+        events = events.filter(actor=actor)
+    if action is not None:
+        events = events.filter(action=action)
+    if object_type is not None:
+        events = events.filter(object_type=object_type)
+    if object_id is not None:
+        events = events.filter(object_id=object_id)
+    if since is not None:
+        events = events.filter(at__gte=since)
+    if until is not None:
+        events = events.filter(at__lt=until)
+    return events.order_by("-at", "-id")
+
+
+def audit_event_page(
+    events: QuerySet[AuditEvent], *, cursor: str | None, limit: int
+) -> tuple[list[AuditEvent], str | None]:
+    """One page of `events` (from `audit_events`), keyset-paginated like every list."""
+    return keyset_page(events, keys=AUDIT_ORDER, cursor=cursor, limit=limit, descending=True)
