@@ -365,17 +365,21 @@ def project_member_set(*, project: Project, user: Any, role: str) -> ProjectMemb
 @transaction.atomic
 def project_member_remove(*, membership: ProjectMembership) -> None:
     """Take a user's role in a project away (they no longer see it)."""
-    deleted, _ = ProjectMembership.objects.filter(pk=membership.pk).delete()
-    if deleted:
-        audit_record(
-            action="member.removed",
-            project_id=membership.project_id,
-            obj=membership,
-            changes={
-                "user": membership.user.get_username(),
-                "role": role_of_group(membership.role.name),
-            },
-        )
+    current = (
+        ProjectMembership.objects.select_for_update()
+        .select_related("user", "role")
+        .filter(pk=membership.pk)
+        .first()
+    )
+    if current is None:
+        return  # already removed
+    ProjectMembership.objects.filter(pk=current.pk).delete()
+    audit_record(
+        action="member.removed",
+        project_id=current.project_id,
+        obj=current,
+        changes={"user": current.user.get_username(), "role": role_of_group(current.role.name)},
+    )
 
 
 def heartbeat(name: str, *, now: datetime | None = None) -> None:

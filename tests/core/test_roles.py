@@ -407,3 +407,44 @@ def test_make_run_gives_the_demo_project_role_logins() -> None:
         assert access.project_permissions(user) == {
             project.pk: frozenset(access.ROLE_PERMISSIONS[role])
         }
+
+
+# --- the audit trail ---------------------------------------------------------------------
+
+
+def test_the_audit_trail_is_the_project_admins(db_state: Any) -> None:
+    from core.models import AuditEvent
+
+    mine, theirs = ProjectFactory(), ProjectFactory()
+    admin_user = staff_user(**{str(mine.pk): "admin", str(theirs.pk): "sender"})
+    sender = staff_user(**{str(mine.pk): "sender"})
+    newcomer = staff_user("newcomer")
+    from core.services import project_member_remove, project_member_set
+
+    membership = project_member_set(project=mine, user=newcomer, role="viewer")
+    project_member_set(project=mine, user=newcomer, role="viewer")  # no change: no event
+    project_member_set(project=mine, user=newcomer, role="editor")
+    project_member_remove(membership=membership)
+    events = AuditEvent.objects.filter(object_type="projectmembership").order_by("at", "id")
+    assert [(e.action, e.changes) for e in events] == [
+        ("member.added", {"user": "newcomer", "role": "viewer"}),
+        ("member.role_changed", {"user": "newcomer", "role": "editor", "previous_role": "viewer"}),
+        ("member.removed", {"user": "newcomer", "role": "editor"}),
+    ]
+    assert {e.project_id for e in events} == {mine.pk}
+
+    url = f"/admin/projects/{mine.pk}/audit"
+    listed = session(admin_user).get(url)
+    assert listed.status_code == 200
+    assert {e["action"] for e in listed.json()["results"]} >= {"member.added", "member.removed"}
+    forbidden(session(sender).get(url), access.VIEW_AUDIT)
+    forbidden(session(admin_user).get(f"/admin/projects/{theirs.pk}/audit"), access.VIEW_AUDIT)
+    _, read_only = create_api_key(mine, scope=ApiKey.Scope.READ_ONLY)
+    forbidden(api_client(read_only).get(url), access.VIEW_AUDIT)
+    _, admin_key = create_api_key(mine)
+    assert api_client(admin_key).get(url).status_code == 200
+
+    page = console(admin_user).get(reverse("admin:core_auditevent_changelist"))
+    assert page.status_code == 200
+    assert {e.project_id for e in page.context["cl"].result_list} == {mine.pk}
+    assert console(sender).get(reverse("admin:core_auditevent_changelist")).status_code == 403
