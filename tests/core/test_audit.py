@@ -613,3 +613,27 @@ def test_console_project_and_key_deletes_are_recorded_and_outlive_them(staff: Cl
     ]
     response = staff.get(url("core_auditevent_changelist"), {"project_id": str(project.pk)})
     assert response.status_code == 200  # listed, though the project is gone
+
+
+def test_rotating_a_key_is_recorded_with_the_grace() -> None:
+    project = ProjectFactory()
+    key, _ = create_api_key(project)
+    out = io.StringIO()
+
+    call_command("rotate_api_key", key.prefix, "--grace-hours", "2", "--json", stdout=out)
+
+    new_key = ApiKey.objects.exclude(pk=key.pk).get()
+    key.refresh_from_db()
+    rows = [r for r in trail() if r["action"] == "api_key.rotated"]
+    assert brief(rows, "object_id", "actor", "via", "changes") == [
+        (
+            str(key.pk),
+            "rotate_api_key",
+            "command",
+            {
+                "replaced_by": str(new_key),
+                "old_key_until": key.expires_at.isoformat(),
+                "grace_seconds": 7200,
+            },
+        )
+    ]

@@ -14,8 +14,9 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from core.audit import AuditedCommand
 from core.errors import ApplicationError
 from core.models import KEY_PREFIX, ApiKey
 from core.services import DEFAULT_ROTATION_GRACE, api_key_rotate
@@ -29,7 +30,7 @@ def key_prefix(text: str) -> str:
     return text.partition("_")[0]
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Rotate an API key: print a new key once; the old one works for a grace period."
 
     def add_arguments(self, parser: CommandParser) -> None:
