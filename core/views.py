@@ -168,12 +168,14 @@ class SchemaView(SpectacularAPIView):
 
 # The API docs pages' policy: Herald's, but Redoc's bundle inserts <style> elements
 # (styled-components) and Swagger UI's page and bundle use inline styles, so style-src
-# allows them here (never in the console); images only from Herald and data: URLs
-# (Redoc always draws its vendor's logo from cdn.redoc.ly: the browser must not ask).
-# Scripts stay 'self' only. docs/decisions.md, "Console hardening".
+# allows them here (never in the console); Redoc runs its search in a worker it makes
+# from a blob: URL of its own code; images only from Herald and data: URLs (Redoc
+# always draws its vendor's logo from cdn.redoc.ly: the browser must not ask). Scripts
+# stay 'self' only. docs/decisions.md, "Console hardening".
 DOCS_CSP = {
     "style-src": ["'self'", "'unsafe-inline'"],
     "img-src": ["'self'", "data:"],
+    "worker-src": ["'self'", "blob:"],
 }
 
 
