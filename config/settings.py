@@ -72,8 +72,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Content-Security-Policy on every response (HERALD_CSP below; core/csp.py).
+    # Content-Security-Policy on every response (HERALD_CSP below; core/csp.py), and
+    # X-Frame-Options (moved up from the end: static files get it too).
     "core.csp.ContentSecurityPolicyMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Browsers may call the app routes (/v1/) from any site: core/cors.py says why.
     "core.cors.ClientCorsMiddleware",
     # Static files (the console's CSS and JS) with DEBUG off, from this process:
@@ -90,7 +92,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # The console's idle timeout (after sessions and messages; core/session_timeout.py).
     "core.session_timeout.SessionIdleTimeoutMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 # --- Browser security: CSP, framing, TLS, sessions (docs/deploy.md, "TLS") -------

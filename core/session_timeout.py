@@ -38,8 +38,9 @@ class SessionStore(db.SessionStore):
 
     loaded_expire_date: dt.datetime | None = None
 
+    # Django's one hook that sees the stored row (django-stubs leave it undeclared).
     def _get_session_from_db(self) -> Any:
-        stored = super()._get_session_from_db()
+        stored = super()._get_session_from_db()  # type: ignore[misc]
         self.loaded_expire_date = stored.expire_date if stored is not None else None
         return stored
 
@@ -80,7 +81,7 @@ class SessionIdleTimeoutMiddleware:
             ):
                 session.modified = True  # SessionMiddleware saves it with a new expiry
         elif (
-            settings.SESSION_COOKIE_NAME in request.COOKIES
+            request.COOKIES.get(settings.SESSION_COOKIE_NAME)
             and session.session_key is None  # the cookie's session is gone: it expired
             and request.path.startswith(reverse("admin:index"))
         ):
