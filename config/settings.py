@@ -94,12 +94,13 @@ MIDDLEWARE = [
     "core.session_timeout.SessionIdleTimeoutMiddleware",
 ]
 
-# --- Browser security: CSP, framing, TLS, sessions (docs/deploy.md, "TLS") -------
+# --- Browser security: CSP, framing, TLS, sessions ----------------------------------
+# (docs/deploy.md, "TLS, cookies and the console session")
 # Every response's Content-Security-Policy (core/csp.py; docs/decisions.md, "Console
 # hardening"): no inline script anywhere, no inline style in the console; images from
 # any https host because the composer and the campaign page preview a campaign's
-# image_url wherever it is hosted. The API docs pages replace style-src and img-src
-# (core/views.py).
+# image_url wherever it is hosted. The API docs pages replace style-src, img-src and
+# worker-src (core/views.py, DOCS_CSP).
 HERALD_CSP: dict[str, list[str]] = {
     "default-src": ["'self'"],
     "script-src": ["'self'"],
