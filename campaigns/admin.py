@@ -37,7 +37,7 @@ from campaigns.admin_forms import (
     PushCampaignForm,
 )
 from campaigns.admin_page import CampaignPageAdmin
-from campaigns.models import CampaignRun, CampaignStatus, PushCampaign
+from campaigns.models import CampaignRun, PushCampaign
 from campaigns.recurrence import describe_recurrence
 from campaigns.runs import campaign_stats
 from campaigns.selectors import tags_in_use, with_current_run, with_tag
@@ -52,14 +52,6 @@ if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldOpts, _FieldsetSpec
     from django.utils.functional import _StrPromise
 
-STATUS_COLOURS: dict[str, str] = {
-    CampaignStatus.DRAFT: "#6c757d",
-    CampaignStatus.SCHEDULED: "#1f6feb",
-    CampaignStatus.SENDING: "#d97706",
-    CampaignStatus.SENT: "#15803d",
-    CampaignStatus.CANCELLED: "#374151",
-    CampaignStatus.FAILED: "#b91c1c",
-}
 BOOKKEEPING = (
     "status_badge",
     "stats_summary",
@@ -410,11 +402,10 @@ class PushCampaignAdmin(CampaignPageAdmin, ComposerViews, ProjectScopedAdmin):
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj: PushCampaign) -> SafeString:
-        colour = STATUS_COLOURS.get(obj.status, "#6c757d")
+        # Colours in console.css (the console's policy allows no style attribute).
         return format_html(
-            '<span style="background:{};color:#fff;padding:1px 8px;border-radius:8px;'
-            'font-size:11px;white-space:nowrap">{}</span>',
-            colour,
+            '<span class="herald-badge herald-status-{}">{}</span>',
+            obj.status,
             obj.get_status_display(),
         )
 

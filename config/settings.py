@@ -72,6 +72,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response (HERALD_CSP below; core/csp.py), and
+    # X-Frame-Options (moved up from the end: static files get it too).
+    "core.csp.ContentSecurityPolicyMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Browsers may call the app routes (/v1/) from any site: core/cors.py says why.
     "core.cors.ClientCorsMiddleware",
     # Static files (the console's CSS and JS) with DEBUG off, from this process:
@@ -88,8 +92,67 @@ MIDDLEWARE = [
     # Keeps the request for the audit trail's actor (core/audit.py).
     "core.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The console's idle timeout (after sessions and messages; core/session_timeout.py).
+    "core.session_timeout.SessionIdleTimeoutMiddleware",
 ]
+
+# --- Browser security: CSP, framing, TLS, sessions ----------------------------------
+# (docs/deploy.md, "TLS, cookies and the console session")
+# Every response's Content-Security-Policy (core/csp.py; docs/decisions.md, "Console
+# hardening"): no inline script anywhere, no inline style in the console; images from
+# any https host because the composer and the campaign page preview a campaign's
+# image_url wherever it is hosted. The API docs pages replace style-src, img-src and
+# worker-src (core/views.py, DOCS_CSP).
+HERALD_CSP: dict[str, list[str]] = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:", "https:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# HERALD_HTTPS=1: the console is reached over https (directly or through a TLS proxy).
+# Cookies are then sent over TLS only and browsers are told to stay on https (HSTS).
+# Off by default so `make run` (plain http on 127.0.0.1) keeps working.
+HERALD_HTTPS = env_bool("HERALD_HTTPS", False)
+SESSION_COOKIE_SECURE = HERALD_HTTPS
+CSRF_COOKIE_SECURE = HERALD_HTTPS
+SECURE_HSTS_SECONDS = env_int("HERALD_HSTS_SECONDS", 31_536_000) if HERALD_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HERALD_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("HERALD_HSTS_PRELOAD", False)
+# Redirect http to https here (usually the proxy does it); probes stay on http.
+SECURE_SSL_REDIRECT = HERALD_HTTPS and env_bool("HERALD_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# Behind a TLS-terminating proxy: the header it sets to "https" on requests that came
+# in over TLS (e.g. X-Forwarded-Proto). Only set it when the proxy always sets or
+# strips that header: a client could otherwise claim https itself.
+HERALD_PROXY_SSL_HEADER = os.environ.get("HERALD_PROXY_SSL_HEADER", "").strip()
+if HERALD_PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + HERALD_PROXY_SSL_HEADER.upper().replace("-", "_"),
+        "https",
+    )
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# console.js reads the CSRF token from this cookie when a page has no form; Django's
+# docs: an HttpOnly CSRF cookie adds no protection.
+CSRF_COOKIE_HTTPONLY = False
+# Idle timeout: a console session ends this long after its last request (refreshed at
+# most once a minute, never by background polls), and when the browser closes.
+# Database sessions that know their stored expiry: core/session_timeout.py; why not
+# SESSION_SAVE_EVERY_REQUEST or cached/cookie sessions: docs/decisions.md.
+SESSION_ENGINE = "core.session_timeout"
+SESSION_COOKIE_AGE = env_int("HERALD_SESSION_IDLE_MINUTES", 8 * 60) * 60
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_SAVE_EVERY_REQUEST = False
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

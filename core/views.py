@@ -1,7 +1,8 @@
 """Service health, no auth, for load balancers and orchestrators: ``/healthz`` (the web
 process answers; database and broker reachable) and ``/readyz`` (also a live worker
 and a recent sweep, so work gets done); ``/metrics`` for Prometheus (staff or the
-metrics token, core/metrics.py); and the views behind /api/schema and /api/redoc."""
+metrics token, core/metrics.py); and the views behind /api/schema, /api/docs and
+/api/redoc."""
 
 from __future__ import annotations
 
@@ -15,12 +16,18 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.renderers import OpenApiYamlRenderer
 from drf_spectacular.utils import extend_schema
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.celery import app
+from core.csp import HEADER as CSP_HEADER
+from core.csp import csp_header
 from core.errors import envelope
 from core.metrics import CONTENT_TYPE, metrics_access, render_metrics
 from core.models import SWEEP_HEARTBEAT, Heartbeat
@@ -159,13 +166,37 @@ class SchemaView(SpectacularAPIView):
         return renderer, media_type
 
 
-class RedocView(SpectacularRedocView):
-    """``/api/redoc``. Redoc's bundle always draws its vendor's logo from
-    cdn.redoc.ly (and hides it if that fails); Herald loads nothing from a CDN, so the
-    page forbids images from elsewhere and the browser never asks."""
+# The API docs pages' policy: Herald's, but Redoc's bundle inserts <style> elements
+# (styled-components) and Swagger UI's page and bundle use inline styles, so style-src
+# allows them here (never in the console); Redoc runs its search in a worker it makes
+# from a blob: URL of its own code; images only from Herald and data: URLs (Redoc
+# always draws its vendor's logo from cdn.redoc.ly: the browser must not ask). Scripts
+# stay 'self' only. docs/decisions.md, "Console hardening".
+DOCS_CSP = {
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "worker-src": ["'self'", "blob:"],
+}
+
+
+class SwaggerView(SpectacularSwaggerSplitView):
+    """``/api/docs``. drf-spectacular's split view: Swagger UI's initialisation script
+    is served by this same URL (``?script``) instead of inline in the page, so the
+    page runs under ``script-src 'self'``."""
 
     @extend_schema(exclude=True)
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response = super().get(request, *args, **kwargs)
-        response["Content-Security-Policy"] = "img-src 'self' data:"
+        response[CSP_HEADER] = csp_header(DOCS_CSP)
+        return response
+
+
+class RedocView(SpectacularRedocView):
+    """``/api/redoc``, with no inline script (REDOC_UI_SETTINGS stays empty: drf-spectacular
+    inlines them as a script) under the docs pages' policy."""
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().get(request, *args, **kwargs)
+        response[CSP_HEADER] = csp_header(DOCS_CSP)
         return response

@@ -152,6 +152,13 @@ def console(
     from django.contrib.auth import get_user_model
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Playwright's wait_for_function runs its predicate through eval() in the page, which
+    # the console's script-src refuses; the tests' predicates may. Herald's pages never
+    # call eval: tests/core/test_console_csp.py visits them under the exact policy.
+    settings.HERALD_CSP = {
+        **settings.HERALD_CSP,
+        "script-src": [*settings.HERALD_CSP["script-src"], "'unsafe-eval'"],
+    }
     username, password = OPERATOR
     get_user_model().objects.create_superuser(username, f"{username}@example.com", password)
     context = browser.new_context(viewport=VIEWPORT, locale="en-GB", timezone_id="UTC")

@@ -25,13 +25,22 @@ SITE_PAGE = """<!doctype html>
 """
 
 
+# The stand-in site is not Herald: it answers with a policy of its own (an open one),
+# so Herald's Content-Security-Policy middleware leaves its responses alone.
+SITE_CSP = "default-src * 'unsafe-inline' 'unsafe-eval' data: blob:"
+
+
 def site_page(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(SITE_PAGE)
+    return HttpResponse(SITE_PAGE, headers={"Content-Security-Policy": SITE_CSP})
 
 
 def site_worker(request: HttpRequest) -> HttpResponse:
     """The site's copy of Herald's worker: the same bytes, from the site's path."""
-    return HttpResponse((CLIENT_DIR / "sw.js").read_bytes(), content_type="text/javascript")
+    return HttpResponse(
+        (CLIENT_DIR / "sw.js").read_bytes(),
+        content_type="text/javascript",
+        headers={"Content-Security-Policy": SITE_CSP},
+    )
 
 
 urlpatterns = [

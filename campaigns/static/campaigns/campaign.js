@@ -241,23 +241,23 @@
     holder.replaceChildren(svg);
   }
 
-  async function loadEngagement(panel) {
+  async function loadEngagement(panel, options) {
     const picker = panel.querySelector('[data-field="engagement-run"]');
     if (!picker) return;
     const url = panel.dataset.analyticsUrl.replace(/\/runs\/0\/analytics\/$/, "/runs/" + picker.value + "/analytics/");
     try {
-      renderEngagement(panel, await Herald.json(url));
+      renderEngagement(panel, await Herald.json(url, options));
     } catch (e) {
       panel.querySelector('[data-field="engagement-figures"]').replaceChildren(el("p", { class: "errornote" }, ["Could not load the engagement: " + e.message]));
     }
   }
 
-  async function loadBreakdown(panel) {
+  async function loadBreakdown(panel, options) {
     const picker = panel.querySelector('[data-field="run-picker"]');
     if (!picker) return;
     const url = panel.dataset.breakdownUrl.replace(/\/runs\/0\/breakdown\/$/, "/runs/" + picker.value + "/breakdown/");
     try {
-      const b = await Herald.json(url);
+      const b = await Herald.json(url, options);
       panel.dataset.resultsTotal = b.total;
       renderTables(panel, b);
       renderChart(panel, b);
@@ -289,10 +289,10 @@
       ticks += 1;
       if (!sending) {
         // The run is over: only the engagement moves now, refreshed every few polls.
-        if (ticks % engagementEvery === 0) await loadEngagement(panel);
+        if (ticks % engagementEvery === 0) await loadEngagement(panel, Herald.BACKGROUND);
         return Date.now() < followUntil;
       }
-      const p = await Herald.json(panel.dataset.progressUrl);
+      const p = await Herald.json(panel.dataset.progressUrl, Herald.BACKGROUND);
       renderProgress(panel, p);
       sending = p.sending;
       follow(p);
@@ -306,8 +306,8 @@
       lastRun = p.run ? String(p.run.number) : lastRun;
       // Small runs are recounted on every poll; big ones (aggregates over many rows) every 5th.
       const every = Number(panel.dataset.resultsTotal || 0) > 10000 ? 5 : 1;
-      if (current && (!p.sending || ticks % every === 0)) loadBreakdown(panel);
-      if (!p.sending || ticks % engagementEvery === 0) loadEngagement(panel);
+      if (current && (!p.sending || ticks % every === 0)) loadBreakdown(panel, Herald.BACKGROUND);
+      if (!p.sending || ticks % engagementEvery === 0) loadEngagement(panel, Herald.BACKGROUND);
       return p.sending || Date.now() < followUntil;
     }, pollMs);
   }

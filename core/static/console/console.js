@@ -25,6 +25,10 @@ Herald.json = async function (url, options) {
   return data;
 };
 
+// Herald.json's options for what a page fetches by itself (pollers): such requests do
+// not count as activity for the session's idle timeout (core/session_timeout.py).
+Herald.BACKGROUND = Object.freeze({ headers: Object.freeze({ "X-Herald-Background": "1" }) });
+
 // Call fn(), wait ms after it settles, repeat while it returns true and the page is open.
 Herald.poll = function (fn, ms) {
   let stopped = false;
@@ -49,3 +53,15 @@ Herald.debounce = function (fn, ms) {
 
 // Numbers as operators read them: 12,345.
 Herald.number = function (n) { return Number(n || 0).toLocaleString("en-US"); };
+
+// Behaviour the markup asks for, since the console's Content-Security-Policy allows no
+// inline handler or style attribute: a <select data-autosubmit> submits its form when
+// changed; an element with data-width="42.5" gets that percentage as its width.
+document.addEventListener("change", function (event) {
+  const field = event.target;
+  if (field instanceof HTMLSelectElement && field.hasAttribute("data-autosubmit") && field.form) field.form.submit();
+});
+Herald.applyWidths = function (root) {
+  (root || document).querySelectorAll("[data-width]").forEach(function (node) { node.style.width = node.dataset.width + "%"; });
+};
+document.addEventListener("DOMContentLoaded", function () { Herald.applyWidths(); });
