@@ -624,6 +624,7 @@ def test_rotating_a_key_is_recorded_with_the_grace() -> None:
 
     new_key = ApiKey.objects.exclude(pk=key.pk).get()
     key.refresh_from_db()
+    assert key.expires_at is not None
     rows = [r for r in trail() if r["action"] == "api_key.rotated"]
     assert brief(rows, "object_id", "actor", "via", "changes") == [
         (
