@@ -35,12 +35,12 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.core.management.base import BaseCommand
 from django.db import models
-from django.db.models import Max, Min
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from core.client_ip import client_ip
+from core.db import delete_in_id_windows
 from core.models import KEY_PREFIX, ApiKey, AuditEvent
 
 ActorKind = AuditEvent.ActorKind
@@ -297,11 +297,4 @@ def audit_events_purge(*, now: Any = None, retention_days: int | None = None) ->
         return 0
     cutoff = (now or timezone.now()) - timedelta(days=days)
     old = AuditEvent.objects.filter(at__lt=cutoff)
-    bounds = old.aggregate(low=Min("id"), high=Max("id"))
-    if bounds["low"] is None:
-        return 0
-    deleted = 0
-    for low in range(bounds["low"], bounds["high"] + 1, PURGE_ID_WINDOW):
-        count, _ = old.filter(id__gte=low, id__lt=low + PURGE_ID_WINDOW).delete()
-        deleted += count
-    return deleted
+    return delete_in_id_windows(old, window=PURGE_ID_WINDOW)

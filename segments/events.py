@@ -28,10 +28,9 @@ from typing import Any, Final
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Max, Min
 from django.utils import timezone
 
-from core.db import binary_cursor
+from core.db import binary_cursor, delete_in_id_windows
 from core.errors import InvalidInput
 from core.models import Project
 from delivery.models import PushDelivery
@@ -656,11 +655,4 @@ def events_purge(*, now: datetime | None = None, retention_days: int | None = No
         return 0
     cutoff = (now or timezone.now()) - timedelta(days=days)
     old = Event.objects.filter(occurred_at__lt=cutoff)
-    bounds = old.aggregate(low=Min("id"), high=Max("id"))
-    if bounds["low"] is None:
-        return 0
-    deleted = 0
-    for low in range(bounds["low"], bounds["high"] + 1, PURGE_ID_WINDOW):
-        count, _ = old.filter(id__gte=low, id__lt=low + PURGE_ID_WINDOW).delete()
-        deleted += count
-    return deleted
+    return delete_in_id_windows(old, window=PURGE_ID_WINDOW)
