@@ -24,7 +24,7 @@ production: $(STAMP)
 
 ## test: set up and run the whole suite (unit + e2e)
 test: $(STAMP)
-	$(PY) -m pytest -p no:cacheprovider
+	$(PY) -m pytest -p no:cacheprovider --durations=25
 
 ## test-fast: everything but the end-to-end suite
 test-fast: $(STAMP)
