@@ -129,9 +129,10 @@ class RequestMetricsMiddleware:
 
 
 def metrics_access(request: HttpRequest) -> int | None:
-    """None when the request may read /metrics (a staff session, or the bearer token
-    HERALD_METRICS_TOKEN); else the status to refuse it with: 401 without valid
-    credentials, 403 for a signed-in user who is not staff."""
+    """None when the request may read /metrics (a superuser's session, or the bearer
+    token HERALD_METRICS_TOKEN); else the status to refuse it with: 401 without valid
+    credentials, 403 for any other signed-in user. The figures span every project, and
+    a project's members see nothing of other projects (core/access.py)."""
     header = request.headers.get("Authorization", "")
     token = settings.HERALD_METRICS_TOKEN
     if header:
@@ -145,7 +146,7 @@ def metrics_access(request: HttpRequest) -> int | None:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return 401
-    return None if user.is_staff else 403
+    return None if user.is_active and user.is_superuser else 403
 
 
 def render_metrics() -> bytes:

@@ -123,8 +123,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 _REFUSALS = {
-    401: ("UNAUTHENTICATED", "Sign in as staff or send Authorization: Bearer <metrics token>."),
-    403: ("FORBIDDEN", "Only staff users may read the metrics."),
+    401: (
+        "UNAUTHENTICATED",
+        "Sign in as a superuser or send Authorization: Bearer <metrics token>.",
+    ),
+    403: ("FORBIDDEN", "Only superusers may read the metrics (they span every project)."),
 }
 
 

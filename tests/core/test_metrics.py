@@ -24,9 +24,12 @@ def token(settings) -> str:
     return TOKEN
 
 
-def _user(*, staff: bool) -> Client:
+def _user(*, staff: bool, superuser: bool = False) -> Client:
     user = get_user_model().objects.create_user(
-        username=f"u-{uuid.uuid4().hex[:8]}", password="pw-123456789", is_staff=staff
+        username=f"u-{uuid.uuid4().hex[:8]}",
+        password="pw-123456789",
+        is_staff=staff,
+        is_superuser=superuser,
     )
     client = Client()
     client.force_login(user)
@@ -39,7 +42,7 @@ def test_without_credentials_the_answer_is_401_in_the_envelope(token):
     assert response.json() == {
         "error": {
             "code": "UNAUTHENTICATED",
-            "message": "Sign in as staff or send Authorization: Bearer <metrics token>.",
+            "message": "Sign in as a superuser or send Authorization: Bearer <metrics token>.",
             "details": {},
         }
     }
@@ -72,7 +75,7 @@ def test_a_signed_in_user_who_is_not_staff_is_403():
     assert response.status_code == 403
     assert response.json()["error"] == {
         "code": "FORBIDDEN",
-        "message": "Only staff users may read the metrics.",
+        "message": "Only superusers may read the metrics (they span every project).",
         "details": {},
     }
 
@@ -86,8 +89,14 @@ def test_the_token_reads_the_prometheus_text_format(token):
     assert statuses == {"draft", "scheduled", "sending", "sent", "cancelled", "failed"}
 
 
-def test_a_staff_session_reads_the_metrics():
-    response = _user(staff=True).get("/metrics")
+def test_a_superuser_session_reads_the_metrics_and_other_staff_do_not():
+    """The figures span every project; a project's members see only their projects."""
+    refused = _user(staff=True).get("/metrics")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["message"] == (
+        "Only superusers may read the metrics (they span every project)."
+    )
+    response = _user(staff=True, superuser=True).get("/metrics")
     assert response.status_code == 200
     assert b"# TYPE herald_campaigns gauge" in response.content
 
