@@ -255,11 +255,17 @@ class PushCampaignForm(forms.ModelForm):
             )
         project = self.instance.project if self.instance.project_id is not None else None
         segments = Segment.objects.select_related("project").order_by("name")
+        visible = self._visible_projects()
+        if visible is not None:  # only the composer's own projects' segments (and zones)
+            segments = segments.filter(project__in=visible)
+        self._lock_schedule_unless_allowed()
         if project is not None:
             segments = segments.filter(project=project)
-            segment_field = self.fields.get("segment")
-            if isinstance(segment_field, SegmentChoiceField):
-                segment_field.queryset = segments
+        segment_field = self.fields.get("segment")
+        if isinstance(segment_field, SegmentChoiceField) and (
+            project is not None or visible is not None
+        ):
+            segment_field.queryset = segments
         if "targeting" in self.fields:
             self.fields["targeting"].widget = JsonEditorWidget(
                 "targeting", {"segments": _segment_options(segments)}
@@ -268,6 +274,30 @@ class PushCampaignForm(forms.ModelForm):
                 "targeting"
             ].help_text = "Every condition must hold: include lists pick, exclude lists remove."
         self._set_schedule_zone(project)
+
+    # --- who composes ------------------------------------------------------------------
+
+    def _visible_projects(self) -> list[Any] | None:
+        """The projects the composing user may see (None: all; no user: all, as in tests
+        that build the form alone)."""
+        if self.principal is None:
+            return None
+        return access.projects_where(self.principal)
+
+    def _lock_schedule_unless_allowed(self) -> None:
+        """A user who may schedule in none of their projects (editors) gets the schedule
+        fields read-only, saying why, rather than an error after filling them in; where
+        the role differs by project, saving checks the chosen one (clean)."""
+        if self.principal is None or access.may_anywhere(self.principal, access.SEND_CAMPAIGNS):
+            return
+        for name in ("scheduled_at", "end_at", "recurrence"):
+            field = self.fields.get(name)
+            if field is not None:
+                field.disabled = True
+                field.help_text = (
+                    "Scheduling is the sender's role: save the draft and ask a sender "
+                    "of this project to schedule or send it."
+                )
 
     # --- the schedule's zone ----------------------------------------------------------
 
@@ -284,7 +314,11 @@ class PushCampaignForm(forms.ModelForm):
             return
         zone = self._default_zone(project)
         self.initial[SCHEDULE_ZONE] = zone
-        zones = dict(Project.objects.values_list("pk", "default_timezone"))
+        visible = self._visible_projects()
+        projects = (
+            Project.objects.all() if visible is None else Project.objects.filter(pk__in=visible)
+        )
+        zones = dict(projects.values_list("pk", "default_timezone"))
         self.fields[SCHEDULE_ZONE].widget.attrs["data-project-zones"] = _json_map(zones)
         for name in ("scheduled_at", "end_at"):
             stored = getattr(self.instance, name, None)

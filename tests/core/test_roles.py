@@ -448,3 +448,22 @@ def test_the_audit_trail_is_the_project_admins(db_state: Any) -> None:
     assert page.status_code == 200
     assert {e.project_id for e in page.context["cl"].result_list} == {mine.pk}
     assert console(sender).get(reverse("admin:core_auditevent_changelist")).status_code == 403
+
+
+def test_the_composer_shows_an_editor_only_their_projects_and_no_schedule() -> None:
+    mine, theirs = ProjectFactory(), ProjectFactory()
+    SegmentFactory(project=mine, name="ours")
+    SegmentFactory(project=theirs, name="secret-segment")
+    editor = console(staff_user(**{str(mine.pk): "editor"}))
+    sender = console(staff_user(**{str(mine.pk): "sender"}))
+
+    page = editor.get(reverse("admin:campaigns_pushcampaign_add"))
+    form = page.context["adminform"].form
+    html = page.content.decode()
+    assert "secret-segment" not in html and str(theirs.pk) not in html
+    assert [s.name for s in form.fields["segment"].queryset] == ["ours"]
+    assert all(form.fields[n].disabled for n in ("scheduled_at", "end_at", "recurrence"))
+    assert "Scheduling is the sender's role" in html
+
+    allowed = sender.get(reverse("admin:campaigns_pushcampaign_add")).context["adminform"].form
+    assert not any(allowed.fields[n].disabled for n in ("scheduled_at", "end_at", "recurrence"))
