@@ -42,6 +42,7 @@ from campaigns.recurrence import describe_recurrence
 from campaigns.runs import campaign_stats
 from campaigns.selectors import tags_in_use, with_current_run, with_tag
 from campaigns.validation import clean_tag
+from core.access import projects_where
 from core.admin import adopt_saved
 from core.admin_site import ProjectScopedAdmin, ProjectScopedInline
 from core.errors import ApplicationError, InvalidInput
@@ -174,7 +175,8 @@ class TagFilter(admin.SimpleListFilter):
     parameter_name = "tag"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(tag, tag) for tag in tags_in_use()]
+        ids = projects_where(request.user)  # a member: their projects' tags only
+        return [(tag, tag) for tag in tags_in_use(project_ids=ids)]
 
     def queryset(
         self, request: HttpRequest, queryset: QuerySet[PushCampaign]

@@ -104,8 +104,11 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
         mine.order_by("name").only("id", "name", "default_timezone")[:PROJECT_CHOICES_LIMIT]
     )
     project = _chosen_project(request, projects)
-    if project is None and ids is not None and projects:
-        # "All projects" is a superuser's view; a member sees one of their projects.
+    if ids is not None and project is None:
+        # "All projects" is a superuser's view; a member sees one of their projects,
+        # and a staff user who is a member of none sees no figures at all.
+        if not projects:
+            return {"dashboard": None, "no_projects": True}
         project = projects[0]
     zone_name = project.default_timezone if project is not None else settings.TIME_ZONE
     zone = zone_named(zone_name)

@@ -106,14 +106,21 @@ TAGS_LISTED = 50
 
 
 def tags_in_use(
-    *, project: Project | None = None, scan: int = TAGS_SCAN, limit: int = TAGS_LISTED
+    *,
+    project: Project | None = None,
+    project_ids: list[Any] | None = None,
+    scan: int = TAGS_SCAN,
+    limit: int = TAGS_LISTED,
 ) -> list[str]:
-    """The tags the newest `scan` campaigns carry (of `project`, or of all projects):
-    the `limit` most used, in alphabetical order. Bounded whatever the number of
-    campaigns; a tag only older campaigns carry can still be filtered on (`with_tag`)."""
+    """The tags the newest `scan` campaigns carry (of `project`, of `project_ids` — a
+    console user's projects — or of all projects): the `limit` most used, in
+    alphabetical order. Bounded whatever the number of campaigns; a tag only older
+    campaigns carry can still be filtered on (`with_tag`)."""
     campaigns = PushCampaign.objects.order_by("-created_at", "-id")
     if project is not None:
         campaigns = campaigns.filter(project=project)
+    if project_ids is not None:
+        campaigns = campaigns.filter(project__in=project_ids)
     counts = Counter(
         tag
         for tags in campaigns.values_list("tags", flat=True)[:scan]

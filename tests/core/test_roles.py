@@ -467,3 +467,25 @@ def test_the_composer_shows_an_editor_only_their_projects_and_no_schedule() -> N
 
     allowed = sender.get(reverse("admin:campaigns_pushcampaign_add")).context["adminform"].form
     assert not any(allowed.fields[n].disabled for n in ("scheduled_at", "end_at", "recurrence"))
+
+
+def test_a_staff_user_of_no_project_sees_no_figures() -> None:
+    project = ProjectFactory()
+    CampaignFactory(project=project, name="elsewhere")
+    page = console(staff_user()).get(reverse("admin:index"))
+    assert page.status_code == 200
+    assert page.context["dashboard"] is None
+    assert "You are not a member of any project yet." in page.content.decode()
+    assert "elsewhere" not in page.content.decode()
+
+
+def test_the_tag_filter_offers_only_the_members_projects_tags() -> None:
+    mine, theirs = ProjectFactory(), ProjectFactory()
+    CampaignFactory(project=mine, tags=["spring"])
+    CampaignFactory(project=theirs, tags=["secret-tag"])
+    page = console(staff_user(**{str(mine.pk): "viewer"})).get(
+        reverse("admin:campaigns_pushcampaign_changelist")
+    )
+    html = page.content.decode()
+    assert "?tag=spring" in html
+    assert "secret-tag" not in html
