@@ -16,7 +16,7 @@ from core.fields import reveal_service_account
 from core.models import ApiKey, Project, hash_secret
 from delivery.models import PushDelivery
 from delivery.simulators.credentials import DemoCredentials, ensure_demo_credentials
-from tests.console import messages_of, url
+from tests.console import messages_of, project_form, url
 from tests.factories import (
     ProjectFactory,
     PushDeliveryFactory,
@@ -89,32 +89,6 @@ def test_project_credentials_show_missing_for_a_new_project(staff: Client) -> No
         "APNs: missing (topic; team id + key id + .p8 key, or a certificate)<br>"
         "FCM: missing (service account JSON)"
     ) in page
-
-
-def project_form(project: Project, **overrides: Any) -> dict[str, Any]:
-    data = {
-        "name": project.name,
-        "apns_team_id": project.apns_team_id,
-        "apns_key_id": project.apns_key_id,
-        "set_apns_auth_key": "",
-        "set_apns_certificate": "",
-        "apns_topic": project.apns_topic,
-        "apns_endpoint": project.apns_endpoint,
-        "apns_ca_file": project.apns_ca_file,
-        "set_fcm_service_account": "",
-        "fcm_endpoint": project.fcm_endpoint,
-        "fcm_ca_file": project.fcm_ca_file,
-        "default_timezone": project.default_timezone,
-        "default_quiet_hours": "null",
-        "default_throttle_per_minute": "",
-        "frequency_cap_per_day": "",
-        "delivery_guarantee": project.delivery_guarantee,
-        "api_keys-TOTAL_FORMS": "0",
-        "api_keys-INITIAL_FORMS": "0",
-        "_save": "Save",
-    }
-    data.update(overrides)
-    return data
 
 
 def test_saving_a_project_with_empty_secret_fields_keeps_the_stored_secrets(

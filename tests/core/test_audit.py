@@ -21,7 +21,7 @@ from django.test import Client
 from core.audit import SCHEDULER, Actor, acting_as, audit_events_purge, audit_record
 from core.models import ApiKey, AuditEvent, Project
 from delivery.simulators.credentials import DemoCredentials
-from tests.console import url
+from tests.console import project_form, url
 from tests.factories import ProjectFactory, api_client, create_api_key
 
 pytestmark = pytest.mark.django_db
@@ -94,32 +94,6 @@ def test_nothing_set_is_the_system_and_a_door_names_the_actor() -> None:
 
 
 # --- console: projects, credentials, API keys ----------------------------------------
-
-
-def project_form(project: Project, **overrides: Any) -> dict[str, Any]:
-    data = {
-        "name": project.name,
-        "apns_team_id": project.apns_team_id,
-        "apns_key_id": project.apns_key_id,
-        "set_apns_auth_key": "",
-        "set_apns_certificate": "",
-        "apns_topic": project.apns_topic,
-        "apns_endpoint": project.apns_endpoint,
-        "apns_ca_file": project.apns_ca_file,
-        "set_fcm_service_account": "",
-        "fcm_endpoint": project.fcm_endpoint,
-        "fcm_ca_file": project.fcm_ca_file,
-        "default_timezone": project.default_timezone,
-        "default_quiet_hours": "null",
-        "default_throttle_per_minute": "",
-        "frequency_cap_per_day": "",
-        "delivery_guarantee": project.delivery_guarantee,
-        "api_keys-TOTAL_FORMS": "0",
-        "api_keys-INITIAL_FORMS": "0",
-        "_save": "Save",
-    }
-    data.update(overrides)
-    return data
 
 
 def staff_user() -> Any:
