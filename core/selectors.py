@@ -27,22 +27,17 @@ def audit_events(
     """Audit events matching every filter given (exact matches; `since` inclusive,
     `until` exclusive), newest first. A project's events read the (project_id, at)
     index."""
-    events = AuditEvent.objects.all()
-    if project_id is not None:
-        events = events.filter(project_id=project_id)
-    if actor is not None:
-        events = events.filter(actor=actor)
-    if action is not None:
-        events = events.filter(action=action)
-    if object_type is not None:
-        events = events.filter(object_type=object_type)
-    if object_id is not None:
-        events = events.filter(object_id=object_id)
-    if since is not None:
-        events = events.filter(at__gte=since)
-    if until is not None:
-        events = events.filter(at__lt=until)
-    return events.order_by("-at", "-id")
+    given = {
+        "project_id": project_id,
+        "actor": actor,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "at__gte": since,
+        "at__lt": until,
+    }
+    wanted = {lookup: value for lookup, value in given.items() if value is not None}
+    return AuditEvent.objects.filter(**wanted).order_by("-at", "-id")
 
 
 def audit_event_page(
